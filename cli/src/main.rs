@@ -1,0 +1,2 @@
+//! The `dmaspace` command.
+fn main() {}

@@ -1,0 +1,6 @@
+//! dmaspace
+#![no_std]
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
