@@ -1,0 +1,396 @@
+//! Mappers: the only way from host or P2P memory to addresses a device can
+//! use.
+//!
+//! A [`Mapper`] serves one client device `B`, either directly (no IOMMU,
+//! `dma-direct`) or through a software [`IommuDomain`]. One call,
+//! [`Mapper::map_bvec`], maps a whole request: the route of its P2P
+//! segments is chosen once, IOMMU-bound segments are linked into one
+//! contiguous IOVA range, and bus-address segments stay out of it.
+//!
+//! | segment | route | no IOMMU | IOMMU |
+//! |---|---|---|---|
+//! | host | — | `Via::Direct` (phys) | `Via::Iommu` (IOVA run) |
+//! | P2P | [`ViaSwitch`] | `Via::BusAddr` | `Via::BusAddr` (bypass) |
+//! | P2P | [`ViaHostBridge`] | `Via::Direct` (phys) | `Via::Iommu`, MMIO |
+//! | P2P | [`SameDevice`] | `DmaSeg::Local` | `DmaSeg::Local` |
+
+use core::fmt;
+
+use crate::addr::{DmaAddr, PhysAddr};
+use crate::brand::Brand;
+use crate::device::Device;
+use crate::dir::Direction;
+use crate::error::MapError;
+use crate::host::{CacheMaintenance, Coherent};
+use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, perm_bits};
+use crate::route::{P2pRoute, Route, SameDevice, ViaHostBridge, ViaSwitch};
+use crate::vec::{BvecSeg, DmaSeg, DmaVec, HostSeg, P2pSeg, SegBuf, Unsynced, Via};
+
+#[cfg(doc)]
+use crate::route::P2pRoute as _;
+
+/// Maps memory for device `B`. Holds the device mutably: one mapper (one
+/// domain) per device at a time.
+///
+/// `C` is the platform's cache maintenance, called for host segments only.
+pub struct Mapper<'d, B: Brand, C: CacheMaintenance = Coherent> {
+    device: &'d mut Device<B>,
+    iommu: Option<&'d DomainCore<'d>>,
+    cache: C,
+}
+
+/// What one segment of a request becomes; decided per request by the
+/// route, so the loop below does no classification.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Link into the IOVA run (`mmio`: P2P through the host bridge).
+    Link {
+        phys: PhysAddr,
+        len: u64,
+        mmio: bool,
+    },
+    /// Physical address as is (dma-direct).
+    Direct { phys: PhysAddr, len: u64 },
+    /// Bus address, IOMMU bypassed.
+    Bus { raw: u64, len: u64 },
+    /// Offset in the client's own BAR.
+    Local { bar: u8, offset: u64, len: u64 },
+}
+
+impl<'d, B: Brand> Mapper<'d, B, Coherent> {
+    /// A mapper for a device without an IOMMU (dma-direct): host memory is
+    /// used at its physical address.
+    ///
+    /// See the crate-level example.
+    pub fn direct(device: &'d mut Device<B>) -> Self {
+        Self {
+            device,
+            iommu: None,
+            cache: Coherent,
+        }
+    }
+
+    /// A mapper for a device attached to IOMMU domain `Dm`.
+    ///
+    /// See the crate-level example.
+    pub fn iommu<Dm: Brand>(device: &'d mut Device<B>, domain: &'d IommuDomain<'_, Dm>) -> Self {
+        Self {
+            device,
+            iommu: Some(domain.core()),
+            cache: Coherent,
+        }
+    }
+}
+
+impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
+    /// The same mapper with the platform's cache maintenance (non-coherent DMA).
+    ///
+    /// See `tests/map.rs` for a recording implementation.
+    pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, B, C2> {
+        Mapper {
+            device: self.device,
+            iommu: self.iommu,
+            cache,
+        }
+    }
+
+    /// The device this mapper serves.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn device(&self) -> &Device<B> {
+        self.device
+    }
+
+    /// Maps host pages for the device in direction `D`.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_bvec`].
+    ///
+    /// See the crate-level example.
+    pub fn map_pages<'a, D: Direction>(
+        &'a self,
+        pages: &[HostSeg<'a>],
+        out: SegBuf<'a, DmaSeg<B>>,
+    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
+        let host = self.host_step();
+        self.map_steps::<D>(pages.len(), pages.iter().map(|s| (host(s), Some(s))), out)
+    }
+
+    /// Maps one request of host and P2P segments for the device in
+    /// direction `D`. `route` says how provider `PB` reaches this device;
+    /// it is consulted once for the whole request.
+    ///
+    /// IOMMU-bound segments (host memory, and host-bridge P2P when the
+    /// device has an IOMMU) are linked into one contiguous IOVA range:
+    /// consecutive ones come out merged into one segment; a bus-address or
+    /// device-local segment ends the run. Order is kept.
+    ///
+    /// # Errors
+    /// - [`MapError::Unaligned`]: an IOMMU-bound segment other than the
+    ///   first starts inside a granule, or one other than the last ends
+    ///   inside one (the `dma_iova_link` rule; no silent fallback).
+    /// - [`MapError::EmptySegment`], [`MapError::Overflow`].
+    /// - [`MapError::IovaExhausted`]: the domain has no room.
+    /// - [`MapError::BeyondDmaMask`]: without an IOMMU, memory the device
+    ///   cannot address.
+    /// - [`MapError::OutOfCapacity`]: `out` is full.
+    ///
+    /// On error nothing stays mapped.
+    ///
+    /// See the crate-level example.
+    pub fn map_bvec<'a, D: Direction, PB: Brand>(
+        &'a self,
+        bvec: &[BvecSeg<'a, PB>],
+        route: &P2pRoute<'_, PB, B>,
+        out: SegBuf<'a, DmaSeg<B>>,
+    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
+        let host = self.host_step();
+        // The route is matched once; each arm runs the same loop with the
+        // P2P rule fixed.
+        match route {
+            P2pRoute::ViaSwitch(r) => {
+                self.map_mixed::<D, PB>(bvec, out, &host, |s| switch_step(r, s))
+            }
+            P2pRoute::ViaHostBridge(r) => {
+                let step = self.host_bridge_step(r);
+                self.map_mixed::<D, PB>(bvec, out, &host, step)
+            }
+            P2pRoute::SameDevice(r) => {
+                self.map_mixed::<D, PB>(bvec, out, &host, |s| local_step(r, s))
+            }
+        }
+    }
+
+    fn host_step(&self) -> impl Fn(&HostSeg<'_>) -> Step + use<'_, 'd, B, C> {
+        let iommu = self.iommu.is_some();
+        move |s| {
+            if iommu {
+                Step::Link {
+                    phys: s.phys(),
+                    len: s.len(),
+                    mmio: false,
+                }
+            } else {
+                Step::Direct {
+                    phys: s.phys(),
+                    len: s.len(),
+                }
+            }
+        }
+    }
+
+    fn host_bridge_step<PB: Brand>(
+        &self,
+        _route: &Route<'_, PB, B, ViaHostBridge>,
+    ) -> impl Fn(&P2pSeg<'_, PB>) -> Step + use<'_, 'd, B, C, PB> {
+        let iommu = self.iommu.is_some();
+        move |s| {
+            if iommu {
+                Step::Link {
+                    phys: s.phys(),
+                    len: s.len(),
+                    mmio: true,
+                }
+            } else {
+                Step::Direct {
+                    phys: s.phys(),
+                    len: s.len(),
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn map_mixed<'a, D: Direction, PB: Brand>(
+        &'a self,
+        bvec: &[BvecSeg<'a, PB>],
+        out: SegBuf<'a, DmaSeg<B>>,
+        host: &impl Fn(&HostSeg<'_>) -> Step,
+        p2p: impl Fn(&P2pSeg<'_, PB>) -> Step,
+    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
+        let steps = bvec.iter().map(|seg| match seg {
+            BvecSeg::Host(s) => (host(s), Some(s)),
+            BvecSeg::P2p(s) => (p2p(s), None),
+        });
+        self.map_steps::<D>(bvec.len(), steps, out)
+    }
+
+    /// The one mapping loop: validate and size the IOVA run, reserve it,
+    /// then link and emit. `host` is `Some` for host segments (cache sync).
+    fn map_steps<'a, 's, D: Direction>(
+        &'a self,
+        _count: usize,
+        steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)> + Clone,
+        mut out: SegBuf<'a, DmaSeg<B>>,
+    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
+        // Pass 1: check every segment and the link rule, size the IOVA run.
+        let mut iova_bytes: u64 = 0;
+        let mut links = 0usize;
+        let mut open_end = false;
+        for (index, (step, _)) in steps.clone().enumerate() {
+            let (start, len) = match step {
+                Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
+                Step::Bus { raw, len } => (raw, len),
+                Step::Local { offset, len, .. } => (offset, len),
+            };
+            if len == 0 {
+                return Err(MapError::EmptySegment { index });
+            }
+            let last = start
+                .checked_add(len - 1)
+                .ok_or(MapError::Overflow { start, len })?;
+            match step {
+                Step::Link { phys, len, .. } => {
+                    let lead = phys.offset_in(GRANULE);
+                    if open_end || (links > 0 && lead != 0) {
+                        return Err(MapError::Unaligned {
+                            index,
+                            granule: GRANULE,
+                        });
+                    }
+                    // The first link keeps its offset inside the granule.
+                    let add = if links == 0 { lead + len } else { len };
+                    iova_bytes = iova_bytes
+                        .checked_add(add)
+                        .ok_or(MapError::Overflow { start, len })?;
+                    open_end = (iova_bytes % GRANULE) != 0;
+                    links += 1;
+                }
+                Step::Direct { phys, .. } if last > self.device.dma_mask() => {
+                    return Err(MapError::BeyondDmaMask {
+                        index,
+                        last: phys + (len - 1),
+                        mask: self.device.dma_mask(),
+                    });
+                }
+                Step::Bus { .. } if last > self.device.dma_mask() => {
+                    return Err(MapError::BeyondDmaMask {
+                        index,
+                        last: PhysAddr::new(last),
+                        mask: self.device.dma_mask(),
+                    });
+                }
+                _ => {}
+            }
+        }
+
+        // Reserve the whole run at once (dma_iova_try_alloc).
+        let lease: Option<IovaLease<'a>> = match (self.iommu, links) {
+            (Some(core), 1..) => {
+                let granules = iova_bytes.div_ceil(GRANULE);
+                let lease = usize::try_from(granules)
+                    .ok()
+                    .and_then(|g| core.reserve(g))
+                    .ok_or(MapError::IovaExhausted { len: iova_bytes })?;
+                Some(lease)
+            }
+            _ => None,
+        };
+        let perm = perm_bits(D::DEVICE_PERM, false);
+
+        // Pass 2: link and emit. `run_open`: the last output segment is an
+        // IOVA run that the next link may extend.
+        let mut cursor: u64 = 0;
+        let mut run_open = false;
+        out.clear();
+        for (step, host) in steps {
+            if let Some(seg) = host {
+                self.cache.sync_for_device::<D>(seg);
+            }
+            match step {
+                Step::Link { phys, len, mmio } => {
+                    let Some(lease) = &lease else {
+                        unreachable!("links imply a lease");
+                    };
+                    let at = if cursor == 0 {
+                        phys.offset_in(GRANULE)
+                    } else {
+                        cursor
+                    };
+                    let first_granule = (at / GRANULE) as usize;
+                    let granules = ((phys.offset_in(GRANULE) + len).div_ceil(GRANULE)) as usize;
+                    let flags = perm
+                        | if mmio {
+                            perm_bits(crate::iommu::IommuPerm::empty(), true)
+                        } else {
+                            0
+                        };
+                    lease.write(first_granule, phys.align_down(GRANULE), granules, flags);
+                    cursor = at + len;
+                    if run_open {
+                        if let Some(DmaSeg::Wire { len: run_len, .. }) = out.last_mut() {
+                            *run_len += len;
+                            continue;
+                        }
+                    }
+                    out.push(DmaSeg::Wire {
+                        addr: DmaAddr::from_raw(lease.start().as_u64() + at),
+                        len,
+                        via: Via::Iommu,
+                    })?;
+                    run_open = true;
+                }
+                Step::Direct { phys, len } => {
+                    out.push(DmaSeg::Wire {
+                        addr: DmaAddr::from_raw(phys.as_u64()),
+                        len,
+                        via: Via::Direct,
+                    })?;
+                    run_open = false;
+                }
+                Step::Bus { raw, len } => {
+                    out.push(DmaSeg::Wire {
+                        addr: DmaAddr::from_raw(raw),
+                        len,
+                        via: Via::BusAddr,
+                    })?;
+                    run_open = false;
+                }
+                Step::Local { bar, offset, len } => {
+                    out.push(DmaSeg::Local {
+                        bar,
+                        // SAFETY: minted by a SameDevice route from memory of
+                        // the client's own BAR.
+                        offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
+                        len,
+                    })?;
+                    run_open = false;
+                }
+            }
+        }
+        Ok(DmaVec::from_parts(out, lease))
+    }
+}
+
+#[inline(always)]
+fn switch_step<PB: Brand, B: Brand>(
+    route: &Route<'_, PB, B, ViaSwitch>,
+    seg: &P2pSeg<'_, PB>,
+) -> Step {
+    Step::Bus {
+        raw: route.bus_addr(seg).as_u64(),
+        len: seg.len(),
+    }
+}
+
+#[inline(always)]
+fn local_step<PB: Brand, B: Brand>(
+    route: &Route<'_, PB, B, SameDevice>,
+    seg: &P2pSeg<'_, PB>,
+) -> Step {
+    Step::Local {
+        bar: route.bar(),
+        offset: route.bar_offset(seg).as_u64(),
+        len: seg.len(),
+    }
+}
+
+impl<B: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, B, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapper")
+            .field("device", &self.device)
+            .field("iommu", &self.iommu.is_some())
+            .finish()
+    }
+}

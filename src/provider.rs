@@ -1,0 +1,340 @@
+//! P2P providers: a BAR of a PCI device whose memory other devices may
+//! reach, with an allocator that hands out [`P2pAlloc`]s.
+
+use core::cell::Cell;
+use core::fmt;
+
+use crate::addr::{BarOffset, BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
+use crate::brand::{Brand, Claim};
+use crate::error::{BrandInUse, MapError};
+use crate::topology::Bdf;
+use crate::vec::P2pSeg;
+
+/// Bitmap words of the allocator: 64 * 64 = 4096 granules per provider.
+const WORDS: usize = 64;
+const GRANULES: u64 = (WORDS * 64) as u64;
+
+/// Why a provider could not be set up.
+///
+/// ```
+/// use dmaspace::provider::{Provider, ProviderError};
+/// use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+/// dmaspace::brand!(Cmb);
+/// // SAFETY: the example never allocates from it.
+/// let e = unsafe { Provider::<Cmb>::new(Bdf::new(0, 1, 0, 0), 2, PhysAddr::new(0x1000), BusAddr::new_unchecked(0x1000), 0) };
+/// assert!(matches!(e, Err(ProviderError::BadRange { .. })));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The brand is bound to another live object.
+    BrandInUse(BrandInUse),
+    /// The BAR range is empty or passes the top of the address space.
+    BadRange {
+        /// CPU start of the BAR.
+        start: PhysAddr,
+        /// Its size.
+        size: u64,
+    },
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderError::BrandInUse(e) => e.fmt(f),
+            ProviderError::BadRange { start, size } => {
+                write!(
+                    f,
+                    "P2P BAR at {start:?} of {size:#x} bytes is empty or wraps"
+                )
+            }
+        }
+    }
+}
+impl core::error::Error for ProviderError {}
+
+/// P2P memory: one BAR of one PCI device (`pci_p2pdma_add_resource`),
+/// named by brand `PB`.
+///
+/// ```
+/// use dmaspace::provider::Provider;
+/// use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+/// dmaspace::brand!(Cmb);
+/// // SAFETY: in this example the range is the BAR's, as read from its resource.
+/// let cmb = unsafe {
+///     Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)?
+/// };
+/// let a = cmb.alloc(8192)?;
+/// assert_eq!(a.seg().phys(), PhysAddr::new(0x4000_0000));
+/// assert_eq!(format!("{:?}", cmb.bus_offset()), "BusOffset(-0x40000000)");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Provider<PB: Brand> {
+    device: Bdf,
+    bar: u8,
+    cpu_start: PhysAddr,
+    size: u64,
+    bus_offset: BusOffset,
+    granule: u64,
+    used: [Cell<u64>; WORDS],
+    _claim: Claim<PB>,
+}
+
+impl<PB: Brand> Provider<PB> {
+    /// Publishes BAR `bar` of `device`, `[cpu_start, cpu_start + size)` for
+    /// the CPU and starting at `bus_start` on the bus, as P2P memory.
+    ///
+    /// # Safety
+    /// The range must be exactly that BAR's (from its resource and its BAR
+    /// register), the BAR must be memory the device serves as plain memory
+    /// (a CMB, a GPU aperture), and nothing else may use it while the
+    /// provider lives: devices will be given addresses computed from these
+    /// values.
+    ///
+    /// # Errors
+    /// [`ProviderError::BrandInUse`] if `PB` is bound already;
+    /// [`ProviderError::BadRange`] for an empty or wrapping range.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// dmaspace::brand!(Bar4);
+    /// // SAFETY: example values standing for a real BAR.
+    /// let p = unsafe { Provider::<Bar4>::new(Bdf::new(0, 5, 0, 0), 4, PhysAddr::new(0xe000_0000), BusAddr::new_unchecked(0xe000_0000), 1 << 24)? };
+    /// assert_eq!(p.size(), 1 << 24);
+    /// # Ok::<(), dmaspace::provider::ProviderError>(())
+    /// ```
+    pub unsafe fn new(
+        device: Bdf,
+        bar: u8,
+        cpu_start: PhysAddr,
+        bus_start: BusAddr,
+        size: u64,
+    ) -> Result<Self, ProviderError> {
+        if size == 0 || cpu_start.checked_add(size - 1).is_none() {
+            return Err(ProviderError::BadRange {
+                start: cpu_start,
+                size,
+            });
+        }
+        let claim = Claim::acquire().map_err(ProviderError::BrandInUse)?;
+        let granule = size.div_ceil(GRANULES).next_power_of_two().max(PAGE_SIZE);
+        Ok(Self {
+            device,
+            bar,
+            cpu_start,
+            size,
+            bus_offset: BusOffset::of_bar(cpu_start, bus_start),
+            granule,
+            used: [const { Cell::new(0) }; WORDS],
+            _claim: claim,
+        })
+    }
+
+    /// The device whose BAR this is.
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn device(&self) -> Bdf {
+        self.device
+    }
+
+    /// The BAR index.
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn bar(&self) -> u8 {
+        self.bar
+    }
+
+    /// Size of the BAR in bytes.
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// `bus - phys` for this BAR (the kernel's `p2pdma->bus_offset`).
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn bus_offset(&self) -> BusOffset {
+        self.bus_offset
+    }
+
+    pub(crate) fn cpu_start(&self) -> PhysAddr {
+        self.cpu_start
+    }
+
+    /// Allocates `len` bytes of P2P memory (`pci_alloc_p2pmem`), aligned to
+    /// the allocator's granule (at least a page). Freed when dropped.
+    ///
+    /// # Errors
+    /// [`MapError::ProviderExhausted`] if no free run is large enough,
+    /// [`MapError::EmptySegment`] for `len == 0`.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// # // SAFETY: example values.
+    /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };
+    /// let a = p.alloc(4096)?;
+    /// let b = p.alloc(4096)?;
+    /// assert!(p.alloc(1).is_err());
+    /// drop(a);
+    /// assert!(p.alloc(1).is_ok());
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn alloc(&self, len: u64) -> Result<P2pAlloc<'_, PB>, MapError> {
+        if len == 0 {
+            return Err(MapError::EmptySegment { index: 0 });
+        }
+        // Whole granules only: a partial tail granule is never handed out.
+        let total = (self.size / self.granule).min(GRANULES);
+        let want = len.div_ceil(self.granule);
+        let mut run = 0;
+        for g in 0..total {
+            if self.is_used(g) {
+                run = 0;
+                continue;
+            }
+            run += 1;
+            if run == want {
+                let first = g + 1 - want;
+                for i in first..=g {
+                    self.set_used(i, true);
+                }
+                return Ok(P2pAlloc {
+                    provider: self,
+                    first,
+                    count: want,
+                    len,
+                });
+            }
+        }
+        Err(MapError::ProviderExhausted { len })
+    }
+
+    fn is_used(&self, g: u64) -> bool {
+        self.used[(g / 64) as usize].get() & (1 << (g % 64)) != 0
+    }
+
+    fn set_used(&self, g: u64, used: bool) {
+        let w = &self.used[(g / 64) as usize];
+        let bit = 1u64 << (g % 64);
+        w.set(if used { w.get() | bit } else { w.get() & !bit });
+    }
+}
+
+impl<PB: Brand> fmt::Debug for Provider<PB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("brand", &PB::NAME)
+            .field("device", &self.device)
+            .field("bar", &self.bar)
+            .field("cpu_start", &self.cpu_start)
+            .field("size", &self.size)
+            .field("bus_offset", &self.bus_offset)
+            .finish()
+    }
+}
+
+/// An allocation of P2P memory from provider `PB`; freed when dropped,
+/// which cannot happen while a mapping of it lives.
+pub struct P2pAlloc<'p, PB: Brand> {
+    provider: &'p Provider<PB>,
+    first: u64,
+    count: u64,
+    len: u64,
+}
+
+impl<PB: Brand> P2pAlloc<'_, PB> {
+    /// CPU physical address of the first byte.
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn phys(&self) -> PhysAddr {
+        self.provider.cpu_start + self.first * self.provider.granule
+    }
+
+    /// Length in bytes, as asked for.
+    ///
+    /// See [`Provider::alloc`].
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always false: allocations are never empty.
+    ///
+    /// See [`Provider::alloc`].
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole allocation as a segment for a [`crate::vec::BvecP2p`]. P2P
+    /// memory may be mapped for several clients at once, so this borrows
+    /// shared.
+    ///
+    /// See [`Provider::new`].
+    #[must_use]
+    pub fn seg(&self) -> P2pSeg<'_, PB> {
+        P2pSeg::new(self.phys(), self.len)
+    }
+
+    /// `[offset, offset + len)` of the allocation as a segment.
+    ///
+    /// # Errors
+    /// [`MapError::OutOfBounds`] if the range is not inside the allocation.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// # // SAFETY: example values.
+    /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };
+    /// let a = p.alloc(4096)?;
+    /// assert_eq!(a.seg_range(512, 512)?.phys().as_u64(), 0x10_0200);
+    /// assert!(a.seg_range(4000, 512).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, MapError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(P2pSeg::new(self.phys() + offset, len)),
+            _ => Err(MapError::OutOfBounds {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+}
+
+impl<PB: Brand> Drop for P2pAlloc<'_, PB> {
+    fn drop(&mut self) {
+        for g in self.first..self.first + self.count {
+            self.provider.set_used(g, false);
+        }
+    }
+}
+
+impl<PB: Brand> fmt::Debug for P2pAlloc<'_, PB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "P2pAlloc<{}>({:?} + {:#x})",
+            PB::NAME,
+            self.phys(),
+            self.len
+        )
+    }
+}
+
+/// The BAR offset of `phys` inside provider memory (case (c)).
+pub(crate) fn bar_offset(cpu_start: PhysAddr, phys: PhysAddr) -> BarOffset {
+    // SAFETY: `phys` lies in a P2pSeg of this provider, so inside the BAR.
+    unsafe { BarOffset::new_unchecked(phys - cpu_start) }
+}

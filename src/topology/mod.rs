@@ -1,0 +1,3 @@
+//! PCI topology (placeholder until the topology branch lands).
+mod bdf;
+pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
