@@ -17,6 +17,7 @@ pub mod iommu;
 pub mod map;
 pub mod provider;
 pub mod route;
+pub mod swiotlb;
 pub mod topology;
 pub mod vec;
 

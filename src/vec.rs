@@ -219,14 +219,31 @@ impl<PB: Brand> fmt::Debug for BvecSeg<'_, PB> {
     }
 }
 
-impl<'m, PB: Brand> From<HostSeg<'m>> for BvecSeg<'m, PB> {
-    fn from(s: HostSeg<'m>) -> Self {
-        BvecSeg::Host(s)
+/// Memory that may join a request of provider `PB`: host segments and
+/// segments of `PB` itself, nothing else.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot join a request of P2P provider `{PB}`",
+    label = "memory of another provider",
+    note = "one request holds host memory and memory of ONE P2P provider (the block layer's rule); map the other provider's memory in a request of its own"
+)]
+pub trait SegOf<'m, PB: Brand> {
+    /// The segment as an element of a request.
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB>;
+}
+
+impl<'m, PB: Brand> SegOf<'m, PB> for HostSeg<'m> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        BvecSeg::Host(self)
     }
 }
-impl<'m, PB: Brand> From<P2pSeg<'m, PB>> for BvecSeg<'m, PB> {
-    fn from(s: P2pSeg<'m, PB>) -> Self {
-        BvecSeg::P2p(s)
+impl<'m, PB: Brand> SegOf<'m, PB> for P2pSeg<'m, PB> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        BvecSeg::P2p(self)
+    }
+}
+impl<'m, PB: Brand> SegOf<'m, PB> for BvecSeg<'m, PB> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        self
     }
 }
 
@@ -366,8 +383,8 @@ impl<'m, PB: Brand> BvecP2p<'m, PB> {
     /// bv.push(p.dma());
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
-    pub fn push(&mut self, seg: impl Into<BvecSeg<'m, PB>>) {
-        self.segs.push(seg.into());
+    pub fn push(&mut self, seg: impl SegOf<'m, PB>) {
+        self.segs.push(seg.into_bvec_seg());
     }
 
     /// Total bytes.

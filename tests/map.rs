@@ -15,7 +15,7 @@ use dmaspace::map::Mapper;
 use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, Route};
 use dmaspace::topology::Bdf;
-use dmaspace::vec::{BvecP2p, DmaSeg, HostSeg, SegBuf, Via};
+use dmaspace::vec::{BvecP2p, DmaSeg, HostSeg, SegBuf, SegOf, Via};
 use dmaspace::{BusAddr, Iova, PhysAddr, brand};
 
 fn iova(v: u64) -> Iova {
@@ -65,7 +65,7 @@ fn bus_offset_sign_through_the_switch_route() {
     // SAFETY: the test topology puts both under one switch.
     let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_via_switch(&p, &nic, 4) }.into();
     let m = Mapper::direct(&mut nic);
-    let bv = [seg.into()];
+    let bv = [seg.into_bvec_seg()];
     let v = m
         .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::with_capacity(1))
         .unwrap()
@@ -181,7 +181,7 @@ fn host_bridge_route_maps_like_mmio_through_the_iommu_and_direct_without() {
     let p = cmb::<Cmb>(NVME);
     let mut nic = Device::<Nic>::new(NIC, u64::MAX).unwrap();
     let a = p.alloc(0x1000).unwrap();
-    let bv = [a.seg().into()];
+    let bv = [a.seg().into_bvec_seg()];
     {
         let mut table = [Pte::EMPTY; 16];
         let dom = IommuDomain::<Dom>::new(iova(0x100_0000), &mut table).unwrap();
@@ -223,7 +223,7 @@ fn same_device_route_yields_bar_offsets() {
     let a = p.alloc(0x1000).unwrap();
     let route = Route::same_device(&p, &nvme).unwrap().into();
     let m = Mapper::direct(&mut nvme);
-    let bv = [a.seg_range(0x10, 0x20).unwrap().into()];
+    let bv = [a.seg_range(0x10, 0x20).unwrap().into_bvec_seg()];
     let v = m
         .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::with_capacity(1))
         .unwrap()
@@ -285,7 +285,7 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
     // SAFETY: test topology.
     let route = unsafe { Route::assume_via_switch(&p, &nic, 2) }.into();
     let m = Mapper::direct(&mut nic);
-    let bv = [a.seg().into()];
+    let bv = [a.seg().into_bvec_seg()];
     // Bus addresses wrap as in the kernel (offset applied modulo 2^64).
     let v = m
         .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::with_capacity(1))
@@ -310,7 +310,7 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
     // SAFETY: test topology.
     let route = unsafe { Route::assume_via_switch(&q, &nic2, 2) }.into();
     let m = Mapper::direct(&mut nic2);
-    let bv = [b.seg().into()];
+    let bv = [b.seg().into_bvec_seg()];
     let err = m
         .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::with_capacity(1))
         .unwrap_err();
@@ -392,7 +392,11 @@ fn caller_owned_output_never_allocates_and_reports_capacity() {
     let al = p.alloc(0x1000).unwrap();
     // SAFETY: test topology.
     let route = unsafe { Route::assume_via_switch(&p, m.device(), 2) }.into();
-    let bv = [a[0].dma().into(), al.seg().into(), b[0].dma().into()];
+    let bv = [
+        a[0].dma().into_bvec_seg(),
+        al.seg().into_bvec_seg(),
+        b[0].dma().into_bvec_seg(),
+    ];
     let mut slots = [MaybeUninit::uninit(); 2];
     let err = m
         .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::from_slice(&mut slots))
@@ -451,7 +455,11 @@ fn cache_maintenance_sees_host_segments_only() {
     let route = unsafe { Route::assume_via_host_bridge(&p, &nic, 6) }.into();
     let m = Mapper::direct(&mut nic).with_cache(&rec);
     let (x, y) = pages.split_at_mut(1);
-    let bv = [x[0].dma().into(), a.seg().into(), y[0].dma().into()];
+    let bv = [
+        x[0].dma().into_bvec_seg(),
+        a.seg().into_bvec_seg(),
+        y[0].dma().into_bvec_seg(),
+    ];
     let _v = m
         .map_bvec::<FromDevice, _>(&bv, &route, SegBuf::with_capacity(3))
         .unwrap();

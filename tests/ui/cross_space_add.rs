@@ -1,0 +1,9 @@
+//! Addresses of two spaces do not add.
+use dmaspace::{BusAddr, PhysAddr};
+
+fn main() {
+    let phys = PhysAddr::new(0x1000);
+    // SAFETY: not given to hardware.
+    let bus = unsafe { BusAddr::new_unchecked(0x1000) };
+    let _ = phys + bus;
+}
