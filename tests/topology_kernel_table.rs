@@ -3,39 +3,28 @@
 
 pub mod common;
 
+use MapType::{NotSupported as NS, ThruHostBridge as HB};
 use common::*;
 use dmaspace::topology::{AcsKnowledge, CpuInfo, CpuVendor, MapType, Policy};
 
-/// (row, fixture ACS variant, provider, client, plain (distance, map), zen (distance, map)).
-type Row = (&'static str, (bool, bool), &'static str, &'static str, (i32, MapType), (i32, MapType));
-
-use MapType::{BusAddr as BA, NotSupported as NS, ThruHostBridge as HB};
-
-pub const ROWS: &[Row] = &[
-    ("A->A", (false, false), A, A, (0, BA), (0, BA)),
-    ("A->B", (false, false), A, B, (4, BA), (4, BA)),
-    ("D0->D1", (false, false), D0, D1, (2, BA), (2, BA)),
-    ("A->C", (false, false), A, C, (-1, NS), (6, HB)),
-    ("E->F", (false, false), E, F, (-1, NS), (2, HB)),
-    ("A->E", (false, false), A, E, (-1, NS), (5, HB)),
-    ("A->RP1", (false, false), A, RP1, (3, BA), (3, BA)),
-    ("A->B, ACS on RP1", (true, false), A, B, (4, BA), (4, BA)),
-    ("A->RP1, ACS on RP1", (true, false), A, RP1, (-1, NS), (3, HB)),
-    ("D0->D1, ACS on RP3", (false, true), D0, D1, (-1, NS), (2, HB)),
-    ("RP1->RP1, ACS on RP1", (true, false), RP1, RP1, (-1, NS), (0, HB)),
-    ("D0->D0, ACS on RP3", (false, true), D0, D0, (0, BA), (0, BA)),
-];
-
 #[test]
 fn every_row_plain_and_zen() {
-    for &(name, (rp1, rp3), p, c, plain, zen) in ROWS {
+    for &(name, (rp1, rp3), p, c, plain, zen) in KERNEL_TABLE {
         for (cpu, want) in [(PLAIN_CPU, plain), (ZEN_CPU, zen)] {
             let topo = build(&q35("row", cpu, rp1, rp3));
-            let v = topo.verdict(bdf(p), bdf(c), &Policy::default()).expect("verdict");
-            assert_eq!((v.kernel_distance(), v.map_type), want, "{name} cpu {cpu:?}");
+            let v = topo
+                .verdict(bdf(p), bdf(c), &Policy::default())
+                .expect("verdict");
+            assert_eq!(
+                (v.kernel_distance(), v.map_type),
+                want,
+                "{name} cpu {cpu:?}"
+            );
             assert_eq!(v.acs, AcsKnowledge::Known, "{name}");
             // Both allowlists agree on q35 (8086:29c0 is on neither).
-            let old = topo.verdict(bdf(p), bdf(c), &Policy::linux_6_12()).expect("verdict");
+            let old = topo
+                .verdict(bdf(p), bdf(c), &Policy::linux_6_12())
+                .expect("verdict");
             assert_eq!(old.map_type, v.map_type, "{name}");
         }
     }
@@ -51,9 +40,14 @@ fn policy_cpu_overrides_topology_cpu() {
     for cpu in [
         CpuInfo::x86(CpuVendor::Amd, 0x16),
         CpuInfo::x86(CpuVendor::Hygon, 0x18),
-        CpuInfo { x86: false, ..CpuInfo::amd_zen() },
+        CpuInfo {
+            x86: false,
+            ..CpuInfo::amd_zen()
+        },
     ] {
-        let v = topo.verdict(bdf(A), bdf(C), &Policy::default().with_cpu(cpu)).expect("verdict");
+        let v = topo
+            .verdict(bdf(A), bdf(C), &Policy::default().with_cpu(cpu))
+            .expect("verdict");
         assert_eq!(v.map_type, NS, "{cpu:?}");
     }
 }
@@ -61,13 +55,19 @@ fn policy_cpu_overrides_topology_cpu() {
 #[test]
 fn verdict_details() {
     let topo = build(&q35("row", PLAIN_CPU, true, false));
-    let v = topo.verdict(bdf(A), bdf(RP1), &Policy::default()).expect("verdict");
+    let v = topo
+        .verdict(bdf(A), bdf(RP1), &Policy::default())
+        .expect("verdict");
     assert_eq!(v.common_upstream, Some(bdf(RP1)));
     assert_eq!(v.acs_redirect, Some(bdf(RP1)));
-    let v = topo.verdict(bdf(A), bdf(B), &Policy::default()).expect("verdict");
+    let v = topo
+        .verdict(bdf(A), bdf(B), &Policy::default())
+        .expect("verdict");
     assert_eq!(v.common_upstream, Some(bdf("0000:01:00.0")));
     assert_eq!(v.acs_redirect, None);
-    let v = topo.verdict(bdf(A), bdf(C), &Policy::default()).expect("verdict");
+    let v = topo
+        .verdict(bdf(A), bdf(C), &Policy::default())
+        .expect("verdict");
     assert_eq!(v.common_upstream, None);
     assert_eq!(v.distance, 6);
     assert_eq!(v.generation, topo.generation());
@@ -79,12 +79,19 @@ fn client_side_acs_below_common_counts() {
     // the host bridge; on DSP1 (provider side) too.
     for dsp in ["0000:02:00.0", "0000:02:01.0"] {
         let mut topo = build(&q35("row", PLAIN_CPU, false, false));
-        topo.set_acs(bdf(dsp), dmaspace::topology::AcsState::Control(dmaspace::topology::AcsCtrl::EC))
-            .expect("set");
-        let v = topo.verdict(bdf(A), bdf(B), &Policy::default()).expect("verdict");
+        topo.set_acs(
+            bdf(dsp),
+            dmaspace::topology::AcsState::Control(dmaspace::topology::AcsCtrl::EC),
+        )
+        .expect("set");
+        let v = topo
+            .verdict(bdf(A), bdf(B), &Policy::default())
+            .expect("verdict");
         assert_eq!((v.kernel_distance(), v.map_type), (-1, NS), "{dsp}");
         assert_eq!(v.acs_redirect, Some(bdf(dsp)));
-        let v = topo.verdict(bdf(B), bdf(A), &Policy::default()).expect("verdict");
+        let v = topo
+            .verdict(bdf(B), bdf(A), &Policy::default())
+            .expect("verdict");
         assert_eq!(v.map_type, NS, "{dsp} reversed");
     }
 }
@@ -93,21 +100,53 @@ fn client_side_acs_below_common_counts() {
 fn distance_many_and_find_closest() {
     let topo = build(&q35("row", PLAIN_CPU, false, false));
     let p = Policy::default();
-    assert_eq!(topo.distance_many(bdf(A), &[], &p).expect("dm").kernel_distance(), -1);
-    assert_eq!(topo.distance_many(bdf(A), &[bdf(A), bdf(B)], &p).expect("dm").distance, Some(4));
-    assert_eq!(topo.distance_many(bdf(A), &[bdf(B), bdf(C)], &p).expect("dm").distance, None);
+    assert_eq!(
+        topo.distance_many(bdf(A), &[], &p)
+            .expect("dm")
+            .kernel_distance(),
+        -1
+    );
+    assert_eq!(
+        topo.distance_many(bdf(A), &[bdf(A), bdf(B)], &p)
+            .expect("dm")
+            .distance,
+        Some(4)
+    );
+    assert_eq!(
+        topo.distance_many(bdf(A), &[bdf(B), bdf(C)], &p)
+            .expect("dm")
+            .distance,
+        None
+    );
     let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
-    assert_eq!(topo.distance_many(bdf(A), &[bdf(B), bdf(C)], &zen).expect("dm").distance, Some(10));
+    assert_eq!(
+        topo.distance_many(bdf(A), &[bdf(B), bdf(C)], &zen)
+            .expect("dm")
+            .distance,
+        Some(10)
+    );
 
     // Providers A, B, C for clients [B]: B itself wins (0).
-    let c = topo.find_closest(&[bdf(C), bdf(A), bdf(B)], &[bdf(B)], &p).expect("fc").expect("some");
+    let c = topo
+        .find_closest(&[bdf(C), bdf(A), bdf(B)], &[bdf(B)], &p)
+        .expect("fc")
+        .expect("some");
     assert_eq!((c.provider, c.distance, c.tied), (bdf(B), 0, 1));
     // Clients [A, B]: A and B tie at 4; lowest BDF (A) is chosen.
-    let c = topo.find_closest(&[bdf(B), bdf(A), bdf(C)], &[bdf(A), bdf(B)], &p).expect("fc").expect("some");
+    let c = topo
+        .find_closest(&[bdf(B), bdf(A), bdf(C)], &[bdf(A), bdf(B)], &p)
+        .expect("fc")
+        .expect("some");
     assert_eq!((c.provider, c.distance, c.tied), (bdf(A), 4, 2));
     // Only unsupported providers: none.
-    assert_eq!(topo.find_closest(&[bdf(C)], &[bdf(A)], &p).expect("fc"), None);
+    assert_eq!(
+        topo.find_closest(&[bdf(C)], &[bdf(A)], &p).expect("fc"),
+        None
+    );
     assert_eq!(topo.find_closest(&[bdf(A)], &[], &p).expect("fc"), None);
     // Unknown function: an error, not a silent -1.
-    assert!(topo.find_closest(&[bdf("0000:77:00.0")], &[bdf(A)], &p).is_err());
+    assert!(
+        topo.find_closest(&[bdf("0000:77:00.0")], &[bdf(A)], &p)
+            .is_err()
+    );
 }

@@ -261,7 +261,12 @@ impl Topology {
     }
 
     /// `host_bridge_whitelist()`.
-    fn hb_whitelist(&self, provider: Bdf, client: Bdf, policy: &Policy) -> Result<Tri, TopologyError> {
+    fn hb_whitelist(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+    ) -> Result<Tri, TopologyError> {
         let ha = self.hb_of(provider)?;
         let hb = self.hb_of(client)?;
         if ha == hb {
@@ -312,7 +317,12 @@ impl Topology {
     /// assert_eq!(v.common_upstream, Some(rp));
     /// # Ok::<(), dmaspace::topology::TopologyError>(())
     /// ```
-    pub fn verdict(&self, provider: Bdf, client: Bdf, policy: &Policy) -> Result<Verdict, TopologyError> {
+    pub fn verdict(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+    ) -> Result<Verdict, TopologyError> {
         let pchain = self.chain(provider)?;
         let cchain = self.chain(client)?;
         let mut redirect: Option<Bdf> = None;
@@ -411,7 +421,12 @@ impl Topology {
     /// assert_eq!(d.distance, Some(2));
     /// # Ok::<(), dmaspace::topology::TopologyError>(())
     /// ```
-    pub fn distance_many(&self, provider: Bdf, clients: &[Bdf], policy: &Policy) -> Result<DistanceMany, TopologyError> {
+    pub fn distance_many(
+        &self,
+        provider: Bdf,
+        clients: &[Bdf],
+        policy: &Policy,
+    ) -> Result<DistanceMany, TopologyError> {
         let mut out = DistanceMany {
             distance: None,
             acs: AcsKnowledge::Known,
@@ -455,7 +470,12 @@ impl Topology {
     /// assert_eq!(best.map(|c| c.provider), Some(d0));
     /// # Ok::<(), dmaspace::topology::TopologyError>(())
     /// ```
-    pub fn find_closest(&self, providers: &[Bdf], clients: &[Bdf], policy: &Policy) -> Result<Option<Closest>, TopologyError> {
+    pub fn find_closest(
+        &self,
+        providers: &[Bdf],
+        clients: &[Bdf],
+        policy: &Policy,
+    ) -> Result<Option<Closest>, TopologyError> {
         let mut sorted: Vec<Bdf> = providers.to_vec();
         sorted.sort_unstable();
         sorted.dedup();

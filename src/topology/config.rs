@@ -69,7 +69,10 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TooShort(n) => write!(f, "config space is {n} bytes, shorter than the 64-byte header"),
+            Self::TooShort(n) => write!(
+                f,
+                "config space is {n} bytes, shorter than the 64-byte header"
+            ),
             Self::CapabilityLoop => f.write_str("capability list loops (more than 48 entries)"),
             Self::ExtCapabilityLoop => {
                 f.write_str("extended capability list loops (more than 480 entries)")

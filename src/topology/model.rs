@@ -551,14 +551,23 @@ impl fmt::Display for TopologyError {
             Self::UnknownFunction(b) => write!(f, "no PCI function {b} in the topology"),
             Self::DuplicateFunction(b) => write!(f, "PCI function {b} given twice"),
             Self::MissingParent { child, parent } => {
-                write!(f, "{child} sits below {parent}, which is not in the topology")
+                write!(
+                    f,
+                    "{child} sits below {parent}, which is not in the topology"
+                )
             }
             Self::BadPhysfn { vf, pf } => {
-                write!(f, "{vf} names {pf} as its PF, which is missing or itself a VF")
+                write!(
+                    f,
+                    "{vf} names {pf} as its PF, which is missing or itself a VF"
+                )
             }
             Self::Cycle(b) => write!(f, "the upstream bridges of {b} form a cycle"),
             Self::MissingVmdFunction(b) => {
-                write!(f, "a host bridge sits below {b}, which is not in the topology")
+                write!(
+                    f,
+                    "a host bridge sits below {b}, which is not in the topology"
+                )
             }
         }
     }

@@ -4,16 +4,88 @@
 //! Regenerate the committed fixtures with
 //! `DMASPACE_REGEN_FIXTURES=1 cargo test --test topology_fixtures`.
 
-#![expect(missing_docs, reason = "test helpers, documented by the module comment")]
+#![expect(
+    missing_docs,
+    reason = "test helpers, documented by the module comment"
+)]
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use dmaspace::topology::{
-    AcsCtrl, AcsState, Bdf, CpuInfo, CpuVendor, HostBridgeId, PciFunction, PciePortType,
+    AcsCtrl, AcsState, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType, PciFunction, PciePortType,
     Topology,
 };
+
+/// A row of the brief's real-kernel table: (row, ACS redirect on (RP1, RP3), provider,
+/// client, plain CPU (distance, map), AMD Zen (distance, map)).
+pub type Row = (
+    &'static str,
+    (bool, bool),
+    &'static str,
+    &'static str,
+    (i32, MapType),
+    (i32, MapType),
+);
+
+use MapType::{BusAddr as BA, NotSupported as NS, ThruHostBridge as HB};
+
+/// The brief's table (Linux 6.12.117 in QEMU q35).
+pub const KERNEL_TABLE: &[Row] = &[
+    ("A->A", (false, false), A, A, (0, BA), (0, BA)),
+    ("A->B", (false, false), A, B, (4, BA), (4, BA)),
+    ("D0->D1", (false, false), D0, D1, (2, BA), (2, BA)),
+    ("A->C", (false, false), A, C, (-1, NS), (6, HB)),
+    ("E->F", (false, false), E, F, (-1, NS), (2, HB)),
+    ("A->E", (false, false), A, E, (-1, NS), (5, HB)),
+    ("A->RP1", (false, false), A, RP1, (3, BA), (3, BA)),
+    ("A->B, ACS on RP1", (true, false), A, B, (4, BA), (4, BA)),
+    (
+        "A->RP1, ACS on RP1",
+        (true, false),
+        A,
+        RP1,
+        (-1, NS),
+        (3, HB),
+    ),
+    (
+        "D0->D1, ACS on RP3",
+        (false, true),
+        D0,
+        D1,
+        (-1, NS),
+        (2, HB),
+    ),
+    (
+        "RP1->RP1, ACS on RP1",
+        (true, false),
+        RP1,
+        RP1,
+        (-1, NS),
+        (0, HB),
+    ),
+    (
+        "D0->D0, ACS on RP3",
+        (false, true),
+        D0,
+        D0,
+        (0, BA),
+        (0, BA),
+    ),
+];
+
+/// The committed fixture holding a table row's ACS setting and CPU.
+pub fn q35_fixture_name(acs: (bool, bool), zen: bool) -> &'static str {
+    match (acs, zen) {
+        ((false, false), false) => "q35",
+        ((false, false), true) => "q35-zen",
+        ((true, false), false) => "q35-acs-rp1",
+        ((true, false), true) => "q35-acs-rp1-zen",
+        (_, false) => "q35-acs-rp3",
+        (_, true) => "q35-acs-rp3-zen",
+    }
+}
 
 /// One function of a declarative tree.
 #[derive(Clone, Debug)]
@@ -92,7 +164,12 @@ pub const PLAIN_CPU: Option<(&str, u32)> = Some(("GenuineIntel", 6));
 pub const ZEN_CPU: Option<(&str, u32)> = Some(("AuthenticAMD", 0x17));
 
 /// The brief's QEMU q35 tree. `acs_rp1`/`acs_rp3`: set ACS redirect (SV|RR|CR|UF).
-pub fn q35(name: &'static str, cpu: Option<(&'static str, u32)>, acs_rp1: bool, acs_rp3: bool) -> Spec {
+pub fn q35(
+    name: &'static str,
+    cpu: Option<(&'static str, u32)>,
+    acs_rp1: bool,
+    acs_rp3: bool,
+) -> Spec {
     let redirect = 0x001d;
     let rp_acs = |on: bool| if on { redirect } else { 0 };
     Spec {
@@ -145,7 +222,9 @@ pub fn two_hosts(name: &'static str, hb_dev: (u16, u16), cpu: Option<(&'static s
             node("0000:01:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("0000:00:01.0"),
             node("0000:02:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("0000:00:02.0"),
             node("0000:80:00.0", hb_dev.0, hb_dev.1, 0x060000, None).hb("pci0000:80"),
-            node("0000:80:01.0", 0x8086, 0x3c02, 0x060400, Some(RP)).acs(0).hb("pci0000:80"),
+            node("0000:80:01.0", 0x8086, 0x3c02, 0x060400, Some(RP))
+                .acs(0)
+                .hb("pci0000:80"),
             node("0000:81:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("0000:80:01.0"),
         ],
     }
@@ -181,8 +260,12 @@ pub fn sriov(name: &'static str) -> Spec {
             node("0000:00:02.0", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(0),
             node("0000:00:03.0", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(0),
             node("0000:01:00.0", 0x15b3, 0x101d, 0x020000, Some(EP)).under("0000:00:02.0"),
-            node("0000:01:00.1", 0x15b3, 0x101e, 0x020000, Some(EP)).under("0000:00:02.0").vf_of("0000:01:00.0"),
-            node("0000:01:00.2", 0x15b3, 0x101e, 0x020000, Some(EP)).under("0000:00:02.0").vf_of("0000:01:00.0"),
+            node("0000:01:00.1", 0x15b3, 0x101e, 0x020000, Some(EP))
+                .under("0000:00:02.0")
+                .vf_of("0000:01:00.0"),
+            node("0000:01:00.2", 0x15b3, 0x101e, 0x020000, Some(EP))
+                .under("0000:00:02.0")
+                .vf_of("0000:01:00.0"),
             node("0000:02:00.0", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:00:03.0"),
         ],
     }
@@ -200,8 +283,12 @@ pub fn vmd(name: &'static str) -> Spec {
             node("0000:00:01.0", 0x8086, 0x347a, 0x060400, Some(RP)).acs(0),
             node("0000:01:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("0000:00:01.0"),
             node("0000:00:0e.0", 0x8086, 0x28c0, 0x010400, Some(RCIEP)),
-            node("10000:00:02.0", 0x8086, 0x347a, 0x060400, Some(RP)).acs(0).hb("pci10000:00"),
-            node("10000:00:03.0", 0x8086, 0x347b, 0x060400, Some(RP)).acs(0).hb("pci10000:00"),
+            node("10000:00:02.0", 0x8086, 0x347a, 0x060400, Some(RP))
+                .acs(0)
+                .hb("pci10000:00"),
+            node("10000:00:03.0", 0x8086, 0x347b, 0x060400, Some(RP))
+                .acs(0)
+                .hb("pci10000:00"),
             node("10000:01:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("10000:00:02.0"),
             node("10000:02:00.0", 0x144d, 0xa808, 0x010802, Some(EP)).under("10000:00:03.0"),
         ],
@@ -260,7 +347,7 @@ pub fn build(spec: &Spec) -> Topology {
         if let Some(c) = n.acs {
             f = f.with_acs(AcsState::Control(AcsCtrl::from_bits_retain(c)));
         }
-        if spec.truncated {
+        if spec.truncated && n.port.is_some() {
             f = f
                 .with_acs(AcsState::Unknown)
                 .with_pcie(dmaspace::topology::PcieKind::Unknown);
@@ -327,7 +414,12 @@ fn dev_path(spec: &Spec, n: &Node) -> PathBuf {
         });
         match up {
             Some(p) => {
-                let pn = spec.nodes.iter().find(|m| m.bdf == p).expect("parent in spec").clone();
+                let pn = spec
+                    .nodes
+                    .iter()
+                    .find(|m| m.bdf == p)
+                    .expect("parent in spec")
+                    .clone();
                 parts.push(p.to_string());
                 cur = pn;
             }
@@ -335,7 +427,12 @@ fn dev_path(spec: &Spec, n: &Node) -> PathBuf {
                 parts.push(cur.hb.to_string());
                 match spec.nested.iter().find(|(hb, _)| *hb == cur.hb) {
                     Some((_, below)) => {
-                        let pn = spec.nodes.iter().find(|m| m.bdf == *below).expect("vmd fn").clone();
+                        let pn = spec
+                            .nodes
+                            .iter()
+                            .find(|m| m.bdf == *below)
+                            .expect("vmd fn")
+                            .clone();
                         parts.push(below.to_string());
                         cur = pn;
                     }
@@ -380,7 +477,10 @@ pub fn write_tree(spec: &Spec, root: &Path) -> io::Result<()> {
             "processor\t: 0\nvendor_id\t: {v}\ncpu family\t: {fam}\nmodel\t\t: 1\nmodel name\t: synthetic\n\n\
              processor\t: 1\nvendor_id\t: {v}\ncpu family\t: {fam}\nmodel\t\t: 1\nmodel name\t: synthetic\n\n"
         ),
-        None => "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n\n".to_string(),
+        None => {
+            "processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n\n"
+                .to_string()
+        }
     };
     fs::write(root.join("proc/cpuinfo"), cpuinfo)?;
     Ok(())
