@@ -488,7 +488,14 @@ pub fn write_tree(spec: &Spec, root: &Path) -> io::Result<()> {
 
 /// Where the committed fixtures live.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthetic")
+    // The root package and the `cli` member both include this module.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let direct = here.join("tests/fixtures/synthetic");
+    if direct.is_dir() || here.join("src/lib.rs").is_file() {
+        direct
+    } else {
+        here.join("../tests/fixtures/synthetic")
+    }
 }
 
 /// The `root` of a committed fixture.
