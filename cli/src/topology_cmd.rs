@@ -196,8 +196,8 @@ fn table_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: 
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "  {:>3}  {:<13} {:<9}  {:<6}  {:<15}  {:<7}  {:<13}  {}",
-        "#", "BDF", "ID", "class", "type", "ACS", "upstream", "host bridge"
+        "  {:>3}  {:<13} {:<9}  {:<6}  {:<15}  {:<7}  {:<13}  host bridge",
+        "#", "BDF", "ID", "class", "type", "ACS", "upstream"
     );
     for (i, f) in fns.iter().enumerate() {
         let up = topo
