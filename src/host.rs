@@ -5,9 +5,9 @@
 //! exclusively, so the borrow checker keeps the CPU away from the buffer
 //! for as long as any mapping of it lives.
 
-use core::marker::PhantomData;
-
-use crate::addr::{PAGE_SIZE, PhysAddr};
+#[cfg(feature = "alloc")]
+use crate::addr::PAGE_SIZE;
+use crate::addr::PhysAddr;
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::vec::HostSeg;
@@ -224,7 +224,6 @@ impl CacheMaintenance for Coherent {
 pub struct SimulatedRam {
     bytes: alloc::vec::Vec<u8>,
     base: PhysAddr,
-    _not_sync: PhantomData<core::cell::Cell<()>>,
 }
 
 #[cfg(feature = "alloc")]
@@ -255,7 +254,6 @@ impl SimulatedRam {
         Self {
             bytes: alloc::vec![0; len],
             base,
-            _not_sync: PhantomData,
         }
     }
 

@@ -23,4 +23,6 @@ pub mod vec;
 
 pub use addr::{BarOffset, BusAddr, BusOffset, DmaAddr, Iova, PAGE_SIZE, Pfn, PhysAddr};
 pub use brand::{Brand, Claim};
-pub use vec::{BvecP2p, DmaVec, PfnVec};
+pub use vec::DmaVec;
+#[cfg(feature = "alloc")]
+pub use vec::{BvecP2p, PfnVec};

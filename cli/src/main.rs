@@ -1,2 +1,40 @@
 //! The `dmaspace` command.
-fn main() {}
+//!
+//! `dmaspace topology [--sysfs ROOT] [--allowlist linux-6.12|current] [--format table|json|dot]`
+//! prints the P2PDMA verdict of every ordered pair of PCI functions found under ROOT.
+//! Exit status: 0 on success, 2 on bad input (one line on stderr).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod topology_cmd;
+
+/// DMA address spaces and the Linux P2PDMA rules.
+#[derive(Debug, Parser)]
+#[command(name = "dmaspace", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands. Add a variant and a module to add one.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the P2PDMA verdict (map type, distance) of every pair of PCI functions.
+    Topology(topology_cmd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Topology(args) => topology_cmd::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dmaspace: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

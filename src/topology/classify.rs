@@ -1,0 +1,501 @@
+//! `calc_map_type_and_dist()`, `pci_p2pdma_distance_many()` and
+//! `pci_p2pmem_find_many()`, rule by rule.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::allowlist::{AllowFlags, Policy};
+use super::bdf::{Bdf, HostBridgeId};
+use super::model::{Topology, TopologyError};
+
+/// How a provider's memory reaches a client: the kernel's `enum pci_p2pdma_map_type`
+/// (less `UNKNOWN`, which is the kernel's "not computed yet", and `NONE`, host memory).
+///
+/// ```
+/// use dmaspace::topology::MapType;
+/// assert_eq!(MapType::BusAddr.as_str(), "bus_addr");
+/// assert_eq!(MapType::ThruHostBridge.to_string(), "thru_host_bridge");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MapType {
+    /// `PCI_P2PDMA_MAP_BUS_ADDR`: through a switch, with PCI bus addresses.
+    BusAddr,
+    /// `PCI_P2PDMA_MAP_THRU_HOST_BRIDGE`: up through the root complex, mapped as MMIO.
+    ThruHostBridge,
+    /// `PCI_P2PDMA_MAP_NOT_SUPPORTED`.
+    NotSupported,
+}
+
+impl MapType {
+    /// `bus_addr`, `thru_host_bridge` or `not_supported`.
+    ///
+    /// ```
+    /// use dmaspace::topology::MapType;
+    /// assert_eq!(MapType::NotSupported.as_str(), "not_supported");
+    /// ```
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::BusAddr => "bus_addr",
+            Self::ThruHostBridge => "thru_host_bridge",
+            Self::NotSupported => "not_supported",
+        }
+    }
+}
+
+impl fmt::Display for MapType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether every config-space fact the verdict depends on could be read.
+///
+/// ```
+/// use dmaspace::topology::AcsKnowledge;
+/// assert_eq!(AcsKnowledge::Unknown.as_str(), "unknown");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AcsKnowledge {
+    /// The verdict is the kernel's.
+    Known,
+    /// Some fact the kernel would read was not readable (see [`Verdict`]).
+    Unknown,
+}
+
+impl AcsKnowledge {
+    /// `known` or `unknown`.
+    ///
+    /// ```
+    /// use dmaspace::topology::AcsKnowledge;
+    /// assert_eq!(AcsKnowledge::Known.as_str(), "known");
+    /// ```
+    #[must_use]
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Known => "known",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// The answer for one (provider, client) pair of one topology snapshot.
+///
+/// With [`AcsKnowledge::Known`], `map_type` and `distance` are exactly what Linux's
+/// `calc_map_type_and_dist()` computes.
+///
+/// With [`AcsKnowledge::Unknown`] the kernel's answer cannot be known: a node on the
+/// path whose ACS the kernel would read is [`AcsState::Unknown`](super::AcsState::Unknown)
+/// and no other node already redirects, or the host-bridge allowlist decision hangs on a
+/// root-bus function whose PCIe capability was unreadable. Then `map_type` is always
+/// [`MapType::NotSupported`] (so [`kernel_distance`](Self::kernel_distance) is -1 and no
+/// route can be minted from it), `distance` still holds the hop count, and `unknown_at`
+/// names the function whose config space was missing. A verdict never claims
+/// [`MapType::BusAddr`] on unknown ACS. An unknown ACS that cannot change the answer
+/// (no common upstream bridge; or a known redirect elsewhere on the path) leaves the
+/// verdict `Known`.
+///
+/// ```
+/// use dmaspace::topology::{Bdf, MapType, PciFunction, Policy, Topology};
+/// let a = Bdf::new(0, 0, 3, 0);
+/// let topo = Topology::builder().function(PciFunction::new(a, 0x1b36, 0x10)).build()?;
+/// let v = topo.verdict(a, a, &Policy::default())?;
+/// assert_eq!((v.map_type, v.distance, v.kernel_distance()), (MapType::BusAddr, 0, 0));
+/// # Ok::<(), dmaspace::topology::TopologyError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// The provider (whose memory is used).
+    pub provider: Bdf,
+    /// The client (which does the DMA).
+    pub client: Bdf,
+    /// Generation of the topology it was computed on.
+    pub generation: u64,
+    /// The map type.
+    pub map_type: MapType,
+    /// Hops as the kernel counts them: from each side to the common upstream bridge,
+    /// summed; with none, the lengths of both upstream chains, summed.
+    pub distance: u32,
+    /// Whether the answer is the kernel's for sure.
+    pub acs: AcsKnowledge,
+    /// The common upstream bridge (the provider itself, for a same-device pair).
+    pub common_upstream: Option<Bdf>,
+    /// The first node with ACS redirect, in the kernel's order (provider side up to and
+    /// including the common upstream bridge, then client side below it).
+    pub acs_redirect: Option<Bdf>,
+    /// The function whose unreadable config space made the verdict unknown.
+    pub unknown_at: Option<Bdf>,
+}
+
+impl Verdict {
+    /// What `pci_p2pdma_distance()` returns: -1 iff not supported, else the distance.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+    /// let (e, f) = (Bdf::new(0, 0, 3, 0), Bdf::new(0, 0, 4, 0));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(e, 0x1b36, 0x10))
+    ///     .function(PciFunction::new(f, 0x1b36, 0x10))
+    ///     .build()?;
+    /// assert_eq!(topo.verdict(e, f, &Policy::default())?.kernel_distance(), -1);
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    #[must_use]
+    pub fn kernel_distance(&self) -> i32 {
+        match self.map_type {
+            MapType::NotSupported => -1,
+            _ => i32::try_from(self.distance).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// Whether the route goes through a switch with bus addresses.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+    /// let a = Bdf::new(0, 0, 3, 0);
+    /// let topo = Topology::builder().function(PciFunction::new(a, 1, 1)).build()?;
+    /// assert!(topo.verdict(a, a, &Policy::default())?.is_bus_addr());
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    #[must_use]
+    pub const fn is_bus_addr(&self) -> bool {
+        matches!(self.map_type, MapType::BusAddr)
+    }
+}
+
+/// The result of [`Topology::distance_many`].
+///
+/// ```
+/// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+/// let a = Bdf::new(0, 0, 3, 0);
+/// let topo = Topology::builder().function(PciFunction::new(a, 1, 1)).build()?;
+/// let d = topo.distance_many(a, &[], &Policy::default())?;
+/// assert_eq!(d.kernel_distance(), -1);
+/// # Ok::<(), dmaspace::topology::TopologyError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DistanceMany {
+    /// The summed distance; `None` where the kernel returns -1.
+    pub distance: Option<u32>,
+    /// `Unknown` if any client's verdict was.
+    pub acs: AcsKnowledge,
+}
+
+impl DistanceMany {
+    /// What `pci_p2pdma_distance_many()` returns.
+    ///
+    /// ```
+    /// use dmaspace::topology::{AcsKnowledge, DistanceMany};
+    /// let d = DistanceMany { distance: Some(4), acs: AcsKnowledge::Known };
+    /// assert_eq!(d.kernel_distance(), 4);
+    /// ```
+    #[must_use]
+    pub fn kernel_distance(&self) -> i32 {
+        match self.distance {
+            None => -1,
+            Some(d) => i32::try_from(d).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// The result of [`Topology::find_closest`].
+///
+/// ```
+/// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+/// let a = Bdf::new(0, 0, 3, 0);
+/// let topo = Topology::builder().function(PciFunction::new(a, 1, 1)).build()?;
+/// let c = topo.find_closest(&[a], &[a], &Policy::default())?;
+/// assert_eq!(c.map(|c| (c.provider, c.distance, c.tied)), Some((a, 0, 1)));
+/// # Ok::<(), dmaspace::topology::TopologyError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Closest {
+    /// The provider chosen.
+    pub provider: Bdf,
+    /// Its summed distance to the clients.
+    pub distance: u32,
+    /// How many providers were at that distance (the kernel picks one at random).
+    pub tied: usize,
+}
+
+/// Tri-state for the allowlist decision.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    Yes,
+    No,
+    Unknown(Bdf),
+}
+
+impl Topology {
+    fn hb_of(&self, bdf: Bdf) -> Result<HostBridgeId, TopologyError> {
+        self.function(bdf)
+            .map(|f| f.host_bridge)
+            .ok_or(TopologyError::UnknownFunction(bdf))
+    }
+
+    /// `__host_bridge_whitelist()`.
+    fn hb_allowlisted(&self, hb: HostBridgeId, same: bool, policy: &Policy) -> Tri {
+        let (dev, unknown) = self.host_bridge_dev(hb);
+        let dev = match dev {
+            Some(d) => d,
+            None if unknown => {
+                // The first function is not 00.0 and its port type is unreadable: the
+                // answer depends on it only if its IDs would be allowed.
+                return match self.first_on_root_bus(hb) {
+                    Some(f) => match policy.allowlist.lookup(f.vendor, f.device) {
+                        Some(e) if same || !e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) => {
+                            Tri::Unknown(f.bdf)
+                        }
+                        _ => Tri::No,
+                    },
+                    None => Tri::No,
+                };
+            }
+            None => return Tri::No,
+        };
+        match policy.allowlist.lookup(dev.vendor, dev.device) {
+            Some(e) if e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) && !same => Tri::No,
+            Some(_) => Tri::Yes,
+            None => Tri::No,
+        }
+    }
+
+    /// `host_bridge_whitelist()`.
+    fn hb_whitelist(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+    ) -> Result<Tri, TopologyError> {
+        let ha = self.hb_of(provider)?;
+        let hb = self.hb_of(client)?;
+        if ha == hb {
+            return Ok(self.hb_allowlisted(ha, true, policy));
+        }
+        let a = self.hb_allowlisted(ha, false, policy);
+        let b = self.hb_allowlisted(hb, false, policy);
+        Ok(match (a, b) {
+            (Tri::No, _) | (_, Tri::No) => Tri::No,
+            (Tri::Unknown(x), _) | (_, Tri::Unknown(x)) => Tri::Unknown(x),
+            (Tri::Yes, Tri::Yes) => Tri::Yes,
+        })
+    }
+
+    /// The upstream chain of `bdf`, the function itself first (bounded by the number of
+    /// functions, which a built topology never reaches).
+    fn chain(&self, bdf: Bdf) -> Result<Vec<Bdf>, TopologyError> {
+        let mut out = Vec::new();
+        let mut cur = Some(bdf);
+        while let Some(c) = cur {
+            if out.len() > self.functions.len() {
+                return Err(TopologyError::Cycle(bdf));
+            }
+            out.push(c);
+            cur = self.upstream_bridge(c)?;
+        }
+        Ok(out)
+    }
+
+    /// The kernel's `calc_map_type_and_dist(provider, client)`.
+    ///
+    /// The provider's chain is walked from the provider up; each node is first checked
+    /// for ACS redirect, then searched in the client's chain. The client side then
+    /// checks the nodes strictly below the common upstream bridge. See [`Verdict`] for
+    /// what happens when config space was unreadable.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, MapType, PciFunction, PciePortType, Policy, Topology};
+    /// let rp = Bdf::new(0, 0, 2, 0);
+    /// let (d0, d1) = (Bdf::new(0, 1, 0, 0), Bdf::new(0, 1, 0, 1));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(rp, 0x1b36, 0x000c).with_port(PciePortType::RootPort))
+    ///     .function(PciFunction::new(d0, 0x1b36, 0x0010).under(rp))
+    ///     .function(PciFunction::new(d1, 0x1b36, 0x0010).under(rp))
+    ///     .build()?;
+    /// let v = topo.verdict(d0, d1, &Policy::default())?;
+    /// assert_eq!((v.map_type, v.distance), (MapType::BusAddr, 2));
+    /// assert_eq!(v.common_upstream, Some(rp));
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    pub fn verdict(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+    ) -> Result<Verdict, TopologyError> {
+        let pchain = self.chain(provider)?;
+        let cchain = self.chain(client)?;
+        let mut redirect: Option<Bdf> = None;
+        let mut unknown: Option<Bdf> = None;
+        let note = |bdf: Bdf, redirect: &mut Option<Bdf>, unknown: &mut Option<Bdf>| {
+            let acs = self.function(bdf).map(|f| f.acs.redirects());
+            match acs {
+                Some(Some(true)) => {
+                    redirect.get_or_insert(bdf);
+                }
+                Some(None) => {
+                    unknown.get_or_insert(bdf);
+                }
+                _ => {}
+            }
+        };
+
+        let mut common: Option<(usize, usize)> = None;
+        for (dist_a, &a) in pchain.iter().enumerate() {
+            note(a, &mut redirect, &mut unknown);
+            if let Some(dist_b) = cchain.iter().position(|&bb| bb == a) {
+                common = Some((dist_a, dist_b));
+                break;
+            }
+        }
+
+        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut verdict = Verdict {
+            provider,
+            client,
+            generation: self.generation,
+            map_type: MapType::ThruHostBridge,
+            distance: 0,
+            acs: AcsKnowledge::Known,
+            common_upstream: None,
+            acs_redirect: None,
+            unknown_at: None,
+        };
+
+        match common {
+            Some((dist_a, dist_b)) => {
+                verdict.common_upstream = Some(pchain[dist_a]);
+                for &bb in &cchain[..dist_b] {
+                    note(bb, &mut redirect, &mut unknown);
+                }
+                verdict.distance = to_u32(dist_a).saturating_add(to_u32(dist_b));
+                verdict.acs_redirect = redirect;
+                if redirect.is_none() {
+                    if let Some(u) = unknown {
+                        verdict.map_type = MapType::NotSupported;
+                        verdict.acs = AcsKnowledge::Unknown;
+                        verdict.unknown_at = Some(u);
+                    } else {
+                        verdict.map_type = MapType::BusAddr;
+                    }
+                    return Ok(verdict);
+                }
+            }
+            None => {
+                // The kernel leaves the loop with dist_a = provider chain length and
+                // dist_b = client chain length (the last inner walk ran to the end).
+                verdict.distance = to_u32(pchain.len()).saturating_add(to_u32(cchain.len()));
+            }
+        }
+
+        // map_through_host_bridge:
+        let cpu = policy.cpu.unwrap_or(self.cpu);
+        if cpu.supports_p2pdma() {
+            return Ok(verdict);
+        }
+        match self.hb_whitelist(provider, client, policy)? {
+            Tri::Yes => {}
+            Tri::No => verdict.map_type = MapType::NotSupported,
+            Tri::Unknown(u) => {
+                verdict.map_type = MapType::NotSupported;
+                verdict.acs = AcsKnowledge::Unknown;
+                verdict.unknown_at = Some(u);
+            }
+        }
+        Ok(verdict)
+    }
+
+    /// The kernel's `pci_p2pdma_distance_many(provider, clients)`: no clients → -1
+    /// (`None`); any client not supported → `None`; else the sum of the distances.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+    /// let rp = Bdf::new(0, 0, 2, 0);
+    /// let (d0, d1) = (Bdf::new(0, 1, 0, 0), Bdf::new(0, 1, 0, 1));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(rp, 1, 1))
+    ///     .function(PciFunction::new(d0, 1, 2).under(rp))
+    ///     .function(PciFunction::new(d1, 1, 2).under(rp))
+    ///     .build()?;
+    /// let d = topo.distance_many(d0, &[d0, d1], &Policy::default())?;
+    /// assert_eq!(d.distance, Some(2));
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    pub fn distance_many(
+        &self,
+        provider: Bdf,
+        clients: &[Bdf],
+        policy: &Policy,
+    ) -> Result<DistanceMany, TopologyError> {
+        let mut out = DistanceMany {
+            distance: None,
+            acs: AcsKnowledge::Known,
+        };
+        if clients.is_empty() {
+            return Ok(out);
+        }
+        let mut total: u32 = 0;
+        for &c in clients {
+            let v = self.verdict(provider, c, policy)?;
+            if v.acs == AcsKnowledge::Unknown {
+                out.acs = AcsKnowledge::Unknown;
+            }
+            if v.map_type == MapType::NotSupported {
+                return Ok(out);
+            }
+            total = total.saturating_add(v.distance);
+        }
+        out.distance = Some(total);
+        Ok(out)
+    }
+
+    /// The kernel's `pci_p2pmem_find_many(clients)` over the given `providers` (the
+    /// kernel takes every device that published P2P memory): the provider with the
+    /// smallest [`distance_many`](Self::distance_many) wins. Where the kernel picks at
+    /// random among equally close providers, this picks the lowest [`Bdf`] and reports
+    /// how many were tied. Providers not supported for some client are skipped; `None`
+    /// when none is left (or `clients` is empty). Duplicates in `providers` count once.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+    /// let rp = Bdf::new(0, 0, 2, 0);
+    /// let (d0, d1, e) = (Bdf::new(0, 1, 0, 0), Bdf::new(0, 1, 0, 1), Bdf::new(0, 0, 3, 0));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(rp, 1, 1))
+    ///     .function(PciFunction::new(d0, 1, 2).under(rp))
+    ///     .function(PciFunction::new(d1, 1, 2).under(rp))
+    ///     .function(PciFunction::new(e, 1, 2))
+    ///     .build()?;
+    /// let best = topo.find_closest(&[e, d1, d0], &[d0], &Policy::default())?;
+    /// assert_eq!(best.map(|c| c.provider), Some(d0));
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    pub fn find_closest(
+        &self,
+        providers: &[Bdf],
+        clients: &[Bdf],
+        policy: &Policy,
+    ) -> Result<Option<Closest>, TopologyError> {
+        let mut sorted: Vec<Bdf> = providers.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut best: Option<Closest> = None;
+        for p in sorted {
+            let Some(d) = self.distance_many(p, clients, policy)?.distance else {
+                continue;
+            };
+            match &mut best {
+                Some(b) if d == b.distance => b.tied += 1,
+                Some(b) if d > b.distance => {}
+                _ => {
+                    best = Some(Closest {
+                        provider: p,
+                        distance: d,
+                        tied: 1,
+                    });
+                }
+            }
+        }
+        Ok(best)
+    }
+}
