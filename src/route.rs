@@ -237,6 +237,104 @@ pub enum P2pRoute<'t, PB: Brand, B: Brand> {
     SameDevice(Route<'t, PB, B, SameDevice>),
 }
 
+/// Why no route exists between a provider and a client.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// The provider's or the client's function is not in the topology.
+    Topology(crate::topology::TopologyError),
+    /// The kernel's `PCI_P2PDMA_MAP_NOT_SUPPORTED` (also returned when ACS
+    /// could not be read and might have changed the answer).
+    NotSupported(crate::topology::Verdict),
+}
+
+#[cfg(feature = "alloc")]
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::Topology(e) => write!(f, "{e}"),
+            RouteError::NotSupported(v) => write!(
+                f,
+                "P2P from {} to {} is not supported (distance -1){}",
+                v.provider,
+                v.client,
+                match v.acs {
+                    crate::topology::AcsKnowledge::Unknown => ": ACS could not be read",
+                    crate::topology::AcsKnowledge::Known => "",
+                }
+            ),
+        }
+    }
+}
+#[cfg(feature = "alloc")]
+impl core::error::Error for RouteError {}
+
+#[cfg(feature = "alloc")]
+impl<'t, PB: Brand, B: Brand> P2pRoute<'t, PB, B> {
+    /// Classifies the pair exactly as `calc_map_type_and_dist()` does on
+    /// `topology` and returns the typed route, tied to that snapshot: the
+    /// topology cannot change while the route is alive.
+    ///
+    /// Provider memory of the client itself gives [`SameDevice`] whatever
+    /// the kernel's verdict (the transfer never leaves the device, so ACS
+    /// and the host bridge do not matter); the kernel would return
+    /// `bus_addr` distance 0, or, with ACS redirect on the device itself,
+    /// a host-bridge verdict. [`crate::topology::Topology::verdict`] gives
+    /// the kernel's answer unchanged.
+    ///
+    /// # Errors
+    /// [`RouteError::NotSupported`] for the kernel's `NOT_SUPPORTED`
+    /// (never a route); [`RouteError::Topology`] if a function is unknown.
+    ///
+    /// ```
+    /// use dmaspace::route::P2pRoute;
+    /// use dmaspace::topology::{Bdf, PciFunction, PciePortType, Policy, Topology};
+    /// use dmaspace::{device::Device, provider::Provider, BusAddr, PhysAddr};
+    /// dmaspace::brand!(Cmb);
+    /// dmaspace::brand!(Nic);
+    /// let (rp, usp, dsp1, dsp2) = (Bdf::new(0, 0, 2, 0), Bdf::new(0, 1, 0, 0), Bdf::new(0, 2, 0, 0), Bdf::new(0, 2, 1, 0));
+    /// let (nvme, nic) = (Bdf::new(0, 3, 0, 0), Bdf::new(0, 4, 0, 0));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(Bdf::new(0, 0, 0, 0), 0x8086, 0x29c0))
+    ///     .function(PciFunction::new(rp, 0x1b36, 0x000c).with_port(PciePortType::RootPort))
+    ///     .function(PciFunction::new(usp, 0x104c, 0x8232).with_port(PciePortType::UpstreamPort).under(rp))
+    ///     .function(PciFunction::new(dsp1, 0x104c, 0x8233).with_port(PciePortType::DownstreamPort).under(usp))
+    ///     .function(PciFunction::new(dsp2, 0x104c, 0x8233).with_port(PciePortType::DownstreamPort).under(usp))
+    ///     .function(PciFunction::new(nvme, 0x1b36, 0x0010).under(dsp1))
+    ///     .function(PciFunction::new(nic, 0x8086, 0x10d3).under(dsp2))
+    ///     .build()?;
+    /// // SAFETY: example values standing for the NVMe's CMB.
+    /// let cmb = unsafe { Provider::<Cmb>::new(nvme, 2, PhysAddr::new(0xfe00_0000), BusAddr::new_unchecked(0xfe00_0000), 1 << 20)? };
+    /// let client = Device::<Nic>::new(nic, u64::MAX)?;
+    /// let route = P2pRoute::classify(&topo, &Policy::default(), &cmb, &client)?;
+    /// assert!(matches!(route, P2pRoute::ViaSwitch(_)));
+    /// assert_eq!(route.distance(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn classify(
+        topology: &'t crate::topology::Topology,
+        policy: &crate::topology::Policy,
+        provider: &Provider<PB>,
+        client: &Device<B>,
+    ) -> Result<Self, RouteError> {
+        use crate::topology::MapType;
+        let verdict = topology
+            .verdict(provider.device(), client.bdf(), policy)
+            .map_err(RouteError::Topology)?;
+        if provider.device() == client.bdf() {
+            return Ok(P2pRoute::SameDevice(Route::new(provider, 0)));
+        }
+        match verdict.map_type {
+            MapType::BusAddr => Ok(P2pRoute::ViaSwitch(Route::new(provider, verdict.distance))),
+            MapType::ThruHostBridge => Ok(P2pRoute::ViaHostBridge(Route::new(
+                provider,
+                verdict.distance,
+            ))),
+            MapType::NotSupported => Err(RouteError::NotSupported(verdict)),
+        }
+    }
+}
+
 impl<PB: Brand, B: Brand> P2pRoute<'_, PB, B> {
     /// The kernel's distance.
     ///

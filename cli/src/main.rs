@@ -2,12 +2,16 @@
 //!
 //! `dmaspace topology [--sysfs ROOT] [--allowlist linux-6.12|current] [--format table|json|dot]`
 //! prints the P2PDMA verdict of every ordered pair of PCI functions found under ROOT.
+//! `dmaspace demo [--sysfs ROOT] [--provider BDF] [--client BDF]` shows the matrix, then maps
+//! one mixed I/O (host pages + P2P memory) for one client, segment by segment.
 //! Exit status: 0 on success, 2 on bad input (one line on stderr).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo_cmd;
+mod reference;
 mod topology_cmd;
 
 /// DMA address spaces and the Linux P2PDMA rules.
@@ -23,12 +27,15 @@ struct Cli {
 enum Command {
     /// Show the P2PDMA verdict (map type, distance) of every pair of PCI functions.
     Topology(topology_cmd::Args),
+    /// Show the P2P matrix of a machine, then map one mixed I/O for one client.
+    Demo(demo_cmd::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Topology(args) => topology_cmd::run(&args),
+        Command::Demo(args) => demo_cmd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -183,7 +183,12 @@ fn cell(v: &Verdict) -> String {
     s
 }
 
-fn table_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &str) -> String {
+pub(crate) fn table_out(
+    topo: &Topology,
+    fns: &[&PciFunction],
+    verdicts: &[Verdict],
+    list: &str,
+) -> String {
     let n = fns.len();
     let mut s = String::new();
     let _ = writeln!(

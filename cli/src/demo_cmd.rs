@@ -1,0 +1,272 @@
+//! `dmaspace demo`: the P2P matrix of a machine, then one mixed I/O (host
+//! pages + P2P memory of one provider) mapped for one client, segment by
+//! segment.
+
+use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+
+use dmaspace::device::Device;
+use dmaspace::dir::FromDevice;
+use dmaspace::host::SimulatedRam;
+use dmaspace::iommu::{IommuDomain, Pte};
+use dmaspace::map::Mapper;
+use dmaspace::provider::Provider;
+use dmaspace::route::{P2pRoute, RouteError};
+use dmaspace::topology::{
+    Bdf, MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, sysfs,
+};
+use dmaspace::vec::{BvecP2p, DmaSeg, SegBuf, Via};
+use dmaspace::{BusAddr, Iova, PhysAddr, brand};
+
+use crate::reference;
+use crate::topology_cmd::table_out;
+
+brand!(P2pMemory);
+brand!(Client);
+brand!(ClientDomain);
+
+/// Arguments of `dmaspace demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Read the machine from this sysfs root (`/` for this machine) instead
+    /// of the embedded two-socket reference server.
+    #[arg(long)]
+    sysfs: Option<PathBuf>,
+    /// The device whose BAR provides P2P memory (default: a GPU, or the
+    /// first endpoint with a bus-address route).
+    #[arg(long)]
+    provider: Option<Bdf>,
+    /// The device that issues the DMA (default: an NVMe drive, or the
+    /// provider's nearest peer).
+    #[arg(long)]
+    client: Option<Bdf>,
+}
+
+/// Runs the demo; the error is one line for stderr.
+pub fn run(args: &Args) -> Result<(), String> {
+    let (topo, name) = match &args.sysfs {
+        Some(root) => (sysfs::load(root).map_err(|e| e.to_string())?, format!("sysfs at {}", root.display())),
+        None => (
+            reference::two_socket_server().map_err(|e| e.to_string())?,
+            "embedded reference: 2-socket Ice Lake-SP server, GPU + NIC + NVMe behind a PCIe switch per socket".to_string(),
+        ),
+    };
+    let policy = Policy::default();
+    let fns: Vec<&PciFunction> = topo.functions().collect();
+    let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
+    for p in &fns {
+        for c in &fns {
+            verdicts.push(
+                topo.verdict(p.bdf, c.bdf, &policy)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    println!("Machine: {name}\n");
+    print!("{}", table_out(&topo, &fns, &verdicts, "current"));
+
+    let (provider, client) = pick_pair(&topo, &policy, args)?;
+    println!();
+    let mut out = String::new();
+    map_one_io(&topo, &policy, provider, client, &mut out)?;
+    print!("{out}");
+    Ok(())
+}
+
+fn is_endpoint(f: &PciFunction) -> bool {
+    matches!(
+        f.pcie,
+        PcieKind::Pcie(
+            PciePortType::Endpoint | PciePortType::LegacyEndpoint | PciePortType::RcEndpoint
+        ) | PcieKind::NotPcie
+    ) && f.class >> 16 != 0x06
+}
+
+/// The provider and client the user named, else sensible defaults.
+fn pick_pair(topo: &Topology, policy: &Policy, args: &Args) -> Result<(Bdf, Bdf), String> {
+    let exists = |b: Bdf| {
+        topo.function(b)
+            .map(|_| b)
+            .ok_or(format!("no PCI function {b} in this topology"))
+    };
+    if args.sysfs.is_none() {
+        let p = args.provider.map_or(Ok(reference::GPU0), exists)?;
+        let c = args.client.map_or(Ok(reference::NVME0), exists)?;
+        return Ok((p, c));
+    }
+    let eps: Vec<Bdf> = topo
+        .functions()
+        .filter(|f| is_endpoint(f))
+        .map(|f| f.bdf)
+        .collect();
+    if let (Some(p), Some(c)) = (args.provider, args.client) {
+        return Ok((exists(p)?, exists(c)?));
+    }
+    // Best pair: shortest supported route between two distinct endpoints.
+    let mut best: Option<(u32, Bdf, Bdf)> = None;
+    for &p in eps
+        .iter()
+        .filter(|&&p| args.provider.is_none_or(|w| w == p))
+    {
+        for &c in eps
+            .iter()
+            .filter(|&&c| c != p && args.client.is_none_or(|w| w == c))
+        {
+            let v = topo.verdict(p, c, policy).map_err(|e| e.to_string())?;
+            let rank = match v.map_type {
+                MapType::BusAddr => v.distance,
+                MapType::ThruHostBridge => 1000 + v.distance,
+                MapType::NotSupported => 1_000_000,
+            };
+            if best.is_none_or(|(r, _, _)| rank < r) {
+                best = Some((rank, p, c));
+            }
+        }
+    }
+    best.map(|(_, p, c)| (p, c))
+        .ok_or_else(|| "the topology has fewer than two endpoints to pair".to_string())
+}
+
+/// Maps host page, host page, P2P page, host page, P2P page for `client`
+/// through its own (software) IOMMU domain, and describes every step.
+fn map_one_io(
+    topo: &Topology,
+    policy: &Policy,
+    provider_bdf: Bdf,
+    client_bdf: Bdf,
+    out: &mut String,
+) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    // Simulated memory: 4 host pages and a 1 MiB BAR; x86, so bus = CPU address.
+    // SAFETY: the addresses are simulated and reach only the software IOMMU.
+    let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x1_2340_0000), 3) };
+    // SAFETY: a simulated BAR; nothing reaches hardware.
+    let bar = unsafe {
+        Provider::<P2pMemory>::new(
+            provider_bdf,
+            1,
+            PhysAddr::new(0x38_0000_0000),
+            BusAddr::new_unchecked(0x38_0000_0000),
+            1 << 20,
+        )
+    }
+    .map_err(|x| e(&x))?;
+    let mut client = Device::<Client>::new(client_bdf, u64::MAX).map_err(|x| e(&x))?;
+    let mut table = vec![Pte::EMPTY; 1024];
+    // SAFETY: a software aperture of this demo.
+    let domain =
+        IommuDomain::<ClientDomain>::new(unsafe { Iova::new_unchecked(0xf000_0000) }, &mut table)
+            .map_err(|x| e(&x))?;
+
+    let verdict = topo
+        .verdict(provider_bdf, client_bdf, policy)
+        .map_err(|x| e(&x))?;
+    let _ = writeln!(
+        out,
+        "One I/O for client {client_bdf} (DMA_FROM_DEVICE, IOMMU on): 3 host pages + 2 pages of P2P memory of {provider_bdf}"
+    );
+    let _ = writeln!(
+        out,
+        "  kernel verdict {provider_bdf} -> {client_bdf}: {} distance {}",
+        verdict.map_type.as_str(),
+        verdict.kernel_distance()
+    );
+    let route = match P2pRoute::classify(topo, policy, &bar, &client) {
+        Ok(r) => Some(r),
+        Err(RouteError::NotSupported(_)) => None,
+        Err(x) => return Err(e(&x)),
+    };
+    let route_name = match &route {
+        Some(P2pRoute::ViaSwitch(_)) => "ViaSwitch: bus address, IOMMU bypassed",
+        Some(P2pRoute::ViaHostBridge(_)) => {
+            "ViaHostBridge: mapped like MMIO through the client's IOMMU"
+        }
+        Some(P2pRoute::SameDevice(_)) => "SameDevice: offset in the client's own BAR",
+        None => "none: not supported, so the P2P pages are left out of the request",
+    };
+    let _ = writeln!(out, "  route witness: {route_name}\n");
+
+    let alloc = bar.alloc(2 * 4096).map_err(|x| e(&x))?;
+    let mut pages: Vec<_> = ram.pages().collect();
+    let mut bvec = BvecP2p::<P2pMemory>::new();
+    let _ = writeln!(out, "  request (in order):");
+    let mut host = pages.iter_mut();
+    for i in 0..5 {
+        let is_p2p = i == 2 || i == 4;
+        if is_p2p && route.is_none() {
+            continue;
+        }
+        if is_p2p {
+            let seg = alloc
+                .seg_range(if i == 2 { 0 } else { 4096 }, 4096)
+                .map_err(|x| e(&x))?;
+            let _ = writeln!(
+                out,
+                "    [{}] P2P  {:?} + {:#x}",
+                bvec.len(),
+                seg.phys(),
+                seg.len()
+            );
+            bvec.push(seg);
+        } else if let Some(p) = host.next() {
+            let seg = p.dma();
+            let _ = writeln!(
+                out,
+                "    [{}] host {:?} + {:#x}",
+                bvec.len(),
+                seg.phys(),
+                seg.len()
+            );
+            bvec.push(seg);
+        }
+    }
+
+    let mapper = Mapper::iommu(&mut client, &domain);
+    let mut slots = [MaybeUninit::<DmaSeg<Client>>::uninit(); 8];
+    let mapped = match &route {
+        Some(r) => mapper.map_bvec::<FromDevice, _>(&bvec, r, SegBuf::from_slice(&mut slots)),
+        None => {
+            let hosts: Vec<_> = bvec
+                .iter()
+                .filter_map(|s| match s {
+                    dmaspace::vec::BvecSeg::Host(h) => Some(*h),
+                    dmaspace::vec::BvecSeg::P2p(_) => None,
+                })
+                .collect();
+            mapper.map_pages::<FromDevice>(&hosts, SegBuf::from_slice(&mut slots))
+        }
+    }
+    .map_err(|x| e(&x))?
+    .sync();
+    let _ = writeln!(
+        out,
+        "\n  device-visible segments for {client_bdf} (what its descriptors get):"
+    );
+    for (i, s) in mapped.device_writes().iter().enumerate() {
+        let _ = match s {
+            DmaSeg::Wire { addr, len, via } => {
+                let how = match via {
+                    Via::Iommu => "IOVA in the client's domain (host run merged)",
+                    Via::Direct => "physical address (no IOMMU)",
+                    Via::BusAddr => "PCI bus address, IOMMU bypassed",
+                };
+                writeln!(out, "    [{i}] {:#014x} + {len:#07x}  {how}", addr.as_u64())
+            }
+            DmaSeg::Local { bar, offset, len } => {
+                writeln!(
+                    out,
+                    "    [{i}] BAR{bar} {:#x} + {len:#07x}  offset in the client's own BAR",
+                    offset.as_u64()
+                )
+            }
+        };
+    }
+    let _ = writeln!(
+        out,
+        "\n  {} IOVA granule(s) linked in one contiguous range; unmapping frees them all.",
+        domain.reserved_granules()
+    );
+    mapped.unmap();
+    Ok(())
+}
