@@ -1,6 +1,37 @@
-//! dmaspace: DMA address spaces as types.
+//! DMA address spaces as types, and the Linux P2PDMA rules.
+//!
+//! # The spaces, and the only ways between them
+//!
+//! ```text
+//!   HostPages ──dma()──▶ HostSeg ─┐
+//!   (PhysAddr, CPU bytes)         │            ┌─ Mapper::direct ─▶ DmaAddr<B> (= phys)
+//!                                 ├─ BvecP2p ──┤
+//!   Provider<PB> ─alloc()─▶ P2pSeg┘  (one PB)  └─ Mapper::iommu ──▶ DmaAddr<B> (= Iova, one run)
+//!                            │
+//!                            ├─ Route<ViaSwitch>::bus_addr ─▶ BusAddr = phys + BusOffset
+//!                            ├─ Route<ViaHostBridge> ───────▶ IOVA, MMIO (or phys, no IOMMU)
+//!                            └─ Route<SameDevice>::bar_offset ▶ BarOffset (never on the wire)
+//!
+//!   Topology ─P2pRoute::classify─▶ P2pRoute<PB, B>   (the kernel's calc_map_type_and_dist)
+//! ```
+//!
+//! - [`PhysAddr`], [`Pfn`]: the CPU's view; any `u64` is one.
+//! - [`BusAddr`], [`Iova`], [`BarOffset`], [`DmaAddr`]: device-side; from a
+//!   bare integer only through an `unsafe` constructor, otherwise only from
+//!   a mapper or a route.
+//! - [`brand!`] names a device, IOMMU domain or provider at compile time;
+//!   `DmaAddr<Nvme>` is not `DmaAddr<Nic>`, and a brand is bound to one live
+//!   object at a time.
+//! - Directions ([`dir`]) and the sync state ([`vec::Synced`]) are types: a
+//!   to-device mapping has no `device_writes()`, an unsynced one gives out no
+//!   address at all.
+//!
+//! # Example
+//!
+//! The README's example, run as a doctest:
+//!
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
