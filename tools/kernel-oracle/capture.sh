@@ -17,6 +17,11 @@ for f in bzImage initramfs.cpio.gz; do
   [ -f "$OUT/$f" ] || { echo "capture: $OUT/$f missing: run build-kernel.sh" >&2; exit 1; }
 done
 
+# The initramfs is cheap: rebuild it when /init or the module changed.
+if [ "$HERE/initramfs/init" -nt "$OUT/initramfs.cpio.gz" ] || [ "$OUT/p2p_oracle.ko" -nt "$OUT/initramfs.cpio.gz" ]; then
+  "$HERE/make-initramfs.sh"
+fi
+
 # Defaults; the topology file overrides them.
 CPU=qemu64
 MEM=512M
@@ -24,6 +29,9 @@ QEMU_DEVICES=""
 CMDLINE_EXTRA=""
 TOPOLOGIES="$HERE/topologies"
 . "$TOPO"
+
+# How many functions should publish P2P memory (the initramfs waits for them).
+P2PMEM=$(printf '%s\n' $QEMU_DEVICES | grep -c 'cmb_size_mb=' || true)
 
 FIX="$REPO/tests/fixtures/kernel/$NAME"
 rm -rf "$FIX"
@@ -35,6 +43,6 @@ timeout "${CAPTURE_TIMEOUT:-900}" qemu-system-x86_64 \
   -nographic -nodefaults -no-reboot -monitor none \
   -serial "file:$FIX/console.log" \
   -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
-  -append "console=ttyS0 panic=-1 $CMDLINE_EXTRA" \
+  -append "console=ttyS0 panic=-1 oracle_p2pmem=$P2PMEM $CMDLINE_EXTRA" \
   $QEMU_DEVICES </dev/null
 python3 "$HERE/decode.py" --name "$NAME" --cpu "$CPU" "$FIX"
