@@ -14,6 +14,7 @@
 //! | P2P | [`ViaHostBridge`] | `Via::Direct` (phys) | `Via::Iommu`, MMIO |
 //! | P2P | [`SameDevice`] | `DmaSeg::Local` | `DmaSeg::Local` |
 
+use core::cell::Cell;
 use core::fmt;
 
 use crate::addr::{DmaAddr, PhysAddr};
@@ -22,7 +23,7 @@ use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::host::{CacheMaintenance, Coherent};
-use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, perm_bits};
+use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, Pte, perm_bits};
 use crate::route::{P2pRoute, Route, SameDevice, ViaHostBridge, ViaSwitch};
 use crate::vec::{BvecSeg, DmaSeg, DmaVec, HostSeg, P2pSeg, SegBuf, Unsynced, Via};
 
@@ -288,78 +289,94 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
             _ => None,
         };
         let perm = perm_bits(D::DEVICE_PERM, false);
+        let mmio_bits = perm | perm_bits(crate::iommu::IommuPerm::empty(), true);
+        // Hoisted out of the loop: the run's first IOVA (inside the
+        // aperture, checked when the domain was made) and its entries.
+        let (iova_start, entries) = match &lease {
+            Some(lease) => (lease.start().as_u64(), lease.entries()),
+            None => (0, &[][..]),
+        };
 
-        // Pass 2: link and emit. `run_open`: the last output segment is an
-        // IOVA run that the next link may extend.
+        // Pass 2: link and emit. `run_len`: the last output segment is an
+        // IOVA run of this many bytes so far that the next link may extend;
+        // the length is stored back when the run ends.
         let mut cursor: u64 = 0;
-        let mut run_open = false;
+        let mut run_len: Option<u64> = None;
         out.clear();
         for (step, host) in steps {
             if let Some(seg) = host {
                 self.cache.sync_for_device::<D>(seg);
             }
-            match step {
+            let seg = match step {
                 Step::Link { phys, len, mmio } => {
-                    let Some(lease) = &lease else {
-                        unreachable!("links imply a lease");
-                    };
-                    let at = if cursor == 0 {
-                        phys.offset_in(GRANULE)
-                    } else {
-                        cursor
-                    };
+                    let lead = phys.offset_in(GRANULE);
+                    let at = if cursor == 0 { lead } else { cursor };
                     let first_granule = (at / GRANULE) as usize;
-                    let granules = ((phys.offset_in(GRANULE) + len).div_ceil(GRANULE)) as usize;
-                    let flags = perm
-                        | if mmio {
-                            perm_bits(crate::iommu::IommuPerm::empty(), true)
-                        } else {
-                            0
-                        };
-                    lease.write(first_granule, phys.align_down(GRANULE), granules, flags);
+                    let granules = (lead + len).div_ceil(GRANULE) as usize;
+                    let flags = if mmio { mmio_bits } else { perm };
+                    write_ptes(
+                        &entries[first_granule..first_granule + granules],
+                        phys.align_down(GRANULE).as_u64(),
+                        flags,
+                    );
                     cursor = at + len;
-                    if run_open {
-                        if let Some(DmaSeg::Wire { len: run_len, .. }) = out.last_mut() {
-                            *run_len += len;
-                            continue;
-                        }
+                    if let Some(run) = &mut run_len {
+                        *run += len;
+                        continue;
                     }
                     out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(lease.start().as_u64() + at),
+                        addr: DmaAddr::from_raw(iova_start + at),
                         len,
                         via: Via::Iommu,
                     })?;
-                    run_open = true;
+                    run_len = Some(len);
+                    continue;
                 }
-                Step::Direct { phys, len } => {
-                    out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(phys.as_u64()),
-                        len,
-                        via: Via::Direct,
-                    })?;
-                    run_open = false;
-                }
-                Step::Bus { raw, len } => {
-                    out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(raw),
-                        len,
-                        via: Via::BusAddr,
-                    })?;
-                    run_open = false;
-                }
-                Step::Local { bar, offset, len } => {
-                    out.push(DmaSeg::Local {
-                        bar,
-                        // SAFETY: minted by a SameDevice route from memory of
-                        // the client's own BAR.
-                        offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
-                        len,
-                    })?;
-                    run_open = false;
-                }
+                Step::Direct { phys, len } => DmaSeg::Wire {
+                    addr: DmaAddr::from_raw(phys.as_u64()),
+                    len,
+                    via: Via::Direct,
+                },
+                Step::Bus { raw, len } => DmaSeg::Wire {
+                    addr: DmaAddr::from_raw(raw),
+                    len,
+                    via: Via::BusAddr,
+                },
+                Step::Local { bar, offset, len } => DmaSeg::Local {
+                    bar,
+                    // SAFETY: minted by a SameDevice route from memory of
+                    // the client's own BAR.
+                    offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
+                    len,
+                },
+            };
+            if let Some(run) = run_len.take() {
+                close_run(&mut out, run);
             }
+            out.push(seg)?;
+        }
+        if let Some(run) = run_len {
+            close_run(&mut out, run);
         }
         Ok(DmaVec::from_parts(out, lease))
+    }
+}
+
+/// Stores the final length of the IOVA run that is the last output segment.
+#[inline(always)]
+fn close_run<B: Brand>(out: &mut SegBuf<'_, DmaSeg<B>>, run: u64) {
+    if let Some(DmaSeg::Wire { len, .. }) = out.last_mut() {
+        *len = run;
+    }
+}
+
+/// One entry per granule from `phys_granule` up, into a lease's entries.
+#[inline(always)]
+fn write_ptes(entries: &[Cell<Pte>], phys_granule: u64, flags: u64) {
+    let mut pa = phys_granule;
+    for e in entries {
+        e.set(Pte::linked(pa, flags));
+        pa = pa.wrapping_add(GRANULE);
     }
 }
 
