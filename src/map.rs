@@ -229,6 +229,7 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
         let mut iova_bytes: u64 = 0;
         let mut links = 0usize;
         let mut open_end = false;
+        let mask = self.device.dma_mask();
         for (index, (step, _)) in steps.clone().enumerate() {
             let (start, len) = match step {
                 Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
@@ -258,18 +259,18 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
                     open_end = (iova_bytes % GRANULE) != 0;
                     links += 1;
                 }
-                Step::Direct { phys, .. } if last > self.device.dma_mask() => {
+                Step::Direct { phys, .. } if last > mask => {
                     return Err(MapError::BeyondDmaMask {
                         index,
                         last: phys + (len - 1),
-                        mask: self.device.dma_mask(),
+                        mask,
                     });
                 }
-                Step::Bus { .. } if last > self.device.dma_mask() => {
+                Step::Bus { .. } if last > mask => {
                     return Err(MapError::BeyondDmaMask {
                         index,
                         last: PhysAddr::new(last),
-                        mask: self.device.dma_mask(),
+                        mask,
                     });
                 }
                 _ => {}
