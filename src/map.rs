@@ -16,6 +16,7 @@
 
 use core::cell::Cell;
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::addr::{DmaAddr, PhysAddr};
 use crate::brand::Brand;
@@ -298,12 +299,106 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
             None => (0, &[][..]),
         };
 
-        // Pass 2: link and emit. `run_len`: the last output segment is an
-        // IOVA run of this many bytes so far that the next link may extend;
-        // the length is stored back when the run ends.
+        // Pass 2: link and emit. Caller-owned slots get a writer that keeps
+        // the fill count in a register; a growable store goes through
+        // `SegBuf` itself.
+        out.clear();
+        let ctx = EmitCtx {
+            cache: &self.cache,
+            iova_start,
+            entries,
+            perm,
+            mmio_bits,
+        };
+        match out.slots_mut() {
+            Some((slots, len)) => {
+                let mut w = SlotWriter { slots, len: 0 };
+                let r = ctx.emit::<D, _>(steps, &mut w);
+                *len = w.len;
+                r?;
+            }
+            None => ctx.emit::<D, _>(steps, &mut out)?,
+        }
+        Ok(DmaVec::from_parts(out, lease))
+    }
+}
+
+/// Where pass 2 puts its segments.
+trait Emit<B: Brand> {
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError>;
+    /// Stores the final length of the IOVA run that is the last segment.
+    fn close_run(&mut self, run: u64);
+}
+
+impl<B: Brand> Emit<B> for SegBuf<'_, DmaSeg<B>> {
+    #[inline(always)]
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
+        SegBuf::push(self, seg)
+    }
+
+    #[inline(always)]
+    fn close_run(&mut self, run: u64) {
+        if let Some(DmaSeg::Wire { len, .. }) = self.last_mut() {
+            *len = run;
+        }
+    }
+}
+
+/// Caller-owned slots with the fill count in a local.
+struct SlotWriter<'x, B: Brand> {
+    slots: &'x mut [MaybeUninit<DmaSeg<B>>],
+    len: usize,
+}
+
+impl<B: Brand> Emit<B> for SlotWriter<'_, B> {
+    #[inline(always)]
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
+        let Some(slot) = self.slots.get_mut(self.len) else {
+            return Err(MapError::OutOfCapacity {
+                capacity: self.slots.len(),
+            });
+        };
+        slot.write(seg);
+        self.len += 1;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn close_run(&mut self, run: u64) {
+        // The run's segment is the last one pushed.
+        if let Some(slot) = self.len.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
+            // SAFETY: slots[..len] were written by `push`.
+            if let DmaSeg::Wire { len, .. } = unsafe { slot.assume_init_mut() } {
+                *len = run;
+            }
+        }
+    }
+}
+
+/// What pass 2 needs besides the steps.
+struct EmitCtx<'e, C> {
+    cache: &'e C,
+    /// The run's first IOVA (inside the aperture, checked when the domain
+    /// was made).
+    iova_start: u64,
+    /// The lease's entries, one per granule.
+    entries: &'e [Cell<Pte>],
+    perm: u64,
+    mmio_bits: u64,
+}
+
+impl<C: CacheMaintenance> EmitCtx<'_, C> {
+    /// Link and emit. `run_len`: the last output segment is an IOVA run of
+    /// this many bytes so far that the next link may extend; the length is
+    /// stored back when the run ends.
+    #[inline(always)]
+    fn emit<'s, D: Direction, B: Brand>(
+        &self,
+        steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)>,
+        out: &mut impl Emit<B>,
+    ) -> Result<(), MapError> {
         let mut cursor: u64 = 0;
         let mut run_len: Option<u64> = None;
-        out.clear();
         for (step, host) in steps {
             if let Some(seg) = host {
                 self.cache.sync_for_device::<D>(seg);
@@ -314,9 +409,9 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
                     let at = if cursor == 0 { lead } else { cursor };
                     let first_granule = (at / GRANULE) as usize;
                     let granules = (lead + len).div_ceil(GRANULE) as usize;
-                    let flags = if mmio { mmio_bits } else { perm };
+                    let flags = if mmio { self.mmio_bits } else { self.perm };
                     write_ptes(
-                        &entries[first_granule..first_granule + granules],
+                        &self.entries[first_granule..first_granule + granules],
                         phys.align_down(GRANULE).as_u64(),
                         flags,
                     );
@@ -326,7 +421,7 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
                         continue;
                     }
                     out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(iova_start + at),
+                        addr: DmaAddr::from_raw(self.iova_start + at),
                         len,
                         via: Via::Iommu,
                     })?;
@@ -352,22 +447,14 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
                 },
             };
             if let Some(run) = run_len.take() {
-                close_run(&mut out, run);
+                out.close_run(run);
             }
             out.push(seg)?;
         }
         if let Some(run) = run_len {
-            close_run(&mut out, run);
+            out.close_run(run);
         }
-        Ok(DmaVec::from_parts(out, lease))
-    }
-}
-
-/// Stores the final length of the IOVA run that is the last output segment.
-#[inline(always)]
-fn close_run<B: Brand>(out: &mut SegBuf<'_, DmaSeg<B>>, run: u64) {
-    if let Some(DmaSeg::Wire { len, .. }) = out.last_mut() {
-        *len = run;
+        Ok(())
     }
 }
 
