@@ -6,6 +6,7 @@
 //!
 //! Requests: 3 host pages then 1 switch-route P2P page, repeated, with the
 //! IOMMU on. Run: `cargo bench --bench map`.
+#![expect(missing_docs, reason = "criterion_group! generates an undocumented fn")]
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;

@@ -59,6 +59,12 @@ pub struct Pte(u64);
 impl Pte {
     /// An entry that maps nothing.
     pub const EMPTY: Pte = Pte(0);
+
+    /// A linked (not yet present) entry for the granule at `pa`.
+    #[inline(always)]
+    pub(crate) const fn linked(pa: u64, flags: u64) -> Pte {
+        Pte((pa & PTE_ADDR_MASK) | flags | PTE_RESERVED | PTE_LINKED)
+    }
 }
 
 impl fmt::Debug for Pte {
@@ -85,6 +91,7 @@ impl DomainCore<'_> {
     }
 
     /// Reserves `count` consecutive free granules, next-fit.
+    #[inline]
     pub(crate) fn reserve(&self, count: usize) -> Option<IovaLease<'_>> {
         let table = self.table;
         let n = table.len();
@@ -133,26 +140,32 @@ pub(crate) struct IovaLease<'d> {
 }
 
 impl IovaLease<'_> {
+    #[inline]
     pub(crate) fn start(&self) -> Iova {
         self.core.base + self.first as u64 * GRANULE
     }
 
+    /// The lease's entries, one per granule.
+    #[inline]
+    pub(crate) fn entries(&self) -> &[Cell<Pte>] {
+        &self.core.table[self.first..self.first + self.count]
+    }
+
     /// Writes entries mapping `[phys_granule, +n granules)` at granule `at`
     /// of the lease. The caller checked bounds and alignment.
+    #[inline]
     pub(crate) fn write(&self, at: usize, phys_granule: PhysAddr, n: usize, flags: u64) {
         let entries = &self.core.table[self.first + at..self.first + at + n];
         let mut pa = phys_granule.as_u64();
         for e in entries {
-            e.set(Pte((pa & PTE_ADDR_MASK)
-                | flags
-                | PTE_RESERVED
-                | PTE_LINKED));
+            e.set(Pte::linked(pa, flags));
             pa = pa.wrapping_add(GRANULE);
         }
     }
 
     /// Makes every linked entry visible to the device (the IOTLB flush of
     /// `dma_iova_sync`).
+    #[inline]
     pub(crate) fn sync(&self) {
         for e in &self.core.table[self.first..self.first + self.count] {
             let v = e.get().0;
@@ -164,6 +177,7 @@ impl IovaLease<'_> {
 }
 
 impl Drop for IovaLease<'_> {
+    #[inline]
     fn drop(&mut self) {
         for e in &self.core.table[self.first..self.first + self.count] {
             e.set(Pte::EMPTY);
@@ -171,6 +185,7 @@ impl Drop for IovaLease<'_> {
     }
 }
 
+#[inline]
 pub(crate) fn perm_bits(perm: IommuPerm, mmio: bool) -> u64 {
     let mut bits = 0;
     if perm.contains(IommuPerm::READ) {

@@ -14,7 +14,9 @@
 //! | P2P | [`ViaHostBridge`] | `Via::Direct` (phys) | `Via::Iommu`, MMIO |
 //! | P2P | [`SameDevice`] | `DmaSeg::Local` | `DmaSeg::Local` |
 
+use core::cell::Cell;
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::addr::{DmaAddr, PhysAddr};
 use crate::brand::Brand;
@@ -22,7 +24,7 @@ use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::host::{CacheMaintenance, Coherent};
-use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, perm_bits};
+use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, Pte, perm_bits};
 use crate::route::{P2pRoute, Route, SameDevice, ViaHostBridge, ViaSwitch};
 use crate::vec::{BvecSeg, DmaSeg, DmaVec, HostSeg, P2pSeg, SegBuf, Unsynced, Via};
 
@@ -228,6 +230,7 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
         let mut iova_bytes: u64 = 0;
         let mut links = 0usize;
         let mut open_end = false;
+        let mask = self.device.dma_mask();
         for (index, (step, _)) in steps.clone().enumerate() {
             let (start, len) = match step {
                 Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
@@ -257,18 +260,18 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
                     open_end = (iova_bytes % GRANULE) != 0;
                     links += 1;
                 }
-                Step::Direct { phys, .. } if last > self.device.dma_mask() => {
+                Step::Direct { phys, .. } if last > mask => {
                     return Err(MapError::BeyondDmaMask {
                         index,
                         last: phys + (len - 1),
-                        mask: self.device.dma_mask(),
+                        mask,
                     });
                 }
-                Step::Bus { .. } if last > self.device.dma_mask() => {
+                Step::Bus { .. } if last > mask => {
                     return Err(MapError::BeyondDmaMask {
                         index,
                         last: PhysAddr::new(last),
-                        mask: self.device.dma_mask(),
+                        mask,
                     });
                 }
                 _ => {}
@@ -288,78 +291,180 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
             _ => None,
         };
         let perm = perm_bits(D::DEVICE_PERM, false);
+        let mmio_bits = perm | perm_bits(crate::iommu::IommuPerm::empty(), true);
+        // Hoisted out of the loop: the run's first IOVA (inside the
+        // aperture, checked when the domain was made) and its entries.
+        let (iova_start, entries) = match &lease {
+            Some(lease) => (lease.start().as_u64(), lease.entries()),
+            None => (0, &[][..]),
+        };
 
-        // Pass 2: link and emit. `run_open`: the last output segment is an
-        // IOVA run that the next link may extend.
-        let mut cursor: u64 = 0;
-        let mut run_open = false;
+        // Pass 2: link and emit. Caller-owned slots get a writer that keeps
+        // the fill count in a register; a growable store goes through
+        // `SegBuf` itself.
         out.clear();
+        let ctx = EmitCtx {
+            cache: &self.cache,
+            iova_start,
+            entries,
+            perm,
+            mmio_bits,
+        };
+        match out.slots_mut() {
+            Some((slots, len)) => {
+                let mut w = SlotWriter { slots, len: 0 };
+                let r = ctx.emit::<D, _>(steps, &mut w);
+                *len = w.len;
+                r?;
+            }
+            None => ctx.emit::<D, _>(steps, &mut out)?,
+        }
+        Ok(DmaVec::from_parts(out, lease))
+    }
+}
+
+/// Where pass 2 puts its segments.
+trait Emit<B: Brand> {
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError>;
+    /// Stores the final length of the IOVA run that is the last segment.
+    fn close_run(&mut self, run: u64);
+}
+
+impl<B: Brand> Emit<B> for SegBuf<'_, DmaSeg<B>> {
+    #[inline(always)]
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
+        SegBuf::push(self, seg)
+    }
+
+    #[inline(always)]
+    fn close_run(&mut self, run: u64) {
+        if let Some(DmaSeg::Wire { len, .. }) = self.last_mut() {
+            *len = run;
+        }
+    }
+}
+
+/// Caller-owned slots with the fill count in a local.
+struct SlotWriter<'x, B: Brand> {
+    slots: &'x mut [MaybeUninit<DmaSeg<B>>],
+    len: usize,
+}
+
+impl<B: Brand> Emit<B> for SlotWriter<'_, B> {
+    #[inline(always)]
+    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
+        let Some(slot) = self.slots.get_mut(self.len) else {
+            return Err(MapError::OutOfCapacity {
+                capacity: self.slots.len(),
+            });
+        };
+        slot.write(seg);
+        self.len += 1;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn close_run(&mut self, run: u64) {
+        // The run's segment is the last one pushed.
+        if let Some(slot) = self.len.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
+            // SAFETY: slots[..len] were written by `push`.
+            if let DmaSeg::Wire { len, .. } = unsafe { slot.assume_init_mut() } {
+                *len = run;
+            }
+        }
+    }
+}
+
+/// What pass 2 needs besides the steps.
+struct EmitCtx<'e, C> {
+    cache: &'e C,
+    /// The run's first IOVA (inside the aperture, checked when the domain
+    /// was made).
+    iova_start: u64,
+    /// The lease's entries, one per granule.
+    entries: &'e [Cell<Pte>],
+    perm: u64,
+    mmio_bits: u64,
+}
+
+impl<C: CacheMaintenance> EmitCtx<'_, C> {
+    /// Link and emit. `run_len`: the last output segment is an IOVA run of
+    /// this many bytes so far that the next link may extend; the length is
+    /// stored back when the run ends.
+    #[inline(always)]
+    fn emit<'s, D: Direction, B: Brand>(
+        &self,
+        steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)>,
+        out: &mut impl Emit<B>,
+    ) -> Result<(), MapError> {
+        let mut cursor: u64 = 0;
+        let mut run_len: Option<u64> = None;
         for (step, host) in steps {
             if let Some(seg) = host {
                 self.cache.sync_for_device::<D>(seg);
             }
-            match step {
+            let seg = match step {
                 Step::Link { phys, len, mmio } => {
-                    let Some(lease) = &lease else {
-                        unreachable!("links imply a lease");
-                    };
-                    let at = if cursor == 0 {
-                        phys.offset_in(GRANULE)
-                    } else {
-                        cursor
-                    };
+                    let lead = phys.offset_in(GRANULE);
+                    let at = if cursor == 0 { lead } else { cursor };
                     let first_granule = (at / GRANULE) as usize;
-                    let granules = ((phys.offset_in(GRANULE) + len).div_ceil(GRANULE)) as usize;
-                    let flags = perm
-                        | if mmio {
-                            perm_bits(crate::iommu::IommuPerm::empty(), true)
-                        } else {
-                            0
-                        };
-                    lease.write(first_granule, phys.align_down(GRANULE), granules, flags);
+                    let granules = (lead + len).div_ceil(GRANULE) as usize;
+                    let flags = if mmio { self.mmio_bits } else { self.perm };
+                    write_ptes(
+                        &self.entries[first_granule..first_granule + granules],
+                        phys.align_down(GRANULE).as_u64(),
+                        flags,
+                    );
                     cursor = at + len;
-                    if run_open {
-                        if let Some(DmaSeg::Wire { len: run_len, .. }) = out.last_mut() {
-                            *run_len += len;
-                            continue;
-                        }
+                    if let Some(run) = &mut run_len {
+                        *run += len;
+                        continue;
                     }
                     out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(lease.start().as_u64() + at),
+                        addr: DmaAddr::from_raw(self.iova_start + at),
                         len,
                         via: Via::Iommu,
                     })?;
-                    run_open = true;
+                    run_len = Some(len);
+                    continue;
                 }
-                Step::Direct { phys, len } => {
-                    out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(phys.as_u64()),
-                        len,
-                        via: Via::Direct,
-                    })?;
-                    run_open = false;
-                }
-                Step::Bus { raw, len } => {
-                    out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(raw),
-                        len,
-                        via: Via::BusAddr,
-                    })?;
-                    run_open = false;
-                }
-                Step::Local { bar, offset, len } => {
-                    out.push(DmaSeg::Local {
-                        bar,
-                        // SAFETY: minted by a SameDevice route from memory of
-                        // the client's own BAR.
-                        offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
-                        len,
-                    })?;
-                    run_open = false;
-                }
+                Step::Direct { phys, len } => DmaSeg::Wire {
+                    addr: DmaAddr::from_raw(phys.as_u64()),
+                    len,
+                    via: Via::Direct,
+                },
+                Step::Bus { raw, len } => DmaSeg::Wire {
+                    addr: DmaAddr::from_raw(raw),
+                    len,
+                    via: Via::BusAddr,
+                },
+                Step::Local { bar, offset, len } => DmaSeg::Local {
+                    bar,
+                    // SAFETY: minted by a SameDevice route from memory of
+                    // the client's own BAR.
+                    offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
+                    len,
+                },
+            };
+            if let Some(run) = run_len.take() {
+                out.close_run(run);
             }
+            out.push(seg)?;
         }
-        Ok(DmaVec::from_parts(out, lease))
+        if let Some(run) = run_len {
+            out.close_run(run);
+        }
+        Ok(())
+    }
+}
+
+/// One entry per granule from `phys_granule` up, into a lease's entries.
+#[inline(always)]
+fn write_ptes(entries: &[Cell<Pte>], phys_granule: u64, flags: u64) {
+    let mut pa = phys_granule;
+    for e in entries {
+        e.set(Pte::linked(pa, flags));
+        pa = pa.wrapping_add(GRANULE);
     }
 }
 

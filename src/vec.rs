@@ -519,6 +519,18 @@ impl<'o, T: Copy> SegBuf<'o, T> {
         }
     }
 
+    /// The caller-owned slots and the fill count, for a writer that keeps
+    /// the count in a register; `None` for a growable store. The writer
+    /// must have written `slots[..count]` before it stores `count`.
+    #[inline]
+    pub(crate) fn slots_mut(&mut self) -> Option<(&mut [MaybeUninit<T>], &mut usize)> {
+        match &mut self.inner {
+            Store::Slice { slots, len } => Some((slots, len)),
+            #[cfg(feature = "alloc")]
+            Store::Vec(_) => None,
+        }
+    }
+
     #[inline]
     pub(crate) fn last_mut(&mut self) -> Option<&mut T> {
         match &mut self.inner {
