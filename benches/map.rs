@@ -79,6 +79,7 @@ fn plain_map(
     dom: &mut PlainDomain,
     segs: &[(bool, u64, u64)],
     bus_offset: u64,
+    dma_mask: u64,
     out: &mut Vec<(u64, u64)>,
 ) -> Result<(usize, usize), &'static str> {
     let mut iova_bytes = 0u64;
@@ -88,13 +89,26 @@ fn plain_map(
         if len == 0 {
             return Err("empty");
         }
-        phys.checked_add(len - 1).ok_or("overflow")?;
+        // The same checks the crate makes: the range the device will see
+        // must not wrap, bus addresses must be within the DMA mask, and the
+        // IOVA size must not overflow.
+        let start = if p2p {
+            phys.wrapping_add(bus_offset)
+        } else {
+            phys
+        };
+        let last = start.checked_add(len - 1).ok_or("overflow")?;
+        if p2p && last > dma_mask {
+            return Err("beyond dma mask");
+        }
         if !p2p {
             let lead = phys & (GRANULE - 1);
             if open_end || (links > 0 && lead != 0) {
                 return Err("unaligned");
             }
-            iova_bytes += if links == 0 { lead + len } else { len };
+            iova_bytes = iova_bytes
+                .checked_add(if links == 0 { lead + len } else { len })
+                .ok_or("overflow")?;
             open_end = iova_bytes % GRANULE != 0;
             links += 1;
         }
@@ -207,7 +221,14 @@ fn bench(c: &mut Criterion) {
                 rover: 0,
             };
             let mut out = Vec::with_capacity(n);
-            plain_map(&mut pd, &plain, BAR_BUS.wrapping_sub(BAR_CPU), &mut out).unwrap();
+            plain_map(
+                &mut pd,
+                &plain,
+                BAR_BUS.wrapping_sub(BAR_CPU),
+                u64::MAX,
+                &mut out,
+            )
+            .unwrap();
             assert_eq!(typed, out, "baseline and crate disagree");
         }
 
@@ -234,7 +255,14 @@ fn bench(c: &mut Criterion) {
         let bus_offset = BAR_BUS.wrapping_sub(BAR_CPU);
         group.bench_with_input(BenchmarkId::new("plain_u64", n), &n, |b, _| {
             b.iter(|| {
-                let lease = plain_map(&mut pd, black_box(&plain), bus_offset, &mut out).unwrap();
+                let lease = plain_map(
+                    &mut pd,
+                    black_box(&plain),
+                    bus_offset,
+                    black_box(u64::MAX),
+                    &mut out,
+                )
+                .unwrap();
                 black_box(out.len());
                 plain_unmap(&mut pd, lease);
             });
