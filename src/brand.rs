@@ -3,7 +3,7 @@
 //! A DMA address is only meaningful to the device (or IOMMU domain) it was
 //! mapped for. The crate carries that in the type: `DmaAddr<Nvme>` and
 //! `DmaAddr<Nic>` are different types. A brand is an empty type declared
-//! with [`brand!`]; at run time it is bound to at most one live object at a
+//! with [`brand!`](macro@crate::brand); at run time it is bound to at most one live object at a
 //! time ([`Claim`]), so two devices can never share a name.
 
 use core::fmt;
@@ -14,7 +14,7 @@ use crate::error::BrandInUse;
 
 /// The compile-time name of one device, IOMMU domain or P2P provider.
 ///
-/// Declare brands with [`brand!`]; do not implement this trait by hand.
+/// Declare brands with [`brand!`](macro@crate::brand); do not implement this trait by hand.
 ///
 /// # Implementation safety
 /// `claim_flag` must return a `'static` flag used by this type and no

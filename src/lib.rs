@@ -19,7 +19,7 @@
 //! - [`BusAddr`], [`Iova`], [`BarOffset`], [`DmaAddr`]: device-side; from a
 //!   bare integer only through an `unsafe` constructor, otherwise only from
 //!   a mapper or a route.
-//! - [`brand!`] names a device, IOMMU domain or provider at compile time;
+//! - [`brand!`](macro@crate::brand) names a device, IOMMU domain or provider at compile time;
 //!   `DmaAddr<Nvme>` is not `DmaAddr<Nic>`, and a brand is bound to one live
 //!   object at a time.
 //! - Directions ([`dir`]) and the sync state ([`vec::Synced`]) are types: a
