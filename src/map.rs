@@ -499,3 +499,74 @@ impl<B: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, B, C> {
             .finish()
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    // Unit tests so that Miri (which runs the library's tests) checks the
+    // unsafe slot handling of the hot path.
+    use core::mem::MaybeUninit;
+
+    use super::*;
+    use crate::dir::ToDevice;
+    use crate::host::SimulatedRam;
+    use crate::iommu::Pte;
+    use crate::provider::Provider;
+    use crate::topology::Bdf;
+    use crate::vec::{BvecSeg, SegOf};
+    use crate::{BusAddr, Iova};
+
+    #[test]
+    fn mixed_request_into_caller_slots() {
+        crate::brand!(Cmb);
+        crate::brand!(Nic);
+        crate::brand!(Dom);
+        // SAFETY: simulated addresses, never given to hardware.
+        let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 3) };
+        let mut pages: alloc::vec::Vec<_> = ram.pages().collect();
+        // SAFETY: a simulated BAR.
+        let p = unsafe {
+            Provider::<Cmb>::new(
+                Bdf::new(0, 3, 0, 0),
+                0,
+                PhysAddr::new(0x4000_0000),
+                BusAddr::new_unchecked(0),
+                1 << 16,
+            )
+        }
+        .unwrap();
+        let a = p.alloc(0x1000).unwrap();
+        let mut nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX).unwrap();
+        let mut table = [Pte::EMPTY; 8];
+        // SAFETY: a software aperture.
+        let dom =
+            IommuDomain::<Dom>::new(unsafe { Iova::new_unchecked(0x8000) }, &mut table).unwrap();
+        // SAFETY: test topology.
+        let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_via_switch(&p, &nic, 4) }.into();
+        let m = Mapper::iommu(&mut nic, &dom);
+        let [x, y, z] = &mut pages[..] else {
+            unreachable!()
+        };
+        let bv: [BvecSeg<'_, Cmb>; 4] = [
+            x.dma().into_bvec_seg(),
+            y.dma().into_bvec_seg(),
+            a.seg().into_bvec_seg(),
+            z.dma().into_bvec_seg(),
+        ];
+        let mut slots = [MaybeUninit::uninit(); 3];
+        let v = m
+            .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::from_slice(&mut slots))
+            .unwrap()
+            .sync();
+        let lens: alloc::vec::Vec<u64> = v.device_reads().iter().map(DmaSeg::len).collect();
+        assert_eq!(lens, [0x2000, 0x1000, 0x1000]);
+        drop(v);
+        assert_eq!(dom.reserved_granules(), 0);
+        // One slot too few: an error, and nothing stays reserved.
+        let mut slots = [MaybeUninit::uninit(); 2];
+        let err = m
+            .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::from_slice(&mut slots))
+            .unwrap_err();
+        assert_eq!(err, MapError::OutOfCapacity { capacity: 2 });
+        assert_eq!(dom.reserved_granules(), 0);
+    }
+}

@@ -828,3 +828,22 @@ impl<B: Brand, D: Direction, S: SyncState> fmt::Debug for DmaVec<'_, B, D, S> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_segbuf_push_last_and_capacity() {
+        let mut slots = [MaybeUninit::<u64>::uninit(); 2];
+        let mut b = SegBuf::from_slice(&mut slots);
+        assert_eq!(b.as_slice(), &[] as &[u64]);
+        b.push(1).unwrap();
+        b.push(2).unwrap();
+        *b.last_mut().unwrap() += 40;
+        assert_eq!(b.as_slice(), &[1, 42]);
+        assert_eq!(b.push(3), Err(MapError::OutOfCapacity { capacity: 2 }));
+        b.clear();
+        assert!(b.last_mut().is_none());
+    }
+}
