@@ -164,22 +164,21 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
         }
     }
 
+    /// Memory reached by its physical address: linked into the IOVA run
+    /// when the device has an IOMMU (`mmio` for host-bridge P2P), used as
+    /// is otherwise.
+    #[inline(always)]
+    fn phys_step(iommu: bool, phys: PhysAddr, len: u64, mmio: bool) -> Step {
+        if iommu {
+            Step::Link { phys, len, mmio }
+        } else {
+            Step::Direct { phys, len }
+        }
+    }
+
     fn host_step(&self) -> impl Fn(&HostSeg<'_>) -> Step + use<'_, 'd, B, C> {
         let iommu = self.iommu.is_some();
-        move |s| {
-            if iommu {
-                Step::Link {
-                    phys: s.phys(),
-                    len: s.len(),
-                    mmio: false,
-                }
-            } else {
-                Step::Direct {
-                    phys: s.phys(),
-                    len: s.len(),
-                }
-            }
-        }
+        move |s| Self::phys_step(iommu, s.phys(), s.len(), false)
     }
 
     fn host_bridge_step<PB: Brand>(
@@ -187,20 +186,7 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
         _route: &Route<'_, PB, B, ViaHostBridge>,
     ) -> impl Fn(&P2pSeg<'_, PB>) -> Step + use<'_, 'd, B, C, PB> {
         let iommu = self.iommu.is_some();
-        move |s| {
-            if iommu {
-                Step::Link {
-                    phys: s.phys(),
-                    len: s.len(),
-                    mmio: true,
-                }
-            } else {
-                Step::Direct {
-                    phys: s.phys(),
-                    len: s.len(),
-                }
-            }
-        }
+        move |s| Self::phys_step(iommu, s.phys(), s.len(), true)
     }
 
     #[inline(always)]

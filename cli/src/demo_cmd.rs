@@ -20,7 +20,7 @@ use dmaspace::vec::{BvecP2p, DmaSeg, SegBuf, Via};
 use dmaspace::{BusAddr, Iova, PhysAddr, brand};
 
 use crate::reference;
-use crate::topology_cmd::table_out;
+use crate::topology_cmd::{all_verdicts, table_out};
 
 brand!(P2pMemory);
 brand!(Client);
@@ -54,15 +54,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     let policy = Policy::default();
     let fns: Vec<&PciFunction> = topo.functions().collect();
-    let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
-    for p in &fns {
-        for c in &fns {
-            verdicts.push(
-                topo.verdict(p.bdf, c.bdf, &policy)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-    }
+    let verdicts = all_verdicts(&topo, &fns, &policy)?;
     println!("Machine: {name}\n");
     print!("{}", table_out(&topo, &fns, &verdicts, "current"));
 

@@ -59,15 +59,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         AllowlistArg::Current => (Policy::default(), "current"),
     };
     let fns: Vec<&PciFunction> = topo.functions().collect();
-    let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
-    for p in &fns {
-        for c in &fns {
-            verdicts.push(
-                topo.verdict(p.bdf, c.bdf, &policy)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-    }
+    let verdicts = all_verdicts(&topo, &fns, &policy)?;
     let unknown: Vec<String> = fns
         .iter()
         .filter(|f| f.acs == AcsState::Unknown)
@@ -88,6 +80,24 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     print!("{out}");
     Ok(())
+}
+
+/// The verdict of every ordered pair of `fns`, row-major (provider, client).
+pub(crate) fn all_verdicts(
+    topo: &Topology,
+    fns: &[&PciFunction],
+    policy: &Policy,
+) -> Result<Vec<Verdict>, String> {
+    let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
+    for p in fns {
+        for c in fns {
+            verdicts.push(
+                topo.verdict(p.bdf, c.bdf, policy)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(verdicts)
 }
 
 fn port_str(f: &PciFunction) -> &'static str {
