@@ -147,6 +147,17 @@ impl fmt::Display for MapError {
 }
 impl core::error::Error for MapError {}
 
+impl MapError {
+    /// `Ok` if `[offset, offset + len)` lies inside `size` bytes, else
+    /// [`MapError::OutOfBounds`]: the one bounds rule for sub-ranges.
+    pub(crate) fn check_within(offset: u64, len: u64, size: u64) -> Result<(), MapError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(MapError::OutOfBounds { offset, len, size }),
+        }
+    }
+}
+
 /// What the software IOMMU reports when a device access is refused: the
 /// same faults a hardware IOMMU raises.
 ///

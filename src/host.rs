@@ -138,11 +138,8 @@ impl<'b> HostPages<'b> {
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     pub fn dma_range(&mut self, offset: u64, len: u64) -> Result<HostSeg<'_>, MapError> {
-        let size = self.len();
-        match offset.checked_add(len) {
-            Some(end) if end <= size => Ok(HostSeg::new(self.phys + offset, len)),
-            _ => Err(MapError::OutOfBounds { offset, len, size }),
-        }
+        MapError::check_within(offset, len, self.len())?;
+        Ok(HostSeg::new(self.phys + offset, len))
     }
 }
 

@@ -116,7 +116,7 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
         out: SegBuf<'a, DmaSeg<B>>,
     ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
         let host = self.host_step();
-        self.map_steps::<D>(pages.len(), pages.iter().map(|s| (host(s), Some(s))), out)
+        self.map_steps::<D>(pages.iter().map(|s| (host(s), Some(s))), out)
     }
 
     /// Maps one request of host and P2P segments for the device in
@@ -201,14 +201,13 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
             BvecSeg::Host(s) => (host(s), Some(s)),
             BvecSeg::P2p(s) => (p2p(s), None),
         });
-        self.map_steps::<D>(bvec.len(), steps, out)
+        self.map_steps::<D>(steps, out)
     }
 
     /// The one mapping loop: validate and size the IOVA run, reserve it,
     /// then link and emit. `host` is `Some` for host segments (cache sync).
     fn map_steps<'a, 's, D: Direction>(
         &'a self,
-        _count: usize,
         steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)> + Clone,
         mut out: SegBuf<'a, DmaSeg<B>>,
     ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {

@@ -302,14 +302,8 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, MapError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len => Ok(P2pSeg::new(self.phys() + offset, len)),
-            _ => Err(MapError::OutOfBounds {
-                offset,
-                len,
-                size: self.len,
-            }),
-        }
+        MapError::check_within(offset, len, self.len)?;
+        Ok(P2pSeg::new(self.phys() + offset, len))
     }
 }
 

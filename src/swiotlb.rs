@@ -55,15 +55,8 @@ impl<'p> Swiotlb<'p> {
         len: usize,
     ) -> Result<HostSeg<'_>, MapError> {
         let bytes = src.cpu_bytes();
-        let range = offset
-            .checked_add(len)
-            .filter(|&end| end <= bytes.len())
-            .map(|end| offset..end)
-            .ok_or(MapError::OutOfBounds {
-                offset: offset as u64,
-                len: len as u64,
-                size: bytes.len() as u64,
-            })?;
+        MapError::check_within(offset as u64, len as u64, bytes.len() as u64)?;
+        let range = offset..offset + len;
         if len as u64 > self.pool.len() {
             return Err(MapError::BouncePoolExhausted { len: len as u64 });
         }
