@@ -258,3 +258,85 @@ impl<K: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, K, C> {
             .finish()
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    // Unit tests so that Miri (which runs the library's tests) checks the
+    // unsafe slice casts of the output path (`SegSlot`, `DmaSeg`).
+    use super::*;
+    use crate::addr::{BusAddr, PhysAddr};
+    use crate::bdf::Bdf;
+    use crate::device::DmaLimits;
+    use crate::dir::ToDevice;
+    use crate::host::SimulatedRam;
+    use crate::iommu::Pte;
+    use crate::provider::Provider;
+    use crate::route::Route;
+    use crate::vec::{SegOf, SegSlot, Via};
+
+    crate::brand!(Cmb);
+    crate::brand!(Nic);
+    crate::brand!(Dom);
+
+    #[test]
+    fn mixed_request_into_caller_slots() {
+        // SAFETY: simulated addresses, never given to hardware.
+        let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 3) };
+        let mut pages: std::vec::Vec<_> = ram.pages().collect();
+        // SAFETY: a simulated BAR.
+        let p = unsafe {
+            Provider::<Cmb>::new(
+                Bdf::new(0, 3, 0, 0),
+                0,
+                PhysAddr::new(0x4000_0000),
+                BusAddr::new_unchecked(0),
+                1 << 16,
+            )
+        }
+        .unwrap();
+        let a = p.alloc(0x1000).unwrap();
+        // SAFETY: a simulated device.
+        let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
+        let mut table = [Pte::EMPTY; 8];
+        let dom = IommuDomain::<Dom>::new(0x8000, &mut table).unwrap();
+        // SAFETY: a simulated switch.
+        let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&p, &nic, 4) }.into();
+        let m = Mapper::iommu(&nic, &dom).unwrap();
+        let [x, y, z] = &mut pages[..] else {
+            unreachable!()
+        };
+        let bv: [BvecSeg<'_, Cmb>; 4] = [
+            x.dma().into_bvec_seg(),
+            y.dma().into_bvec_seg(),
+            a.seg().into_bvec_seg(),
+            z.dma().into_bvec_seg(),
+        ];
+        let mut slots = [SegSlot::EMPTY; 3];
+        let got = m
+            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |v| {
+                let v = v.sync();
+                v.segments(nic.id())
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s.addr().map(crate::DmaAddr::as_u64), s.len(), s.via()))
+                    .collect::<std::vec::Vec<_>>()
+            })
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                (Some(0x8000), 0x2000, Via::Iommu),
+                (Some(0), 0x1000, Via::BusAddr),
+                (Some(0xa000), 0x1000, Via::Iommu),
+            ]
+        );
+        assert_eq!(dom.reserved_granules(), 0);
+        // One slot too few: an error, and nothing stays reserved.
+        let mut slots = [SegSlot::EMPTY; 2];
+        let err = m
+            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |_| ())
+            .unwrap_err();
+        assert_eq!(err, MapError::OutOfCapacity { capacity: 2 });
+        assert_eq!(dom.reserved_granules(), 0);
+    }
+}
