@@ -185,7 +185,10 @@ fn forgetting_the_mapping_cannot_skip_the_unmap() {
             let v = v.sync();
             let iova = v.segments(d.id()).unwrap()[0].addr().unwrap().as_u64();
             assert!(dom.translate(iova, IommuPerm::WRITE).is_ok());
-            std::mem::forget(v); // the driver "keeps" the mapping
+            // The driver "keeps" the mapping. (Clippy knows the view has no
+            // `Drop`: nothing the closure holds is the cleanup.)
+            #[expect(clippy::forget_non_drop, reason = "the misuse under test")]
+            std::mem::forget(v);
             iova
         })
         .unwrap();
@@ -373,7 +376,6 @@ fn a_short_device_write_through_a_bounce_leaves_the_callers_own_bytes() {
     mapper
         .map_host::<ToDevice, _>(&[a.dma()], SegBuf::with_capacity(1), |v| v.unmap())
         .unwrap();
-    drop(a);
     // User B reads 16 bytes from a device that, this time, writes nothing
     // (a short or failed transfer). The slot A used is B's now.
     let mut b = pool.bounce(mine, 0, 16).unwrap();
