@@ -22,5 +22,7 @@ pub use crate::map::Mapper;
 pub use crate::provider::Provider;
 pub use crate::route::{P2pRoute, Route};
 #[cfg(feature = "alloc")]
+pub use crate::topology::{PciFunction, PciePortType, Topology};
+#[cfg(feature = "alloc")]
 pub use crate::vec::Bvec;
 pub use crate::vec::{DmaSeg, DmaVec, SegBuf, SegSlot, Via};
