@@ -76,11 +76,18 @@ impl<'d, K: Brand> Mapper<'d, K, CacheCoherent> {
     /// A mapper for a device without an IOMMU (dma-direct): host memory is
     /// used at its physical address.
     ///
+    /// # Safety
+    /// The device must reach host memory by physical address: no IOMMU
+    /// translates its transactions (or one maps it one to one). Behind an
+    /// IOMMU, a physical address is an IOVA that may map someone else's
+    /// buffer. Software models and emulators, whose "device" is the mapper's
+    /// output, satisfy this.
+    ///
     /// # Errors
     /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
     ///
     /// See `tests/map.rs`.
-    pub fn direct(device: &'d Device<'_, K>) -> Result<Self, ClaimError> {
+    pub unsafe fn direct(device: &'d Device<'_, K>) -> Result<Self, ClaimError> {
         Self::attach(device, None)
     }
 

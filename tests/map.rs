@@ -69,7 +69,7 @@ fn bus_offset_sign_through_the_bus_addr_route() {
     assert_eq!(seg.phys(), PhysAddr::new(0x4000_1000));
     // SAFETY: the test topology puts both under one switch.
     let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&p, &nic, 4) }.into();
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic).unwrap();
     let got = m
         .map_bvec::<ToDevice, _, _>(
             &[seg.into_bvec_seg()],
@@ -208,7 +208,7 @@ fn host_bridge_route_maps_like_mmio_through_the_iommu_and_direct_without() {
         })
         .unwrap();
     }
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic).unwrap();
     let got = m
         .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), segs)
         .unwrap();
@@ -222,7 +222,7 @@ fn same_device_route_yields_bar_offsets() {
     let _first = p.alloc(0x1000).unwrap();
     let a = p.alloc(0x1000).unwrap();
     let route = Route::same_device(&p, &nvme).unwrap().into();
-    let m = Mapper::direct(&nvme).unwrap();
+    let m = direct(&nvme).unwrap();
     let bv = [a.seg_range(0x10, 0x20).unwrap().into_bvec_seg()];
     m.map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), |v| {
         let v = v.sync();
@@ -276,7 +276,7 @@ fn offsets_inside_a_segment_are_checked() {
 fn direct_mapping_uses_phys_and_honours_the_dma_mask() {
     brand!(Old);
     let dev = device::<Old>(NIC, DmaLimits::BITS_32);
-    let m = Mapper::direct(&dev).unwrap();
+    let m = direct(&dev).unwrap();
     let mut low = ram(0x1000, 1);
     let mut lp = low.pages().next().unwrap();
     let got = m
@@ -316,7 +316,7 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
     let a = p.alloc(0x1000).unwrap();
     // SAFETY: test topology.
     let route = unsafe { Route::assume_bus_addr(&p, &nic, 2) }.into();
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic).unwrap();
     let bv = [a.seg().into_bvec_seg()];
     // Bus addresses wrap as in the kernel (offset applied modulo 2^64).
     let got = m
@@ -476,7 +476,7 @@ fn cache_maintenance_sees_host_segments_only() {
     let rec = Recorder::default();
     // SAFETY: test topology.
     let route = unsafe { Route::assume_host_bridge(&p, &nic, 6) }.into();
-    let m = Mapper::direct(&nic).unwrap().with_cache(&rec);
+    let m = direct(&nic).unwrap().with_cache(&rec);
     let (x, y) = pages.split_at_mut(1);
     let bv: [BvecSeg<'_, Cmb>; 3] = [
         x[0].dma().into_bvec_seg(),
@@ -497,11 +497,19 @@ fn cache_maintenance_sees_host_segments_only() {
 #[test]
 fn a_second_mapper_for_a_device_is_refused_until_the_first_is_gone() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let first = Mapper::direct(&nic).unwrap();
+    let first = direct(&nic).unwrap();
     assert_eq!(
-        Mapper::direct(&nic).unwrap_err(),
+        direct(&nic).unwrap_err(),
         dmaspace::error::ClaimError::AlreadyAttached { bdf: NIC }
     );
     drop(first);
-    assert!(Mapper::direct(&nic).is_ok());
+    assert!(direct(&nic).is_ok());
+}
+
+/// A direct (no IOMMU) mapper.
+fn direct<'d, K: Brand>(
+    dev: &'d Device<'_, K>,
+) -> Result<Mapper<'d, K>, dmaspace::error::ClaimError> {
+    // SAFETY: the simulated devices reach simulated memory by physical address.
+    unsafe { Mapper::direct(dev) }
 }

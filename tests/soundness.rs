@@ -60,7 +60,7 @@ fn a_mapping_of_one_drive_is_refused_for_another_drive_of_the_same_brand() {
     assert_ne!(d0.id(), d1.id());
     let mut mem = ram(0x10_0000, 1);
     let mut page = mem.pages().next().unwrap();
-    let mapper = Mapper::direct(&d0).unwrap();
+    let mapper = direct(&d0).unwrap();
     mapper
         .map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
@@ -81,7 +81,7 @@ fn a_route_classified_for_one_drive_is_refused_by_the_mapper_of_another() {
     let bar = gpu_bar(&m, A, 0x8000_0000);
     let route = P2pRoute::classify(&m, &bar, &d0).unwrap();
     let mem = bar.alloc(4096).unwrap();
-    let mapper = Mapper::direct(&d1).unwrap();
+    let mapper = direct(&d1).unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(
             &[mem.seg().into_bvec_seg()],
@@ -109,7 +109,7 @@ fn memory_of_another_provider_of_the_same_brand_is_refused() {
     io.push(page.dma());
     io.push(own.seg());
     io.push(other.seg()); // same brand, another BAR: the route's offsets are not its own
-    let mapper = Mapper::direct(&d1).unwrap();
+    let mapper = direct(&d1).unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(&io, &route, SegBuf::with_capacity(3), |v| v.unmap())
         .unwrap_err();
@@ -226,9 +226,9 @@ fn a_panic_while_mapped_still_unmaps() {
 fn a_leaked_mapper_keeps_its_device_attached_rather_than_letting_a_second_one_in() {
     let m = two_drives();
     let d = m.device::<Nvme>(A, DmaLimits::BITS_64).unwrap();
-    std::mem::forget(Mapper::direct(&d).unwrap());
+    std::mem::forget(direct(&d).unwrap());
     assert_eq!(
-        Mapper::direct(&d).unwrap_err(),
+        direct(&d).unwrap_err(),
         ClaimError::AlreadyAttached { bdf: A }
     );
 }
@@ -300,7 +300,7 @@ fn a_sub_granule_buffer_is_refused_through_the_iommu_but_not_directly() {
         assert_eq!(dom.reserved_granules(), 0);
     }
     // Without an IOMMU nothing is granted by granule: the exact range is used.
-    let direct = Mapper::direct(&d).unwrap();
+    let direct = direct(&d).unwrap();
     direct
         .map_host::<FromDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
@@ -332,7 +332,7 @@ fn a_bus_address_beyond_the_mask_is_refused() {
     // SAFETY: a simulated switch between them.
     let route: P2pRoute<'_, Gpu, Nvme> = unsafe { Route::assume_bus_addr(&bar, &old, 2) }.into();
     let mem = bar.alloc(4096).unwrap();
-    let mapper = Mapper::direct(&old).unwrap();
+    let mapper = direct(&old).unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(
             &[mem.seg().into_bvec_seg()],
@@ -366,7 +366,7 @@ fn a_short_device_write_through_a_bounce_leaves_the_callers_own_bytes() {
     };
     secret.cpu_bytes_mut()[..16].copy_from_slice(b"SECRET-OF-USER-A");
     mine.cpu_bytes_mut()[..16].copy_from_slice(b"mine:untouched..");
-    let mapper = Mapper::direct(&old).unwrap();
+    let mapper = direct(&old).unwrap();
     // User A's buffer is above the mask: it goes through the pool.
     assert!(matches!(
         mapper.map_host::<ToDevice, _>(&[secret.dma()], SegBuf::with_capacity(1), |_| ()),
@@ -391,4 +391,12 @@ fn a_short_device_write_through_a_bounce_leaves_the_callers_own_bytes() {
     b.copy_back(mine, 0).unwrap();
     // Before Linux's 2022 fix (and this crate's before issue 8), B got A's secret.
     assert_eq!(&mine.cpu_bytes()[..16], b"mine:untouched..");
+}
+
+/// A direct (no IOMMU) mapper.
+fn direct<'d, K: Brand>(
+    dev: &'d Device<'_, K>,
+) -> Result<Mapper<'d, K>, dmaspace::error::ClaimError> {
+    // SAFETY: the simulated devices reach simulated memory by physical address.
+    unsafe { Mapper::direct(dev) }
 }

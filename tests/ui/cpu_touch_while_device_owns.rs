@@ -7,7 +7,7 @@ fn main() {
     let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic);
     m.map_host::<FromDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
         page.cpu_bytes_mut()[0] = 1;
         v.unmap();

@@ -5,7 +5,7 @@ use prelude::*;
 
 fn main() {
     let (_, nic) = setup();
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic);
     let seg;
     {
         let mut mem = ram();

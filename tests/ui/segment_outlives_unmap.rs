@@ -7,7 +7,7 @@ fn main() {
     let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&nic).unwrap();
+    let m = direct(&nic);
     m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
         let v = v.sync();
         let seg = &v.segments(nic.id()).unwrap()[0];

@@ -45,3 +45,9 @@ pub fn ram() -> SimulatedRam {
     // SAFETY: simulated addresses.
     unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 4) }
 }
+
+/// A direct (no IOMMU) mapper for `dev`.
+pub fn direct<'d, K: Brand>(dev: &'d Device<'_, K>) -> Mapper<'d, K> {
+    // SAFETY: the simulated device reaches simulated memory by physical address.
+    unsafe { Mapper::direct(dev) }.unwrap()
+}
