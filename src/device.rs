@@ -8,70 +8,7 @@ use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::error::ClaimError;
 use crate::id::{DeviceId, FunctionId, MachineId};
-
-/// What a device can address, in the style of the kernel's `dma_parms`:
-/// today the DMA mask (`dma_set_mask`). The mapper never hands the device
-/// an address above it: without an IOMMU it refuses such memory, with one
-/// it reserves IOVAs below it.
-///
-/// ```
-/// use dmaspace::device::DmaLimits;
-/// assert_eq!(DmaLimits::BITS_32.dma_mask(), 0xffff_ffff);
-/// assert_eq!(DmaLimits::bits(40).dma_mask(), (1 << 40) - 1);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DmaLimits {
-    dma_mask: u64,
-}
-
-impl DmaLimits {
-    /// A device that addresses all 64 bits.
-    pub const BITS_64: DmaLimits = DmaLimits { dma_mask: u64::MAX };
-    /// A device that addresses the low 4 GiB only.
-    pub const BITS_32: DmaLimits = DmaLimits {
-        dma_mask: u32::MAX as u64,
-    };
-
-    /// A device that addresses `bits` bits (`DMA_BIT_MASK(bits)`); `bits`
-    /// is clamped to 1..=64.
-    ///
-    /// ```
-    /// assert_eq!(dmaspace::device::DmaLimits::bits(64).dma_mask(), u64::MAX);
-    /// ```
-    #[must_use]
-    pub const fn bits(bits: u32) -> Self {
-        let bits = if bits == 0 {
-            1
-        } else if bits > 64 {
-            64
-        } else {
-            bits
-        };
-        Self {
-            dma_mask: u64::MAX >> (64 - bits),
-        }
-    }
-
-    /// A device whose highest address is `mask`.
-    ///
-    /// ```
-    /// assert_eq!(dmaspace::device::DmaLimits::with_mask(0xfff).dma_mask(), 0xfff);
-    /// ```
-    #[must_use]
-    pub const fn with_mask(mask: u64) -> Self {
-        Self { dma_mask: mask }
-    }
-
-    /// The highest address the device can emit.
-    ///
-    /// ```
-    /// assert_eq!(dmaspace::device::DmaLimits::BITS_64.dma_mask(), u64::MAX);
-    /// ```
-    #[must_use]
-    pub const fn dma_mask(&self) -> u64 {
-        self.dma_mask
-    }
-}
+use crate::limits::DmaLimits;
 
 /// One live PCI function of brand `K` that issues DMA.
 ///
@@ -207,7 +144,7 @@ impl<K: Brand> fmt::Debug for Device<'_, K> {
             .field("brand", &K::NAME)
             .field("id", &self.id)
             .field("bdf", &self.function.bdf)
-            .field("dma_mask", &format_args!("{:#x}", self.limits.dma_mask))
+            .field("limits", &self.limits)
             .finish()
     }
 }

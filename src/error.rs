@@ -116,6 +116,23 @@ pub enum MapError {
     /// A device-local segment (an offset in the device's own BAR) has no
     /// wire address.
     DeviceLocal,
+    /// The request needs more segments than the device takes
+    /// ([`DmaLimits::max_segments`](crate::limits::DmaLimits::max_segments)),
+    /// after merging and splitting.
+    TooManySegments {
+        /// Segments the device takes.
+        max: usize,
+        /// Segments the request needs.
+        needed: usize,
+    },
+    /// An output segment would start at an address the device cannot take
+    /// ([`DmaLimits::alignment`](crate::limits::DmaLimits::alignment)).
+    Misaligned {
+        /// The address.
+        addr: u64,
+        /// The alignment the device needs.
+        align: u64,
+    },
 }
 
 /// The broad class of a [`MapError`], for a driver deciding what to do.
@@ -156,7 +173,9 @@ impl MapError {
             | MapError::BeyondDmaMask { .. }
             | MapError::BadAperture { .. }
             | MapError::OutOfBounds { .. }
-            | MapError::DeviceLocal => MapErrorKind::InvalidRequest,
+            | MapError::DeviceLocal
+            | MapError::TooManySegments { .. }
+            | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
         }
     }
 
@@ -225,6 +244,14 @@ impl fmt::Display for MapError {
             MapError::DeviceLocal => write!(
                 f,
                 "the segment is an offset in the device's own BAR and has no wire address"
+            ),
+            MapError::TooManySegments { max, needed } => write!(
+                f,
+                "the request needs {needed} segments, the device takes at most {max}"
+            ),
+            MapError::Misaligned { addr, align } => write!(
+                f,
+                "a segment would start at {addr:#x}, not aligned to the {align}-byte alignment the device needs"
             ),
         }
     }

@@ -58,6 +58,7 @@ pub mod error;
 pub mod host;
 pub mod id;
 pub mod iommu;
+pub mod limits;
 #[cfg(feature = "alloc")]
 pub mod machine;
 pub mod map;

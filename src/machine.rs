@@ -25,9 +25,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bdf::Bdf;
 use crate::brand::Brand;
-use crate::device::{Device, DmaLimits};
+use crate::device::Device;
 use crate::error::ClaimError;
 use crate::id::{FunctionId, MachineId};
+use crate::limits::DmaLimits;
 use crate::topology::{Policy, Topology};
 
 /// Set while a `Machine` of this host (read from `/sys`) lives.

@@ -33,6 +33,7 @@
 
 mod emit;
 mod plan;
+mod split;
 
 use core::fmt;
 
@@ -225,18 +226,21 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
         mut out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
-        let mask = self.device().limits().dma_mask();
+        let limits = self.device().limits();
+        let mask = limits.dma_mask();
         let plan = plan::plan(steps.clone(), mask)?;
         let limit = out.limit();
-        let outputs = if plan.segments <= limit {
+        // Emit writes at most one segment per request segment; count the
+        // merged ones exactly only when that bound does not fit.
+        let merged = if plan.segments <= limit {
             plan.segments
         } else {
             plan::outputs(steps.clone())
         };
-        if outputs > limit {
+        if merged > limit {
             return Err(MapError::OutOfCapacity { capacity: limit });
         }
-        let slots = out.prepare(outputs)?;
+        let slots = out.prepare(merged)?;
         let lease = match (self.iommu, plan.run.bytes()) {
             (Some(core), 1..) => {
                 let granules = plan.run.bytes().div_ceil(GRANULE);
@@ -252,6 +256,11 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
         };
         let written = emit::emit::<D, _, _>(steps, slots, lease.as_ref(), &self.cache);
         out.set_len(written);
+        if limits.cuts_segments() {
+            // On error the lease drops here: nothing stays mapped.
+            let total = split::cut(&mut out, written, &limits)?;
+            out.set_len(total);
+        }
         let view = DmaVec::new(out.as_raw(), lease.as_ref(), self.device().id());
         Ok(use_it(view))
     }
@@ -273,10 +282,10 @@ mod tests {
     use super::*;
     use crate::addr::{BusAddr, PhysAddr};
     use crate::bdf::Bdf;
-    use crate::device::DmaLimits;
     use crate::dir::ToDevice;
     use crate::host::SimulatedRam;
     use crate::iommu::Pte;
+    use crate::limits::DmaLimits;
     use crate::provider::Provider;
     use crate::route::Route;
     use crate::vec::{SegOf, SegSlot, Via};

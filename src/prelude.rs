@@ -10,12 +10,13 @@ pub use crate::addr::{BarOffset, BusAddr, DmaAddr, Iova, PhysAddr};
 pub use crate::bdf::Bdf;
 pub use crate::brand;
 pub use crate::brand::Brand;
-pub use crate::device::{Device, DmaLimits};
+pub use crate::device::Device;
 pub use crate::dir::{Bidirectional, DeviceReads, DeviceWrites, Direction, FromDevice, ToDevice};
 pub use crate::error::MapError;
 pub use crate::host::{CpuAccessible, HostPages};
 pub use crate::id::DeviceId;
 pub use crate::iommu::{IommuDomain, Pte};
+pub use crate::limits::DmaLimits;
 #[cfg(feature = "alloc")]
 pub use crate::machine::Machine;
 pub use crate::map::Mapper;

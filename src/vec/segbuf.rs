@@ -122,6 +122,28 @@ impl<'o> SegBuf<'o> {
         }
     }
 
+    /// `n` slots to write, keeping what the first `set_len` slots hold
+    /// (`n` at least that many).
+    pub(crate) fn grow(&mut self, n: usize) -> Result<&mut [SegSlot], MapError> {
+        match &mut self.inner {
+            Store::Slots { slots, .. } => {
+                let capacity = slots.len();
+                slots
+                    .get_mut(..n)
+                    .ok_or(MapError::OutOfCapacity { capacity })
+            }
+            #[cfg(feature = "alloc")]
+            Store::Vec(v) => {
+                v.try_reserve(n.saturating_sub(v.len()))
+                    .map_err(|_| MapError::OutOfCapacity {
+                        capacity: v.capacity(),
+                    })?;
+                v.resize(n, SegSlot::EMPTY);
+                Ok(v)
+            }
+        }
+    }
+
     /// Records that the first `n` prepared slots hold output.
     pub(crate) fn set_len(&mut self, n: usize) {
         match &mut self.inner {
@@ -160,6 +182,12 @@ impl SegSlot {
     #[inline(always)]
     pub(crate) fn raw_mut(&mut self) -> &mut RawSeg {
         &mut self.0
+    }
+
+    /// The raw segment.
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> RawSeg {
+        self.0
     }
 }
 
