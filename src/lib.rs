@@ -62,6 +62,7 @@ pub mod limits;
 #[cfg(feature = "alloc")]
 pub mod machine;
 pub mod map;
+pub mod platform;
 pub mod prelude;
 pub mod provider;
 pub mod route;

@@ -261,6 +261,7 @@ fn describe(
                     Via::Direct => "physical address (no IOMMU)",
                     Via::BusAddr => "PCI bus address, IOMMU bypassed",
                     Via::OwnBar => "offset in the client's own BAR",
+                    Via::Platform => "address from the platform's DMA API",
                 };
                 writeln!(out, "    [{i}] {:#014x} + {len:#07x}  {how}", addr.as_u64())
             }

@@ -35,6 +35,10 @@ pub enum Via {
     BusAddr,
     /// An offset in the device's own BAR: never on the wire.
     OwnBar,
+    /// An address the platform's DMA API returned (an in-kernel driver's
+    /// `dma_addr_t`, see [`crate::platform`]): an IOVA or a physical
+    /// address, as the platform decided.
+    Platform,
 }
 
 /// A mapped segment as stored: address (or BAR offset), length, route.
