@@ -45,6 +45,8 @@ pub mod dir;
 pub mod error;
 pub mod host;
 pub mod iommu;
+#[cfg(feature = "vfio")]
+pub mod linux;
 pub mod map;
 pub mod provider;
 pub mod route;
