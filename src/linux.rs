@@ -6,16 +6,16 @@
 //!
 //! | backend | open | DMA address of host memory |
 //! |---|---|---|
-//! | VFIO type1 | [`Container`] + [`Group`] (`/dev/vfio/vfio`, `/dev/vfio/N`) | an IOVA: [`Container::map_dma`] maps a process virtual address |
-//! | iommufd | [`Iommufd`] + [`Ioas`] + [`Device::open_cdev`] (`/dev/iommu`, `/dev/vfio/devices/vfioN`) | an IOVA: [`Ioas::map`] |
-//! | no-IOMMU | [`Container`] with [`IommuType::NoIommu`] + `/dev/vfio/noiommu-N` | the physical address: [`DmaMemory::phys_addr`] |
+//! | VFIO type1 | [`VfioContainer`] + [`VfioGroup`] (`/dev/vfio/vfio`, `/dev/vfio/N`) | an IOVA: [`VfioContainer::map_dma`] maps a process virtual address |
+//! | iommufd | [`Iommufd`] + [`Ioas`] + [`VfioDevice::open_cdev`] (`/dev/iommu`, `/dev/vfio/devices/vfioN`) | an IOVA: [`Ioas::map`] |
+//! | no-IOMMU | [`VfioContainer`] with [`VfioIommuType::NoIommu`] + `/dev/vfio/noiommu-N` | the physical address: [`PinnedMemory::phys_addr`] |
 //!
-//! Host memory is [`DmaMemory`]: page-aligned, populated and locked. A device's
-//! BARs are mapped with [`Device::map_bar`]; register reads are safe, register
-//! writes are `unsafe` because a write can start DMA ([`Bar::write32`]).
+//! Host memory is [`PinnedMemory`]: page-aligned, populated and locked. A device's
+//! BARs are mapped with [`VfioDevice::map_bar`]; register reads are safe, register
+//! writes are `unsafe` because a write can start DMA ([`MappedBar::write32`]).
 //!
-//! Every failure is an [`Error`]: the [`Call`] that failed and an
-//! [`ErrorKind`] — an errno with what it means for that call, or a typed fact
+//! Every failure is an [`VfioError`]: the [`VfioCall`] that failed and an
+//! [`VfioErrorKind`] — an errno with what it means for that call, or a typed fact
 //! found before any call (no such device, bound to another driver, group not
 //! viable, iommufd cannot map a PFNMAP BAR, ...). Nothing here panics on
 //! kernel input.
@@ -33,9 +33,9 @@ mod mem;
 mod sys;
 mod sysfs;
 
-pub use container::{Container, Group, GroupStatus, IommuType};
-pub use device::{Bar, Device, DeviceInfo, RegionInfo};
-pub use error::{Call, Error, ErrorKind, Ioctl, Result, errno_name};
+pub use container::{VfioContainer, VfioGroup, VfioGroupStatus, VfioIommuType};
+pub use device::{MappedBar, VfioDevice, VfioDeviceInfo, VfioRegionInfo};
+pub use error::{Ioctl, VfioCall, VfioError, VfioErrorKind, errno_name};
 pub use iommufd::{Ioas, Iommufd};
-pub use mem::{DmaMemory, page_size, phys_addr_of};
-pub use sysfs::{GroupNode, PciAddress, Sysfs};
+pub use mem::{PinnedMemory, page_size, phys_addr_of};
+pub use sysfs::{PciAddress, Sysfs, VfioGroupNode};

@@ -5,25 +5,25 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use super::device::{Bar, Device, device_name};
-use super::error::{Call, Error, ErrorKind, Ioctl, Result};
-use super::mem::{DmaMemory, page_size};
+use super::device::{MappedBar, VfioDevice, device_name};
+use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
+use super::mem::{PinnedMemory, page_size};
 use super::sys;
-use super::sysfs::{GroupNode, PciAddress, Sysfs};
+use super::sysfs::{PciAddress, Sysfs, VfioGroupNode};
 
 /// The IOMMU model of a container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IommuType {
+pub enum VfioIommuType {
     /// `VFIO_TYPE1v2_IOMMU`: a real IOMMU; DMA addresses are IOVAs the process
-    /// maps with [`Container::map_dma`].
+    /// maps with [`VfioContainer::map_dma`].
     Type1v2,
     /// `VFIO_NOIOMMU_IOMMU`: no translation; DMA addresses are physical
-    /// addresses ([`DmaMemory::phys_addr`]). Needs `vfio.enable_unsafe_noiommu_mode=1`
+    /// addresses ([`PinnedMemory::phys_addr`]). Needs `vfio.enable_unsafe_noiommu_mode=1`
     /// and `CAP_SYS_RAWIO`.
     NoIommu,
 }
 
-impl IommuType {
+impl VfioIommuType {
     const fn raw(self) -> u32 {
         match self {
             Self::Type1v2 => sys::VFIO_TYPE1V2_IOMMU,
@@ -37,22 +37,24 @@ fn open_rw(path: PathBuf) -> Result<File> {
         .read(true)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::os(Call::Open(path), e.raw_os_error().unwrap_or(libc::EIO)))
+        .map_err(|e| VfioError::os(VfioCall::Open(path), e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Checks a DMA mapping's arguments the way type1 and iommufd would, before the call.
 pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
     let page = page_size() as u64;
     if len == 0 {
-        return Err(Error::invalid("a DMA mapping of zero bytes"));
+        return Err(VfioError::invalid("a DMA mapping of zero bytes"));
     }
     if vaddr % page != 0 || len % page != 0 || iova % page != 0 {
-        return Err(Error::invalid(
+        return Err(VfioError::invalid(
             "vaddr, length and IOVA must be page-aligned",
         ));
     }
     if iova.checked_add(len - 1).is_none() || vaddr.checked_add(len - 1).is_none() {
-        return Err(Error::invalid("the range wraps around the address space"));
+        return Err(VfioError::invalid(
+            "the range wraps around the address space",
+        ));
     }
     Ok(())
 }
@@ -60,38 +62,38 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 /// A VFIO container: one IOMMU context shared by the groups attached to it.
 ///
 /// ```no_run
-/// use dmaspace::linux::{Container, DmaMemory, Group, IommuType, Sysfs};
+/// use dmaspace::linux::{VfioContainer, PinnedMemory, VfioGroup, VfioIommuType, Sysfs};
 /// let sysfs = Sysfs::live();
 /// let bdf = "0000:00:03.0".parse()?;
-/// let mut c = Container::open(&sysfs)?;
-/// let g = Group::open_for_device(&sysfs, bdf)?;
+/// let mut c = VfioContainer::open(&sysfs)?;
+/// let g = VfioGroup::open_for_device(&sysfs, bdf)?;
 /// g.set_container(&c)?;
-/// c.set_iommu(IommuType::Type1v2)?;
+/// c.set_iommu(VfioIommuType::Type1v2)?;
 /// let dev = g.device(bdf)?;
-/// let mem = DmaMemory::new(1 << 20)?;
+/// let mem = PinnedMemory::new(1 << 20)?;
 /// c.map_dma(&mem, 0x1000_0000)?; // the device now reaches `mem` at IOVA 0x1000_0000
-/// # Ok::<(), dmaspace::linux::Error>(())
+/// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Debug)]
-pub struct Container {
+pub struct VfioContainer {
     file: File,
-    iommu: Option<IommuType>,
+    iommu: Option<VfioIommuType>,
 }
 
-impl Container {
+impl VfioContainer {
     /// Opens `/dev/vfio/vfio` and checks the API version.
     ///
     /// # Errors
     ///
     /// The `errno` of `open` (`ENOENT`: VFIO or its container support is missing);
-    /// [`ErrorKind::ApiVersion`].
+    /// [`VfioErrorKind::ApiVersion`].
     pub fn open(sysfs: &Sysfs) -> Result<Self> {
         let file = open_rw(sysfs.path("dev/vfio/vfio"))?;
         let v = sys::ioctl_val(file.as_fd(), Ioctl::GetApiVersion, 0)?;
         if v != sys::VFIO_API_VERSION {
-            return Err(Error::new(
-                Call::Ioctl(Ioctl::GetApiVersion),
-                ErrorKind::ApiVersion { got: v },
+            return Err(VfioError::new(
+                VfioCall::Ioctl(Ioctl::GetApiVersion),
+                VfioErrorKind::ApiVersion { got: v },
             ));
         }
         Ok(Self { file, iommu: None })
@@ -108,7 +110,7 @@ impl Container {
     /// # Errors
     ///
     /// The ioctl's errno.
-    pub fn has_extension(&self, t: IommuType) -> Result<bool> {
+    pub fn has_extension(&self, t: VfioIommuType) -> Result<bool> {
         Ok(sys::ioctl_val(
             self.fd(),
             Ioctl::CheckExtension,
@@ -120,15 +122,15 @@ impl Container {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Unsupported`] when the model is not offered; the ioctl's errno.
-    pub fn set_iommu(&mut self, t: IommuType) -> Result<()> {
+    /// [`VfioErrorKind::Unsupported`] when the model is not offered; the ioctl's errno.
+    pub fn set_iommu(&mut self, t: VfioIommuType) -> Result<()> {
         if !self.has_extension(t)? {
-            return Err(Error::new(
-                Call::Ioctl(Ioctl::CheckExtension),
-                ErrorKind::Unsupported {
+            return Err(VfioError::new(
+                VfioCall::Ioctl(Ioctl::CheckExtension),
+                VfioErrorKind::Unsupported {
                     what: match t {
-                        IommuType::Type1v2 => "VFIO_TYPE1v2_IOMMU (CONFIG_VFIO_IOMMU_TYPE1)",
-                        IommuType::NoIommu => {
+                        VfioIommuType::Type1v2 => "VFIO_TYPE1v2_IOMMU (CONFIG_VFIO_IOMMU_TYPE1)",
+                        VfioIommuType::NoIommu => {
                             "VFIO_NOIOMMU_IOMMU (CONFIG_VFIO_NOIOMMU and vfio.enable_unsafe_noiommu_mode=1)"
                         }
                     },
@@ -142,14 +144,14 @@ impl Container {
 
     /// The IOMMU model set, if any.
     #[must_use]
-    pub fn iommu(&self) -> Option<IommuType> {
+    pub fn iommu(&self) -> Option<VfioIommuType> {
         self.iommu
     }
 
     fn require_type1(&self) -> Result<()> {
         match self.iommu {
-            Some(IommuType::Type1v2) => Ok(()),
-            _ => Err(Error::invalid(
+            Some(VfioIommuType::Type1v2) => Ok(()),
+            _ => Err(VfioError::invalid(
                 "DMA mapping needs a container with the type1 IOMMU set",
             )),
         }
@@ -175,9 +177,9 @@ impl Container {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] (no type1 IOMMU set, unaligned, wrapping)
+    /// [`VfioErrorKind::InvalidArgument`] (no type1 IOMMU set, unaligned, wrapping)
     /// before the call; the ioctl's errno (`EEXIST` overlap, `ENOSPC`, ...).
-    pub fn map_dma(&self, mem: &DmaMemory, iova: u64) -> Result<()> {
+    pub fn map_dma(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
         self.map_raw(mem.vaddr(), mem.len() as u64, iova)
     }
 
@@ -188,7 +190,7 @@ impl Container {
     /// # Errors
     ///
     /// As [`map_dma`](Self::map_dma).
-    pub fn map_bar(&self, bar: &Bar, iova: u64) -> Result<()> {
+    pub fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
         self.map_raw(bar.vaddr(), bar.len() as u64, iova)
     }
 
@@ -197,7 +199,7 @@ impl Container {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] before the call; the ioctl's errno.
+    /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno.
     pub fn unmap_dma(&self, iova: u64, len: u64) -> Result<u64> {
         self.require_type1()?;
         check_map_args(0, len, iova)?;
@@ -216,7 +218,7 @@ impl Container {
 
 /// `VFIO_GROUP_GET_STATUS`'s answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupStatus {
+pub struct VfioGroupStatus {
     /// Every function of the group is bound to vfio-pci (or to a driver VFIO
     /// tolerates, such as `pcieport`).
     pub viable: bool,
@@ -226,29 +228,29 @@ pub struct GroupStatus {
 
 /// A VFIO group node: `/dev/vfio/N`, or `/dev/vfio/noiommu-N` in no-IOMMU mode.
 #[derive(Debug)]
-pub struct Group {
+pub struct VfioGroup {
     file: File,
-    node: GroupNode,
+    node: VfioGroupNode,
 }
 
-impl Group {
+impl VfioGroup {
     /// Opens the group of `addr`, after checking in sysfs that the function
     /// exists and is bound to vfio-pci, and checks that the group is viable.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`], [`ErrorKind::NotBoundToVfio`],
-    /// [`ErrorKind::NoIommuGroup`] before any open; the `errno` of `open`;
-    /// [`ErrorKind::GroupNotViable`].
+    /// [`VfioErrorKind::NoSuchDevice`], [`VfioErrorKind::NotBoundToVfio`],
+    /// [`VfioErrorKind::NoIommuGroup`] before any open; the `errno` of `open`;
+    /// [`VfioErrorKind::GroupNotViable`].
     pub fn open_for_device(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
         sysfs.require_vfio_pci(addr)?;
         let node = sysfs.group(addr)?;
         let file = open_rw(node.path.clone())?;
         let g = Self { file, node };
         if !g.status()?.viable {
-            return Err(Error::new(
-                Call::Ioctl(Ioctl::GroupGetStatus),
-                ErrorKind::GroupNotViable {
+            return Err(VfioError::new(
+                VfioCall::Ioctl(Ioctl::GroupGetStatus),
+                VfioErrorKind::GroupNotViable {
                     group: g.node.name(),
                 },
             ));
@@ -258,7 +260,7 @@ impl Group {
 
     /// The group's node.
     #[must_use]
-    pub fn node(&self) -> &GroupNode {
+    pub fn node(&self) -> &VfioGroupNode {
         &self.node
     }
 
@@ -273,14 +275,14 @@ impl Group {
     /// # Errors
     ///
     /// The ioctl's errno.
-    pub fn status(&self) -> Result<GroupStatus> {
+    pub fn status(&self) -> Result<VfioGroupStatus> {
         let mut s = sys::VfioGroupStatus {
             argsz: sys::argsz::<sys::VfioGroupStatus>(),
             flags: 0,
         };
         // SAFETY: VFIO_GROUP_GET_STATUS takes a struct vfio_group_status, argsz set.
         unsafe { sys::ioctl_ptr(self.fd(), Ioctl::GroupGetStatus, &mut s) }?;
-        Ok(GroupStatus {
+        Ok(VfioGroupStatus {
             viable: s.flags & sys::VFIO_GROUP_FLAGS_VIABLE != 0,
             container_set: s.flags & sys::VFIO_GROUP_FLAGS_CONTAINER_SET != 0,
         })
@@ -291,7 +293,7 @@ impl Group {
     /// # Errors
     ///
     /// The ioctl's errno (`EPERM` with an IOMMU that has no interrupt remapping).
-    pub fn set_container(&self, container: &Container) -> Result<()> {
+    pub fn set_container(&self, container: &VfioContainer) -> Result<()> {
         let mut fd: libc::c_int = container.fd().as_raw_fd();
         // SAFETY: VFIO_GROUP_SET_CONTAINER takes a pointer to an int holding the
         // container fd, which is open for the duration of the call.
@@ -304,7 +306,7 @@ impl Group {
     /// # Errors
     ///
     /// The ioctl's errno (`EPERM`: no IOMMU set; `EINVAL`: not in this group).
-    pub fn device(&self, addr: PciAddress) -> Result<Device> {
+    pub fn device(&self, addr: PciAddress) -> Result<VfioDevice> {
         let name = device_name(addr);
         let p = name.as_ptr().cast_mut();
         // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a NUL-terminated device name; the
@@ -317,11 +319,11 @@ impl Group {
             )
         };
         if fd < 0 {
-            return Err(Error::last_os(Call::Ioctl(Ioctl::GroupGetDeviceFd)));
+            return Err(VfioError::last_os(VfioCall::Ioctl(Ioctl::GroupGetDeviceFd)));
         }
         // SAFETY: a non-negative return is a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Device::from_fd(fd, addr))
+        Ok(VfioDevice::from_fd(fd, addr))
     }
 }
 
@@ -340,7 +342,7 @@ mod tests {
             (0x1000, 0x2000, !0xfff),
         ] {
             let e = check_map_args(v, l, i).unwrap_err();
-            assert_eq!(e.call(), &Call::Argument, "{v:#x} {l:#x} {i:#x}");
+            assert_eq!(e.call(), &VfioCall::Argument, "{v:#x} {l:#x} {i:#x}");
         }
     }
 
@@ -353,9 +355,9 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         symlink("../../../bus/pci/drivers/nvme", d.join("driver")).unwrap();
         let s = Sysfs::at(t.path());
-        let e = Group::open_for_device(&s, "0000:00:05.0".parse().unwrap()).unwrap_err();
+        let e = VfioGroup::open_for_device(&s, "0000:00:05.0".parse().unwrap()).unwrap_err();
         assert!(e.to_string().contains("still bound to nvme"), "{e}");
-        let e = Container::open(&s).unwrap_err();
+        let e = VfioContainer::open(&s).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
         assert!(e.meaning().contains("no such node"));
     }

@@ -7,13 +7,13 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
-use super::error::{Call, Error, ErrorKind, Ioctl, Result};
+use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
 use super::sys;
 use super::sysfs::{PciAddress, Sysfs};
 
 /// `VFIO_DEVICE_GET_INFO`'s answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceInfo {
+pub struct VfioDeviceInfo {
     /// `VFIO_DEVICE_FLAGS_*`.
     pub flags: u32,
     /// Number of regions (9 for a PCI function: BARs 0-5, ROM, config, VGA).
@@ -22,7 +22,7 @@ pub struct DeviceInfo {
     pub num_irqs: u32,
 }
 
-impl DeviceInfo {
+impl VfioDeviceInfo {
     /// Whether `VFIO_DEVICE_RESET` is supported.
     #[must_use]
     pub fn can_reset(&self) -> bool {
@@ -38,7 +38,7 @@ impl DeviceInfo {
 
 /// `VFIO_DEVICE_GET_REGION_INFO`'s answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegionInfo {
+pub struct VfioRegionInfo {
     /// Region index (BAR number for 0-5; 7 is config space).
     pub index: u32,
     /// `VFIO_REGION_INFO_FLAG_*`.
@@ -49,7 +49,7 @@ pub struct RegionInfo {
     pub offset: u64,
 }
 
-impl RegionInfo {
+impl VfioRegionInfo {
     /// Whether the region may be `mmap`ed.
     #[must_use]
     pub fn mappable(&self) -> bool {
@@ -66,12 +66,12 @@ impl RegionInfo {
 
 /// A VFIO device fd: a PCI function this process now drives.
 #[derive(Debug)]
-pub struct Device {
+pub struct VfioDevice {
     file: File,
     addr: PciAddress,
 }
 
-impl Device {
+impl VfioDevice {
     pub(crate) fn from_fd(fd: OwnedFd, addr: PciAddress) -> Self {
         Self {
             file: File::from(fd),
@@ -85,8 +85,8 @@ impl Device {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`], [`ErrorKind::NotBoundToVfio`],
-    /// [`ErrorKind::NoDeviceCdev`]; the `errno` of `open`.
+    /// [`VfioErrorKind::NoSuchDevice`], [`VfioErrorKind::NotBoundToVfio`],
+    /// [`VfioErrorKind::NoDeviceCdev`]; the `errno` of `open`.
     pub fn open_cdev(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
         sysfs.require_vfio_pci(addr)?;
         let path = sysfs.device_cdev(addr)?;
@@ -95,8 +95,8 @@ impl Device {
             .write(true)
             .open(&path)
             .map_err(|e| {
-                Error::os(
-                    Call::Open(path.clone()),
+                VfioError::os(
+                    VfioCall::Open(path.clone()),
                     e.raw_os_error().unwrap_or(libc::EIO),
                 )
             })?;
@@ -120,14 +120,14 @@ impl Device {
     /// # Errors
     ///
     /// The ioctl's errno.
-    pub fn info(&self) -> Result<DeviceInfo> {
+    pub fn info(&self) -> Result<VfioDeviceInfo> {
         let mut i = sys::VfioDeviceInfo {
             argsz: sys::argsz::<sys::VfioDeviceInfo>(),
             ..Default::default()
         };
         // SAFETY: VFIO_DEVICE_GET_INFO takes a struct vfio_device_info, argsz set.
         unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceGetInfo, &mut i) }?;
-        Ok(DeviceInfo {
+        Ok(VfioDeviceInfo {
             flags: i.flags,
             num_regions: i.num_regions,
             num_irqs: i.num_irqs,
@@ -139,7 +139,7 @@ impl Device {
     /// # Errors
     ///
     /// The ioctl's errno (`EINVAL` for an index past the last region).
-    pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
+    pub fn region_info(&self, index: u32) -> Result<VfioRegionInfo> {
         let mut r = sys::VfioRegionInfo {
             argsz: sys::argsz::<sys::VfioRegionInfo>(),
             index,
@@ -149,7 +149,7 @@ impl Device {
         // argsz set to its size (the kernel writes capabilities only past argsz
         // when argsz is larger; it is not).
         unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceGetRegionInfo, &mut r) }?;
-        Ok(RegionInfo {
+        Ok(VfioRegionInfo {
             index,
             flags: r.flags,
             size: r.size,
@@ -157,15 +157,15 @@ impl Device {
         })
     }
 
-    fn config_region(&self, offset: u64, len: usize) -> Result<RegionInfo> {
+    fn config_region(&self, offset: u64, len: usize) -> Result<VfioRegionInfo> {
         let r = self.region_info(sys::VFIO_PCI_CONFIG_REGION_INDEX)?;
         if offset
             .checked_add(len as u64)
             .is_none_or(|end| end > r.size)
         {
-            return Err(Error::new(
-                Call::Argument,
-                ErrorKind::OutOfBounds {
+            return Err(VfioError::new(
+                VfioCall::Argument,
+                VfioErrorKind::OutOfBounds {
                     offset,
                     len: len as u64,
                     size: r.size,
@@ -180,12 +180,12 @@ impl Device {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`]; the `errno` of `pread`.
+    /// [`VfioErrorKind::OutOfBounds`]; the `errno` of `pread`.
     pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let r = self.config_region(offset, buf.len())?;
         self.file
             .read_exact_at(buf, r.offset + offset)
-            .map_err(|e| Error::os(Call::ConfigRead, e.raw_os_error().unwrap_or(libc::EIO)))
+            .map_err(|e| VfioError::os(VfioCall::ConfigRead, e.raw_os_error().unwrap_or(libc::EIO)))
     }
 
     /// Writes `data` to config space at `offset` (VFIO filters what reaches the
@@ -193,12 +193,14 @@ impl Device {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`]; the `errno` of `pwrite`.
+    /// [`VfioErrorKind::OutOfBounds`]; the `errno` of `pwrite`.
     pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
         let r = self.config_region(offset, data.len())?;
         self.file
             .write_all_at(data, r.offset + offset)
-            .map_err(|e| Error::os(Call::ConfigWrite, e.raw_os_error().unwrap_or(libc::EIO)))
+            .map_err(|e| {
+                VfioError::os(VfioCall::ConfigWrite, e.raw_os_error().unwrap_or(libc::EIO))
+            })
     }
 
     /// Little-endian `u16` of config space.
@@ -229,21 +231,25 @@ impl Device {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for `bar > 5`, an I/O BAR, or a 64-bit BAR
+    /// [`VfioErrorKind::InvalidArgument`] for `bar > 5`, an I/O BAR, or a 64-bit BAR
     /// in register 5; the config read's errors.
     pub fn bar_bus_address(&self, bar: u32) -> Result<u64> {
         if bar > 5 {
-            return Err(Error::invalid("BAR index above 5"));
+            return Err(VfioError::invalid("BAR index above 5"));
         }
         let off = 0x10 + 4 * u64::from(bar);
         let lo = self.config_read_u32(off)?;
         if lo & 1 != 0 {
-            return Err(Error::invalid("an I/O-space BAR has no memory bus address"));
+            return Err(VfioError::invalid(
+                "an I/O-space BAR has no memory bus address",
+            ));
         }
         let base = u64::from(lo & !0xf);
         if (lo >> 1) & 3 == 2 {
             if bar == 5 {
-                return Err(Error::invalid("a 64-bit BAR cannot start at register 5"));
+                return Err(VfioError::invalid(
+                    "a 64-bit BAR cannot start at register 5",
+                ));
             }
             let hi = self.config_read_u32(off + 4)?;
             Ok(base | (u64::from(hi) << 32))
@@ -276,23 +282,23 @@ impl Device {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::RegionNotMappable`] when VFIO does not allow `mmap` of it;
+    /// [`VfioErrorKind::RegionNotMappable`] when VFIO does not allow `mmap` of it;
     /// the `errno` of the region query or `mmap`.
-    pub fn map_bar(&self, index: u32) -> Result<Bar> {
+    pub fn map_bar(&self, index: u32) -> Result<MappedBar> {
         if index > 5 {
-            return Err(Error::invalid("BAR index above 5"));
+            return Err(VfioError::invalid("BAR index above 5"));
         }
         let r = self.region_info(index)?;
         if !r.mappable() {
-            return Err(Error::new(
-                Call::MmapRegion { index },
-                ErrorKind::RegionNotMappable { index },
+            return Err(VfioError::new(
+                VfioCall::MmapRegion { index },
+                VfioErrorKind::RegionNotMappable { index },
             ));
         }
         let len = usize::try_from(r.size)
-            .map_err(|_| Error::invalid("BAR larger than the address space"))?;
+            .map_err(|_| VfioError::invalid("BAR larger than the address space"))?;
         let off = libc::off_t::try_from(r.offset)
-            .map_err(|_| Error::invalid("region offset beyond off_t"))?;
+            .map_err(|_| VfioError::invalid("region offset beyond off_t"))?;
         // SAFETY: a new shared mapping of the device fd at the region's offset, at
         // an address of the kernel's choice; no existing memory is affected.
         let p = unsafe {
@@ -306,11 +312,11 @@ impl Device {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::last_os(Call::MmapRegion { index }));
+            return Err(VfioError::last_os(VfioCall::MmapRegion { index }));
         }
         let ptr = NonNull::new(p.cast::<u8>())
-            .ok_or(Error::os(Call::MmapRegion { index }, libc::ENOMEM))?;
-        Ok(Bar { ptr, len, index })
+            .ok_or(VfioError::os(VfioCall::MmapRegion { index }, libc::ENOMEM))?;
+        Ok(MappedBar { ptr, len, index })
     }
 
     /// The device's VFIO cdev fd is bound to `iommufd`: `VFIO_DEVICE_BIND_IOMMUFD`.
@@ -361,7 +367,7 @@ pub(crate) fn device_name(addr: PciAddress) -> CString {
 /// A BAR mapped into the process (`mmap` of the VFIO device fd). Register
 /// reads are safe; register writes are `unsafe`, because a write can start DMA.
 #[derive(Debug)]
-pub struct Bar {
+pub struct MappedBar {
     ptr: NonNull<u8>,
     len: usize,
     index: u32,
@@ -369,11 +375,11 @@ pub struct Bar {
 
 // SAFETY: the mapping is owned by this value; every access is a volatile access
 // to device memory through a raw pointer, never a Rust reference.
-unsafe impl Send for Bar {}
+unsafe impl Send for MappedBar {}
 // SAFETY: as above.
-unsafe impl Sync for Bar {}
+unsafe impl Sync for MappedBar {}
 
-impl Bar {
+impl MappedBar {
     /// The BAR number.
     #[must_use]
     pub fn index(&self) -> u32 {
@@ -404,9 +410,9 @@ impl Bar {
             // SAFETY: offset + len <= self.len: inside the mapping.
             Ok(unsafe { self.ptr.as_ptr().add(offset) })
         } else {
-            Err(Error::new(
-                Call::BarAccess,
-                ErrorKind::OutOfBounds {
+            Err(VfioError::new(
+                VfioCall::BarAccess,
+                VfioErrorKind::OutOfBounds {
                     offset: offset as u64,
                     len: len as u64,
                     size: self.len as u64,
@@ -419,7 +425,7 @@ impl Bar {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the BAR or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the BAR or misaligned.
     pub fn read32(&self, offset: usize) -> Result<u32> {
         let p = self.check(offset, 4, 4)?;
         // SAFETY: in bounds and aligned (checked); device memory, read volatile.
@@ -430,7 +436,7 @@ impl Bar {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the BAR or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the BAR or misaligned.
     pub fn read64(&self, offset: usize) -> Result<u64> {
         let p = self.check(offset, 8, 8)?;
         // SAFETY: in bounds and aligned (checked); device memory, read volatile.
@@ -441,7 +447,7 @@ impl Bar {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the BAR or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the BAR or misaligned.
     ///
     /// # Safety
     ///
@@ -463,12 +469,12 @@ impl Bar {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the BAR or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the BAR or misaligned.
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         if dst.len() % 4 != 0 {
-            return Err(Error::new(
-                Call::BarAccess,
-                ErrorKind::OutOfBounds {
+            return Err(VfioError::new(
+                VfioCall::BarAccess,
+                VfioErrorKind::OutOfBounds {
                     offset: offset as u64,
                     len: dst.len() as u64,
                     size: self.len as u64,
@@ -487,7 +493,7 @@ impl Bar {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the BAR or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the BAR or misaligned.
     ///
     /// # Safety
     ///
@@ -495,9 +501,9 @@ impl Bar {
     /// whose writes start DMA, or the caller keeps that contract.
     pub unsafe fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<()> {
         if src.len() % 4 != 0 {
-            return Err(Error::new(
-                Call::BarAccess,
-                ErrorKind::OutOfBounds {
+            return Err(VfioError::new(
+                VfioCall::BarAccess,
+                VfioErrorKind::OutOfBounds {
                     offset: offset as u64,
                     len: src.len() as u64,
                     size: self.len as u64,
@@ -514,7 +520,7 @@ impl Bar {
     }
 }
 
-impl Drop for Bar {
+impl Drop for MappedBar {
     fn drop(&mut self) {
         // SAFETY: [ptr, ptr + len) is the mapping made in `map_bar`, owned here,
         // with no references handed out.
@@ -528,22 +534,22 @@ mod tests {
 
     #[test]
     fn region_flags_decode() {
-        let r = RegionInfo {
+        let r = VfioRegionInfo {
             index: 2,
             flags: 0x7,
             size: 4 << 20,
             offset: 2 << 40,
         };
         assert!(r.mappable() && r.read_write());
-        let r = RegionInfo { flags: 0x3, ..r };
+        let r = VfioRegionInfo { flags: 0x3, ..r };
         assert!(!r.mappable() && r.read_write());
-        let r = RegionInfo {
+        let r = VfioRegionInfo {
             flags: 0x7,
             size: 0,
             ..r
         };
         assert!(!r.mappable(), "an unimplemented BAR");
-        let i = DeviceInfo {
+        let i = VfioDeviceInfo {
             flags: 0x3,
             num_regions: 9,
             num_irqs: 5,
@@ -563,7 +569,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let s = Sysfs::at(t.path());
         let a: PciAddress = "0000:00:09.0".parse().unwrap();
-        let e = Device::open_cdev(&s, a).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::NoSuchDevice { .. }));
+        let e = VfioDevice::open_cdev(&s, a).unwrap_err();
+        assert!(matches!(e.kind(), VfioErrorKind::NoSuchDevice { .. }));
     }
 }

@@ -81,7 +81,7 @@ impl Ioctl {
 /// The call that failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Call {
+pub enum VfioCall {
     /// Checking the arguments, before any system call.
     Argument,
     /// `open(2)` of a device node or file.
@@ -111,7 +111,7 @@ pub enum Call {
     MemoryAccess,
 }
 
-impl fmt::Display for Call {
+impl fmt::Display for VfioCall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Argument => f.write_str("argument check"),
@@ -133,8 +133,8 @@ impl fmt::Display for Call {
 /// What went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ErrorKind {
-    /// The system call failed with this errno; [`Error::meaning`] says what it
+pub enum VfioErrorKind {
+    /// The system call failed with this errno; [`VfioError::meaning`] says what it
     /// means for that call.
     Os {
         /// The errno value.
@@ -213,35 +213,35 @@ pub enum ErrorKind {
 /// An error of the VFIO / iommufd layer: the call and what went wrong.
 ///
 /// ```
-/// use dmaspace::linux::{Call, Error, ErrorKind, Ioctl};
-/// let e = Error::os(Call::Ioctl(Ioctl::IommuMapDma), libc::EEXIST);
+/// use dmaspace::linux::{VfioCall, VfioError, VfioErrorKind, Ioctl};
+/// let e = VfioError::os(VfioCall::Ioctl(Ioctl::IommuMapDma), libc::EEXIST);
 /// assert_eq!(e.errno(), Some(libc::EEXIST));
 /// assert!(e.to_string().starts_with("VFIO_IOMMU_MAP_DMA: EEXIST"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error {
-    call: Call,
-    kind: ErrorKind,
+pub struct VfioError {
+    call: VfioCall,
+    kind: VfioErrorKind,
 }
 
 /// Result of this layer.
-pub type Result<T> = core::result::Result<T, Error>;
+pub(crate) type Result<T> = core::result::Result<T, VfioError>;
 
-impl Error {
+impl VfioError {
     /// An error of `call` with kind `kind`.
     #[must_use]
-    pub fn new(call: Call, kind: ErrorKind) -> Self {
+    pub fn new(call: VfioCall, kind: VfioErrorKind) -> Self {
         Self { call, kind }
     }
 
     /// `call` failed with `errno`.
     #[must_use]
-    pub fn os(call: Call, errno: i32) -> Self {
-        Self::new(call, ErrorKind::Os { errno })
+    pub fn os(call: VfioCall, errno: i32) -> Self {
+        Self::new(call, VfioErrorKind::Os { errno })
     }
 
     /// `call` failed; the errno is taken from `errno` (the thread's last error).
-    pub(crate) fn last_os(call: Call) -> Self {
+    pub(crate) fn last_os(call: VfioCall) -> Self {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         Self::os(call, errno)
     }
@@ -249,28 +249,28 @@ impl Error {
     /// An argument refused before any call.
     #[must_use]
     pub fn invalid(what: &'static str) -> Self {
-        Self::new(Call::Argument, ErrorKind::InvalidArgument { what })
+        Self::new(VfioCall::Argument, VfioErrorKind::InvalidArgument { what })
     }
 
     /// The failing call.
     #[must_use]
-    pub fn call(&self) -> &Call {
+    pub fn call(&self) -> &VfioCall {
         &self.call
     }
 
     /// What went wrong.
     #[must_use]
-    pub fn kind(&self) -> &ErrorKind {
+    pub fn kind(&self) -> &VfioErrorKind {
         &self.kind
     }
 
-    /// The errno, for [`ErrorKind::Os`] (and `EFAULT` for
-    /// [`ErrorKind::PfnmapNotMappable`], which is how the kernel says it).
+    /// The errno, for [`VfioErrorKind::Os`] (and `EFAULT` for
+    /// [`VfioErrorKind::PfnmapNotMappable`], which is how the kernel says it).
     #[must_use]
     pub fn errno(&self) -> Option<i32> {
         match self.kind {
-            ErrorKind::Os { errno } => Some(errno),
-            ErrorKind::PfnmapNotMappable => Some(libc::EFAULT),
+            VfioErrorKind::Os { errno } => Some(errno),
+            VfioErrorKind::PfnmapNotMappable => Some(libc::EFAULT),
             _ => None,
         }
     }
@@ -278,14 +278,14 @@ impl Error {
     /// What the errno of this call means, in words (empty when unknown).
     ///
     /// ```
-    /// use dmaspace::linux::{Call, Error, Ioctl};
-    /// let e = Error::os(Call::Ioctl(Ioctl::GroupSetContainer), libc::EPERM);
+    /// use dmaspace::linux::{VfioCall, VfioError, Ioctl};
+    /// let e = VfioError::os(VfioCall::Ioctl(Ioctl::GroupSetContainer), libc::EPERM);
     /// assert!(e.meaning().contains("interrupt remapping"));
     /// ```
     #[must_use]
     pub fn meaning(&self) -> &'static str {
         match self.kind {
-            ErrorKind::Os { errno } => meaning(&self.call, errno),
+            VfioErrorKind::Os { errno } => meaning(&self.call, errno),
             _ => "",
         }
     }
@@ -322,100 +322,106 @@ pub fn errno_name(errno: i32) -> &'static str {
 }
 
 /// What `errno` means for `call`, from the Linux 6.12 sources of VFIO and iommufd.
-fn meaning(call: &Call, errno: i32) -> &'static str {
+fn meaning(call: &VfioCall, errno: i32) -> &'static str {
     use libc::{
         EACCES, EAGAIN, EBUSY, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTTY,
         EPERM,
     };
     match (call, errno) {
-        (Call::Open(_), ENOENT) => {
+        (VfioCall::Open(_), ENOENT) => {
             "no such node: the module or option is missing, or the device is not bound to vfio-pci"
         }
-        (Call::Open(_), EBUSY) => "already open elsewhere (a VFIO group or cdev is exclusive)",
-        (Call::Open(_), EPERM | EACCES) => {
+        (VfioCall::Open(_), EBUSY) => "already open elsewhere (a VFIO group or cdev is exclusive)",
+        (VfioCall::Open(_), EPERM | EACCES) => {
             "permission denied (no-IOMMU groups need CAP_SYS_RAWIO; device nodes need root or a udev rule)"
         }
-        (Call::Ioctl(Ioctl::GroupSetContainer), EPERM) => {
+        (VfioCall::Ioctl(Ioctl::GroupSetContainer), EPERM) => {
             "the IOMMU refuses unsafe interrupts: interrupt remapping is off (intremap=off) and allow_unsafe_interrupts is not set"
         }
-        (Call::Ioctl(Ioctl::GroupSetContainer), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::GroupSetContainer), EINVAL) => {
             "the group already has a container, or the container's IOMMU type does not fit this group"
         }
-        (Call::Ioctl(Ioctl::GroupSetContainer), EBUSY) => {
+        (VfioCall::Ioctl(Ioctl::GroupSetContainer), EBUSY) => {
             "the group is in use by iommufd or a cdev"
         }
-        (Call::Ioctl(Ioctl::SetIommu), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::SetIommu), EINVAL) => {
             "no group is attached yet, an IOMMU type is already set, or the type is not offered"
         }
-        (Call::Ioctl(Ioctl::SetIommu), ENODEV) => {
+        (VfioCall::Ioctl(Ioctl::SetIommu), ENODEV) => {
             "no IOMMU driver offers this type for the attached groups"
         }
-        (Call::Ioctl(Ioctl::SetIommu), EPERM) => {
+        (VfioCall::Ioctl(Ioctl::SetIommu), EPERM) => {
             "the IOMMU refuses unsafe interrupts (no interrupt remapping), or no-IOMMU without CAP_SYS_RAWIO"
         }
-        (Call::Ioctl(Ioctl::GroupGetDeviceFd), EINVAL) => "no such device in this group",
-        (Call::Ioctl(Ioctl::GroupGetDeviceFd), EPERM) => {
+        (VfioCall::Ioctl(Ioctl::GroupGetDeviceFd), EINVAL) => "no such device in this group",
+        (VfioCall::Ioctl(Ioctl::GroupGetDeviceFd), EPERM) => {
             "the group is not viable or has no container with an IOMMU set"
         }
-        (Call::Ioctl(Ioctl::GroupGetDeviceFd), EBUSY) => {
+        (VfioCall::Ioctl(Ioctl::GroupGetDeviceFd), EBUSY) => {
             "the device is already open (group fd or cdev)"
         }
-        (Call::Ioctl(Ioctl::IommuMapDma), EEXIST) => "the IOVA range overlaps an existing mapping",
-        (Call::Ioctl(Ioctl::IommuMapDma), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), EEXIST) => {
+            "the IOVA range overlaps an existing mapping"
+        }
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), EINVAL) => {
             "size zero, or vaddr/iova/size not aligned to the IOMMU page size, or no IOMMU type set"
         }
-        (Call::Ioctl(Ioctl::IommuMapDma), EFAULT) => {
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), EFAULT) => {
             "the virtual range is not mapped in this process"
         }
-        (Call::Ioctl(Ioctl::IommuMapDma), ENOSPC) => {
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), ENOSPC) => {
             "the container's DMA mapping limit (vfio_iommu_type1 dma_entry_limit) is reached"
         }
-        (Call::Ioctl(Ioctl::IommuMapDma), ENOMEM) => {
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), ENOMEM) => {
             "pinning would exceed RLIMIT_MEMLOCK, or the IOVA is above the IOMMU's address width"
         }
-        (Call::Ioctl(Ioctl::IommuMapDma), EPERM) => {
+        (VfioCall::Ioctl(Ioctl::IommuMapDma), EPERM) => {
             "the IOVA range is reserved (MSI window) or outside the aperture"
         }
-        (Call::Ioctl(Ioctl::IommuUnmapDma), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::IommuUnmapDma), EINVAL) => {
             "unaligned range, or it would split an existing mapping"
         }
-        (Call::Ioctl(Ioctl::DeviceBindIommufd), EINVAL) => "bad iommufd, or flags set",
-        (Call::Ioctl(Ioctl::DeviceBindIommufd), EBUSY) => {
+        (VfioCall::Ioctl(Ioctl::DeviceBindIommufd), EINVAL) => "bad iommufd, or flags set",
+        (VfioCall::Ioctl(Ioctl::DeviceBindIommufd), EBUSY) => {
             "the device is already bound, or its group is used through the legacy container"
         }
-        (Call::Ioctl(Ioctl::DeviceBindIommufd), EPERM) => {
+        (VfioCall::Ioctl(Ioctl::DeviceBindIommufd), EPERM) => {
             "the IOMMU refuses unsafe interrupts (no interrupt remapping)"
         }
-        (Call::Ioctl(Ioctl::DeviceAttachIommufdPt), ENOENT) => "no such IOAS or HWPT id",
-        (Call::Ioctl(Ioctl::DeviceAttachIommufdPt), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::DeviceAttachIommufdPt), ENOENT) => "no such IOAS or HWPT id",
+        (VfioCall::Ioctl(Ioctl::DeviceAttachIommufdPt), EINVAL) => {
             "the device is not bound to an iommufd"
         }
-        (Call::Ioctl(Ioctl::IoasMap), EFAULT) => {
+        (VfioCall::Ioctl(Ioctl::IoasMap), EFAULT) => {
             "user_va cannot be pinned: not mapped, or a PFNMAP/IO mapping such as a BAR (6.12 pins with pin_user_pages)"
         }
-        (Call::Ioctl(Ioctl::IoasMap), EEXIST) => "the IOVA range overlaps an existing mapping",
-        (Call::Ioctl(Ioctl::IoasMap), ENOENT) => "no such IOAS id",
-        (Call::Ioctl(Ioctl::IoasMap), EINVAL) => {
+        (VfioCall::Ioctl(Ioctl::IoasMap), EEXIST) => "the IOVA range overlaps an existing mapping",
+        (VfioCall::Ioctl(Ioctl::IoasMap), ENOENT) => "no such IOAS id",
+        (VfioCall::Ioctl(Ioctl::IoasMap), EINVAL) => {
             "length zero, unaligned iova/length, or the range is outside the allowed IOVA ranges"
         }
-        (Call::Ioctl(Ioctl::IoasMap), ENOSPC) => "no free IOVA range of this size",
-        (Call::Ioctl(Ioctl::IoasUnmap), ENOENT) => "nothing is mapped at this IOVA range",
-        (Call::Ioctl(Ioctl::IoasUnmap), EINVAL) => "the range would split an existing mapping",
-        (Call::Ioctl(_), ENOTTY) => "this kernel does not know the ioctl (option off, or too old)",
-        (Call::Ioctl(_), EINVAL) => "the kernel refused the arguments",
-        (Call::Ioctl(Ioctl::DeviceReset), _) => {
+        (VfioCall::Ioctl(Ioctl::IoasMap), ENOSPC) => "no free IOVA range of this size",
+        (VfioCall::Ioctl(Ioctl::IoasUnmap), ENOENT) => "nothing is mapped at this IOVA range",
+        (VfioCall::Ioctl(Ioctl::IoasUnmap), EINVAL) => "the range would split an existing mapping",
+        (VfioCall::Ioctl(_), ENOTTY) => {
+            "this kernel does not know the ioctl (option off, or too old)"
+        }
+        (VfioCall::Ioctl(_), EINVAL) => "the kernel refused the arguments",
+        (VfioCall::Ioctl(Ioctl::DeviceReset), _) => {
             "the device could not be reset (no FLR and no bus reset)"
         }
-        (Call::Mlock, ENOMEM | EPERM | EAGAIN) => {
+        (VfioCall::Mlock, ENOMEM | EPERM | EAGAIN) => {
             "the memory cannot be locked: raise RLIMIT_MEMLOCK (ulimit -l) or run with CAP_IPC_LOCK"
         }
-        (Call::MmapRegion { .. }, EINVAL) => "the region is not mmap-able at this offset or size",
-        (Call::Pagemap, EPERM | EACCES) => "pagemap needs CAP_SYS_ADMIN to show frame numbers",
+        (VfioCall::MmapRegion { .. }, EINVAL) => {
+            "the region is not mmap-able at this offset or size"
+        }
+        (VfioCall::Pagemap, EPERM | EACCES) => "pagemap needs CAP_SYS_ADMIN to show frame numbers",
         _ => "",
     }
 }
 
-impl fmt::Display for ErrorKind {
+impl fmt::Display for VfioErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Os { errno } => write!(f, "{} (errno {errno})", errno_name(*errno)),
@@ -462,7 +468,7 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for VfioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.call, self.kind)?;
         let m = self.meaning();
@@ -473,7 +479,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for VfioError {}
 
 #[cfg(test)]
 mod tests {
@@ -481,7 +487,7 @@ mod tests {
 
     #[test]
     fn os_errors_name_the_call_the_errno_and_the_meaning() {
-        let e = Error::os(Call::Ioctl(Ioctl::IoasMap), libc::EFAULT);
+        let e = VfioError::os(VfioCall::Ioctl(Ioctl::IoasMap), libc::EFAULT);
         let s = e.to_string();
         assert!(s.starts_with("IOMMU_IOAS_MAP: EFAULT (errno 14): "), "{s}");
         assert!(s.contains("PFNMAP"), "{s}");
@@ -490,33 +496,36 @@ mod tests {
 
     #[test]
     fn the_same_errno_means_different_things_per_call() {
-        let a = Error::os(Call::Ioctl(Ioctl::IommuMapDma), libc::EEXIST).meaning();
-        let b = Error::os(Call::Ioctl(Ioctl::IoasUnmap), libc::ENOENT).meaning();
-        let c = Error::os(Call::Ioctl(Ioctl::GroupSetContainer), libc::EPERM).meaning();
+        let a = VfioError::os(VfioCall::Ioctl(Ioctl::IommuMapDma), libc::EEXIST).meaning();
+        let b = VfioError::os(VfioCall::Ioctl(Ioctl::IoasUnmap), libc::ENOENT).meaning();
+        let c = VfioError::os(VfioCall::Ioctl(Ioctl::GroupSetContainer), libc::EPERM).meaning();
         assert!(a.contains("overlaps"));
         assert!(b.contains("nothing is mapped"));
         assert!(c.contains("interrupt remapping"));
-        assert_eq!(Error::os(Call::Argument, 12345).meaning(), "");
+        assert_eq!(VfioError::os(VfioCall::Argument, 12345).meaning(), "");
         assert_eq!(errno_name(12345), "E?");
     }
 
     #[test]
     fn typed_kinds_read_well() {
-        let e = Error::new(
-            Call::Sysfs("/sys/bus/pci/devices/0000:00:05.0/driver".into()),
-            ErrorKind::NotBoundToVfio {
+        let e = VfioError::new(
+            VfioCall::Sysfs("/sys/bus/pci/devices/0000:00:05.0/driver".into()),
+            VfioErrorKind::NotBoundToVfio {
                 device: "0000:00:05.0".into(),
                 driver: Some("nvme".into()),
             },
         );
         assert!(e.to_string().contains("still bound to nvme"));
-        let e = Error::new(
-            Call::Ioctl(Ioctl::GroupGetStatus),
-            ErrorKind::GroupNotViable { group: "7".into() },
+        let e = VfioError::new(
+            VfioCall::Ioctl(Ioctl::GroupGetStatus),
+            VfioErrorKind::GroupNotViable { group: "7".into() },
         );
         assert!(e.to_string().contains("group 7 is not viable"));
         assert_eq!(e.errno(), None);
-        let e = Error::new(Call::Ioctl(Ioctl::IoasMap), ErrorKind::PfnmapNotMappable);
+        let e = VfioError::new(
+            VfioCall::Ioctl(Ioctl::IoasMap),
+            VfioErrorKind::PfnmapNotMappable,
+        );
         assert_eq!(e.errno(), Some(libc::EFAULT));
     }
 }

@@ -1,5 +1,5 @@
 //! The iommufd path: `/dev/iommu`, an IO address space (IOAS), and VFIO device
-//! cdevs bound to it ([`Device::open_cdev`](super::Device::open_cdev)).
+//! cdevs bound to it ([`VfioDevice::open_cdev`](super::Device::open_cdev)).
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::container::check_map_args;
-use super::device::Bar;
-use super::error::{Call, Error, ErrorKind, Ioctl, Result};
-use super::mem::DmaMemory;
+use super::device::MappedBar;
+use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
+use super::mem::PinnedMemory;
 use super::sys;
 use super::sysfs::Sysfs;
 
@@ -32,8 +32,8 @@ impl Iommufd {
             .write(true)
             .open(&path)
             .map_err(|e| {
-                Error::os(
-                    Call::Open(path.clone()),
+                VfioError::os(
+                    VfioCall::Open(path.clone()),
                     e.raw_os_error().unwrap_or(libc::EIO),
                 )
             })?;
@@ -70,16 +70,16 @@ impl Iommufd {
 /// An iommufd IO address space: the IOVA space of the devices attached to it.
 ///
 /// ```no_run
-/// use dmaspace::linux::{Device, DmaMemory, Iommufd, Sysfs};
+/// use dmaspace::linux::{VfioDevice, PinnedMemory, Iommufd, Sysfs};
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
 /// let ioas = fd.alloc_ioas()?;
-/// let dev = Device::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
+/// let dev = VfioDevice::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
 /// dev.bind_iommufd(&fd)?;
 /// dev.attach_ioas(&ioas)?;
-/// let mem = DmaMemory::new(1 << 20)?;
+/// let mem = PinnedMemory::new(1 << 20)?;
 /// ioas.map(&mem, 0x1000_0000)?;
-/// # Ok::<(), dmaspace::linux::Error>(())
+/// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Debug)]
 pub struct Ioas {
@@ -117,26 +117,29 @@ impl Ioas {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] before the call; the ioctl's errno
+    /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
     /// (`EEXIST` overlap, `EINVAL` outside the allowed ranges, ...).
-    pub fn map(&self, mem: &DmaMemory, iova: u64) -> Result<()> {
+    pub fn map(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
         self.map_raw(mem.vaddr(), mem.len() as u64, iova)
     }
 
     /// Tries to map another device's BAR (its `mmap`) at `iova`. Linux 6.12
     /// cannot: `IOMMU_IOAS_MAP` pins with `pin_user_pages`, which refuses the
-    /// `VM_PFNMAP` mapping, so this returns [`ErrorKind::PfnmapNotMappable`] and
+    /// `VM_PFNMAP` mapping, so this returns [`VfioErrorKind::PfnmapNotMappable`] and
     /// maps nothing (the kernel unwinds; the range stays free). Kernels with
     /// dma-buf import for VFIO BARs may accept a different call.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::PfnmapNotMappable`] for the `EFAULT`; otherwise as [`map`](Self::map).
-    pub fn map_bar(&self, bar: &Bar, iova: u64) -> Result<()> {
+    /// [`VfioErrorKind::PfnmapNotMappable`] for the `EFAULT`; otherwise as [`map`](Self::map).
+    pub fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
         self.map_raw(bar.vaddr(), bar.len() as u64, iova)
             .map_err(|e| {
                 if e.errno() == Some(libc::EFAULT) {
-                    Error::new(Call::Ioctl(Ioctl::IoasMap), ErrorKind::PfnmapNotMappable)
+                    VfioError::new(
+                        VfioCall::Ioctl(Ioctl::IoasMap),
+                        VfioErrorKind::PfnmapNotMappable,
+                    )
                 } else {
                     e
                 }
@@ -147,7 +150,7 @@ impl Ioas {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] before the call; the ioctl's errno
+    /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
     /// (`ENOENT`: nothing mapped there).
     pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
         check_map_args(0, len, iova)?;
@@ -222,6 +225,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let e = Iommufd::open(&Sysfs::at(t.path())).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOENT));
-        assert!(matches!(e.call(), Call::Open(p) if p.ends_with("dev/iommu")));
+        assert!(matches!(e.call(), VfioCall::Open(p) if p.ends_with("dev/iommu")));
     }
 }

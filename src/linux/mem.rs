@@ -7,7 +7,7 @@ use core::sync::atomic::{Ordering, fence};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::error::{Call, Error, ErrorKind, Result};
+use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
 
 /// The CPU page size (`sysconf(_SC_PAGESIZE)`; 4096 on x86-64).
 #[must_use]
@@ -34,46 +34,46 @@ pub fn page_size() -> usize {
 /// device can only reach pages the process no longer uses. In no-IOMMU mode
 /// nothing pins it: a device programmed with its physical address after the
 /// drop reaches freed memory, which is why programming a device is `unsafe`
-/// ([`Bar::write32`](super::Bar::write32)).
+/// ([`MappedBar::write32`](super::MappedBar::write32)).
 ///
 /// ```no_run
-/// use dmaspace::linux::DmaMemory;
-/// let mut m = DmaMemory::new(8192)?;
+/// use dmaspace::linux::PinnedMemory;
+/// let mut m = PinnedMemory::new(8192)?;
 /// m.write(100, b"hello")?;
 /// let mut b = [0u8; 5];
 /// m.read(100, &mut b)?;
 /// assert_eq!(&b, b"hello");
-/// # Ok::<(), dmaspace::linux::Error>(())
+/// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Debug)]
-pub struct DmaMemory {
+pub struct PinnedMemory {
     ptr: NonNull<u8>,
     len: usize,
 }
 
 // SAFETY: the mapping is owned by this value; shared access (&self) only reads,
 // writes need &mut self.
-unsafe impl Send for DmaMemory {}
+unsafe impl Send for PinnedMemory {}
 // SAFETY: as above: &self methods only read the bytes.
-unsafe impl Sync for DmaMemory {}
+unsafe impl Sync for PinnedMemory {}
 
-impl DmaMemory {
+impl PinnedMemory {
     /// Maps `len` bytes (rounded up to whole pages), zero-filled, populated and locked.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for a zero length or one that overflows when
+    /// [`VfioErrorKind::InvalidArgument`] for a zero length or one that overflows when
     /// rounded; the `errno` of `mmap` or `mlock` otherwise (`mlock` fails with
     /// `ENOMEM`/`EPERM` under a small `RLIMIT_MEMLOCK`).
     pub fn new(len: usize) -> Result<Self> {
         if len == 0 {
-            return Err(Error::invalid("DMA memory of zero bytes"));
+            return Err(VfioError::invalid("DMA memory of zero bytes"));
         }
         let page = page_size();
         let len = len
             .checked_add(page - 1)
             .map(|l| l & !(page - 1))
-            .ok_or(Error::invalid(
+            .ok_or(VfioError::invalid(
                 "DMA memory length overflows when rounded to pages",
             ))?;
         // SAFETY: an anonymous private mapping at an address of the kernel's
@@ -89,15 +89,15 @@ impl DmaMemory {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::last_os(Call::MmapMemory));
+            return Err(VfioError::last_os(VfioCall::MmapMemory));
         }
         let Some(ptr) = NonNull::new(p.cast::<u8>()) else {
-            return Err(Error::os(Call::MmapMemory, libc::ENOMEM));
+            return Err(VfioError::os(VfioCall::MmapMemory, libc::ENOMEM));
         };
         let mem = Self { ptr, len };
         // SAFETY: [ptr, ptr + len) is the mapping made above.
         if unsafe { libc::mlock(p, len) } != 0 {
-            return Err(Error::last_os(Call::Mlock)); // `mem` is unmapped on drop
+            return Err(VfioError::last_os(VfioCall::Mlock)); // `mem` is unmapped on drop
         }
         Ok(mem)
     }
@@ -131,9 +131,9 @@ impl DmaMemory {
         if ok {
             Ok(())
         } else {
-            Err(Error::new(
-                Call::MemoryAccess,
-                ErrorKind::OutOfBounds {
+            Err(VfioError::new(
+                VfioCall::MemoryAccess,
+                VfioErrorKind::OutOfBounds {
                     offset: offset as u64,
                     len: len as u64,
                     size: self.len as u64,
@@ -147,7 +147,7 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when the range is outside the memory.
+    /// [`VfioErrorKind::OutOfBounds`] when the range is outside the memory.
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         self.check(offset, dst.len(), 1)?;
         fence(Ordering::Acquire);
@@ -168,7 +168,7 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when the range is outside the memory.
+    /// [`VfioErrorKind::OutOfBounds`] when the range is outside the memory.
     pub fn write(&mut self, offset: usize, src: &[u8]) -> Result<()> {
         self.check(offset, src.len(), 1)?;
         // SAFETY: the range is inside the mapping (checked), which `&mut self`
@@ -184,7 +184,7 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when the range is outside the memory.
+    /// [`VfioErrorKind::OutOfBounds`] when the range is outside the memory.
     pub fn fill(&mut self, offset: usize, len: usize, byte: u8) -> Result<()> {
         self.check(offset, len, 1)?;
         // SAFETY: the range is inside the mapping (checked), ours alone (&mut self).
@@ -198,7 +198,7 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the memory or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the memory or misaligned.
     pub fn read_u32_volatile(&self, offset: usize) -> Result<u32> {
         self.check(offset, 4, 4)?;
         // SAFETY: in bounds and aligned (checked); u32 has no invalid values.
@@ -209,7 +209,7 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] when outside the memory or misaligned.
+    /// [`VfioErrorKind::OutOfBounds`] when outside the memory or misaligned.
     pub fn write_u64_volatile(&mut self, offset: usize, value: u64) -> Result<()> {
         self.check(offset, 8, 8)?;
         // SAFETY: in bounds and aligned (checked); ours alone (&mut self).
@@ -230,8 +230,8 @@ impl DmaMemory {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::OutOfBounds`] for an offset outside the memory; the `errno` of
-    /// the read; [`ErrorKind::NoPhysAddr`] when the entry holds no frame number.
+    /// [`VfioErrorKind::OutOfBounds`] for an offset outside the memory; the `errno` of
+    /// the read; [`VfioErrorKind::NoPhysAddr`] when the entry holds no frame number.
     pub fn phys_addr(&self, offset: usize) -> Result<u64> {
         self.check(offset, 1, 1)?;
         phys_addr_of(self.vaddr() + offset as u64)
@@ -244,16 +244,16 @@ impl DmaMemory {
 ///
 /// # Errors
 ///
-/// The `errno` of opening or reading pagemap; [`ErrorKind::NoPhysAddr`] when the
+/// The `errno` of opening or reading pagemap; [`VfioErrorKind::NoPhysAddr`] when the
 /// page is not present or the frame number is hidden.
 pub fn phys_addr_of(vaddr: u64) -> Result<u64> {
     let page = page_size() as u64;
     let path = "/proc/self/pagemap";
     let f = File::open(path)
-        .map_err(|e| Error::os(Call::Open(path.into()), e.raw_os_error().unwrap_or(0)))?;
+        .map_err(|e| VfioError::os(VfioCall::Open(path.into()), e.raw_os_error().unwrap_or(0)))?;
     let mut entry = [0u8; 8];
     f.read_exact_at(&mut entry, (vaddr / page) * 8)
-        .map_err(|e| Error::os(Call::Pagemap, e.raw_os_error().unwrap_or(libc::EIO)))?;
+        .map_err(|e| VfioError::os(VfioCall::Pagemap, e.raw_os_error().unwrap_or(libc::EIO)))?;
     decode_pagemap(u64::from_le_bytes(entry), vaddr, page)
 }
 
@@ -263,12 +263,15 @@ fn decode_pagemap(entry: u64, vaddr: u64, page: u64) -> Result<u64> {
     const PFN_MASK: u64 = (1 << 55) - 1;
     let pfn = entry & PFN_MASK;
     if entry & PRESENT == 0 || pfn == 0 {
-        return Err(Error::new(Call::Pagemap, ErrorKind::NoPhysAddr { vaddr }));
+        return Err(VfioError::new(
+            VfioCall::Pagemap,
+            VfioErrorKind::NoPhysAddr { vaddr },
+        ));
     }
     Ok(pfn * page + vaddr % page)
 }
 
-impl Drop for DmaMemory {
+impl Drop for PinnedMemory {
     fn drop(&mut self) {
         // SAFETY: [ptr, ptr + len) is the mapping made in `new`, no longer
         // reachable after this (we own it, and hand out no references).
@@ -293,7 +296,7 @@ mod tests {
         );
         // Not present, or frame hidden (no CAP_SYS_ADMIN): a typed error.
         let e = decode_pagemap(0x1234, 0x7000_0000, page).unwrap_err();
-        assert_eq!(e.kind(), &ErrorKind::NoPhysAddr { vaddr: 0x7000_0000 });
+        assert_eq!(e.kind(), &VfioErrorKind::NoPhysAddr { vaddr: 0x7000_0000 });
         assert!(decode_pagemap(present, 0x1000, page).is_err());
         // Bits 55-62 (soft-dirty, exclusive, file/shared) are not part of the PFN.
         assert_eq!(
@@ -304,16 +307,16 @@ mod tests {
 
     #[test]
     fn zero_length_is_refused_before_any_call() {
-        let e = DmaMemory::new(0).unwrap_err();
-        assert_eq!(e.call(), &Call::Argument);
-        let e = DmaMemory::new(usize::MAX).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::InvalidArgument { .. }));
+        let e = PinnedMemory::new(0).unwrap_err();
+        assert_eq!(e.call(), &VfioCall::Argument);
+        let e = PinnedMemory::new(usize::MAX).unwrap_err();
+        assert!(matches!(e.kind(), VfioErrorKind::InvalidArgument { .. }));
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "mmap/mlock are foreign calls")]
     fn memory_is_page_rounded_zeroed_and_bounds_checked() {
-        let Ok(mut m) = DmaMemory::new(100) else {
+        let Ok(mut m) = PinnedMemory::new(100) else {
             return; // RLIMIT_MEMLOCK too small on this machine: nothing to test
         };
         assert_eq!(m.len(), page_size());
@@ -326,7 +329,7 @@ mod tests {
         assert_eq!(m.read_u32_volatile(16).unwrap(), 0x5566_7788);
         assert_eq!(m.read_u32_volatile(8).unwrap(), 0x0707_0707);
         let e = m.read(page_size() - 4, &mut b).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::OutOfBounds { .. }));
+        assert!(matches!(e.kind(), VfioErrorKind::OutOfBounds { .. }));
         assert!(m.read_u32_volatile(2).is_err(), "misaligned");
         assert!(m.write(usize::MAX, &[1]).is_err(), "overflowing offset");
         m.fill(0, 16, 0xaa).unwrap();

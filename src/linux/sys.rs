@@ -8,7 +8,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::error::{Call, Error, Ioctl, Result};
+use super::error::{Ioctl, Result, VfioCall, VfioError};
 
 const VFIO_TYPE: u32 = b';' as u32;
 const VFIO_BASE: u32 = 100;
@@ -232,7 +232,7 @@ pub(crate) unsafe fn ioctl_ptr<T>(fd: BorrowedFd<'_>, req: Ioctl, arg: &mut T) -
     // the kernel reads and writes for `req`; `p` is valid for size_of::<T>() bytes.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req.request() as libc::Ioctl, p) };
     if r < 0 {
-        Err(Error::last_os(Call::Ioctl(req)))
+        Err(VfioError::last_os(VfioCall::Ioctl(req)))
     } else {
         Ok(r)
     }
@@ -251,7 +251,7 @@ pub(crate) fn ioctl_val(fd: BorrowedFd<'_>, req: Ioctl, val: libc::c_ulong) -> R
     // kernel dereferences nothing of ours.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req.request() as libc::Ioctl, val) };
     if r < 0 {
-        Err(Error::last_os(Call::Ioctl(req)))
+        Err(VfioError::last_os(VfioCall::Ioctl(req)))
     } else {
         Ok(r)
     }
@@ -302,7 +302,7 @@ mod tests {
         use std::os::fd::AsFd;
         let e = ioctl_val(f.as_fd(), Ioctl::GetApiVersion, 0).unwrap_err();
         assert_eq!(e.errno(), Some(libc::ENOTTY));
-        assert_eq!(e.call(), &Call::Ioctl(Ioctl::GetApiVersion));
+        assert_eq!(e.call(), &VfioCall::Ioctl(Ioctl::GetApiVersion));
         assert!(e.meaning().contains("does not know"));
     }
 }

@@ -8,7 +8,7 @@ use std::format;
 use std::path::PathBuf;
 use std::string::{String, ToString};
 
-use super::error::{Call, Error, ErrorKind, Result};
+use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
 
 /// A PCI function address, `DDDD:BB:DD.F`, as sysfs and VFIO spell it.
 ///
@@ -18,7 +18,7 @@ use super::error::{Call, Error, ErrorKind, Result};
 /// assert_eq!(a.to_string(), "0000:00:03.0");
 /// assert_eq!("00:1f.7".parse::<PciAddress>()?.to_string(), "0000:00:1f.7");
 /// assert!("0000:00:20.0".parse::<PciAddress>().is_err()); // device > 31
-/// # Ok::<(), dmaspace::linux::Error>(())
+/// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddress {
@@ -62,11 +62,11 @@ impl fmt::Display for PciAddress {
 }
 
 impl FromStr for PciAddress {
-    type Err = Error;
+    type Err = VfioError;
 
     fn from_str(s: &str) -> Result<Self> {
         const WHAT: &str = "a PCI address is DDDD:BB:DD.F (hex), device <= 1f, function <= 7";
-        let bad = || Error::invalid(WHAT);
+        let bad = || VfioError::invalid(WHAT);
         let (rest, func) = s.rsplit_once('.').ok_or_else(bad)?;
         let parts: std::vec::Vec<&str> = rest.split(':').collect();
         let (dom, bus, dev) = match parts.as_slice() {
@@ -96,7 +96,7 @@ impl FromStr for PciAddress {
 
 /// The IOMMU group of a function, and the node VFIO gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupNode {
+pub struct VfioGroupNode {
     /// The group number (`/sys/kernel/iommu_groups/N`).
     pub id: u32,
     /// Whether it is a no-IOMMU group (`/dev/vfio/noiommu-N`).
@@ -105,7 +105,7 @@ pub struct GroupNode {
     pub path: PathBuf,
 }
 
-impl GroupNode {
+impl VfioGroupNode {
     /// The node's name as `/dev/vfio` shows it: `7` or `noiommu-0`.
     #[must_use]
     pub fn name(&self) -> String {
@@ -164,9 +164,9 @@ impl Sysfs {
         if d.exists() {
             Ok(d)
         } else {
-            Err(Error::new(
-                Call::Sysfs(d),
-                ErrorKind::NoSuchDevice {
+            Err(VfioError::new(
+                VfioCall::Sysfs(d),
+                VfioErrorKind::NoSuchDevice {
                     device: addr.to_string(),
                 },
             ))
@@ -177,13 +177,13 @@ impl Sysfs {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`]; the `errno` of reading the `driver` link.
+    /// [`VfioErrorKind::NoSuchDevice`]; the `errno` of reading the `driver` link.
     pub fn driver(&self, addr: PciAddress) -> Result<Option<String>> {
         let link = self.existing(addr)?.join("driver");
         match std::fs::read_link(&link) {
             Ok(t) => Ok(t.file_name().map(|n| n.to_string_lossy().into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::os(Call::Sysfs(link), errno_of(&e))),
+            Err(e) => Err(VfioError::os(VfioCall::Sysfs(link), errno_of(&e))),
         }
     }
 
@@ -191,14 +191,14 @@ impl Sysfs {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`], or [`ErrorKind::NotBoundToVfio`] naming the
+    /// [`VfioErrorKind::NoSuchDevice`], or [`VfioErrorKind::NotBoundToVfio`] naming the
     /// driver that holds it.
     pub fn require_vfio_pci(&self, addr: PciAddress) -> Result<()> {
         match self.driver(addr)? {
             Some(d) if d == "vfio-pci" => Ok(()),
-            driver => Err(Error::new(
-                Call::Sysfs(self.device_dir(addr).join("driver")),
-                ErrorKind::NotBoundToVfio {
+            driver => Err(VfioError::new(
+                VfioCall::Sysfs(self.device_dir(addr).join("driver")),
+                VfioErrorKind::NotBoundToVfio {
                     device: addr.to_string(),
                     driver,
                 },
@@ -211,20 +211,20 @@ impl Sysfs {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`]; [`ErrorKind::NoIommuGroup`] when the function
+    /// [`VfioErrorKind::NoSuchDevice`]; [`VfioErrorKind::NoIommuGroup`] when the function
     /// has no `iommu_group` link.
-    pub fn group(&self, addr: PciAddress) -> Result<GroupNode> {
+    pub fn group(&self, addr: PciAddress) -> Result<VfioGroupNode> {
         let link = self.existing(addr)?.join("iommu_group");
         let target = std::fs::read_link(&link).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::new(
-                    Call::Sysfs(link.clone()),
-                    ErrorKind::NoIommuGroup {
+                VfioError::new(
+                    VfioCall::Sysfs(link.clone()),
+                    VfioErrorKind::NoIommuGroup {
                         device: addr.to_string(),
                     },
                 )
             } else {
-                Error::os(Call::Sysfs(link.clone()), errno_of(&e))
+                VfioError::os(VfioCall::Sysfs(link.clone()), errno_of(&e))
             }
         })?;
         let id = target
@@ -232,22 +232,22 @@ impl Sysfs {
             .and_then(|n| n.to_str())
             .and_then(|n| n.parse::<u32>().ok())
             .ok_or_else(|| {
-                Error::new(
-                    Call::Sysfs(link.clone()),
-                    ErrorKind::InvalidArgument {
+                VfioError::new(
+                    VfioCall::Sysfs(link.clone()),
+                    VfioErrorKind::InvalidArgument {
                         what: "iommu_group link does not end in a group number",
                     },
                 )
             })?;
         let noiommu = self.path("dev/vfio").join(format!("noiommu-{id}"));
         if noiommu.exists() {
-            Ok(GroupNode {
+            Ok(VfioGroupNode {
                 id,
                 noiommu: true,
                 path: noiommu,
             })
         } else {
-            Ok(GroupNode {
+            Ok(VfioGroupNode {
                 id,
                 noiommu: false,
                 path: self.path("dev/vfio").join(id.to_string()),
@@ -260,13 +260,13 @@ impl Sysfs {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`]; [`ErrorKind::NoDeviceCdev`] when there is none.
+    /// [`VfioErrorKind::NoSuchDevice`]; [`VfioErrorKind::NoDeviceCdev`] when there is none.
     pub fn device_cdev(&self, addr: PciAddress) -> Result<PathBuf> {
         let dir = self.existing(addr)?.join("vfio-dev");
         let none = || {
-            Error::new(
-                Call::Sysfs(dir.clone()),
-                ErrorKind::NoDeviceCdev {
+            VfioError::new(
+                VfioCall::Sysfs(dir.clone()),
+                VfioErrorKind::NoDeviceCdev {
                     device: addr.to_string(),
                 },
             )
@@ -286,16 +286,16 @@ impl Sysfs {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::NoSuchDevice`]; the `errno` of the read;
-    /// [`ErrorKind::InvalidArgument`] when the line is missing or malformed.
+    /// [`VfioErrorKind::NoSuchDevice`]; the `errno` of the read;
+    /// [`VfioErrorKind::InvalidArgument`] when the line is missing or malformed.
     pub fn resource(&self, addr: PciAddress, index: usize) -> Result<(u64, u64, u64)> {
         let f = self.existing(addr)?.join("resource");
         let text = std::fs::read_to_string(&f)
-            .map_err(|e| Error::os(Call::Sysfs(f.clone()), errno_of(&e)))?;
+            .map_err(|e| VfioError::os(VfioCall::Sysfs(f.clone()), errno_of(&e)))?;
         let bad = || {
-            Error::new(
-                Call::Sysfs(f.clone()),
-                ErrorKind::InvalidArgument {
+            VfioError::new(
+                VfioCall::Sysfs(f.clone()),
+                VfioErrorKind::InvalidArgument {
                     what: "resource line missing or not three hex numbers",
                 },
             )
@@ -338,7 +338,7 @@ mod tests {
             "0000:00:03.00",
         ] {
             let e = bad.parse::<PciAddress>().unwrap_err();
-            assert_eq!(e.call(), &Call::Argument, "{bad}");
+            assert_eq!(e.call(), &VfioCall::Argument, "{bad}");
         }
     }
 
@@ -392,7 +392,7 @@ mod tests {
         let e = s.require_vfio_pci(a("0000:00:05.0")).unwrap_err();
         assert_eq!(
             e.kind(),
-            &ErrorKind::NotBoundToVfio {
+            &VfioErrorKind::NotBoundToVfio {
                 device: "0000:00:05.0".into(),
                 driver: Some("nvme".into())
             }
@@ -400,10 +400,10 @@ mod tests {
         let e = s.require_vfio_pci(a("0000:00:06.0")).unwrap_err();
         assert!(matches!(
             e.kind(),
-            ErrorKind::NotBoundToVfio { driver: None, .. }
+            VfioErrorKind::NotBoundToVfio { driver: None, .. }
         ));
         let e = s.require_vfio_pci(a("0000:42:00.0")).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::NoSuchDevice { .. }));
+        assert!(matches!(e.kind(), VfioErrorKind::NoSuchDevice { .. }));
         assert!(e.to_string().contains("no PCI function 0000:42:00.0"));
 
         let g = s.group(a("0000:00:03.0")).unwrap();
@@ -412,7 +412,7 @@ mod tests {
         let g = s.group(a("0000:00:07.0")).unwrap();
         assert_eq!((g.noiommu, g.name()), (true, "noiommu-0".into()));
         let e = s.group(a("0000:00:06.0")).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::NoIommuGroup { .. }));
+        assert!(matches!(e.kind(), VfioErrorKind::NoIommuGroup { .. }));
 
         assert!(
             s.device_cdev(a("0000:00:03.0"))
@@ -420,7 +420,7 @@ mod tests {
                 .ends_with("dev/vfio/devices/vfio2")
         );
         let e = s.device_cdev(a("0000:00:05.0")).unwrap_err();
-        assert!(matches!(e.kind(), ErrorKind::NoDeviceCdev { .. }));
+        assert!(matches!(e.kind(), VfioErrorKind::NoDeviceCdev { .. }));
 
         assert_eq!(
             s.resource(a("0000:00:03.0"), 0).unwrap(),

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use dmaspace::linux::{
-    Bar, Container, DmaMemory, Error as SysError, Group, Ioas, Iommufd, PciAddress, page_size,
+    Ioas, Iommufd, MappedBar, PciAddress, PinnedMemory, VfioContainer, VfioError as SysError,
+    VfioGroup, page_size,
 };
 
 /// Identity of one DMA domain (a container or an IOAS) in this process.
@@ -26,9 +27,9 @@ pub enum Backend {
     /// VFIO type1: IOVAs mapped from process virtual addresses.
     Type1 {
         /// The container.
-        container: Container,
+        container: VfioContainer,
         /// Its groups (kept open while their devices are used).
-        _groups: Vec<Group>,
+        _groups: Vec<VfioGroup>,
     },
     /// iommufd: IOVAs mapped into an IOAS.
     Iommufd {
@@ -40,9 +41,9 @@ pub enum Backend {
     /// No IOMMU: DMA addresses are physical addresses (pagemap).
     NoIommu {
         /// The container (kept open: no mappings to make).
-        _container: Container,
+        _container: VfioContainer,
         /// Its no-IOMMU groups.
-        _groups: Vec<Group>,
+        _groups: Vec<VfioGroup>,
     },
 }
 
@@ -171,7 +172,7 @@ impl Dma {
     /// Pinned host memory of `len` bytes (whole pages), zero-filled, mapped for
     /// the devices of this domain.
     pub fn alloc(self: &Rc<Self>, len: usize) -> Result<HostBuf, DmaError> {
-        let mem = DmaMemory::new(len)?;
+        let mem = PinnedMemory::new(len)?;
         let dma = match &self.backend {
             Backend::Type1 { container: c, .. } => {
                 let iova = self.alloc_iova(mem.len() as u64)?;
@@ -234,7 +235,11 @@ impl Dma {
     /// Maps a peer's BAR into this domain for `client` (the host-bridge route):
     /// type1 accepts the PFNMAP range; iommufd in 6.12 refuses it with a typed
     /// error (`PfnmapNotMappable`), and nothing is mapped.
-    pub fn map_peer_bar(&self, bar: &Bar, client: PciAddress) -> Result<PeerWindow, DmaError> {
+    pub fn map_peer_bar(
+        &self,
+        bar: &MappedBar,
+        client: PciAddress,
+    ) -> Result<PeerWindow, DmaError> {
         let len = bar.len() as u64;
         let iova = self.alloc_iova(len)?;
         match &self.backend {
@@ -282,7 +287,7 @@ pub enum HostDma {
 
 /// Pinned host memory mapped in one domain. Unmapped when dropped.
 pub struct HostBuf {
-    mem: DmaMemory,
+    mem: PinnedMemory,
     domain: Rc<Dma>,
     dma: HostDma,
 }
@@ -314,12 +319,12 @@ impl HostBuf {
     }
 
     /// The CPU's access to the bytes.
-    pub fn mem(&self) -> &DmaMemory {
+    pub fn mem(&self) -> &PinnedMemory {
         &self.mem
     }
 
     /// The CPU's write access to the bytes.
-    pub fn mem_mut(&mut self) -> &mut DmaMemory {
+    pub fn mem_mut(&mut self) -> &mut PinnedMemory {
         &mut self.mem
     }
 }

@@ -75,7 +75,7 @@ fn run(name: &str, args: &[String]) -> scenarios::Outcome {
 fn open(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
-        .map_err(|e: dmaspace::linux::Error| e.to_string())?;
+        .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
     let (dma, devs) = scenarios::open_vfio(&[a])?;
     let info = devs[0].info().map_err(|e| e.to_string())?;
     Ok(format!(
@@ -89,7 +89,7 @@ fn open(arg: &str) -> Result<String, String> {
 fn identify(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
-        .map_err(|e: dmaspace::linux::Error| e.to_string())?;
+        .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
     let (dma, mut devs) = scenarios::open_vfio(&[a])?;
     let c = nvme::Controller::init(devs.remove(0), dma).map_err(|e| e.to_string())?;
     let ns = c.namespace().map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use dmaspace::linux::{Bar, Device, Error as SysError, PciAddress, page_size};
+use dmaspace::linux::{MappedBar, PciAddress, VfioDevice, VfioError as SysError, page_size};
 
 use crate::dma::{Dma, DmaError, HostBuf};
 use crate::prp::{self, PrpError};
@@ -180,7 +180,7 @@ pub struct Cmb {
     base: u64,
     bar_offset: usize,
     len: usize,
-    bar: Bar,
+    bar: MappedBar,
     /// CMBLOC and CMBSZ as the previous driver left them.
     pub regs_left: (u32, u32),
     /// CMBLOC and CMBSZ with CMBMSC.CRE = 0 (QEMU 7.2: both 0 until CRE is set).
@@ -207,7 +207,7 @@ impl Cmb {
     }
 
     /// The CPU's view (BAR2 mapped into this process).
-    pub fn bar(&self) -> &Bar {
+    pub fn bar(&self) -> &MappedBar {
         &self.bar
     }
 
@@ -247,8 +247,8 @@ impl Cmb {
 /// A controller, driven through VFIO.
 pub struct Controller {
     addr: PciAddress,
-    dev: Device,
-    bar0: Bar,
+    dev: VfioDevice,
+    bar0: MappedBar,
     dma: Rc<Dma>,
     dstrd: usize,
     timeout: Duration,
@@ -276,7 +276,7 @@ impl Controller {
     /// Resets and enables the controller `dev` in DMA domain `dma`, creates the
     /// admin queue, identifies controller and namespace 1, creates one I/O queue
     /// pair. `dev` must be open (group or cdev) and attached to `dma`.
-    pub fn init(dev: Device, dma: Rc<Dma>) -> Result<Self> {
+    pub fn init(dev: VfioDevice, dma: Rc<Dma>) -> Result<Self> {
         // Start from a clean function (FLR where offered): whatever the previous
         // driver left enabled (queues, the CMB) is gone.
         if dev.info()?.can_reset() {
@@ -345,7 +345,7 @@ impl Controller {
     }
 
     /// The VFIO device.
-    pub fn device(&self) -> &Device {
+    pub fn device(&self) -> &VfioDevice {
         &self.dev
     }
 

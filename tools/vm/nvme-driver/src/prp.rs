@@ -179,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             run(0x10_0000, 4 << 20, 1),
-            Err(PrpError::TooManyListPages { need: 3, have: 1 })
+            Err(PrpError::TooManyListPages { need: 2, have: 1 })
         );
         // A target that is not one page run in device space.
         let scattered = |off: usize| {

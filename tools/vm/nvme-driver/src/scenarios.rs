@@ -10,7 +10,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use dmaspace::linux::{
-    Container, Device, ErrorKind, Group, IommuType, Iommufd, PciAddress, Sysfs, page_size,
+    Iommufd, PciAddress, Sysfs, VfioContainer, VfioDevice, VfioErrorKind, VfioGroup, VfioIommuType,
+    page_size,
 };
 use dmaspace::topology::MapType;
 
@@ -70,20 +71,20 @@ fn read_back(buf: &HostBuf, off: usize, len: usize) -> Result<Vec<u8>, String> {
 /// Opens `addrs` through VFIO groups in one container: type1, or no-IOMMU when
 /// the groups are no-IOMMU groups. Checks sysfs first, so each bad input gets
 /// its own typed error.
-pub fn open_vfio(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<Device>), String> {
+pub fn open_vfio(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<VfioDevice>), String> {
     let sysfs = Sysfs::live();
     for &a in addrs {
         sysfs.require_vfio_pci(a).map_err(|e| e.to_string())?;
     }
-    let mut container = Container::open(&sysfs).map_err(|e| e.to_string())?;
-    let mut groups: Vec<Group> = Vec::new();
+    let mut container = VfioContainer::open(&sysfs).map_err(|e| e.to_string())?;
+    let mut groups: Vec<VfioGroup> = Vec::new();
     let mut which = Vec::new();
     for &a in addrs {
         let node = sysfs.group(a).map_err(|e| e.to_string())?;
         match groups.iter().position(|g| g.node().id == node.id) {
             Some(i) => which.push(i),
             None => {
-                let g = Group::open_for_device(&sysfs, a).map_err(|e| e.to_string())?;
+                let g = VfioGroup::open_for_device(&sysfs, a).map_err(|e| e.to_string())?;
                 g.set_container(&container).map_err(|e| e.to_string())?;
                 which.push(groups.len());
                 groups.push(g);
@@ -92,9 +93,9 @@ pub fn open_vfio(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<Device>), String>
     }
     let noiommu = groups.iter().all(|g| g.node().noiommu);
     let t = if noiommu {
-        IommuType::NoIommu
+        VfioIommuType::NoIommu
     } else {
-        IommuType::Type1v2
+        VfioIommuType::Type1v2
     };
     container.set_iommu(t).map_err(|e| e.to_string())?;
     let mut devs = Vec::new();
@@ -117,13 +118,13 @@ pub fn open_vfio(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<Device>), String>
 
 /// Opens `addrs` through their VFIO device cdevs, bound to one iommufd and
 /// attached to one IOAS.
-pub fn open_iommufd(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<Device>), String> {
+pub fn open_iommufd(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<VfioDevice>), String> {
     let sysfs = Sysfs::live();
     let fd = Iommufd::open(&sysfs).map_err(|e| e.to_string())?;
     let ioas = fd.alloc_ioas().map_err(|e| e.to_string())?;
     let mut devs = Vec::new();
     for &a in addrs {
-        let d = Device::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
+        let d = VfioDevice::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
         d.bind_iommufd(&fd).map_err(|e| e.to_string())?;
         d.attach_ioas(&ioas).map_err(|e| e.to_string())?;
         devs.push(d);
@@ -131,7 +132,7 @@ pub fn open_iommufd(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<Device>), Stri
     Ok((Dma::new(Backend::Iommufd { _fd: fd, ioas }), devs))
 }
 
-fn controllers(dma: &Rc<Dma>, devs: Vec<Device>) -> Result<Vec<Controller>, String> {
+fn controllers(dma: &Rc<Dma>, devs: Vec<VfioDevice>) -> Result<Vec<Controller>, String> {
     devs.into_iter()
         .map(|d| {
             let a = d.address();
@@ -567,7 +568,7 @@ pub fn p2p_iommufd_refused(a: PciAddress, b: PciAddress) -> Outcome {
                 "iommufd mapped a PFNMAP BAR: this kernel can do P2P through iommufd".into(),
             );
         }
-        Err(DmaError::Sys(e)) if e.kind() == &ErrorKind::PfnmapNotMappable => e,
+        Err(DmaError::Sys(e)) if e.kind() == &VfioErrorKind::PfnmapNotMappable => e,
         Err(e) => return Err(format!("expected PfnmapNotMappable, got: {e}")),
     };
     // Nothing half-mapped: the range unmaps as empty, and host memory maps there.
@@ -579,7 +580,7 @@ pub fn p2p_iommufd_refused(a: PciAddress, b: PciAddress) -> Outcome {
             ));
         }
     }
-    let probe = dmaspace::linux::DmaMemory::new(bar.len()).map_err(s("alloc"))?;
+    let probe = dmaspace::linux::PinnedMemory::new(bar.len()).map_err(s("alloc"))?;
     ioas.map(&probe, iova)
         .map_err(s("map host memory at the refused range"))?;
     ioas.unmap(iova, bar.len() as u64)
