@@ -104,6 +104,17 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
 }
 
+/// The first page-aligned range of `len` bytes at or above `from` that overlaps
+/// none of `excluded`; `(start, end)`.
+fn next_free(from: u64, len: u64, page: u64, excluded: &[(u64, u64)]) -> Option<(u64, u64)> {
+    let len = len.checked_next_multiple_of(page)?.max(page);
+    let mut at = from.checked_next_multiple_of(page)?;
+    while let Some(&(s, l)) = excluded.iter().find(|&&w| overlaps((at, len), w)) {
+        at = s.checked_add(l)?.checked_next_multiple_of(page)?;
+    }
+    Some((at, at.checked_add(len)?))
+}
+
 static NEXT_DOMAIN: AtomicU32 = AtomicU32::new(1);
 
 impl Dma {
@@ -128,26 +139,17 @@ impl Dma {
         &self.backend
     }
 
-    /// Reserves `len` bytes of IOVA space, clear of the excluded ranges.
+    /// Reserves `len` bytes of IOVA space, clear of the excluded ranges. A bump
+    /// allocator: an IOVA is never handed out twice (the negative control relies
+    /// on a stale IOVA staying unmapped).
     fn alloc_iova(&self, len: u64) -> Result<u64, DmaError> {
-        let page = page_size() as u64;
-        let len = len.div_ceil(page) * page;
-        let mut at = self.next_iova.get();
-        loop {
-            let clash = self
-                .excluded
-                .borrow()
-                .iter()
-                .copied()
-                .find(|&w| overlaps((at, len), w));
-            match clash {
-                Some((s, l)) => at = (s + l).div_ceil(page) * page,
-                None => break,
-            }
-        }
-        let end = at
-            .checked_add(len)
-            .ok_or_else(|| DmaError::Invalid("IOVA space exhausted".into()))?;
+        let (at, end) = next_free(
+            self.next_iova.get(),
+            len,
+            page_size() as u64,
+            &self.excluded.borrow(),
+        )
+        .ok_or_else(|| DmaError::Invalid("IOVA space exhausted".into()))?;
         self.next_iova.set(end);
         Ok(at)
     }
@@ -262,8 +264,8 @@ impl Dma {
         })
     }
 
-    /// The next IOVA this domain would hand out for `len` bytes, without taking
-    /// it (for probing that a failed mapping left the range free).
+    /// Where the next IOVA allocation starts looking (for probing that a failed
+    /// mapping left its range free).
     pub fn peek_iova(&self) -> u64 {
         self.next_iova.get()
     }
@@ -400,5 +402,68 @@ mod tests {
         assert!(!overlaps((0, 10), (10, 1)));
         assert!(!overlaps((10, 1), (0, 10)));
         assert!(overlaps((5, 1), (0, 10)));
+    }
+
+    #[test]
+    fn the_seam_checks_peer_windows() {
+        use crate::seam::{SeamError, Target, device_addr};
+        let a: PciAddress = "0000:03:00.0".parse().unwrap();
+        let b: PciAddress = "0000:04:00.0".parse().unwrap();
+        let w = PeerWindow::bus_addr(a, 0xfdc0_0000, 0x40_0000);
+        let d = DomainId(7);
+        assert_eq!(
+            device_addr(d, a, Target::Peer(&w, 0x1000)).unwrap().raw(),
+            0xfdc0_1000
+        );
+        assert_eq!(
+            device_addr(d, b, Target::Peer(&w, 0)),
+            Err(SeamError::WrongClient {
+                client: b,
+                route_for: a
+            })
+        );
+        assert_eq!(
+            device_addr(d, a, Target::Peer(&w, 0x40_0000)),
+            Err(SeamError::OutOfRange {
+                offset: 0x40_0000,
+                len: 0x40_0000
+            })
+        );
+        // A window mapped in another domain is refused.
+        let w = PeerWindow {
+            client: a,
+            len: 0x1000,
+            route: PeerRoute::Iova {
+                domain: DomainId(8),
+                base: 0x1000_0000,
+            },
+        };
+        assert_eq!(
+            device_addr(d, a, Target::Peer(&w, 0)),
+            Err(SeamError::WrongDomain {
+                want: d,
+                got: DomainId(8)
+            })
+        );
+    }
+
+    #[test]
+    fn iovas_skip_excluded_windows_and_are_page_rounded() {
+        let p = 0x1000;
+        assert_eq!(next_free(0x1000, 1, p, &[]), Some((0x1000, 0x2000)));
+        assert_eq!(next_free(0x1001, 0x1000, p, &[]), Some((0x2000, 0x3000)));
+        // A CMB window at 0x3000..0x5000 pushes a 2-page request past it.
+        assert_eq!(
+            next_free(0x2000, 0x2000, p, &[(0x3000, 0x2000)]),
+            Some((0x5000, 0x7000))
+        );
+        // Chained windows, the MSI window among them.
+        let ex = [(0xfee0_0000, 0x10_0000), (0xfef0_0000, 0x1000)];
+        assert_eq!(
+            next_free(0xfedf_f000, 0x2000, p, &ex),
+            Some((0xfef0_1000, 0xfef0_3000))
+        );
+        // The top of the space: no wrap.
+        assert_eq!(next_free(u64::MAX - 0xfff, 0x2000, p, &[]), None);
     }
 }

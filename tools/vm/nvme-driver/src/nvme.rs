@@ -19,7 +19,6 @@ use crate::seam::{self, DevAddr, SeamError, Target};
 
 // Controller registers (BAR0).
 const REG_CAP: usize = 0x00;
-const REG_VS: usize = 0x08;
 const REG_CC: usize = 0x14;
 const REG_CSTS: usize = 0x1c;
 const REG_AQA: usize = 0x24;
@@ -285,7 +284,6 @@ impl Controller {
         dev.enable_bus_master()?;
         let bar0 = dev.map_bar(0)?;
         let cap = u64::from(bar0.read32(REG_CAP)?) | (u64::from(bar0.read32(REG_CAP + 4)?) << 32);
-        let vs = bar0.read32(REG_VS)?;
         let dstrd = 4usize << ((cap >> 32) & 0xf);
         let to = Duration::from_millis(500 * ((cap >> 24) & 0xff).max(1)) + Duration::from_secs(5);
         let mpsmin = 12 + ((cap >> 48) & 0xf);
@@ -333,7 +331,6 @@ impl Controller {
         // EN, CSS=NVM, MPS=4 KiB, AMS=RR, IOSQES=6 (64 B), IOCQES=4 (16 B).
         c.write_reg(REG_CC, 1 | (6 << 16) | (4 << 20))?;
         c.wait_ready(true)?;
-        let _ = vs;
         c.identify()?;
         c.create_io_queues()?;
         Ok(c)
