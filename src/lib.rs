@@ -59,6 +59,8 @@ pub mod host;
 pub mod id;
 pub mod iommu;
 pub mod limits;
+#[cfg(feature = "vfio")]
+pub mod linux;
 #[cfg(feature = "alloc")]
 pub mod machine;
 pub mod map;

@@ -4,11 +4,10 @@
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT="$HERE/out"
-KSRC="$OUT/linux-source-6.12"
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 [ -x "$BUSYBOX" ] || { echo "make-initramfs: $BUSYBOX missing (apt-get install busybox-static)" >&2; exit 1; }
 [ -f "$OUT/p2p_oracle.ko" ] || { echo "make-initramfs: build the module first" >&2; exit 1; }
-[ -x "$OUT/gen_init_cpio" ] || gcc -O2 -o "$OUT/gen_init_cpio" "$KSRC/usr/gen_init_cpio.c"
+[ -x "$OUT/gen_init_cpio" ] || { echo "make-initramfs: run build-kernel.sh first (it copies gen_init_cpio)" >&2; exit 1; }
 cat > "$OUT/initramfs.list" <<LIST
 dir /dev 0755 0 0
 nod /dev/console 0600 0 0 c 5 1

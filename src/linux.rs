@@ -1,0 +1,41 @@
+//! Linux VFIO and iommufd, the low level (feature `vfio`, Linux only).
+//!
+//! What a userspace driver needs from the kernel to do DMA, with raw `u64`
+//! IOVAs and physical addresses (the typed layer sits above this and does not
+//! depend on it, nor this on it):
+//!
+//! | backend | open | DMA address of host memory |
+//! |---|---|---|
+//! | VFIO type1 | [`VfioContainer`] + [`VfioGroup`] (`/dev/vfio/vfio`, `/dev/vfio/N`) | an IOVA: [`VfioContainer::map_dma`] maps a process virtual address |
+//! | iommufd | [`Iommufd`] + [`Ioas`] + [`VfioDevice::open_cdev`] (`/dev/iommu`, `/dev/vfio/devices/vfioN`) | an IOVA: [`Ioas::map`] |
+//! | no-IOMMU | [`VfioContainer`] with [`VfioIommuType::NoIommu`] + `/dev/vfio/noiommu-N` | the physical address: [`PinnedMemory::phys_addr`] |
+//!
+//! Host memory is [`PinnedMemory`]: page-aligned, populated and locked. A device's
+//! BARs are mapped with [`VfioDevice::map_bar`]; register reads are safe, register
+//! writes are `unsafe` because a write can start DMA ([`MappedBar::write32`]).
+//!
+//! Every failure is an [`VfioError`]: the [`VfioCall`] that failed and an
+//! [`VfioErrorKind`] — an errno with what it means for that call, or a typed fact
+//! found before any call (no such device, bound to another driver, group not
+//! viable, iommufd cannot map a PFNMAP BAR, ...). Nothing here panics on
+//! kernel input.
+//!
+//! The uapi structs are written from Linux 6.12's headers (sizes asserted at
+//! compile time): Debian 12's system headers are 6.1 and lack the cdev and
+//! iommufd parts.
+#![cfg(target_os = "linux")]
+
+mod container;
+mod device;
+mod error;
+mod iommufd;
+mod mem;
+mod sys;
+mod sysfs;
+
+pub use container::{VfioContainer, VfioGroup, VfioGroupStatus, VfioIommuType};
+pub use device::{MappedBar, VfioDevice, VfioDeviceInfo, VfioRegionInfo};
+pub use error::{Ioctl, VfioCall, VfioError, VfioErrorKind, errno_name};
+pub use iommufd::{Ioas, Iommufd};
+pub use mem::{PinnedMemory, page_size, phys_addr_of};
+pub use sysfs::{PciAddress, Sysfs, VfioGroupNode};

@@ -1,0 +1,230 @@
+//! The iommufd path: `/dev/iommu`, an IO address space (IOAS), and VFIO device
+//! cdevs bound to it ([`VfioDevice::open_cdev`](super::Device::open_cdev)).
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::vec::Vec;
+
+use super::container::check_map_args;
+use super::device::MappedBar;
+use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
+use super::mem::PinnedMemory;
+use super::sys;
+use super::sysfs::Sysfs;
+
+/// An open `/dev/iommu`.
+#[derive(Clone, Debug)]
+pub struct Iommufd {
+    file: Arc<File>,
+}
+
+impl Iommufd {
+    /// Opens `/dev/iommu`.
+    ///
+    /// # Errors
+    ///
+    /// The `errno` of `open` (`ENOENT`: `CONFIG_IOMMUFD` off).
+    pub fn open(sysfs: &Sysfs) -> Result<Self> {
+        let path = sysfs.path("dev/iommu");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                VfioError::os(
+                    VfioCall::Open(path.clone()),
+                    e.raw_os_error().unwrap_or(libc::EIO),
+                )
+            })?;
+        Ok(Self {
+            file: Arc::new(file),
+        })
+    }
+
+    /// The fd.
+    #[must_use]
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Allocates an empty IO address space (`IOMMU_IOAS_ALLOC`).
+    ///
+    /// # Errors
+    ///
+    /// The ioctl's errno.
+    pub fn alloc_ioas(&self) -> Result<Ioas> {
+        let mut a = sys::IommuIoasAlloc {
+            size: sys::argsz::<sys::IommuIoasAlloc>(),
+            ..Default::default()
+        };
+        // SAFETY: IOMMU_IOAS_ALLOC takes a struct iommu_ioas_alloc, size set.
+        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::IoasAlloc, &mut a) }?;
+        Ok(Ioas {
+            iommufd: self.clone(),
+            id: a.out_ioas_id,
+        })
+    }
+}
+
+/// An iommufd IO address space: the IOVA space of the devices attached to it.
+///
+/// ```no_run
+/// use dmaspace::linux::{VfioDevice, PinnedMemory, Iommufd, Sysfs};
+/// let sysfs = Sysfs::live();
+/// let fd = Iommufd::open(&sysfs)?;
+/// let ioas = fd.alloc_ioas()?;
+/// let dev = VfioDevice::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
+/// dev.bind_iommufd(&fd)?;
+/// dev.attach_ioas(&ioas)?;
+/// let mem = PinnedMemory::new(1 << 20)?;
+/// ioas.map(&mem, 0x1000_0000)?;
+/// # Ok::<(), dmaspace::linux::VfioError>(())
+/// ```
+#[derive(Debug)]
+pub struct Ioas {
+    iommufd: Iommufd,
+    id: u32,
+}
+
+impl Ioas {
+    /// The IOAS id (what `VFIO_DEVICE_ATTACH_IOMMUFD_PT` takes).
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {
+        check_map_args(vaddr, len, iova)?;
+        let mut m = sys::IommuIoasMap {
+            size: sys::argsz::<sys::IommuIoasMap>(),
+            flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
+                | sys::IOMMU_IOAS_MAP_READABLE
+                | sys::IOMMU_IOAS_MAP_WRITEABLE,
+            ioas_id: self.id,
+            reserved: 0,
+            user_va: vaddr,
+            length: len,
+            iova,
+        };
+        // SAFETY: IOMMU_IOAS_MAP takes a struct iommu_ioas_map, size set; the
+        // kernel reads it and pins the user pages it names.
+        unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasMap, &mut m) }.map(drop)
+    }
+
+    /// Maps all of `mem` at exactly `iova`, readable and writable
+    /// (`IOMMU_IOAS_MAP` with `FIXED_IOVA`; the kernel pins the pages).
+    ///
+    /// # Errors
+    ///
+    /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
+    /// (`EEXIST` overlap, `EINVAL` outside the allowed ranges, ...).
+    pub fn map(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
+        self.map_raw(mem.vaddr(), mem.len() as u64, iova)
+    }
+
+    /// Tries to map another device's BAR (its `mmap`) at `iova`. Linux 6.12
+    /// cannot: `IOMMU_IOAS_MAP` pins with `pin_user_pages`, which refuses the
+    /// `VM_PFNMAP` mapping, so this returns [`VfioErrorKind::PfnmapNotMappable`] and
+    /// maps nothing (the kernel unwinds; the range stays free). Kernels with
+    /// dma-buf import for VFIO BARs may accept a different call.
+    ///
+    /// # Errors
+    ///
+    /// [`VfioErrorKind::PfnmapNotMappable`] for the `EFAULT`; otherwise as [`map`](Self::map).
+    pub fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
+        self.map_raw(bar.vaddr(), bar.len() as u64, iova)
+            .map_err(|e| {
+                if e.errno() == Some(libc::EFAULT) {
+                    VfioError::new(
+                        VfioCall::Ioctl(Ioctl::IoasMap),
+                        VfioErrorKind::PfnmapNotMappable,
+                    )
+                } else {
+                    e
+                }
+            })
+    }
+
+    /// Unmaps `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`); returns the bytes unmapped.
+    ///
+    /// # Errors
+    ///
+    /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
+    /// (`ENOENT`: nothing mapped there).
+    pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
+        check_map_args(0, len, iova)?;
+        let mut u = sys::IommuIoasUnmap {
+            size: sys::argsz::<sys::IommuIoasUnmap>(),
+            ioas_id: self.id,
+            iova,
+            length: len,
+        };
+        // SAFETY: IOMMU_IOAS_UNMAP takes a struct iommu_ioas_unmap, size set.
+        unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasUnmap, &mut u) }?;
+        Ok(u.length)
+    }
+
+    /// The IOVA ranges devices attached to this IOAS may use, as
+    /// `(first, last)` inclusive pairs (`IOMMU_IOAS_IOVA_RANGES`), and the
+    /// required IOVA alignment.
+    ///
+    /// # Errors
+    ///
+    /// The ioctl's errno.
+    pub fn iova_ranges(&self) -> Result<(Vec<(u64, u64)>, u64)> {
+        let mut ranges = std::vec![sys::IommuIovaRange::default(); 16];
+        loop {
+            let mut q = sys::IommuIoasIovaRanges {
+                size: sys::argsz::<sys::IommuIoasIovaRanges>(),
+                ioas_id: self.id,
+                num_iovas: u32::try_from(ranges.len()).unwrap_or(u32::MAX),
+                reserved: 0,
+                allowed_iovas: ranges.as_mut_ptr() as u64,
+                out_iova_alignment: 0,
+            };
+            // SAFETY: IOMMU_IOAS_IOVA_RANGES takes a struct iommu_ioas_iova_ranges
+            // whose `allowed_iovas` points at `num_iovas` writable entries.
+            match unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasIovaRanges, &mut q) } {
+                Ok(_) => {
+                    let n = (q.num_iovas as usize).min(ranges.len());
+                    let out = ranges[..n].iter().map(|r| (r.start, r.last)).collect();
+                    return Ok((out, q.out_iova_alignment));
+                }
+                Err(e)
+                    if e.errno() == Some(libc::EMSGSIZE)
+                        && (q.num_iovas as usize) > ranges.len() =>
+                {
+                    ranges.resize(q.num_iovas as usize, sys::IommuIovaRange::default());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Ioas {
+    fn drop(&mut self) {
+        let mut d = sys::IommuDestroy {
+            size: sys::argsz::<sys::IommuDestroy>(),
+            id: self.id,
+        };
+        // SAFETY: IOMMU_DESTROY takes a struct iommu_destroy, size set. It fails
+        // with EBUSY while devices are attached; the fd's close frees it then.
+        let _ = unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IommuDestroy, &mut d) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "open of a device node")]
+    fn a_missing_dev_iommu_is_a_typed_enoent() {
+        let t = tempfile::tempdir().unwrap();
+        let e = Iommufd::open(&Sysfs::at(t.path())).unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        assert!(matches!(e.call(), VfioCall::Open(p) if p.ends_with("dev/iommu")));
+    }
+}

@@ -1,0 +1,135 @@
+#!/bin/sh
+# kbuild.sh FRAGMENT...: the one kernel builder shared by the oracle kit
+# (tools/kernel-oracle/) and the VM kit (tools/vm/).
+#
+# Builds Linux 6.12 from Debian's linux-source-6.12: `make tinyconfig`, then
+# every FRAGMENT merged in order, then `olddefconfig`. Every `CONFIG_X=y` line
+# of the fragments must survive olddefconfig (a line ending in `# optional`
+# may be dropped); otherwise the build fails loudly before compiling.
+#
+# The result is cached OUTSIDE the clone, keyed by a hash of what decides the
+# kernel: the source package version, the fragments' contents in order, and
+# RECIPE below. A second run with the same inputs does not rebuild:
+#   ${DMASPACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmaspace}/
+#     linux-source-6.12-<debver>/   the unpacked source, shared by every kernel (kept clean: builds use O=)
+#     kernel-<hash>/build/          the object tree (O=), so modules can be built against it
+#     kernel-<hash>/bzImage         the kernel
+#     kernel-<hash>/config          its final .config
+#     kernel-<hash>/kernelrelease
+#     kernel-<hash>/build-seconds   wall time of the compile
+#     kernel-<hash>/gen_init_cpio   the kernel's initramfs packer (no root needed), for both kits
+#     kernel-<hash>/source          path of the source tree (for out-of-tree modules: make -C kernel-<hash>/build M=...)
+# The last line on stdout is the kernel-<hash> directory; progress goes to stderr.
+#
+# Environment: JOBS (default 2), DMASPACE_CACHE, KSRC_TAR (default the Debian tarball).
+set -eu
+RECIPE="tinyconfig+fragments+olddefconfig;bzImage+modules;v1"
+SRC_TAR=${KSRC_TAR:-/usr/src/linux-source-6.12.tar.xz}
+JOBS=${JOBS:-2}
+CACHE=${DMASPACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmaspace}
+[ $# -ge 1 ] || { echo "usage: kbuild.sh FRAGMENT..." >&2; exit 2; }
+log() { echo "kbuild: $*" >&2; }
+# Absolute fragment paths: the merge runs in the build directory.
+n=$#
+for f in "$@"; do
+  [ -f "$f" ] || { log "no fragment $f"; exit 1; }
+  set -- "$@" "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
+done
+shift "$n"
+
+# --- tools -------------------------------------------------------------------
+need_pkgs=""
+[ -f "$SRC_TAR" ] || need_pkgs="$need_pkgs linux-source-6.12"
+for t in gcc make flex bison bc cpio python3 flock; do
+  command -v $t >/dev/null || need_pkgs="$need_pkgs build-essential flex bison bc cpio python3 util-linux"
+done
+dpkg -s libelf-dev >/dev/null 2>&1 || need_pkgs="$need_pkgs libelf-dev"
+dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs="$need_pkgs libssl-dev"
+if [ -n "$need_pkgs" ]; then
+  log "apt-get install $need_pkgs"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need_pkgs >&2
+fi
+
+# --- the key -----------------------------------------------------------------
+srcver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || true)
+[ -n "$srcver" ] || srcver="tar-$(stat -c %s-%Y "$SRC_TAR")"
+key=$( {
+  echo "$RECIPE"
+  echo "source $srcver"
+  for f in "$@"; do
+    [ -f "$f" ] || { echo "kbuild: no fragment $f" >&2; exit 1; }
+    echo "fragment"
+    cat "$f"
+  done
+} | sha256sum | cut -c1-16)
+KDIR="$CACHE/kernel-$key"
+KSRC="$CACHE/linux-source-6.12-$srcver"
+mkdir -p "$CACHE"
+
+if [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
+  log "cached: $KDIR ($(cat "$KDIR/kernelrelease"), built in $(cat "$KDIR/build-seconds" 2>/dev/null || echo '?') s)"
+  echo "$KDIR"
+  exit 0
+fi
+
+# One builder per key at a time; one unpacker for the source.
+exec 9>"$CACHE/.lock-$key"
+flock 9
+
+# --- the source (unpacked once, never configured in place) --------------------
+if [ ! -f "$KSRC/Makefile" ]; then
+  (
+    exec 8>"$CACHE/.lock-source"
+    flock 8
+    if [ ! -f "$KSRC/Makefile" ]; then
+      log "unpacking $SRC_TAR into $KSRC"
+      tmp="$KSRC.tmp.$$"
+      rm -rf "$tmp"; mkdir -p "$tmp"
+      tar -C "$tmp" -xf "$SRC_TAR"
+      mv "$tmp/linux-source-6.12" "$KSRC"
+      rmdir "$tmp"
+    fi
+  )
+fi
+
+# --- configure ----------------------------------------------------------------
+B="$KDIR/build"
+mkdir -p "$B"
+log "configuring $KDIR"
+make -s -C "$KSRC" O="$B" ARCH=x86_64 tinyconfig >&2
+# merge_config.sh writes into the current directory's .config
+(cd "$B" && "$KSRC/scripts/kconfig/merge_config.sh" -m -O "$B" "$B/.config" "$@" >/dev/null)
+make -s -C "$KSRC" O="$B" ARCH=x86_64 olddefconfig >&2
+
+fail=0
+for f in "$@"; do
+  while IFS= read -r line; do
+    case "$line" in
+      CONFIG_*=y*) ;;
+      *) continue ;;
+    esac
+    sym=${line%%=*}
+    if ! grep -qx "$sym=y" "$B/.config"; then
+      case "$line" in
+        *"# optional"*) log "note: $sym (optional) is not set" ;;
+        *) log "ERROR: $sym=y (from $(basename "$f")) is not in .config after olddefconfig"; fail=1 ;;
+      esac
+    fi
+  done < "$f"
+done
+[ $fail = 0 ] || { log "FAILED: required options missing (see above)"; exit 1; }
+
+# --- compile --------------------------------------------------------------------
+log "building bzImage + modules with -j$JOBS (a few minutes on two cores)"
+t0=$(date +%s)
+nice -n 10 make -s -C "$KSRC" O="$B" ARCH=x86_64 -j"$JOBS" bzImage modules >&2
+t1=$(date +%s)
+make -s -C "$KSRC" O="$B" ARCH=x86_64 kernelrelease > "$KDIR/kernelrelease"
+cp "$B/.config" "$KDIR/config"
+echo $((t1 - t0)) > "$KDIR/build-seconds"
+echo "$KSRC" > "$KDIR/source"
+gcc -O2 -o "$KDIR/gen_init_cpio" "$KSRC/usr/gen_init_cpio.c"
+cp "$B/arch/x86/boot/bzImage" "$KDIR/bzImage.tmp"
+mv "$KDIR/bzImage.tmp" "$KDIR/bzImage"
+log "OK: $(cat "$KDIR/kernelrelease") in $((t1 - t0)) s -> $KDIR/bzImage"
+echo "$KDIR"

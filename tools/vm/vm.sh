@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# tools/vm/vm.sh PROFILE SCENARIO ARGS VFIO ORACLE LOG: boot one e2e VM and
+# write its serial console to LOG. Needs tools/vm/out/ (build.sh).
+#   PROFILE  iommu-qemu64 | iommu-epyc | noiommu-switch (the machines below)
+#   ARGS     comma-separated BDFs for the scenario
+#   VFIO     comma-separated BDFs handed to vfio-pci
+#   ORACLE   1: load the oracle module (the guest kernel's P2PDMA verdicts)
+# Every NVMe has a fresh 16 MiB raw image, a 4 MiB CMB and MDTS 4 MiB.
+# The VM is killed after E2E_VM_TIMEOUT seconds (default 300): a hang cannot block CI.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT="$HERE/out"
+PROFILE=$1 SCEN=$2 ARGS=$3 VFIO=$4 ORACLE=$5 LOG=$6
+IMG=$(mktemp -d)
+trap 'rm -rf "$IMG"' EXIT
+nvme() { # nvme NAME [extra device properties]
+  truncate -s 16M "$IMG/$1.img"
+  echo "-drive file=$IMG/$1.img,if=none,id=d$1,format=raw -device nvme,serial=$1,drive=d$1,cmb_size_mb=4,mdts=10${2:+,$2}"
+}
+case $PROFILE in
+  iommu-qemu64|iommu-epyc)
+    # Root bus: A 00:03.0, B 00:04.0, C 00:05.0 (left on nvme), D 00:06.0/00:06.1
+    # (one multifunction device, one IOMMU group: D1 stays on nvme, so D0's group
+    # is not viable). Each single-function NVMe on the root bus has its own group.
+    [ "$PROFILE" = iommu-epyc ] && CPU=EPYC || CPU=qemu64
+    MACHINE="-device intel-iommu,intremap=on,aw-bits=48"
+    DEVICES="$(nvme A bus=pcie.0,addr=0x3) $(nvme B bus=pcie.0,addr=0x4) $(nvme C bus=pcie.0,addr=0x5)
+      $(nvme D0 bus=pcie.0,addr=0x6.0,multifunction=on) $(nvme D1 bus=pcie.0,addr=0x6.1)"
+    CMDLINE="intel_iommu=on iommu=nopt"
+    ;;
+  noiommu-switch)
+    # 00:02.0 root port -> 01:00.0 x3130 upstream -> 02:00.0 / 02:01.0 downstream
+    # -> A 03:00.0, B 04:00.0. No IOMMU: VFIO no-IOMMU mode.
+    CPU=qemu64
+    MACHINE=""
+    DEVICES="-device pcie-root-port,id=rp1,bus=pcie.0,addr=0x2,chassis=1,slot=1
+      -device x3130-upstream,id=usp,bus=rp1
+      -device xio3130-downstream,id=dsp1,bus=usp,addr=0x0,chassis=2,slot=0
+      -device xio3130-downstream,id=dsp2,bus=usp,addr=0x1,chassis=3,slot=0
+      $(nvme A bus=dsp1) $(nvme B bus=dsp2)"
+    CMDLINE="vfio.enable_unsafe_noiommu_mode=1"
+    ;;
+  *) echo "vm.sh: unknown profile $PROFILE" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2086 # word lists by design
+timeout --kill-after=10 "${E2E_VM_TIMEOUT:-300}" qemu-system-x86_64 \
+  -M q35 -accel tcg -cpu "$CPU" -smp 1 -m 512M \
+  -nographic -nodefaults -no-reboot -monitor none \
+  -serial "file:$LOG" \
+  -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
+  -append "console=ttyS0 panic=-1 quiet $CMDLINE e2e.scenario=$SCEN e2e.args=$ARGS e2e.vfio=$VFIO e2e.oracle=$ORACLE e2e.timeout=${E2E_GUEST_TIMEOUT:-240}" \
+  $MACHINE $DEVICES ${E2E_QEMU_EXTRA:-} </dev/null
