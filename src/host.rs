@@ -1,12 +1,21 @@
 //! Host memory: the only memory the CPU may touch, bounce or cache-sync.
 //!
-//! [`HostPages`] pairs the CPU's view of a buffer (its bytes) with its
-//! physical address. Handing it to a device ([`HostPages::dma`]) borrows it
-//! exclusively, so the borrow checker keeps the CPU away from the buffer
-//! for as long as any mapping of it lives.
+//! [`HostPages`] pairs the CPU's view of a buffer (its bytes, at a process
+//! virtual address) with its physical address. Handing it to a device
+//! ([`HostPages::dma`]) borrows it exclusively, so the borrow checker keeps
+//! the CPU away from the buffer for as long as any mapping of it lives.
+//!
+//! A device writes memory behind the compiler's back, so a buffer handed to
+//! one is held as a raw pointer and turned into a reference only for the
+//! moment the CPU uses it: while mapped, no reference to its bytes exists.
 
 #[cfg(feature = "alloc")]
-use crate::addr::PAGE_SIZE;
+mod simulated;
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
 use crate::addr::PhysAddr;
 use crate::dir::Direction;
 use crate::error::MapError;
@@ -28,10 +37,28 @@ use crate::vec::HostSeg;
 /// // pages.cpu_bytes_mut()[0] = 0;  // would not compile while `seg` is used below
 /// assert_eq!(seg.phys().as_u64(), 0x10_0000);
 /// ```
-#[derive(Debug)]
+///
+/// # Invariants
+/// `ptr` is valid for reads and writes of `len` bytes for `'b`, exclusively
+/// this value's (it stands for a `&'b mut [u8]`), and those bytes lie at
+/// `[phys, phys + len)` of host memory.
 pub struct HostPages<'b> {
-    bytes: &'b mut [u8],
+    ptr: NonNull<u8>,
+    len: usize,
     phys: PhysAddr,
+    _bytes: PhantomData<&'b mut [u8]>,
+}
+
+// SAFETY: a `HostPages` is a `&mut [u8]` with an address: it may move to
+// another thread, and `&HostPages` only reads.
+unsafe impl Send for HostPages<'_> {}
+// SAFETY: as above; shared access only reads the bytes.
+unsafe impl Sync for HostPages<'_> {}
+
+impl fmt::Debug for HostPages<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostPages({:?} + {:#x})", self.phys, self.len)
+    }
 }
 
 impl<'b> HostPages<'b> {
@@ -56,14 +83,34 @@ impl<'b> HostPages<'b> {
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     pub unsafe fn new(bytes: &'b mut [u8], phys: PhysAddr) -> Result<Self, MapError> {
-        let len = bytes.len() as u64;
-        if len > 0 && phys.checked_add(len - 1).is_none() {
+        let len = bytes.len();
+        // SAFETY: the slice is valid and exclusive for 'b, as the invariant needs.
+        unsafe { Self::from_raw(NonNull::from(bytes).cast(), len, phys) }
+    }
+
+    /// A buffer from its parts.
+    ///
+    /// # Safety
+    /// As the type's invariants: `ptr` valid and exclusively this value's
+    /// for `len` bytes and `'b`, at physical `phys`.
+    pub(crate) unsafe fn from_raw(
+        ptr: NonNull<u8>,
+        len: usize,
+        phys: PhysAddr,
+    ) -> Result<Self, MapError> {
+        let len64 = len as u64;
+        if len64 > 0 && phys.checked_add(len64 - 1).is_none() {
             return Err(MapError::Overflow {
                 start: phys.as_u64(),
-                len,
+                len: len64,
             });
         }
-        Ok(Self { bytes, phys })
+        Ok(Self {
+            ptr,
+            len,
+            phys,
+            _bytes: PhantomData,
+        })
     }
 
     /// Physical address of the first byte.
@@ -91,7 +138,7 @@ impl<'b> HostPages<'b> {
     /// ```
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.len as u64
     }
 
     /// Whether the buffer is empty.
@@ -105,7 +152,7 @@ impl<'b> HostPages<'b> {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     /// Hands the whole buffer to the device side. The CPU cannot touch the
@@ -122,7 +169,15 @@ impl<'b> HostPages<'b> {
     /// ```
     #[must_use]
     pub fn dma(&mut self) -> HostSeg<'_> {
-        HostSeg::new(self.phys, self.len(), self.covers_granules(0, self.len()))
+        self.seg(0, self.len())
+    }
+
+    /// `[offset, offset + len)` (checked by the caller) as a segment.
+    fn seg(&mut self, offset: u64, len: u64) -> HostSeg<'_> {
+        let covers = self.covers_granules(offset, len);
+        // `offset` lies inside the buffer, so the pointer stays in it.
+        let vaddr = self.ptr.as_ptr() as usize + offset as usize;
+        HostSeg::new(self.phys + offset, vaddr, len, covers)
     }
 
     /// Hands `[offset, offset + len)` of the buffer to the device side.
@@ -141,8 +196,7 @@ impl<'b> HostPages<'b> {
     /// ```
     pub fn dma_range(&mut self, offset: u64, len: u64) -> Result<HostSeg<'_>, MapError> {
         MapError::check_within(offset, len, self.len())?;
-        let covers = self.covers_granules(offset, len);
-        Ok(HostSeg::new(self.phys + offset, len, covers))
+        Ok(self.seg(offset, len))
     }
 
     /// `[offset, offset + len)` of the buffer as a buffer of its own (for
@@ -164,11 +218,14 @@ impl<'b> HostPages<'b> {
     /// ```
     pub fn sub_pages(&mut self, offset: u64, len: u64) -> Result<HostPages<'_>, MapError> {
         MapError::check_within(offset, len, self.len())?;
-        // In bounds of a slice, so both fit in usize.
-        let range = offset as usize..(offset + len) as usize;
+        // SAFETY: in bounds (checked above), so the pointer stays inside this
+        // buffer, and the result borrows it exclusively.
+        let ptr = unsafe { self.ptr.add(offset as usize) };
         Ok(HostPages {
-            bytes: &mut self.bytes[range],
+            ptr,
+            len: len as usize,
             phys: self.phys + offset,
+            _bytes: PhantomData,
         })
     }
 
@@ -203,10 +260,13 @@ pub trait CpuAccessible: Sealed {
 impl Sealed for HostPages<'_> {}
 impl CpuAccessible for HostPages<'_> {
     fn cpu_bytes(&self) -> &[u8] {
-        self.bytes
+        // SAFETY: the invariant: valid for `len` bytes; `&self` shares them.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
     fn cpu_bytes_mut(&mut self) -> &mut [u8] {
-        self.bytes
+        // SAFETY: the invariant: valid and exclusive; `&mut self` makes this
+        // the only reference for its lifetime.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -242,84 +302,5 @@ impl CacheMaintenance for CacheCoherent {
     fn sync_for_device<D: Direction>(&self, _seg: &HostSeg<'_>) {}
 }
 
-/// Host RAM with made-up physical addresses, for tests, benchmarks, and
-/// device emulators that own their "physical" space (a hypervisor's guest
-/// memory).
-///
-/// ```
-/// use dmaspace::{host::SimulatedRam, PhysAddr};
-/// // SAFETY: these addresses only reach the software IOMMU in this example.
-/// let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x8000_0000), 4) };
-/// let bases: Vec<_> = ram.pages().map(|p| p.phys().as_u64()).collect();
-/// assert_eq!(bases, [0x8000_0000, 0x8000_1000, 0x8000_2000, 0x8000_3000]);
-/// ```
 #[cfg(feature = "alloc")]
-#[derive(Debug)]
-pub struct SimulatedRam {
-    bytes: alloc::vec::Vec<u8>,
-    base: PhysAddr,
-}
-
-#[cfg(feature = "alloc")]
-impl SimulatedRam {
-    /// `pages` pages of zeroed memory, said to start at physical `base`.
-    ///
-    /// # Safety
-    /// The addresses are fiction: mappings of this memory must never be
-    /// given to real hardware, only to the software IOMMU or an emulator.
-    ///
-    /// # Panics
-    /// If `base + pages * PAGE_SIZE` passes the top of the address space.
-    ///
-    /// ```
-    /// // SAFETY: never given to hardware.
-    /// let ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 1) };
-    /// # let _ = ram;
-    /// ```
-    #[must_use]
-    pub unsafe fn new(base: PhysAddr, pages: usize) -> Self {
-        let len = (pages as u64)
-            .checked_mul(PAGE_SIZE)
-            .and_then(|l| base.checked_add(l))
-            .map(|_| pages * PAGE_SIZE as usize);
-        let Some(len) = len else {
-            panic!("SimulatedRam of {pages} pages at {base:?} passes the top of the address space");
-        };
-        Self {
-            bytes: alloc::vec![0; len],
-            base,
-        }
-    }
-
-    /// The memory as one [`HostPages`] per page.
-    ///
-    /// ```
-    /// // SAFETY: never given to hardware.
-    /// let mut ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 3) };
-    /// assert_eq!(ram.pages().count(), 3);
-    /// ```
-    pub fn pages(&mut self) -> impl Iterator<Item = HostPages<'_>> {
-        self.chunks(PAGE_SIZE as usize)
-    }
-
-    /// The memory as one [`HostPages`] per `chunk` bytes (the last may be shorter).
-    ///
-    /// # Panics
-    /// If `chunk` is zero.
-    ///
-    /// ```
-    /// // SAFETY: never given to hardware.
-    /// let mut ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 1) };
-    /// assert_eq!(ram.chunks(1024).count(), 4);
-    /// ```
-    pub fn chunks(&mut self, chunk: usize) -> impl Iterator<Item = HostPages<'_>> {
-        let base = self.base;
-        self.bytes
-            .chunks_mut(chunk)
-            .enumerate()
-            .map(move |(i, bytes)| HostPages {
-                phys: base + (i * chunk) as u64,
-                bytes,
-            })
-    }
-}
+pub use simulated::{RamBus, SimulatedRam};

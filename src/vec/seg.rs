@@ -19,6 +19,8 @@ const COVERS: u64 = 1 << 63;
 /// lives, the CPU cannot touch the bytes.
 pub struct HostSeg<'m> {
     phys: PhysAddr,
+    /// Where the process sees the first byte (what VFIO and iommufd map).
+    vaddr: usize,
     /// Length, and [`COVERS`].
     len: u64,
     _mem: PhantomData<&'m mut [u8]>,
@@ -27,13 +29,22 @@ pub struct HostSeg<'m> {
 impl HostSeg<'_> {
     /// `covers`: every IOMMU granule the range touches lies inside the
     /// buffer it was cut from.
-    pub(crate) fn new(phys: PhysAddr, len: u64, covers: bool) -> Self {
+    pub(crate) fn new(phys: PhysAddr, vaddr: usize, len: u64, covers: bool) -> Self {
         debug_assert!(len & COVERS == 0, "slice lengths stay below 2^63");
         Self {
             phys,
+            vaddr,
             len: len | if covers { COVERS } else { 0 },
             _mem: PhantomData,
         }
+    }
+
+    /// The process virtual address of the first byte: what a VFIO or
+    /// iommufd backend maps (as a number; the bytes stay the buffer's).
+    #[inline(always)]
+    #[must_use]
+    pub fn vaddr(&self) -> usize {
+        self.vaddr
     }
 
     /// Physical address of the first byte.
