@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::model::CpuInfo;
+use super::cpu::CpuInfo;
 
 bitflags::bitflags! {
     /// Flags of an allowlist entry.

@@ -6,7 +6,8 @@ use core::fmt;
 
 use super::allowlist::{AllowFlags, Policy};
 use super::bdf::{Bdf, HostBridgeId};
-use super::model::{Topology, TopologyError};
+use super::error::TopologyError;
+use super::tree::Topology;
 
 /// How a provider's memory reaches a client: the kernel's `enum pci_p2pdma_map_type`
 /// (less `UNKNOWN`, which is the kernel's "not computed yet", and `NONE`, host memory).

@@ -50,9 +50,17 @@ mod classify;
 #[cfg(feature = "alloc")]
 mod config;
 #[cfg(feature = "alloc")]
-mod model;
+mod cpu;
+#[cfg(feature = "alloc")]
+mod error;
+#[cfg(feature = "alloc")]
+mod function;
+#[cfg(feature = "alloc")]
+mod registers;
 #[cfg(feature = "std")]
 pub mod sysfs;
+#[cfg(feature = "alloc")]
+mod tree;
 
 #[cfg(feature = "alloc")]
 pub use allowlist::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, Policy};
@@ -64,7 +72,12 @@ pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, Verdict};
 #[cfg(feature = "alloc")]
 pub use config::{ConfigError, ConfigInfo, parse_config};
 #[cfg(feature = "alloc")]
-pub use model::{
-    AcsCtrl, AcsState, CpuInfo, CpuVendor, HostBridge, PciFunction, PcieKind, PciePortType,
-    Topology, TopologyBuilder, TopologyError,
-};
+pub use cpu::{CpuInfo, CpuVendor};
+#[cfg(feature = "alloc")]
+pub use error::TopologyError;
+#[cfg(feature = "alloc")]
+pub use function::PciFunction;
+#[cfg(feature = "alloc")]
+pub use registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
+#[cfg(feature = "alloc")]
+pub use tree::{HostBridge, Topology, TopologyBuilder};

@@ -26,7 +26,10 @@ use std::vec::Vec;
 
 use super::bdf::{Bdf, HostBridgeId};
 use super::config::{ConfigError, parse_config};
-use super::model::{CpuInfo, CpuVendor, PciFunction, Topology, TopologyError};
+use super::cpu::{CpuInfo, CpuVendor};
+use super::error::TopologyError;
+use super::function::PciFunction;
+use super::tree::Topology;
 
 /// Why a sysfs tree could not be loaded. Every variant names a path.
 ///
