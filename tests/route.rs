@@ -65,8 +65,9 @@ fn not_supported_is_an_error_and_amd_takes_the_host_bridge() {
         }
         other => panic!("expected NotSupported, got {other:?}"),
     }
-    let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
-    let r = P2pRoute::classify(&topo, &zen, &p, &c).unwrap();
+    let mut zen = topo.clone();
+    zen.set_cpu(CpuInfo::amd_zen());
+    let r = P2pRoute::classify(&zen, &Policy::default(), &p, &c).unwrap();
     assert!(matches!(r, P2pRoute::ViaHostBridge(_)), "{r:?}");
     assert_eq!(r.distance(), 6);
 }

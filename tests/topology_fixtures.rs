@@ -165,10 +165,7 @@ fn nonroot_view_never_claims_bus_addr() {
 fn allowlist_cases_on_fixtures() {
     let v = |fixture: &str, p: &str, c: &str, list: Allowlist| {
         let topo = sysfs::load(&fixture_root(fixture)).expect("load");
-        let policy = Policy {
-            allowlist: list,
-            cpu: None,
-        };
+        let policy = Policy::new(list);
         let v = topo.verdict(bdf(p), bdf(c), &policy).expect("verdict");
         (v.kernel_distance(), v.map_type)
     };

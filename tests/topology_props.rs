@@ -114,10 +114,7 @@ fn policy(list: u8) -> Policy {
         1 => Allowlist::linux_6_12(),
         _ => Allowlist::empty(),
     };
-    Policy {
-        allowlist,
-        cpu: None,
-    }
+    Policy::new(allowlist)
 }
 
 /// `calc_map_type_and_dist()` transliterated: pointers are BDFs, `goto`s are flags.
@@ -171,7 +168,7 @@ fn reference(t: &Topology, provider: Bdf, client: Bdf, pol: &Policy) -> (MapType
             return (MapType::BusAddr, dist);
         }
     }
-    let cpu = pol.cpu.unwrap_or(t.cpu());
+    let cpu = t.cpu();
     let host_dev = |hb: HostBridgeId| {
         let root = t
             .functions()

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use dmaspace::topology::{
-    AcsKnowledge, AcsState, Allowlist, MapType, PciFunction, PcieKind, Policy, Topology, Verdict,
-    sysfs,
+    AcsKnowledge, AcsState, MapType, PciFunction, PcieKind, Policy, Topology, Verdict, sysfs,
 };
 use serde_json::{Value, json};
 
@@ -49,13 +48,7 @@ enum Format {
 pub fn run(args: &Args) -> Result<(), String> {
     let topo = sysfs::load(&args.sysfs).map_err(|e| e.to_string())?;
     let (policy, list_name) = match args.allowlist {
-        AllowlistArg::Linux612 => (
-            Policy {
-                allowlist: Allowlist::linux_6_12(),
-                cpu: None,
-            },
-            "linux-6.12",
-        ),
+        AllowlistArg::Linux612 => (Policy::linux_6_12(), "linux-6.12"),
         AllowlistArg::Current => (Policy::default(), "current"),
     };
     let fns: Vec<&PciFunction> = topo.functions().collect();

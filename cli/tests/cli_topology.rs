@@ -68,10 +68,7 @@ fn json_contract_on_every_fixture() {
                 "{}: one entry per ordered pair",
                 spec.name
             );
-            let policy = Policy {
-                allowlist: list.clone(),
-                cpu: None,
-            };
+            let policy = Policy::new(list.clone());
             let mut i = 0;
             for p in topo.functions() {
                 for c in topo.functions() {

@@ -390,8 +390,7 @@ impl Topology {
         }
 
         // map_through_host_bridge:
-        let cpu = policy.cpu.unwrap_or(self.cpu);
-        if cpu.supports_p2pdma() {
+        if self.cpu.supports_p2pdma() {
             return Ok(verdict);
         }
         match self.hb_whitelist(provider, client, policy)? {

@@ -31,10 +31,12 @@
 //!     .function(PciFunction::new(a, 0x1b36, 0x0010).under(rp1))
 //!     .function(PciFunction::new(e, 0x1b36, 0x0010))
 //!     .build()?;
-//! let plain = Policy::default();
-//! assert_eq!(topo.verdict(a, e, &plain)?.kernel_distance(), -1);
-//! let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
-//! let v = topo.verdict(a, e, &zen)?;
+//! let policy = Policy::default();
+//! assert_eq!(topo.verdict(a, e, &policy)?.kernel_distance(), -1);
+//! // The same machine with an AMD Zen CPU: the kernel allows the host-bridge route.
+//! let mut zen = topo.clone();
+//! zen.set_cpu(CpuInfo::amd_zen());
+//! let v = zen.verdict(a, e, &policy)?;
 //! assert_eq!((v.map_type, v.distance), (MapType::ThruHostBridge, 3));
 //! # Ok::<(), dmaspace::topology::TopologyError>(())
 //! ```
