@@ -7,7 +7,7 @@ use std::path::Path;
 use dmaspace::device::Device;
 use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, RouteError};
-use dmaspace::topology::{AcsKnowledge, Bdf, CpuInfo, MapType, Policy, Topology, sysfs};
+use dmaspace::topology::{Bdf, CpuInfo, MapType, PathAcs, Policy, Topology, sysfs};
 use dmaspace::{BusAddr, PhysAddr, brand};
 
 fn load(name: &str) -> Topology {
@@ -93,7 +93,7 @@ fn unknown_acs_never_gives_a_bus_address_route() {
     let p = provider_at::<Pa>(A);
     let c = Device::<Cb>::new(B, u64::MAX).unwrap();
     match P2pRoute::classify(&topo, &Policy::default(), &p, &c) {
-        Err(RouteError::NotSupported(v)) => assert_eq!(v.acs, AcsKnowledge::Unknown),
+        Err(RouteError::NotSupported(v)) => assert_eq!(v.acs, PathAcs::Unknown),
         other => panic!("expected NotSupported with unknown ACS, got {other:?}"),
     }
 }

@@ -5,7 +5,7 @@ pub mod common;
 
 use MapType::{NotSupported as NS, ThruHostBridge as HB};
 use common::*;
-use dmaspace::topology::{AcsKnowledge, CpuInfo, CpuVendor, MapType, Policy};
+use dmaspace::topology::{CpuInfo, CpuVendor, MapType, PathAcs, Policy};
 
 #[test]
 fn every_row_plain_and_zen() {
@@ -20,7 +20,7 @@ fn every_row_plain_and_zen() {
                 want,
                 "{name} cpu {cpu:?}"
             );
-            assert_eq!(v.acs, AcsKnowledge::Known, "{name}");
+            assert_eq!(v.acs, PathAcs::Known, "{name}");
             // Both allowlists agree on q35 (8086:29c0 is on neither).
             let old = topo
                 .verdict(bdf(p), bdf(c), &Policy::linux_6_12())

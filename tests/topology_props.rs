@@ -3,7 +3,7 @@
 //! never changes an answer nor serves one across generations.
 
 use dmaspace::topology::{
-    AcsCtrl, AcsKnowledge, AcsState, Allowlist, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType,
+    AcsCtrl, AcsState, Allowlist, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType, PathAcs,
     PciFunction, PcieKind, PciePortType, Policy, Topology, VerdictCache,
 };
 use proptest::prelude::*;
@@ -248,7 +248,7 @@ proptest! {
                 prop_assert_eq!(v.distance as usize, want);
                 prop_assert_eq!(v.kernel_distance() == -1, v.map_type == MapType::NotSupported);
                 if v.map_type == MapType::BusAddr {
-                    prop_assert_eq!(v.acs, AcsKnowledge::Known);
+                    prop_assert_eq!(v.acs, PathAcs::Known);
                     prop_assert!(v.common_upstream.is_some());
                 }
             }
@@ -264,9 +264,9 @@ proptest! {
             for c in t.functions() {
                 let v = t.verdict(p.bdf, c.bdf, &pol).expect("v");
                 if known {
-                    prop_assert_eq!(v.acs, AcsKnowledge::Known);
+                    prop_assert_eq!(v.acs, PathAcs::Known);
                 }
-                if v.acs == AcsKnowledge::Known {
+                if v.acs == PathAcs::Known {
                     let (m, d) = reference(&t, p.bdf, c.bdf, &pol);
                     prop_assert_eq!((v.map_type, i64::from(v.distance)), (m, d), "{} -> {}", p.bdf, c.bdf);
                 } else {

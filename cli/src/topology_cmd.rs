@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use dmaspace::topology::{
-    AcsKnowledge, AcsState, MapType, PciFunction, PcieKind, Policy, Topology, Verdict, sysfs,
+    AcsState, MapType, PathAcs, PciFunction, PcieKind, Policy, Topology, Verdict, sysfs,
 };
 use serde_json::{Value, json};
 
@@ -180,7 +180,7 @@ fn cell(v: &Verdict) -> String {
         MapType::ThruHostBridge => format!("HB{}", v.distance),
         MapType::NotSupported => "NS".to_string(),
     };
-    if v.acs == AcsKnowledge::Unknown {
+    if v.acs == PathAcs::Unknown {
         s.push('?');
     }
     s
@@ -316,7 +316,7 @@ fn dot_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict]) -> Strin
             continue;
         }
         let (color, style) = match (v.map_type, v.acs) {
-            (_, AcsKnowledge::Unknown) => ("gray", "dotted"),
+            (_, PathAcs::Unknown) => ("gray", "dotted"),
             (MapType::BusAddr, _) => ("darkgreen", "bold"),
             (MapType::ThruHostBridge, _) => ("orange", "solid"),
             (MapType::NotSupported, _) => ("red", "dashed"),

@@ -50,26 +50,39 @@ impl fmt::Display for MapType {
     }
 }
 
-/// Whether every config-space fact the verdict depends on could be read.
+/// Whether the ACS control of every node on the path could be read, so that the
+/// verdict is the kernel's for sure.
+///
+/// A non-root reader of sysfs sees only the first 64 bytes of config space, which do
+/// not reach the ACS capability. [`Known`](Self::Known): every ACS register (and, for a
+/// host-bridge route, the PCIe capability of the host bridge's first function) the
+/// kernel would read was read. [`Unknown`](Self::Unknown): one of them was not, and it
+/// could have changed the answer; [`Verdict::unknown_at`] names the function. The CLI
+/// spells it `"acs": "known"` / `"unknown"`.
 ///
 /// ```
-/// use dmaspace::topology::AcsKnowledge;
-/// assert_eq!(AcsKnowledge::Unknown.as_str(), "unknown");
+/// use dmaspace::topology::PathAcs;
+/// assert_eq!(PathAcs::Unknown.as_str(), "unknown");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AcsKnowledge {
-    /// The verdict is the kernel's.
+pub enum PathAcs {
+    /// Everything the kernel reads was read: the verdict is the kernel's.
     Known,
-    /// Some fact the kernel would read was not readable (see [`Verdict`]).
+    /// Some register the kernel would read was not readable (see [`Verdict`]).
     Unknown,
 }
 
-impl AcsKnowledge {
+/// The former name of [`PathAcs`], kept while code outside the topology module moves
+/// to the new one.
+#[doc(hidden)]
+pub type AcsKnowledge = PathAcs;
+
+impl PathAcs {
     /// `known` or `unknown`.
     ///
     /// ```
-    /// use dmaspace::topology::AcsKnowledge;
-    /// assert_eq!(AcsKnowledge::Known.as_str(), "known");
+    /// use dmaspace::topology::PathAcs;
+    /// assert_eq!(PathAcs::Known.as_str(), "known");
     /// ```
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
@@ -82,10 +95,10 @@ impl AcsKnowledge {
 
 /// The answer for one (provider, client) pair of one topology snapshot.
 ///
-/// With [`AcsKnowledge::Known`], `map_type` and `distance` are exactly what Linux's
+/// With [`PathAcs::Known`], `map_type` and `distance` are exactly what Linux's
 /// `calc_map_type_and_dist()` computes.
 ///
-/// With [`AcsKnowledge::Unknown`] the kernel's answer cannot be known: a node on the
+/// With [`PathAcs::Unknown`] the kernel's answer cannot be known: a node on the
 /// path whose ACS the kernel would read is [`AcsState::Unknown`](super::AcsState::Unknown)
 /// and no other node already redirects, or the host-bridge allowlist decision hangs on a
 /// root-bus function whose PCIe capability was unreadable. Then `map_type` is always
@@ -118,7 +131,7 @@ pub struct Verdict {
     /// summed; with none, the lengths of both upstream chains, summed.
     pub distance: u32,
     /// Whether the answer is the kernel's for sure.
-    pub acs: AcsKnowledge,
+    pub acs: PathAcs,
     /// The common upstream bridge (the provider itself, for a same-device pair).
     pub common_upstream: Option<Bdf>,
     /// The first node with ACS redirect, in the kernel's order (provider side up to and
@@ -179,15 +192,15 @@ pub struct DistanceMany {
     /// The summed distance; `None` where the kernel returns -1.
     pub distance: Option<u32>,
     /// `Unknown` if any client's verdict was.
-    pub acs: AcsKnowledge,
+    pub acs: PathAcs,
 }
 
 impl DistanceMany {
     /// What `pci_p2pdma_distance_many()` returns.
     ///
     /// ```
-    /// use dmaspace::topology::{AcsKnowledge, DistanceMany};
-    /// let d = DistanceMany { distance: Some(4), acs: AcsKnowledge::Known };
+    /// use dmaspace::topology::{PathAcs, DistanceMany};
+    /// let d = DistanceMany { distance: Some(4), acs: PathAcs::Known };
     /// assert_eq!(d.kernel_distance(), 4);
     /// ```
     #[must_use]
@@ -357,7 +370,7 @@ impl Topology {
             generation: self.generation,
             map_type: MapType::ThruHostBridge,
             distance: 0,
-            acs: AcsKnowledge::Known,
+            acs: PathAcs::Known,
             common_upstream: None,
             acs_redirect: None,
             unknown_at: None,
@@ -374,7 +387,7 @@ impl Topology {
                 if redirect.is_none() {
                     if let Some(u) = unknown {
                         verdict.map_type = MapType::NotSupported;
-                        verdict.acs = AcsKnowledge::Unknown;
+                        verdict.acs = PathAcs::Unknown;
                         verdict.unknown_at = Some(u);
                     } else {
                         verdict.map_type = MapType::BusAddr;
@@ -398,7 +411,7 @@ impl Topology {
             Tri::No => verdict.map_type = MapType::NotSupported,
             Tri::Unknown(u) => {
                 verdict.map_type = MapType::NotSupported;
-                verdict.acs = AcsKnowledge::Unknown;
+                verdict.acs = PathAcs::Unknown;
                 verdict.unknown_at = Some(u);
             }
         }
@@ -429,7 +442,7 @@ impl Topology {
     ) -> Result<DistanceMany, TopologyError> {
         let mut out = DistanceMany {
             distance: None,
-            acs: AcsKnowledge::Known,
+            acs: PathAcs::Known,
         };
         if clients.is_empty() {
             return Ok(out);
@@ -437,8 +450,8 @@ impl Topology {
         let mut total: u32 = 0;
         for &c in clients {
             let v = self.verdict(provider, c, policy)?;
-            if v.acs == AcsKnowledge::Unknown {
-                out.acs = AcsKnowledge::Unknown;
+            if v.acs == PathAcs::Unknown {
+                out.acs = PathAcs::Unknown;
             }
             if v.map_type == MapType::NotSupported {
                 return Ok(out);

@@ -70,7 +70,7 @@ pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
 #[cfg(feature = "alloc")]
 pub use cache::VerdictCache;
 #[cfg(feature = "alloc")]
-pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, Verdict};
+pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, PathAcs, Verdict};
 #[cfg(feature = "alloc")]
 pub use config::{ConfigError, ConfigInfo, parse_config};
 #[cfg(feature = "alloc")]

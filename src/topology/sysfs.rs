@@ -14,7 +14,7 @@
 //! A `config` of 64 bytes (what a non-root reader gets) loads fine: the ACS and PCIe
 //! facts it does not hold are [`AcsState::Unknown`](super::AcsState::Unknown) /
 //! [`PcieKind::Unknown`](super::PcieKind::Unknown), and verdicts that depend on them
-//! say [`AcsKnowledge::Unknown`](super::AcsKnowledge::Unknown).
+//! say [`PathAcs::Unknown`](super::PathAcs::Unknown).
 
 use std::collections::BTreeSet;
 use std::fmt;
