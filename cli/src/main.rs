@@ -4,13 +4,15 @@
 //! prints the P2PDMA verdict of every ordered pair of PCI functions found under ROOT.
 //! `dmaspace demo [--sysfs ROOT] [--provider BDF] [--client BDF]` shows the matrix, then maps
 //! one mixed I/O (host pages + P2P memory) for one client, segment by segment.
-//! Exit status: 0 on success, 2 on bad input (one line on stderr).
+//! Exit status: 0 on success, 2 on bad input, 1 when the output cannot be written,
+//! 70 on an internal error; every error is one line on stderr.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod demo_cmd;
+mod error;
 mod reference;
 mod topology_cmd;
 
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dmaspace: error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(e.kind().exit_code())
         }
     }
 }

@@ -1,13 +1,17 @@
 //! `dmaspace topology`.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
 use dmaspace::topology::{
-    AcsState, MapType, PathAcs, PciFunction, PcieKind, Policy, Topology, Verdict, sysfs,
+    AcsState, MapType, PathAcs, PciFunction, PcieKind, Policy, Topology, TopologyError, Verdict,
+    sysfs,
 };
 use serde_json::{Value, json};
+
+use crate::error::CliError;
 
 /// Arguments of `dmaspace topology`.
 #[derive(Debug, clap::Args)]
@@ -45,8 +49,8 @@ enum Format {
 }
 
 /// Runs the command; the error is one line for stderr.
-pub fn run(args: &Args) -> Result<(), String> {
-    let topo = sysfs::load(&args.sysfs).map_err(|e| e.to_string())?;
+pub fn run(args: &Args) -> Result<(), CliError> {
+    let topo = sysfs::load(&args.sysfs)?;
     let (policy, list_name) = match args.allowlist {
         AllowlistArg::Linux612 => (Policy::linux_6_12(), "linux-6.12"),
         AllowlistArg::Current => (Policy::default(), "current"),
@@ -67,11 +71,13 @@ pub fn run(args: &Args) -> Result<(), String> {
         );
     }
     let out = match args.format {
-        Format::Json => json_out(&topo, &fns, &verdicts, list_name),
-        Format::Table => table_out(&topo, &fns, &verdicts, list_name),
-        Format::Dot => dot_out(&topo, &fns, &verdicts),
+        Format::Json => json_out(&topo, &fns, &verdicts, list_name)?,
+        Format::Table => table_out(&topo, &fns, &verdicts, list_name)?,
+        Format::Dot => dot_out(&topo, &fns, &verdicts)?,
     };
-    print!("{out}");
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
     Ok(())
 }
 
@@ -80,14 +86,11 @@ pub(crate) fn all_verdicts(
     topo: &Topology,
     fns: &[&PciFunction],
     policy: &Policy,
-) -> Result<Vec<Verdict>, String> {
+) -> Result<Vec<Verdict>, TopologyError> {
     let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
     for p in fns {
         for c in fns {
-            verdicts.push(
-                topo.verdict(p.bdf, c.bdf, policy)
-                    .map_err(|e| e.to_string())?,
-            );
+            verdicts.push(topo.verdict(p.bdf, c.bdf, policy)?);
         }
     }
     Ok(verdicts)
@@ -123,7 +126,12 @@ fn cpu_str(topo: &Topology) -> String {
     }
 }
 
-fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &str) -> String {
+fn json_out(
+    topo: &Topology,
+    fns: &[&PciFunction],
+    verdicts: &[Verdict],
+    list: &str,
+) -> Result<String, CliError> {
     let devices: Vec<Value> = fns
         .iter()
         .map(|f| {
@@ -169,9 +177,10 @@ fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &
         },
         "allowlist": list,
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| String::from("{}"));
+    let mut s =
+        serde_json::to_string_pretty(&doc).map_err(|_| CliError::Format(std::fmt::Error))?;
     s.push('\n');
-    s
+    Ok(s)
 }
 
 fn cell(v: &Verdict) -> String {
@@ -191,22 +200,22 @@ pub(crate) fn table_out(
     fns: &[&PciFunction],
     verdicts: &[Verdict],
     list: &str,
-) -> String {
+) -> Result<String, std::fmt::Error> {
     let n = fns.len();
     let mut s = String::new();
-    let _ = writeln!(
+    writeln!(
         s,
         "{} PCI functions, {} host bridge(s); CPU: {}; allowlist: {list}",
         n,
         topo.host_bridges().count(),
         cpu_str(topo)
-    );
-    let _ = writeln!(s);
-    let _ = writeln!(
+    )?;
+    writeln!(s)?;
+    writeln!(
         s,
         "  {:>3}  {:<13} {:<9}  {:<6}  {:<15}  {:<7}  {:<13}  host bridge",
         "#", "BDF", "ID", "class", "type", "ACS", "upstream"
-    );
+    )?;
     for (i, f) in fns.iter().enumerate() {
         let up = topo
             .upstream_bridge(f.bdf)
@@ -215,9 +224,9 @@ pub(crate) fn table_out(
             .map_or_else(|| "-".to_string(), |b| b.to_string());
         let mut hb = f.host_bridge.to_string();
         if let Some(pf) = f.physfn {
-            let _ = write!(hb, "  (VF of {pf})");
+            write!(hb, "  (VF of {pf})")?;
         }
-        let _ = writeln!(
+        writeln!(
             s,
             "  {:>3}  {:<13} {:04x}:{:04x}  {:06x}  {:<15}  {:<7}  {:<13}  {}",
             i,
@@ -229,58 +238,62 @@ pub(crate) fn table_out(
             acs_str(f.acs),
             up,
             hb
-        );
+        )?;
     }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "P2P matrix (row = provider, column = client):");
+    writeln!(s)?;
+    writeln!(s, "P2P matrix (row = provider, column = client):")?;
     let w = 5;
-    let _ = write!(s, "  {:>3} ", "");
+    write!(s, "  {:>3} ", "")?;
     for j in 0..n {
-        let _ = write!(s, "{:>w$}", j);
+        write!(s, "{:>w$}", j)?;
     }
-    let _ = writeln!(s);
+    writeln!(s)?;
     for i in 0..n {
-        let _ = write!(s, "  {:>3} ", i);
+        write!(s, "  {:>3} ", i)?;
         for j in 0..n {
-            let _ = write!(s, "{:>w$}", cell(&verdicts[i * n + j]));
+            write!(s, "{:>w$}", cell(&verdicts[i * n + j]))?;
         }
-        let _ = writeln!(s);
+        writeln!(s)?;
     }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "Legend:");
-    let _ = writeln!(
+    writeln!(s)?;
+    writeln!(s, "Legend:")?;
+    writeln!(
         s,
         "  BAn  bus_addr, distance n: P2P through a switch, with PCI bus addresses"
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         s,
         "  HBn  thru_host_bridge, distance n: P2P through the root complex, mapped like MMIO"
-    );
-    let _ = writeln!(s, "  NS   not_supported: pci_p2pdma_distance() returns -1");
-    let _ = writeln!(
+    )?;
+    writeln!(s, "  NS   not_supported: pci_p2pdma_distance() returns -1")?;
+    writeln!(
         s,
         "  ?    ACS unknown (config space unreadable): never bus_addr, reported NS"
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         s,
         "  distance = hops to the common upstream bridge, both sides summed (as Linux counts)"
-    );
-    s
+    )?;
+    Ok(s)
 }
 
-fn dot_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict]) -> String {
+fn dot_out(
+    topo: &Topology,
+    fns: &[&PciFunction],
+    verdicts: &[Verdict],
+) -> Result<String, std::fmt::Error> {
     let mut s = String::new();
-    let _ = writeln!(s, "digraph pci {{");
-    let _ = writeln!(s, "  rankdir=TB;");
-    let _ = writeln!(s, "  node [shape=box, fontname=\"monospace\"];");
+    writeln!(s, "digraph pci {{")?;
+    writeln!(s, "  rankdir=TB;")?;
+    writeln!(s, "  node [shape=box, fontname=\"monospace\"];")?;
     for hb in topo.host_bridges() {
-        let _ = writeln!(s, "  \"{}\" [shape=ellipse];", hb.id);
+        writeln!(s, "  \"{}\" [shape=ellipse];", hb.id)?;
         if let Some(below) = hb.below {
-            let _ = writeln!(s, "  \"{below}\" -> \"{}\";", hb.id);
+            writeln!(s, "  \"{below}\" -> \"{}\";", hb.id)?;
         }
     }
     for f in fns {
-        let _ = writeln!(
+        writeln!(
             s,
             "  \"{}\" [label=\"{}\\n{:04x}:{:04x} {}\\nACS {}\"];",
             f.bdf,
@@ -289,28 +302,28 @@ fn dot_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict]) -> Strin
             f.device,
             port_str(f),
             acs_str(f.acs)
-        );
+        )?;
         match (f.parent, f.physfn) {
             (_, Some(pf)) => {
-                let _ = writeln!(
+                writeln!(
                     s,
                     "  \"{pf}\" -> \"{}\" [style=dashed, label=\"VF\"];",
                     f.bdf
-                );
+                )?;
             }
             (Some(p), None) => {
-                let _ = writeln!(s, "  \"{p}\" -> \"{}\";", f.bdf);
+                writeln!(s, "  \"{p}\" -> \"{}\";", f.bdf)?;
             }
             (None, None) => {
-                let _ = writeln!(s, "  \"{}\" -> \"{}\";", f.host_bridge, f.bdf);
+                writeln!(s, "  \"{}\" -> \"{}\";", f.host_bridge, f.bdf)?;
             }
         }
     }
-    let _ = writeln!(
+    writeln!(
         s,
         "  // P2P routes (verdicts are symmetric: one edge per unordered pair)"
-    );
-    let _ = writeln!(s, "  edge [dir=none, constraint=false];");
+    )?;
+    writeln!(s, "  edge [dir=none, constraint=false];")?;
     for v in verdicts {
         if v.provider >= v.client {
             continue;
@@ -321,14 +334,14 @@ fn dot_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict]) -> Strin
             (MapType::ThruHostBridge, _) => ("orange", "solid"),
             (MapType::NotSupported, _) => ("red", "dashed"),
         };
-        let _ = writeln!(
+        writeln!(
             s,
             "  \"{}\" -> \"{}\" [color={color}, style={style}, label=\"{}\"];",
             v.provider,
             v.client,
             cell(v)
-        );
+        )?;
     }
-    let _ = writeln!(s, "}}");
-    s
+    writeln!(s, "}}")?;
+    Ok(s)
 }
