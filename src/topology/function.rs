@@ -121,6 +121,30 @@ impl PciFunction {
         self
     }
 
+    /// Whether it is a bridge (a type-1 function: root port, switch port, PCI bridge),
+    /// by its PCIe port type or, without one, its class code (`0x0604xx`, `0x0609xx`).
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, PciePortType};
+    /// let rp = PciFunction::new(Bdf::new(0, 0, 2, 0), 1, 1).with_port(PciePortType::RootPort);
+    /// assert!(rp.is_bridge());
+    /// assert!(PciFunction::new(Bdf::new(0, 0, 3, 0), 1, 1).with_class(0x060400).is_bridge());
+    /// assert!(!PciFunction::new(Bdf::new(0, 0, 0, 0), 1, 1).with_class(0x060000).is_bridge());
+    /// ```
+    #[must_use]
+    pub const fn is_bridge(&self) -> bool {
+        matches!(
+            self.pcie,
+            PcieKind::Pcie(
+                PciePortType::RootPort
+                    | PciePortType::UpstreamPort
+                    | PciePortType::DownstreamPort
+                    | PciePortType::PcieToPciBridge
+                    | PciePortType::PciToPcieBridge
+            )
+        ) || matches!(self.class >> 8, 0x0604 | 0x0609)
+    }
+
     /// Places it on the secondary bus of bridge `parent`.
     ///
     /// ```

@@ -56,7 +56,11 @@ mod cpu;
 #[cfg(feature = "alloc")]
 mod error;
 #[cfg(feature = "alloc")]
+mod explain;
+#[cfg(feature = "alloc")]
 mod function;
+#[cfg(feature = "alloc")]
+mod islands;
 #[cfg(feature = "alloc")]
 mod registers;
 #[cfg(feature = "std")]
@@ -78,7 +82,11 @@ pub use cpu::{CpuInfo, CpuVendor};
 #[cfg(feature = "alloc")]
 pub use error::TopologyError;
 #[cfg(feature = "alloc")]
+pub use explain::{Explanation, Fix, FixAction, HostBridgeCheck, Side, Step};
+#[cfg(feature = "alloc")]
 pub use function::PciFunction;
+#[cfg(feature = "alloc")]
+pub use islands::Island;
 #[cfg(feature = "alloc")]
 pub use registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
 #[cfg(feature = "alloc")]
