@@ -21,8 +21,9 @@ use dmaspace::vec::{BvecP2p, DmaSeg, SegBuf, Via};
 use dmaspace::{BusAddr, Iova, PhysAddr, brand};
 
 use crate::error::CliError;
+use crate::names::Names;
 use crate::reference;
-use crate::topology_cmd::{all_verdicts, table_out};
+use crate::table::{TableView, write_table};
 
 brand!(P2pMemory);
 brand!(Client);
@@ -55,11 +56,25 @@ pub fn run(args: &Args) -> Result<(), CliError> {
         ),
     };
     let policy = Policy::default();
-    let fns: Vec<&PciFunction> = topo.functions().collect();
-    let verdicts = all_verdicts(&topo, &fns, &policy)?;
+    let names = Names::new(
+        &topo,
+        crate::names::pci_ids_source("auto").as_deref(),
+        false,
+    )?;
+    let selected = names.select(&topo, "dev")?;
     let mut out = String::new();
     writeln!(out, "Machine: {name}\n")?;
-    out.push_str(&table_out(&topo, &fns, &verdicts, "current")?);
+    write_table(
+        &mut out,
+        &TableView {
+            topo: &topo,
+            names: &names,
+            policy: &policy,
+            list_name: "current",
+            selected: &selected,
+            only: "dev",
+        },
+    )?;
 
     let (provider, client) = pick_pair(&topo, &policy, args)?;
     writeln!(out)?;

@@ -48,6 +48,8 @@ pub enum CliError {
     Write(io::Error),
     /// Formatting into a buffer failed (only a `Display` impl can make that happen).
     Format(fmt::Error),
+    /// The SVG could not be turned into a PNG.
+    Render(String),
     /// The DMA layer refused a step of the demo, which uses fixed, valid values.
     Dma(Box<dyn Error + Send + Sync + 'static>),
 }
@@ -58,8 +60,13 @@ impl CliError {
         match self {
             Self::Sysfs(_) | Self::Topology(_) | Self::Argument(_) => ErrorKind::BadInput,
             Self::Write(_) => ErrorKind::Output,
-            Self::Format(_) | Self::Dma(_) => ErrorKind::Internal,
+            Self::Format(_) | Self::Render(_) | Self::Dma(_) => ErrorKind::Internal,
         }
+    }
+
+    /// Whether it is a write to a closed pipe (the reader went away).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Write(e) if e.kind() == io::ErrorKind::BrokenPipe)
     }
 
     /// Wraps an error of the DMA layer (for `map_err`).
@@ -76,6 +83,7 @@ impl fmt::Display for CliError {
             Self::Argument(what) => f.write_str(what),
             Self::Write(e) => write!(f, "writing the output: {e}"),
             Self::Format(_) => f.write_str("formatting the output failed"),
+            Self::Render(what) => write!(f, "rendering the picture: {what}"),
             Self::Dma(e) => write!(f, "{e}"),
         }
     }
@@ -89,7 +97,7 @@ impl Error for CliError {
             Self::Write(source) => Some(source),
             Self::Format(e) => Some(e),
             Self::Dma(e) => Some(e.as_ref()),
-            Self::Argument(_) => None,
+            Self::Argument(_) | Self::Render(_) => None,
         }
     }
 }

@@ -382,7 +382,9 @@ impl fmt::Display for Step {
                 AcsNote(*acs)
             ),
             Self::NoAcsRedirect => {
-                f.write_str("no ACS redirect on the path: bus addresses through the switch")
+                f.write_str(
+                    "no ACS redirect on the path: PCI bus addresses, the traffic stays below the common bridge",
+                )
             }
             Self::AcsRedirect { nodes } => {
                 f.write_str("ACS redirect is set between client and provider on ")?;
