@@ -127,7 +127,7 @@ const DEVICES: &[(u16, u16, &str)] = &[
     (0x10de, 0x2330, "H100 SXM5 80GB"),
     (0x10de, 0x2331, "H100 PCIe"),
     (0x144d, 0xa808, "NVMe SM981/PM981/PM983"),
-    (0x144d, 0xa80a, "NVMe PM9A1/PM9A3/980 PRO"),
+    (0x144d, 0xa80a, "NVMe PM9A1/PM9A3"),
     (0x144d, 0xa824, "NVMe PM173X"),
     (0x15b3, 0x101d, "ConnectX-6 Dx"),
     (0x15b3, 0x101e, "ConnectX VF"),

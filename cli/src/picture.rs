@@ -634,11 +634,22 @@ fn write_legend(s: &mut String, y: f64, width: f64) -> Result<(), CliError> {
     for (i, (fill, stroke, dash, text)) in rows.iter().enumerate() {
         let ry = y + 34.0 + i as f64 * 20.0;
         let sw = if *stroke == "#c62828" { 2.5 } else { 1.0 };
-        writeln!(
-            s,
-            r#"<rect x="{:.1}" y="{ry:.1}" width="28" height="14" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>"#,
-            x + 12.0
-        )?;
+        if i == rows.len() - 1 {
+            // A VF chip, as drawn.
+            writeln!(
+                s,
+                r#"<rect x="{:.1}" y="{ry:.1}" width="28" height="14" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="0.8"/><text x="{:.1}" y="{:.1}" class="t1 small">v0</text>"#,
+                x + 12.0,
+                x + 19.0,
+                ry + 11.0
+            )?;
+        } else {
+            writeln!(
+                s,
+                r#"<rect x="{:.1}" y="{ry:.1}" width="28" height="14" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{sw}"{dash}/>"#,
+                x + 12.0
+            )?;
+        }
         writeln!(
             s,
             r#"<text x="{:.1}" y="{:.1}" class="t2">{}</text>"#,

@@ -181,10 +181,11 @@ fn only_filters_the_matrix_and_the_json() {
         .expect("matrix header");
     assert_eq!(header.split_whitespace().count(), 16, "{header}");
     assert!(header.contains("gpu0") && header.contains("nvme7") && !header.contains("nic"));
-    // Same switch: PXB4 (GPU -> switch -> GPU); other switch: SYS8 (host bridges allowed).
+    // Same switch: PXB4 (GPU -> switch -> NVMe), but PHB4 to the GPU whose port has ACS
+    // redirect; other switch: SYS8 (host bridges allowed).
     let row = matrix_row(&text, "gpu0");
     let cells: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cells[..4], ["gpu0", "X", "PXB4", "PXB4"], "{row}");
+    assert_eq!(&cells[..5], ["gpu0", "X", "PHB4", "PXB4", "PXB4"], "{row}");
     assert!(cells.contains(&"SYS8"), "{row}");
     // The fourth switch has ACS redirect on its downstream ports: through the host bridge.
     assert!(text.contains("PHB4"), "{text}");

@@ -308,7 +308,8 @@ fn at(domain_bus: u8, dev: u8, func: u8) -> &'static str {
 /// its own root bus and holding two GPUs (H100 SXM5), two NICs (ConnectX-7, 8 VFs each)
 /// and two NVMe drives; plus a BMC VGA behind an ASPEED bridge and a management NIC.
 /// Root ports have ACS redirect (IOMMU on); switch downstream ports have it off, except
-/// on the fourth switch, whose devices are therefore not an island. 130 functions.
+/// on the fourth switch, whose devices are therefore not an island, and on the port of
+/// the first switch's second GPU, which cuts that GPU out of its island. 130 functions.
 pub fn dgx(name: &'static str) -> Spec {
     const HB_DEV: (u16, u16) = (0x8086, 0x09a2);
     const RP_ID: (u16, u16) = (0x8086, 0x347a);
@@ -342,9 +343,10 @@ pub fn dgx(name: &'static str) -> Spec {
         for (d, (vendor, device, class)) in endpoints.into_iter().enumerate() {
             let d = d as u8;
             let dsp = at(root + 2, d, 0);
+            let acs = if (k, d) == (0, 1) { 0x001d } else { dsp_acs };
             nodes.push(
                 node(dsp, SWITCH.0, SWITCH.1, 0x060400, Some(DSP))
-                    .acs(dsp_acs)
+                    .acs(acs)
                     .under(usp),
             );
             let bus = root + 3 + d;
