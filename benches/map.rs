@@ -1,27 +1,21 @@
 //! `map_bvec` against a plain-`u64` baseline doing the same work the
-//! straightforward way: validate every segment and the IOVA link rule,
-//! reserve one contiguous IOVA run (next-fit over the same page table
-//! layout), write one entry per granule, merge consecutive IOVA segments,
-//! translate P2P segments to bus addresses, then unmap.
+//! straightforward way: validate every segment (provider identity, whole
+//! granules, the IOVA link rule, overflow, output capacity), reserve one
+//! contiguous IOVA run below the DMA mask (next-fit over the same page
+//! table layout), write one entry per granule, merge consecutive IOVA
+//! segments, translate P2P segments to bus addresses, then unmap.
 //!
-//! Requests: 3 host pages then 1 switch-route P2P page, repeated, with the
-//! IOMMU on. Run: `cargo bench --bench map`.
+//! Requests: 3 host pages then 1 bus-address-route P2P page, repeated, with
+//! the IOMMU on. Run: `cargo bench --bench map`.
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented fn")]
 
 use std::hint::black_box;
-use std::mem::MaybeUninit;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dmaspace::device::Device;
-use dmaspace::dir::ToDevice;
+use dmaspace::PAGE_SIZE;
 use dmaspace::host::{HostPages, SimulatedRam};
-use dmaspace::iommu::{IommuDomain, Pte};
-use dmaspace::map::Mapper;
-use dmaspace::provider::Provider;
-use dmaspace::route::{P2pRoute, Route};
-use dmaspace::topology::Bdf;
-use dmaspace::vec::{BvecSeg, DmaSeg, SegBuf, SegOf};
-use dmaspace::{BusAddr, Iova, PAGE_SIZE, PhysAddr, brand};
+use dmaspace::prelude::*;
+use dmaspace::vec::{BvecSeg, SegOf};
 
 brand!(Cmb);
 brand!(Nic);
@@ -32,6 +26,8 @@ const HOST_BASE: u64 = 0x1_0000_0000;
 const BAR_CPU: u64 = 0x40_0000_0000;
 const BAR_BUS: u64 = 0x8000_0000;
 const IOVA_BASE: u64 = 0x1000_0000;
+/// The provider the plain request's P2P segments must belong to.
+const PROVIDER: u64 = 7;
 
 /// The baseline: everything a `u64`, one flat page table, one function.
 struct PlainDomain {
@@ -45,8 +41,17 @@ const P_LINKED: u64 = 1 << 4;
 const P_PRESENT: u64 = 1 << 5;
 
 impl PlainDomain {
-    fn reserve(&mut self, count: usize) -> Option<usize> {
-        let n = self.table.len();
+    /// `count` free entries whose IOVAs are at most `mask`.
+    fn reserve(&mut self, count: usize, mask: u64) -> Option<usize> {
+        let below = if mask < IOVA_BASE {
+            0
+        } else {
+            ((u128::from(mask - IOVA_BASE) + 1) / u128::from(GRANULE)) as usize
+        };
+        let n = self.table.len().min(below);
+        if count == 0 || count > n {
+            return None;
+        }
         let mut start = self.rover % n;
         let mut scanned = 0;
         while scanned < n {
@@ -74,73 +79,99 @@ impl PlainDomain {
     }
 }
 
-/// (is_p2p, phys, len) -> (addr, len) segments; returns the reserved run.
+/// One segment of the plain request.
+#[derive(Clone, Copy)]
+struct PlainSeg {
+    p2p: bool,
+    /// Host: the granules it touches lie inside its buffer.
+    covers: bool,
+    /// P2P: the provider it belongs to.
+    provider: u64,
+    phys: u64,
+    len: u64,
+}
+
+/// Segments -> (addr, len) into `out`; returns the reserved run and the count.
 fn plain_map(
     dom: &mut PlainDomain,
-    segs: &[(bool, u64, u64)],
+    segs: &[PlainSeg],
     bus_offset: u64,
     dma_mask: u64,
-    out: &mut Vec<(u64, u64)>,
-) -> Result<(usize, usize), &'static str> {
+    out: &mut [(u64, u64)],
+) -> Result<((usize, usize), usize), &'static str> {
     let mut iova_bytes = 0u64;
     let mut links = 0usize;
-    let mut open_end = false;
-    for &(p2p, phys, len) in segs {
-        if len == 0 {
+    let mut outputs = 0usize;
+    let mut run_open = false;
+    for s in segs {
+        if s.len == 0 {
             return Err("empty");
         }
-        // The same checks the crate makes: the range the device will see
-        // must not wrap, bus addresses must be within the DMA mask, and the
-        // IOVA size must not overflow.
-        let start = if p2p {
-            phys.wrapping_add(bus_offset)
+        // The same checks the crate makes: the provider is the route's, the
+        // range the device will see must not wrap, bus addresses must be
+        // within the DMA mask, IOMMU-bound memory covers its granules, the
+        // link rule, the IOVA size must not overflow, the output must fit.
+        if s.p2p && s.provider != PROVIDER {
+            return Err("foreign provider");
+        }
+        let start = if s.p2p {
+            s.phys.wrapping_add(bus_offset)
         } else {
-            phys
+            s.phys
         };
-        let last = start.checked_add(len - 1).ok_or("overflow")?;
-        if p2p && last > dma_mask {
-            return Err("beyond dma mask");
-        }
-        if !p2p {
-            let lead = phys & (GRANULE - 1);
-            if open_end || (links > 0 && lead != 0) {
-                return Err("unaligned");
+        let last = start.checked_add(s.len - 1).ok_or("overflow")?;
+        if s.p2p {
+            if last > dma_mask {
+                return Err("beyond dma mask");
             }
-            iova_bytes = iova_bytes
-                .checked_add(if links == 0 { lead + len } else { len })
-                .ok_or("overflow")?;
-            open_end = iova_bytes % GRANULE != 0;
-            links += 1;
-        }
-    }
-    let count = iova_bytes.div_ceil(GRANULE) as usize;
-    let first = dom.reserve(count).ok_or("iova exhausted")?;
-    let start = IOVA_BASE + first as u64 * GRANULE;
-    out.clear();
-    let mut cursor = 0u64;
-    let mut run_open = false;
-    for &(p2p, phys, len) in segs {
-        if p2p {
-            out.push((phys.wrapping_add(bus_offset), len));
+            outputs += 1;
             run_open = false;
             continue;
         }
-        let lead = phys & (GRANULE - 1);
+        if !s.covers {
+            return Err("partial granule");
+        }
+        let lead = s.phys & (GRANULE - 1);
+        if iova_bytes % GRANULE != 0 || (links > 0 && lead != 0) {
+            return Err("unaligned");
+        }
+        let at = if links == 0 { lead } else { iova_bytes };
+        iova_bytes = at.checked_add(s.len).ok_or("overflow")?;
+        links += 1;
+        outputs += usize::from(!run_open);
+        run_open = true;
+    }
+    if outputs > out.len() {
+        return Err("out of capacity");
+    }
+    let count = iova_bytes.div_ceil(GRANULE) as usize;
+    let first = dom.reserve(count, dma_mask).ok_or("iova exhausted")?;
+    let start = IOVA_BASE + first as u64 * GRANULE;
+    let mut cursor = 0u64;
+    let mut n = 0;
+    let mut run_open = false;
+    for s in segs {
+        if s.p2p {
+            out[n] = (s.phys.wrapping_add(bus_offset), s.len);
+            n += 1;
+            run_open = false;
+            continue;
+        }
+        let lead = s.phys & (GRANULE - 1);
         let at = if cursor == 0 { lead } else { cursor };
-        let n = (lead + len).div_ceil(GRANULE) as usize;
-        let mut pa = phys & !(GRANULE - 1);
-        for e in &mut dom.table[first + (at / GRANULE) as usize..][..n] {
+        let pages = (lead + s.len).div_ceil(GRANULE) as usize;
+        let mut pa = s.phys & !(GRANULE - 1);
+        for e in &mut dom.table[first + (at / GRANULE) as usize..][..pages] {
             *e = pa | P_READ | P_RESERVED | P_LINKED;
             pa += GRANULE;
         }
-        cursor = at + len;
+        cursor = at + s.len;
         if run_open {
-            if let Some(last) = out.last_mut() {
-                last.1 += len;
-                continue;
-            }
+            out[n - 1].1 += s.len;
+            continue;
         }
-        out.push((start + at, len));
+        out[n] = (start + at, s.len);
+        n += 1;
         run_open = true;
     }
     for e in &mut dom.table[first..first + count] {
@@ -148,7 +179,7 @@ fn plain_map(
             *e |= P_PRESENT;
         }
     }
-    Ok((first, count))
+    Ok(((first, count), n))
 }
 
 fn plain_unmap(dom: &mut PlainDomain, (first, count): (usize, usize)) {
@@ -175,87 +206,92 @@ fn bench(c: &mut Criterion) {
         }
         .unwrap();
         let alloc = cmb.alloc(p2ps as u64 * PAGE_SIZE).unwrap();
-        let mut nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX).unwrap();
+        // SAFETY: a simulated device.
+        let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
         let mut table = vec![Pte::EMPTY; n * 2];
-        // SAFETY: a software aperture.
-        let dom =
-            IommuDomain::<Dom>::new(unsafe { Iova::new_unchecked(IOVA_BASE) }, &mut table).unwrap();
+        let dom = IommuDomain::<Dom>::new(IOVA_BASE, &mut table).unwrap();
         // SAFETY: the simulated provider and client share a switch.
-        let route: P2pRoute<'_, Cmb, Nic> =
-            unsafe { Route::assume_via_switch(&cmb, &nic, 4) }.into();
+        let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&cmb, &nic, 4) }.into();
 
         // The same request in both forms.
         let mut bvec: Vec<BvecSeg<'_, Cmb>> = Vec::with_capacity(n);
-        let mut plain: Vec<(bool, u64, u64)> = Vec::with_capacity(n);
+        let mut plain: Vec<PlainSeg> = Vec::with_capacity(n);
         let mut host_iter = pages.iter_mut();
         for i in 0..n {
             if i % 4 == 3 {
                 let s = alloc
                     .seg_range((i / 4) as u64 * PAGE_SIZE, PAGE_SIZE)
                     .unwrap();
-                plain.push((true, s.phys().as_u64(), s.len()));
+                plain.push(PlainSeg {
+                    p2p: true,
+                    covers: true,
+                    provider: PROVIDER,
+                    phys: s.phys().as_u64(),
+                    len: s.len(),
+                });
                 bvec.push(s.into_bvec_seg());
             } else {
                 let s = host_iter.next().unwrap().dma();
-                plain.push((false, s.phys().as_u64(), s.len()));
+                plain.push(PlainSeg {
+                    p2p: false,
+                    covers: s.covers_granules(),
+                    provider: 0,
+                    phys: s.phys().as_u64(),
+                    len: s.len(),
+                });
                 bvec.push(s.into_bvec_seg());
             }
         }
-        let mapper = Mapper::iommu(&mut nic, &dom);
-        let mut slots = vec![MaybeUninit::<DmaSeg<Nic>>::uninit(); n];
+        let mapper = Mapper::iommu(&nic, &dom).unwrap();
+        let id = nic.id();
+        let mut slots = vec![SegSlot::EMPTY; n];
+        let bus_offset = BAR_BUS.wrapping_sub(BAR_CPU);
 
         // The two must produce the same segments.
         {
-            let v = mapper
-                .map_bvec::<ToDevice, _>(&bvec, &route, SegBuf::from_slice(&mut slots))
-                .unwrap()
-                .sync();
-            let typed: Vec<(u64, u64)> = v
-                .device_reads()
-                .iter()
-                .map(|s| (s.wire_addr().unwrap().as_u64(), s.len()))
-                .collect();
-            drop(v);
+            let typed: Vec<(u64, u64)> = mapper
+                .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
+                    let v = v.sync();
+                    v.segments(id)
+                        .unwrap()
+                        .iter()
+                        .map(|s| (s.addr().unwrap().as_u64(), s.len()))
+                        .collect()
+                })
+                .unwrap();
             let mut pd = PlainDomain {
                 table: vec![0; n * 2],
                 rover: 0,
             };
-            let mut out = Vec::with_capacity(n);
-            plain_map(
-                &mut pd,
-                &plain,
-                BAR_BUS.wrapping_sub(BAR_CPU),
-                u64::MAX,
-                &mut out,
-            )
-            .unwrap();
-            assert_eq!(typed, out, "baseline and crate disagree");
+            let mut out = vec![(0, 0); n];
+            let (_, written) = plain_map(&mut pd, &plain, bus_offset, u64::MAX, &mut out).unwrap();
+            assert_eq!(typed, out[..written], "baseline and crate disagree");
         }
 
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("typed", n), &n, |b, _| {
             b.iter(|| {
-                let v = mapper
-                    .map_bvec::<ToDevice, _>(
+                mapper
+                    .map_bvec::<ToDevice, _, _>(
                         black_box(&bvec),
                         &route,
-                        SegBuf::from_slice(&mut slots),
+                        SegBuf::from_slots(&mut slots),
+                        |v| {
+                            let v = v.sync();
+                            black_box(v.segments(id).map(<[_]>::len).unwrap_or(0));
+                        },
                     )
-                    .unwrap()
-                    .sync();
-                black_box(v.device_reads().len());
-                v.unmap();
+                    .unwrap();
             });
         });
         let mut pd = PlainDomain {
             table: vec![0; n * 2],
             rover: 0,
         };
-        let mut out = Vec::with_capacity(n);
-        let bus_offset = BAR_BUS.wrapping_sub(BAR_CPU);
+        let mut out = vec![(0, 0); n];
         group.bench_with_input(BenchmarkId::new("plain_u64", n), &n, |b, _| {
             b.iter(|| {
-                let lease = plain_map(
+                let (lease, written) = plain_map(
                     &mut pd,
                     black_box(&plain),
                     bus_offset,
@@ -263,7 +299,7 @@ fn bench(c: &mut Criterion) {
                     &mut out,
                 )
                 .unwrap();
-                black_box(out.len());
+                black_box(written);
                 plain_unmap(&mut pd, lease);
             });
         });

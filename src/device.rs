@@ -1,75 +1,150 @@
-//! A DMA-capable PCI function: the client that issues DMA, named by a brand.
+//! A DMA-capable PCI function (the client that issues DMA) and its limits.
 
 use core::fmt;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::brand::{Brand, Claim};
-use crate::error::BrandInUse;
-use crate::topology::Bdf;
+use crate::bdf::Bdf;
+use crate::brand::Brand;
+use crate::error::ClaimError;
+use crate::id::{DeviceId, FunctionId, MachineId};
+use crate::limits::DmaLimits;
 
-/// The PCI function `B` that issues DMA, with its DMA mask.
+/// One live PCI function of brand `K` that issues DMA.
 ///
-/// A mapper borrows it mutably, so a device is attached to one mapper (one
-/// IOMMU domain, or none) at a time.
+/// # Invariants
+/// - No other live `Device` drives the same function of the same machine:
+///   a device claimed from a [`Machine`](crate::machine::Machine) holds that
+///   machine's claim on its BDF (released on drop); one made with
+///   [`Device::new_unchecked`] carries the caller's promise.
+/// - [`id`](Device::id) is unique in the process and never reused.
+/// - At most one [`Mapper`](crate::map::Mapper) is attached at a time.
 ///
 /// ```
-/// use dmaspace::{device::Device, topology::Bdf};
-/// dmaspace::brand!(Nic);
-/// let nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX)?;
+/// # use dmaspace::prelude::*;
+/// brand!(Nic);
+/// // SAFETY: no other Device drives 0000:04:00.0 in this example.
+/// let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
 /// assert_eq!(nic.bdf().to_string(), "0000:04:00.0");
-/// # Ok::<(), dmaspace::error::BrandInUse>(())
 /// ```
-pub struct Device<B: Brand> {
-    bdf: Bdf,
-    dma_mask: u64,
-    _claim: Claim<B>,
+pub struct Device<'m, K: Brand> {
+    id: DeviceId,
+    function: FunctionId,
+    limits: DmaLimits,
+    attached: AtomicBool,
+    claim: Option<&'m AtomicBool>,
+    _kind: PhantomData<fn() -> K>,
 }
 
-impl<B: Brand> Device<B> {
-    /// Binds brand `B` to the function at `bdf`, which can address memory
-    /// up to `dma_mask` (`dma_set_mask`: `u64::MAX` for 64-bit DMA,
-    /// `0xffff_ffff` for 32-bit).
+impl<K: Brand> Device<'static, K> {
+    /// The function at `bdf` of the machine this process runs on, driven as
+    /// brand `K`, without a topology (an in-kernel driver's `pci_dev`, a
+    /// board with a fixed tree).
     ///
-    /// # Errors
-    /// [`BrandInUse`] if `B` is bound to another live object.
+    /// # Safety
+    /// `bdf` must be a function of this host, and no other live `Device`
+    /// (made here or claimed from a [`Machine`](crate::machine::Machine))
+    /// may drive it while this one lives: a same-device route would hand
+    /// this device offsets into the other's BAR.
     ///
     /// ```
-    /// # use dmaspace::{device::Device, topology::Bdf};
-    /// dmaspace::brand!(Old);
-    /// let d = Device::<Old>::new(Bdf::new(0, 6, 0, 0), 0xffff_ffff)?;
-    /// assert_eq!(d.dma_mask(), 0xffff_ffff);
-    /// # Ok::<(), dmaspace::error::BrandInUse>(())
+    /// # use dmaspace::prelude::*;
+    /// brand!(Old);
+    /// // SAFETY: the only driver of 0000:06:00.0 in this example.
+    /// let d = unsafe { Device::<Old>::new_unchecked(Bdf::new(0, 6, 0, 0), DmaLimits::BITS_32) };
+    /// assert_eq!(d.limits().dma_mask(), 0xffff_ffff);
     /// ```
-    pub fn new(bdf: Bdf, dma_mask: u64) -> Result<Self, BrandInUse> {
-        Ok(Self {
-            bdf,
-            dma_mask,
-            _claim: Claim::acquire()?,
-        })
+    #[must_use]
+    pub unsafe fn new_unchecked(bdf: Bdf, limits: DmaLimits) -> Self {
+        Self::make(
+            FunctionId {
+                machine: MachineId::HOST,
+                bdf,
+            },
+            limits,
+            None,
+        )
+    }
+}
+
+impl<'m, K: Brand> Device<'m, K> {
+    fn make(function: FunctionId, limits: DmaLimits, claim: Option<&'m AtomicBool>) -> Self {
+        Self {
+            id: DeviceId::fresh(),
+            function,
+            limits,
+            attached: AtomicBool::new(false),
+            claim,
+            _kind: PhantomData,
+        }
+    }
+
+    /// A device holding `claim`, set by the machine that checked the BDF.
+    #[cfg_attr(
+        not(feature = "alloc"),
+        expect(dead_code, reason = "machines need alloc")
+    )]
+    pub(crate) fn claimed(function: FunctionId, limits: DmaLimits, claim: &'m AtomicBool) -> Self {
+        Self::make(function, limits, Some(claim))
+    }
+
+    /// This device's identity: compare it where a mapping enters a queue.
+    ///
+    /// See [`DeviceId`].
+    #[must_use]
+    pub fn id(&self) -> DeviceId {
+        self.id
     }
 
     /// The function's address.
     ///
-    /// See [`Device::new`].
+    /// See [`Device::new_unchecked`].
     #[must_use]
     pub fn bdf(&self) -> Bdf {
-        self.bdf
+        self.function.bdf
     }
 
-    /// The highest address the device can emit.
+    /// What the device can address.
     ///
-    /// See [`Device::new`].
+    /// See [`Device::new_unchecked`].
     #[must_use]
-    pub fn dma_mask(&self) -> u64 {
-        self.dma_mask
+    pub fn limits(&self) -> DmaLimits {
+        self.limits
+    }
+
+    pub(crate) fn function(&self) -> FunctionId {
+        self.function
+    }
+
+    /// Marks the device attached to a mapper; fails if it is already.
+    pub(crate) fn attach(&self) -> Result<(), ClaimError> {
+        self.attached
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|_| ClaimError::AlreadyAttached { bdf: self.bdf() })
+    }
+
+    /// Undoes [`attach`](Self::attach); called by the mapper's `Drop`.
+    pub(crate) fn detach(&self) {
+        self.attached.store(false, Ordering::Release);
     }
 }
 
-impl<B: Brand> fmt::Debug for Device<B> {
+impl<K: Brand> Drop for Device<'_, K> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim {
+            claim.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl<K: Brand> fmt::Debug for Device<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Device")
-            .field("brand", &B::NAME)
-            .field("bdf", &self.bdf)
-            .field("dma_mask", &format_args!("{:#x}", self.dma_mask))
+            .field("brand", &K::NAME)
+            .field("id", &self.id)
+            .field("bdf", &self.function.bdf)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -1,19 +1,35 @@
-//! DMA directions as types.
+//! DMA directions as types, and the access rights they grant.
 //!
-//! The direction of a mapping decides the IOMMU permission the device gets
-//! and which way data may flow; making it a type parameter turns "the
-//! device wrote into a buffer mapped to-device" into a compile error.
+//! The direction of a mapping decides what the device may do to the memory
+//! ([`IommuPerm`], the one form of permissions in the crate: the software
+//! IOMMU stores it in its entries as is) and which way data may flow.
+//! Making it a type parameter of every mapped segment and address turns
+//! "the device writes into a buffer mapped to-device" into a compile error.
 
-use crate::iommu::IommuPerm;
+use bitflags::bitflags;
 
-mod sealed {
-    pub trait Sealed {}
+use crate::sealed::Sealed;
+
+bitflags! {
+    /// What a device may do through one mapping.
+    ///
+    /// ```
+    /// use dmaspace::dir::IommuPerm;
+    /// assert!((IommuPerm::READ | IommuPerm::WRITE).contains(IommuPerm::WRITE));
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct IommuPerm: u8 {
+        /// The device may read (DMA to the device).
+        const READ = 1;
+        /// The device may write (DMA from the device).
+        const WRITE = 2;
+    }
 }
 
 /// A DMA direction: [`ToDevice`], [`FromDevice`] or [`Bidirectional`].
 ///
 /// Sealed: the three kinds are all there is.
-pub trait Direction: sealed::Sealed + 'static {
+pub trait Direction: Sealed + 'static {
     /// What the device may do to memory mapped in this direction.
     const DEVICE_PERM: IommuPerm;
     /// The kernel's name (`DMA_TO_DEVICE`, ...), for messages.
@@ -55,16 +71,15 @@ pub enum FromDevice {}
 /// The device both reads and writes the memory.
 ///
 /// ```
-/// use dmaspace::dir::{Bidirectional, Direction};
-/// use dmaspace::iommu::IommuPerm;
+/// use dmaspace::dir::{Bidirectional, Direction, IommuPerm};
 /// assert_eq!(Bidirectional::DEVICE_PERM, IommuPerm::READ | IommuPerm::WRITE);
 /// ```
 #[derive(Debug)]
 pub enum Bidirectional {}
 
-impl sealed::Sealed for ToDevice {}
-impl sealed::Sealed for FromDevice {}
-impl sealed::Sealed for Bidirectional {}
+impl Sealed for ToDevice {}
+impl Sealed for FromDevice {}
+impl Sealed for Bidirectional {}
 
 impl Direction for ToDevice {
     const DEVICE_PERM: IommuPerm = IommuPerm::READ;

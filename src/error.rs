@@ -1,43 +1,21 @@
 //! Typed errors. No operation of the crate signals failure with a sentinel
 //! address or a panic.
+//!
+//! This module depends on nothing above the address types, so every other
+//! module can use it.
 
 use core::fmt;
 
-use crate::addr::{Iova, PhysAddr};
-use crate::iommu::IommuPerm;
-
-/// A brand was claimed while another live object holds it.
-///
-/// ```
-/// dmaspace::brand!(Dev);
-/// let _a = dmaspace::Claim::<Dev>::acquire()?;
-/// let e = dmaspace::Claim::<Dev>::acquire().unwrap_err();
-/// assert_eq!(e.to_string(), "brand `Dev` is already bound to a live device, domain or provider");
-/// # Ok::<(), dmaspace::error::BrandInUse>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BrandInUse {
-    /// The brand's name.
-    pub brand: &'static str,
-}
-
-impl fmt::Display for BrandInUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "brand `{}` is already bound to a live device, domain or provider",
-            self.brand
-        )
-    }
-}
-impl core::error::Error for BrandInUse {}
+use crate::bdf::Bdf;
+use crate::dir::IommuPerm;
 
 /// Why a mapping, an allocation or a range description failed.
 ///
 /// ```
-/// use dmaspace::error::MapError;
+/// use dmaspace::error::{MapError, MapErrorKind};
 /// let e = MapError::OutOfCapacity { capacity: 4 };
 /// assert_eq!(e.to_string(), "the output vector holds at most 4 segments");
+/// assert_eq!(e.kind(), MapErrorKind::Exhausted);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -68,21 +46,41 @@ pub enum MapError {
         /// The IOMMU granule in bytes.
         granule: u64,
     },
-    /// The IOMMU domain has no free IOVA range of this size.
+    /// A host segment shares an IOMMU granule with memory outside the buffer
+    /// it came from. The IOMMU maps whole granules, so the device would
+    /// reach bytes the CPU still owns; the crate refuses rather than bounce.
+    /// Map whole-granule buffers (or let the segment cover its granules).
+    PartialGranule {
+        /// Index of the segment in the request.
+        index: usize,
+        /// The IOMMU granule in bytes.
+        granule: u64,
+    },
+    /// The IOMMU domain has no free IOVA range of this size below the
+    /// device's DMA mask.
     IovaExhausted {
         /// Bytes asked for.
         len: u64,
     },
-    /// Direct mapping: the device cannot address this memory (its DMA mask
-    /// is too small). Host memory could be bounced through a
-    /// [`crate::swiotlb::Swiotlb`]; P2P memory never is.
+    /// An address the device would be given lies beyond its DMA mask: a
+    /// physical address without an IOMMU, or a bus address. Host memory
+    /// could be bounced through a [`crate::swiotlb::Swiotlb`]; P2P memory
+    /// never is.
     BeyondDmaMask {
         /// Index of the segment in the request.
         index: usize,
-        /// Last byte the segment needs.
-        last: PhysAddr,
+        /// Last byte the device would address.
+        last: u64,
         /// The device's DMA mask.
         mask: u64,
+    },
+    /// A software IOMMU aperture that is not granule-aligned or passes the
+    /// top of the address space.
+    BadAperture {
+        /// First IOVA of the aperture.
+        base: u64,
+        /// Its length in bytes.
+        len: u64,
     },
     /// A P2P provider has no free memory of this size.
     ProviderExhausted {
@@ -103,17 +101,101 @@ pub enum MapError {
         /// Size of the memory.
         size: u64,
     },
+    /// A mapping was asked for by another device than the one it was
+    /// mapped for (two devices of one brand: the instance differs).
+    WrongDevice,
+    /// The route was classified for another client than the mapper's
+    /// device (same brand, another instance).
+    RouteMismatch,
+    /// A P2P segment of the request belongs to another provider than the
+    /// route's (same brand, another instance).
+    ForeignProvider {
+        /// Index of the segment in the request.
+        index: usize,
+    },
+    /// A device-local segment (an offset in the device's own BAR) has no
+    /// wire address.
+    DeviceLocal,
+    /// The request needs more segments than the device takes
+    /// ([`DmaLimits::max_segments`](crate::limits::DmaLimits::max_segments)),
+    /// after merging and splitting.
+    TooManySegments {
+        /// Segments the device takes.
+        max: usize,
+        /// Segments the request needs.
+        needed: usize,
+    },
+    /// An output segment would start at an address the device cannot take
+    /// ([`DmaLimits::alignment`](crate::limits::DmaLimits::alignment)).
+    Misaligned {
+        /// The address.
+        addr: u64,
+        /// The alignment the device needs.
+        align: u64,
+    },
+}
+
+/// The broad class of a [`MapError`], for a driver deciding what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapErrorKind {
+    /// The request itself is wrong (empty, unaligned, out of bounds,
+    /// overflowing, unreachable for the device): retrying will not help.
+    InvalidRequest,
+    /// A resource ran out (IOVA space, provider memory, bounce pool,
+    /// output slots): retrying after others complete may succeed.
+    Exhausted,
+    /// An address, route or segment met another instance than its own.
+    WrongInstance,
+}
+
+impl MapError {
+    /// The broad class of the error.
+    ///
+    /// ```
+    /// use dmaspace::error::{MapError, MapErrorKind};
+    /// assert_eq!(MapError::WrongDevice.kind(), MapErrorKind::WrongInstance);
+    /// assert_eq!(MapError::EmptySegment { index: 0 }.kind(), MapErrorKind::InvalidRequest);
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> MapErrorKind {
+        match self {
+            MapError::OutOfCapacity { .. }
+            | MapError::IovaExhausted { .. }
+            | MapError::ProviderExhausted { .. }
+            | MapError::BouncePoolExhausted { .. } => MapErrorKind::Exhausted,
+            MapError::WrongDevice | MapError::RouteMismatch | MapError::ForeignProvider { .. } => {
+                MapErrorKind::WrongInstance
+            }
+            MapError::Overflow { .. }
+            | MapError::EmptySegment { .. }
+            | MapError::Unaligned { .. }
+            | MapError::PartialGranule { .. }
+            | MapError::BeyondDmaMask { .. }
+            | MapError::BadAperture { .. }
+            | MapError::OutOfBounds { .. }
+            | MapError::DeviceLocal
+            | MapError::TooManySegments { .. }
+            | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
+        }
+    }
+
+    /// `Ok` if `[offset, offset + len)` lies inside `size` bytes, else
+    /// [`MapError::OutOfBounds`]: the one bounds rule for sub-ranges.
+    pub(crate) fn check_within(offset: u64, len: u64, size: u64) -> Result<(), MapError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(MapError::OutOfBounds { offset, len, size }),
+        }
+    }
 }
 
 impl fmt::Display for MapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            MapError::Overflow { start, len } => {
-                write!(
-                    f,
-                    "range {start:#x} + {len:#x} passes the top of the 64-bit address space"
-                )
-            }
+            MapError::Overflow { start, len } => write!(
+                f,
+                "range {start:#x} + {len:#x} passes the top of the 64-bit address space"
+            ),
             MapError::EmptySegment { index } => write!(f, "segment {index} has length zero"),
             MapError::OutOfCapacity { capacity } => {
                 write!(f, "the output vector holds at most {capacity} segments")
@@ -122,15 +204,21 @@ impl fmt::Display for MapError {
                 f,
                 "segment {index} cannot join the contiguous IOVA range: interior segment boundaries must be aligned to the {granule:#x}-byte IOMMU granule"
             ),
-            MapError::IovaExhausted { len } => {
-                write!(
-                    f,
-                    "no free IOVA range of {len:#x} bytes in the IOMMU domain"
-                )
-            }
+            MapError::PartialGranule { index, granule } => write!(
+                f,
+                "segment {index} shares a {granule:#x}-byte IOMMU granule with memory outside its buffer; the device would reach it too"
+            ),
+            MapError::IovaExhausted { len } => write!(
+                f,
+                "no free IOVA range of {len:#x} bytes below the device's DMA mask"
+            ),
             MapError::BeyondDmaMask { index, last, mask } => write!(
                 f,
-                "segment {index} ends at {last:?}, beyond the device's DMA mask {mask:#x}"
+                "segment {index} ends at {last:#x}, beyond the device's DMA mask {mask:#x}"
+            ),
+            MapError::BadAperture { base, len } => write!(
+                f,
+                "IOMMU aperture {base:#x} + {len:#x} is not granule-aligned or wraps"
             ),
             MapError::ProviderExhausted { len } => {
                 write!(f, "the P2P provider has no free range of {len:#x} bytes")
@@ -142,31 +230,42 @@ impl fmt::Display for MapError {
                 f,
                 "range at offset {offset:#x} of {len:#x} bytes lies outside memory of {size:#x} bytes"
             ),
+            MapError::WrongDevice => {
+                write!(f, "the mapping belongs to another device of the same brand")
+            }
+            MapError::RouteMismatch => write!(
+                f,
+                "the route was classified for another client than the mapper's device"
+            ),
+            MapError::ForeignProvider { index } => write!(
+                f,
+                "segment {index} is memory of another provider than the route's"
+            ),
+            MapError::DeviceLocal => write!(
+                f,
+                "the segment is an offset in the device's own BAR and has no wire address"
+            ),
+            MapError::TooManySegments { max, needed } => write!(
+                f,
+                "the request needs {needed} segments, the device takes at most {max}"
+            ),
+            MapError::Misaligned { addr, align } => write!(
+                f,
+                "a segment would start at {addr:#x}, not aligned to the {align}-byte alignment the device needs"
+            ),
         }
     }
 }
 impl core::error::Error for MapError {}
 
-impl MapError {
-    /// `Ok` if `[offset, offset + len)` lies inside `size` bytes, else
-    /// [`MapError::OutOfBounds`]: the one bounds rule for sub-ranges.
-    pub(crate) fn check_within(offset: u64, len: u64, size: u64) -> Result<(), MapError> {
-        match offset.checked_add(len) {
-            Some(end) if end <= size => Ok(()),
-            _ => Err(MapError::OutOfBounds { offset, len, size }),
-        }
-    }
-}
-
 /// What the software IOMMU reports when a device access is refused: the
-/// same faults a hardware IOMMU raises.
+/// same faults a hardware IOMMU raises. `addr` is the address as the device
+/// emitted it.
 ///
 /// ```
 /// use dmaspace::error::IommuFault;
-/// use dmaspace::Iova;
-/// // SAFETY: only printed.
-/// let e = IommuFault::NotPresent { iova: unsafe { Iova::new_unchecked(0x1000) } };
-/// assert_eq!(e.to_string(), "IOMMU fault: Iova(0x1000) is not mapped (or not yet synced)");
+/// let e = IommuFault::NotPresent { addr: 0x1000 };
+/// assert_eq!(e.to_string(), "IOMMU fault: 0x1000 is not mapped (or not yet synced)");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -174,12 +273,12 @@ pub enum IommuFault {
     /// Nothing is mapped there, or the range was linked but not yet synced.
     NotPresent {
         /// The address the device used.
-        iova: Iova,
+        addr: u64,
     },
     /// The mapping exists but does not allow this access.
     Denied {
         /// The address the device used.
-        iova: Iova,
+        addr: u64,
         /// What the device tried.
         wanted: IommuPerm,
         /// What the mapping allows.
@@ -190,18 +289,72 @@ pub enum IommuFault {
 impl fmt::Display for IommuFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IommuFault::NotPresent { iova } => {
-                write!(f, "IOMMU fault: {iova:?} is not mapped (or not yet synced)")
+            IommuFault::NotPresent { addr } => {
+                write!(
+                    f,
+                    "IOMMU fault: {addr:#x} is not mapped (or not yet synced)"
+                )
             }
             IommuFault::Denied {
-                iova,
+                addr,
                 wanted,
                 allowed,
             } => write!(
                 f,
-                "IOMMU fault: {iova:?} allows {allowed:?}, the device tried {wanted:?}"
+                "IOMMU fault: {addr:#x} allows {allowed:?}, the device tried {wanted:?}"
             ),
         }
     }
 }
 impl core::error::Error for IommuFault {}
+
+/// Why a device could not be claimed or attached.
+///
+/// ```
+/// use dmaspace::{error::ClaimError, Bdf};
+/// let e = ClaimError::AlreadyClaimed { bdf: Bdf::new(0, 3, 0, 0) };
+/// assert_eq!(e.to_string(), "0000:03:00.0 is already driven by a live Device");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// The function is not in the machine's topology.
+    NotInTopology {
+        /// The function asked for.
+        bdf: Bdf,
+    },
+    /// Another live `Device` of this machine drives the function.
+    AlreadyClaimed {
+        /// The function asked for.
+        bdf: Bdf,
+    },
+    /// The device is attached to a live mapper already (one mapper, one
+    /// IOMMU domain per device at a time).
+    AlreadyAttached {
+        /// The device's function.
+        bdf: Bdf,
+    },
+    /// A `Machine` of this host, read from sysfs, is alive already: one
+    /// process describes its host once, so each function has one claim.
+    HostAlreadyLoaded,
+}
+
+impl fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClaimError::NotInTopology { bdf } => {
+                write!(f, "{bdf} is not a function of this machine")
+            }
+            ClaimError::AlreadyClaimed { bdf } => {
+                write!(f, "{bdf} is already driven by a live Device")
+            }
+            ClaimError::AlreadyAttached { bdf } => {
+                write!(f, "{bdf} is already attached to a live mapper")
+            }
+            ClaimError::HostAlreadyLoaded => {
+                write!(f, "this host's machine is already loaded in this process")
+            }
+        }
+    }
+}
+impl core::error::Error for ClaimError {}

@@ -10,6 +10,8 @@ use crate::addr::PAGE_SIZE;
 use crate::addr::PhysAddr;
 use crate::dir::Direction;
 use crate::error::MapError;
+use crate::iommu::GRANULE;
+use crate::sealed::Sealed;
 use crate::vec::HostSeg;
 
 /// A buffer of host RAM: its bytes as the CPU sees them, and where they lie
@@ -120,7 +122,7 @@ impl<'b> HostPages<'b> {
     /// ```
     #[must_use]
     pub fn dma(&mut self) -> HostSeg<'_> {
-        HostSeg::new(self.phys, self.len())
+        HostSeg::new(self.phys, self.len(), self.covers_granules(0, self.len()))
     }
 
     /// Hands `[offset, offset + len)` of the buffer to the device side.
@@ -139,12 +141,47 @@ impl<'b> HostPages<'b> {
     /// ```
     pub fn dma_range(&mut self, offset: u64, len: u64) -> Result<HostSeg<'_>, MapError> {
         MapError::check_within(offset, len, self.len())?;
-        Ok(HostSeg::new(self.phys + offset, len))
+        let covers = self.covers_granules(offset, len);
+        Ok(HostSeg::new(self.phys + offset, len, covers))
     }
-}
 
-mod sealed {
-    pub trait Sealed {}
+    /// `[offset, offset + len)` of the buffer as a buffer of its own (for
+    /// the CPU, or to hand to the device side), borrowing this one.
+    ///
+    /// # Errors
+    /// [`MapError::OutOfBounds`] if the range is not inside the buffer.
+    ///
+    /// ```
+    /// # use dmaspace::host::CpuAccessible;
+    /// # let mut b = [0u8; 16];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x1000)) }?;
+    /// let mut part = p.sub_pages(8, 8)?;
+    /// part.cpu_bytes_mut().fill(7);
+    /// assert_eq!(part.phys().as_u64(), 0x1008);
+    /// assert_eq!(p.cpu_bytes()[8..], [7; 8]);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    pub fn sub_pages(&mut self, offset: u64, len: u64) -> Result<HostPages<'_>, MapError> {
+        MapError::check_within(offset, len, self.len())?;
+        // In bounds of a slice, so both fit in usize.
+        let range = offset as usize..(offset + len) as usize;
+        Ok(HostPages {
+            bytes: &mut self.bytes[range],
+            phys: self.phys + offset,
+        })
+    }
+
+    /// Whether every IOMMU granule that `[offset, offset + len)` touches
+    /// lies inside this buffer: then a device given those granules reaches
+    /// only bytes the CPU handed over with the exclusive borrow.
+    fn covers_granules(&self, offset: u64, len: u64) -> bool {
+        // u128: a buffer may end at the top of the 64-bit space.
+        let (g, own) = (u128::from(GRANULE), u128::from(self.phys.as_u64()));
+        let start = own + u128::from(offset);
+        let end = (start + u128::from(len)).next_multiple_of(g);
+        start / g * g >= own && end <= own + u128::from(self.len())
+    }
 }
 
 /// Memory the CPU may read and write through a kernel mapping: host RAM.
@@ -156,14 +193,14 @@ mod sealed {
     label = "P2P/MMIO memory: never kmapped, bounced or cache-synced",
     note = "only host RAM (`HostPages`) is CPU-accessible; P2P memory is reached by a device, through a mapper"
 )]
-pub trait CpuAccessible: sealed::Sealed {
+pub trait CpuAccessible: Sealed {
     /// The bytes, for reading.
     fn cpu_bytes(&self) -> &[u8];
     /// The bytes, for writing.
     fn cpu_bytes_mut(&mut self) -> &mut [u8];
 }
 
-impl sealed::Sealed for HostPages<'_> {}
+impl Sealed for HostPages<'_> {}
 impl CpuAccessible for HostPages<'_> {
     fn cpu_bytes(&self) -> &[u8] {
         self.bytes
@@ -178,8 +215,8 @@ impl CpuAccessible for HostPages<'_> {
 /// signature takes a [`HostSeg`]).
 ///
 /// ```
-/// use dmaspace::host::{CacheMaintenance, Coherent};
-/// let c = Coherent;
+/// use dmaspace::host::{CacheCoherent, CacheMaintenance};
+/// let c = CacheCoherent;
 /// # let _ = &c;
 /// ```
 pub trait CacheMaintenance {
@@ -190,17 +227,17 @@ pub trait CacheMaintenance {
 /// A cache-coherent platform (x86): nothing to do.
 ///
 /// ```
-/// use dmaspace::host::{CacheMaintenance, Coherent};
+/// use dmaspace::host::{CacheCoherent, CacheMaintenance};
 /// # let mut b = [0u8; 8];
 /// # // SAFETY: doc example, never mapped for hardware.
 /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
-/// Coherent.sync_for_device::<dmaspace::dir::ToDevice>(&p.dma());
+/// CacheCoherent.sync_for_device::<dmaspace::dir::ToDevice>(&p.dma());
 /// # Ok::<(), dmaspace::error::MapError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Coherent;
+pub struct CacheCoherent;
 
-impl CacheMaintenance for Coherent {
+impl CacheMaintenance for CacheCoherent {
     #[inline(always)]
     fn sync_for_device<D: Direction>(&self, _seg: &HostSeg<'_>) {}
 }

@@ -4,27 +4,36 @@
 //!
 //! ```text
 //!   HostPages ──dma()──▶ HostSeg ─┐
-//!   (PhysAddr, CPU bytes)         │            ┌─ Mapper::direct ─▶ DmaAddr<B> (= phys)
-//!                                 ├─ BvecP2p ──┤
-//!   Provider<PB> ─alloc()─▶ P2pSeg┘  (one PB)  └─ Mapper::iommu ──▶ DmaAddr<B> (= Iova, one run)
+//!   (PhysAddr, CPU bytes)         │          ┌─ Mapper::direct ─▶ DmaSeg<K, D> (= phys)
+//!                                 ├─ Bvec ───┤
+//!   Provider<PB> ─alloc()─▶ P2pSeg┘ (one PB) └─ Mapper::iommu ──▶ DmaSeg<K, D> (= IOVA, one run)
 //!                            │
-//!                            ├─ Route<ViaSwitch>::bus_addr ─▶ BusAddr = phys + BusOffset
-//!                            ├─ Route<ViaHostBridge> ───────▶ IOVA, MMIO (or phys, no IOMMU)
-//!                            └─ Route<SameDevice>::bar_offset ▶ BarOffset (never on the wire)
+//!                            ├─ Route<ViaBusAddr> ────▶ bus address = phys + BusOffset
+//!                            ├─ Route<ViaHostBridge> ─▶ IOVA, MMIO (or phys, no IOMMU)
+//!                            └─ Route<SameDevice> ────▶ BarOffset (never on the wire)
 //!
-//!   Topology ─P2pRoute::classify─▶ P2pRoute<PB, B>   (the kernel's calc_map_type_and_dist)
+//!   Machine (trusted Topology) ─P2pRoute::classify─▶ P2pRoute<'_, PB, K>
+//!                                     (the kernel's calc_map_type_and_dist)
 //! ```
+//!
+//! Data flows one way: topology → route witness → mapper → mapped segments
+//! → descriptor.
 //!
 //! - [`PhysAddr`], [`Pfn`]: the CPU's view; any `u64` is one.
 //! - [`BusAddr`], [`Iova`], [`BarOffset`], [`DmaAddr`]: device-side; from a
 //!   bare integer only through an `unsafe` constructor, otherwise only from
-//!   a mapper or a route.
-//! - [`brand!`](macro@crate::brand) names a device, IOMMU domain or provider at compile time;
-//!   `DmaAddr<Nvme>` is not `DmaAddr<Nic>`, and a brand is bound to one live
-//!   object at a time.
+//!   a mapper; no arithmetic; the mapped ones borrow their mapping.
+//! - [`brand!`](macro@crate::brand) names a kind of device, IOMMU domain or
+//!   provider at compile time (`DmaAddr<'_, Nvme, _>` is not
+//!   `DmaAddr<'_, Nic, _>`); run-time identities ([`DeviceId`]) tell two
+//!   devices of one kind apart.
 //! - Directions ([`dir`]) and the sync state ([`vec::Synced`]) are types: a
-//!   to-device mapping has no `device_writes()`, an unsynced one gives out no
-//!   address at all.
+//!   to-device segment does not fit a "device writes here" slot, an unsynced
+//!   mapping gives out no address at all.
+//! - A mapping lives for one `Mapper::map_*` call ([`map`]): safe code cannot
+//!   keep an address past the unmap, nor skip the unmap with `mem::forget`.
+//! - Routes are classified only on a [`Machine`](machine::Machine): a
+//!   topology the caller vouched for (`unsafe`) or read from this host's sysfs.
 //!
 //! # Example
 //!
@@ -38,14 +47,22 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod sealed;
+
 pub mod addr;
+pub mod bdf;
 pub mod brand;
 pub mod device;
 pub mod dir;
 pub mod error;
 pub mod host;
+pub mod id;
 pub mod iommu;
+pub mod limits;
+#[cfg(feature = "alloc")]
+pub mod machine;
 pub mod map;
+pub mod prelude;
 pub mod provider;
 pub mod route;
 pub mod swiotlb;
@@ -53,7 +70,6 @@ pub mod topology;
 pub mod vec;
 
 pub use addr::{BarOffset, BusAddr, BusOffset, DmaAddr, Iova, PAGE_SIZE, Pfn, PhysAddr};
-pub use brand::{Brand, Claim};
-pub use vec::DmaVec;
-#[cfg(feature = "alloc")]
-pub use vec::{BvecP2p, PfnVec};
+pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
+pub use brand::Brand;
+pub use id::DeviceId;

@@ -1,96 +1,130 @@
 //! Mappers: the only way from host or P2P memory to addresses a device can
 //! use.
 //!
-//! A [`Mapper`] serves one client device `B`, either directly (no IOMMU,
-//! `dma-direct`) or through a software [`IommuDomain`]. One call,
-//! [`Mapper::map_bvec`], maps a whole request: the route of its P2P
-//! segments is chosen once, IOMMU-bound segments are linked into one
-//! contiguous IOVA range, and bus-address segments stay out of it.
+//! A [`Mapper`] attaches one client device `K` either directly (no IOMMU,
+//! dma-direct) or to a software [`IommuDomain`]. One call maps a whole
+//! request: the route of its P2P segments is chosen once, IOMMU-bound
+//! segments are linked into one contiguous IOVA range, and bus-address
+//! segments stay out of it.
 //!
 //! | segment | route | no IOMMU | IOMMU |
 //! |---|---|---|---|
 //! | host | — | `Via::Direct` (phys) | `Via::Iommu` (IOVA run) |
-//! | P2P | [`ViaSwitch`] | `Via::BusAddr` | `Via::BusAddr` (bypass) |
+//! | P2P | [`ViaBusAddr`] | `Via::BusAddr` | `Via::BusAddr` (bypass) |
 //! | P2P | [`ViaHostBridge`] | `Via::Direct` (phys) | `Via::Iommu`, MMIO |
-//! | P2P | [`SameDevice`] | `DmaSeg::Local` | `DmaSeg::Local` |
+//! | P2P | [`SameDevice`] | `Via::OwnBar` | `Via::OwnBar` |
+//!
+//! # Scoped mappings
+//! A mapping lives for one call: `map_*` maps, hands the closure a
+//! [`DmaVec`] (`for<'s>`: it cannot leave the closure), and unmaps when the
+//! closure returns or unwinds. `mem::forget` cannot skip the unmap, because
+//! the closure never owns the mapping; it only holds a view of it. This is
+//! `std::thread::scope`'s answer to the same problem; mappings that must
+//! outlive a call own their buffer instead.
+//!
+//! Each call runs two passes over the request, each readable on its own
+//! (`map/plan.rs`, `map/emit.rs`): the plan checks every segment and sizes
+//! the IOVA run, then emit links and writes the segments. Nothing is
+//! reserved until the plan succeeded, so an error leaves nothing mapped.
+//!
+//! [`ViaBusAddr`]: crate::route::ViaBusAddr
+//! [`ViaHostBridge`]: crate::route::ViaHostBridge
+//! [`SameDevice`]: crate::route::SameDevice
 
-use core::cell::Cell;
+mod emit;
+mod plan;
+mod split;
+
 use core::fmt;
-use core::mem::MaybeUninit;
 
-use crate::addr::{DmaAddr, PhysAddr};
 use crate::brand::Brand;
 use crate::device::Device;
 use crate::dir::Direction;
-use crate::error::MapError;
-use crate::host::{CacheMaintenance, Coherent};
-use crate::iommu::{DomainCore, GRANULE, IommuDomain, IovaLease, Pte, perm_bits};
-use crate::route::{P2pRoute, Route, SameDevice, ViaHostBridge, ViaSwitch};
-use crate::vec::{BvecSeg, DmaSeg, DmaVec, HostSeg, P2pSeg, SegBuf, Unsynced, Via};
+use crate::error::{ClaimError, MapError};
+use crate::host::{CacheCoherent, CacheMaintenance};
+use crate::iommu::{DomainCore, GRANULE, IommuDomain};
+use crate::route::P2pRoute;
+use crate::vec::{BvecSeg, DmaVec, HostSeg, SegBuf, Unsynced};
 
-#[cfg(doc)]
-use crate::route::P2pRoute as _;
+use plan::{Src, Step};
 
-/// Maps memory for device `B`. Holds the device mutably: one mapper (one
-/// domain) per device at a time.
+/// The attachment of a device to its mapper; dropping it detaches.
+struct Attachment<'d, K: Brand> {
+    device: &'d Device<'d, K>,
+}
+
+impl<K: Brand> Drop for Attachment<'_, K> {
+    fn drop(&mut self) {
+        self.device.detach();
+    }
+}
+
+/// Maps memory for device `K`, directly or through one IOMMU domain.
+///
+/// # Invariants
+/// The device is attached to this mapper and no other (checked at
+/// construction, released on drop); a mapper that is leaked keeps its
+/// device attached forever.
 ///
 /// `C` is the platform's cache maintenance, called for host segments only.
-pub struct Mapper<'d, B: Brand, C: CacheMaintenance = Coherent> {
-    device: &'d mut Device<B>,
+pub struct Mapper<'d, K: Brand, C: CacheMaintenance = CacheCoherent> {
+    attachment: Attachment<'d, K>,
     iommu: Option<&'d DomainCore<'d>>,
     cache: C,
 }
 
-/// What one segment of a request becomes; decided per request by the
-/// route, so the loop below does no classification.
-#[derive(Clone, Copy)]
-enum Step {
-    /// Link into the IOVA run (`mmio`: P2P through the host bridge).
-    Link {
-        phys: PhysAddr,
-        len: u64,
-        mmio: bool,
-    },
-    /// Physical address as is (dma-direct).
-    Direct { phys: PhysAddr, len: u64 },
-    /// Bus address, IOMMU bypassed.
-    Bus { raw: u64, len: u64 },
-    /// Offset in the client's own BAR.
-    Local { bar: u8, offset: u64, len: u64 },
-}
-
-impl<'d, B: Brand> Mapper<'d, B, Coherent> {
+impl<'d, K: Brand> Mapper<'d, K, CacheCoherent> {
     /// A mapper for a device without an IOMMU (dma-direct): host memory is
     /// used at its physical address.
     ///
-    /// See the crate-level example.
-    pub fn direct(device: &'d mut Device<B>) -> Self {
-        Self {
-            device,
-            iommu: None,
-            cache: Coherent,
-        }
+    /// # Safety
+    /// The device must reach host memory by physical address: no IOMMU
+    /// translates its transactions (or one maps it one to one). Behind an
+    /// IOMMU, a physical address is an IOVA that may map someone else's
+    /// buffer. Software models and emulators, whose "device" is the mapper's
+    /// output, satisfy this.
+    ///
+    /// # Errors
+    /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
+    ///
+    /// See `tests/map.rs`.
+    pub unsafe fn direct(device: &'d Device<'_, K>) -> Result<Self, ClaimError> {
+        Self::attach(device, None)
     }
 
     /// A mapper for a device attached to IOMMU domain `Dm`.
     ///
+    /// # Errors
+    /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
+    ///
     /// See the crate-level example.
-    pub fn iommu<Dm: Brand>(device: &'d mut Device<B>, domain: &'d IommuDomain<'_, Dm>) -> Self {
-        Self {
-            device,
-            iommu: Some(domain.core()),
-            cache: Coherent,
-        }
+    pub fn iommu<Dm: Brand>(
+        device: &'d Device<'_, K>,
+        domain: &'d IommuDomain<'_, Dm>,
+    ) -> Result<Self, ClaimError> {
+        Self::attach(device, Some(domain.core()))
+    }
+
+    fn attach(
+        device: &'d Device<'_, K>,
+        iommu: Option<&'d DomainCore<'d>>,
+    ) -> Result<Self, ClaimError> {
+        device.attach()?;
+        Ok(Self {
+            attachment: Attachment { device },
+            iommu,
+            cache: CacheCoherent,
+        })
     }
 }
 
-impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
+impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
     /// The same mapper with the platform's cache maintenance (non-coherent DMA).
     ///
     /// See `tests/map.rs` for a recording implementation.
-    pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, B, C2> {
+    pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, K, C2> {
         Mapper {
-            device: self.device,
+            attachment: self.attachment,
             iommu: self.iommu,
             cache,
         }
@@ -100,386 +134,142 @@ impl<'d, B: Brand, C: CacheMaintenance> Mapper<'d, B, C> {
     ///
     /// See the crate-level example.
     #[must_use]
-    pub fn device(&self) -> &Device<B> {
-        self.device
+    pub fn device(&self) -> &Device<'d, K> {
+        self.attachment.device
     }
 
-    /// Maps host pages for the device in direction `D`.
+    /// Maps host pages for the device in direction `D` and runs `use_it`
+    /// with the mapping; unmaps when it returns.
     ///
     /// # Errors
-    /// As [`Mapper::map_bvec`].
+    /// As [`Mapper::map_bvec`]; `use_it` does not run.
     ///
-    /// See the crate-level example.
-    pub fn map_pages<'a, D: Direction>(
-        &'a self,
-        pages: &[HostSeg<'a>],
-        out: SegBuf<'a, DmaSeg<B>>,
-    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
-        let host = self.host_step();
-        self.map_steps::<D>(pages.iter().map(|s| (host(s), Some(s))), out)
+    /// See `tests/map.rs`.
+    pub fn map_host<D: Direction, R>(
+        &self,
+        pages: &[HostSeg<'_>],
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        let iommu = self.iommu.is_some();
+        let steps = pages.iter().map(|s| (plan::host_step(iommu, s), Some(s)));
+        self.run(steps, out, use_it)
     }
 
     /// Maps one request of host and P2P segments for the device in
-    /// direction `D`. `route` says how provider `PB` reaches this device;
-    /// it is consulted once for the whole request.
+    /// direction `D`, runs `use_it` with the mapping, and unmaps when it
+    /// returns. `route` says how the provider reaches this device; it is
+    /// consulted once for the whole request.
     ///
     /// IOMMU-bound segments (host memory, and host-bridge P2P when the
     /// device has an IOMMU) are linked into one contiguous IOVA range:
     /// consecutive ones come out merged into one segment; a bus-address or
-    /// device-local segment ends the run. Order is kept.
+    /// own-BAR segment ends the run. Order is kept.
     ///
     /// # Errors
+    /// - [`MapError::RouteMismatch`]: the route is for another device;
+    ///   [`MapError::ForeignProvider`]: a P2P segment is not the route's
+    ///   provider's memory.
     /// - [`MapError::Unaligned`]: an IOMMU-bound segment other than the
     ///   first starts inside a granule, or one other than the last ends
     ///   inside one (the `dma_iova_link` rule; no silent fallback).
+    /// - [`MapError::PartialGranule`]: through the IOMMU, a host segment
+    ///   whose granules hold memory outside its buffer.
     /// - [`MapError::EmptySegment`], [`MapError::Overflow`].
-    /// - [`MapError::IovaExhausted`]: the domain has no room.
-    /// - [`MapError::BeyondDmaMask`]: without an IOMMU, memory the device
-    ///   cannot address.
-    /// - [`MapError::OutOfCapacity`]: `out` is full.
+    /// - [`MapError::IovaExhausted`]: no room in the domain below the
+    ///   device's DMA mask.
+    /// - [`MapError::BeyondDmaMask`]: an address the device cannot emit.
+    /// - [`MapError::OutOfCapacity`]: `out` is too small.
     ///
-    /// On error nothing stays mapped.
+    /// On error nothing is mapped and `use_it` does not run.
     ///
     /// See the crate-level example.
-    pub fn map_bvec<'a, D: Direction, PB: Brand>(
-        &'a self,
-        bvec: &[BvecSeg<'a, PB>],
-        route: &P2pRoute<'_, PB, B>,
-        out: SegBuf<'a, DmaSeg<B>>,
-    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
-        let host = self.host_step();
-        // The route is matched once; each arm runs the same loop with the
-        // P2P rule fixed.
-        match route {
-            P2pRoute::ViaSwitch(r) => {
-                self.map_mixed::<D, PB>(bvec, out, &host, |s| switch_step(r, s))
-            }
-            P2pRoute::ViaHostBridge(r) => {
-                let step = self.host_bridge_step(r);
-                self.map_mixed::<D, PB>(bvec, out, &host, step)
-            }
-            P2pRoute::SameDevice(r) => {
-                self.map_mixed::<D, PB>(bvec, out, &host, |s| local_step(r, s))
-            }
-        }
-    }
-
-    /// Memory reached by its physical address: linked into the IOVA run
-    /// when the device has an IOMMU (`mmio` for host-bridge P2P), used as
-    /// is otherwise.
-    #[inline(always)]
-    fn phys_step(iommu: bool, phys: PhysAddr, len: u64, mmio: bool) -> Step {
-        if iommu {
-            Step::Link { phys, len, mmio }
-        } else {
-            Step::Direct { phys, len }
-        }
-    }
-
-    fn host_step(&self) -> impl Fn(&HostSeg<'_>) -> Step + use<'_, 'd, B, C> {
-        let iommu = self.iommu.is_some();
-        move |s| Self::phys_step(iommu, s.phys(), s.len(), false)
-    }
-
-    fn host_bridge_step<PB: Brand>(
+    pub fn map_bvec<D: Direction, PB: Brand, R>(
         &self,
-        _route: &Route<'_, PB, B, ViaHostBridge>,
-    ) -> impl Fn(&P2pSeg<'_, PB>) -> Step + use<'_, 'd, B, C, PB> {
-        let iommu = self.iommu.is_some();
-        move |s| Self::phys_step(iommu, s.phys(), s.len(), true)
-    }
-
-    #[inline(always)]
-    fn map_mixed<'a, D: Direction, PB: Brand>(
-        &'a self,
-        bvec: &[BvecSeg<'a, PB>],
-        out: SegBuf<'a, DmaSeg<B>>,
-        host: &impl Fn(&HostSeg<'_>) -> Step,
-        p2p: impl Fn(&P2pSeg<'_, PB>) -> Step,
-    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
-        let steps = bvec.iter().map(|seg| match seg {
-            BvecSeg::Host(s) => (host(s), Some(s)),
-            BvecSeg::P2p(s) => (p2p(s), None),
-        });
-        self.map_steps::<D>(steps, out)
-    }
-
-    /// The one mapping loop: validate and size the IOVA run, reserve it,
-    /// then link and emit. `host` is `Some` for host segments (cache sync).
-    fn map_steps<'a, 's, D: Direction>(
-        &'a self,
-        steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)> + Clone,
-        mut out: SegBuf<'a, DmaSeg<B>>,
-    ) -> Result<DmaVec<'a, B, D, Unsynced>, MapError> {
-        // Pass 1: check every segment and the link rule, size the IOVA run.
-        let mut iova_bytes: u64 = 0;
-        let mut links = 0usize;
-        let mut open_end = false;
-        let mask = self.device.dma_mask();
-        for (index, (step, _)) in steps.clone().enumerate() {
-            let (start, len) = match step {
-                Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
-                Step::Bus { raw, len } => (raw, len),
-                Step::Local { offset, len, .. } => (offset, len),
-            };
-            if len == 0 {
-                return Err(MapError::EmptySegment { index });
-            }
-            let last = start
-                .checked_add(len - 1)
-                .ok_or(MapError::Overflow { start, len })?;
-            match step {
-                Step::Link { phys, len, .. } => {
-                    let lead = phys.offset_in(GRANULE);
-                    if open_end || (links > 0 && lead != 0) {
-                        return Err(MapError::Unaligned {
-                            index,
-                            granule: GRANULE,
-                        });
-                    }
-                    // The first link keeps its offset inside the granule.
-                    let add = if links == 0 { lead + len } else { len };
-                    iova_bytes = iova_bytes
-                        .checked_add(add)
-                        .ok_or(MapError::Overflow { start, len })?;
-                    open_end = (iova_bytes % GRANULE) != 0;
-                    links += 1;
-                }
-                Step::Direct { phys, .. } if last > mask => {
-                    return Err(MapError::BeyondDmaMask {
-                        index,
-                        last: phys + (len - 1),
-                        mask,
-                    });
-                }
-                Step::Bus { .. } if last > mask => {
-                    return Err(MapError::BeyondDmaMask {
-                        index,
-                        last: PhysAddr::new(last),
-                        mask,
-                    });
-                }
-                _ => {}
-            }
+        bvec: &[BvecSeg<'_, PB>],
+        route: &P2pRoute<'_, PB, K>,
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        let (provider, client) = route.ids();
+        if client != self.device().id() {
+            return Err(MapError::RouteMismatch);
         }
+        let iommu = self.iommu.is_some();
+        // The route is matched once; each arm runs the same passes with the
+        // P2P rule fixed.
+        macro_rules! with_p2p_rule {
+            ($p2p:expr) => {{
+                let p2p = $p2p;
+                let steps = bvec.iter().map(|seg| match seg {
+                    BvecSeg::Host(s) => (plan::host_step(iommu, s), Some(s)),
+                    // Only the route's own provider: another's memory is refused.
+                    BvecSeg::P2p(s) if s.provider() == provider => (p2p(s), None),
+                    BvecSeg::P2p(_) => (Step::Foreign, None),
+                });
+                self.run(steps, out, use_it)
+            }};
+        }
+        match route {
+            P2pRoute::ViaBusAddr(r) => with_p2p_rule!(|s| plan::bus_step(r, s)),
+            P2pRoute::ViaHostBridge(_) => with_p2p_rule!(|s| plan::host_bridge_step(iommu, s)),
+            P2pRoute::SameDevice(r) => with_p2p_rule!(|s| plan::own_bar_step(r, s)),
+        }
+    }
 
-        // Reserve the whole run at once (dma_iova_try_alloc).
-        let lease: Option<IovaLease<'a>> = match (self.iommu, links) {
+    /// The scope of one mapping: plan, reserve, emit, hand the view to
+    /// `use_it`, unmap (the lease drops here, whatever `use_it` did).
+    #[inline(always)]
+    fn run<'a, D: Direction, R>(
+        &self,
+        steps: impl Iterator<Item = (Step, Src<'a>)> + Clone,
+        mut out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        let limits = self.device().limits();
+        let mask = limits.dma_mask();
+        let plan = plan::plan(steps.clone(), mask)?;
+        let limit = out.limit();
+        // Emit writes at most one segment per request segment; count the
+        // merged ones exactly only when that bound does not fit.
+        let merged = if plan.segments <= limit {
+            plan.segments
+        } else {
+            plan::outputs(steps.clone())
+        };
+        if merged > limit {
+            return Err(MapError::OutOfCapacity { capacity: limit });
+        }
+        let slots = out.prepare(merged)?;
+        let lease = match (self.iommu, plan.run.bytes()) {
             (Some(core), 1..) => {
-                let granules = iova_bytes.div_ceil(GRANULE);
+                let granules = plan.run.bytes().div_ceil(GRANULE);
                 let lease = usize::try_from(granules)
                     .ok()
-                    .and_then(|g| core.reserve(g))
-                    .ok_or(MapError::IovaExhausted { len: iova_bytes })?;
+                    .and_then(|g| core.reserve(g, mask))
+                    .ok_or(MapError::IovaExhausted {
+                        len: plan.run.bytes(),
+                    })?;
                 Some(lease)
             }
             _ => None,
         };
-        let perm = perm_bits(D::DEVICE_PERM, false);
-        let mmio_bits = perm | perm_bits(crate::iommu::IommuPerm::empty(), true);
-        // Hoisted out of the loop: the run's first IOVA (inside the
-        // aperture, checked when the domain was made) and its entries.
-        let (iova_start, entries) = match &lease {
-            Some(lease) => (lease.start().as_u64(), lease.entries()),
-            None => (0, &[][..]),
-        };
-
-        // Pass 2: link and emit. Caller-owned slots get a writer that keeps
-        // the fill count in a register; a growable store goes through
-        // `SegBuf` itself.
-        out.clear();
-        let ctx = EmitCtx {
-            cache: &self.cache,
-            iova_start,
-            entries,
-            perm,
-            mmio_bits,
-        };
-        match out.slots_mut() {
-            Some((slots, len)) => {
-                let mut w = SlotWriter { slots, len: 0 };
-                let r = ctx.emit::<D, _>(steps, &mut w);
-                *len = w.len;
-                r?;
-            }
-            None => ctx.emit::<D, _>(steps, &mut out)?,
+        let written = emit::emit::<D, _, _>(steps, slots, lease.as_ref(), &self.cache);
+        out.set_len(written);
+        if limits.cuts_segments() {
+            // On error the lease drops here: nothing stays mapped.
+            let total = split::cut(&mut out, written, &limits)?;
+            out.set_len(total);
         }
-        Ok(DmaVec::from_parts(out, lease))
+        let view = DmaVec::new(out.as_raw(), lease.as_ref(), self.device().id());
+        Ok(use_it(view))
     }
 }
 
-/// Where pass 2 puts its segments.
-trait Emit<B: Brand> {
-    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError>;
-    /// Stores the final length of the IOVA run that is the last segment.
-    fn close_run(&mut self, run: u64);
-}
-
-impl<B: Brand> Emit<B> for SegBuf<'_, DmaSeg<B>> {
-    #[inline(always)]
-    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
-        SegBuf::push(self, seg)
-    }
-
-    #[inline(always)]
-    fn close_run(&mut self, run: u64) {
-        if let Some(DmaSeg::Wire { len, .. }) = self.last_mut() {
-            *len = run;
-        }
-    }
-}
-
-/// Caller-owned slots with the fill count in a local.
-struct SlotWriter<'x, B: Brand> {
-    slots: &'x mut [MaybeUninit<DmaSeg<B>>],
-    len: usize,
-}
-
-impl<B: Brand> Emit<B> for SlotWriter<'_, B> {
-    #[inline(always)]
-    fn push(&mut self, seg: DmaSeg<B>) -> Result<(), MapError> {
-        let Some(slot) = self.slots.get_mut(self.len) else {
-            return Err(MapError::OutOfCapacity {
-                capacity: self.slots.len(),
-            });
-        };
-        slot.write(seg);
-        self.len += 1;
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn close_run(&mut self, run: u64) {
-        // The run's segment is the last one pushed.
-        if let Some(slot) = self.len.checked_sub(1).and_then(|i| self.slots.get_mut(i)) {
-            // SAFETY: slots[..len] were written by `push`.
-            if let DmaSeg::Wire { len, .. } = unsafe { slot.assume_init_mut() } {
-                *len = run;
-            }
-        }
-    }
-}
-
-/// What pass 2 needs besides the steps.
-struct EmitCtx<'e, C> {
-    cache: &'e C,
-    /// The run's first IOVA (inside the aperture, checked when the domain
-    /// was made).
-    iova_start: u64,
-    /// The lease's entries, one per granule.
-    entries: &'e [Cell<Pte>],
-    perm: u64,
-    mmio_bits: u64,
-}
-
-impl<C: CacheMaintenance> EmitCtx<'_, C> {
-    /// Link and emit. `run_len`: the last output segment is an IOVA run of
-    /// this many bytes so far that the next link may extend; the length is
-    /// stored back when the run ends.
-    #[inline(always)]
-    fn emit<'s, D: Direction, B: Brand>(
-        &self,
-        steps: impl Iterator<Item = (Step, Option<&'s HostSeg<'s>>)>,
-        out: &mut impl Emit<B>,
-    ) -> Result<(), MapError> {
-        let mut cursor: u64 = 0;
-        let mut run_len: Option<u64> = None;
-        for (step, host) in steps {
-            if let Some(seg) = host {
-                self.cache.sync_for_device::<D>(seg);
-            }
-            let seg = match step {
-                Step::Link { phys, len, mmio } => {
-                    let lead = phys.offset_in(GRANULE);
-                    let at = if cursor == 0 { lead } else { cursor };
-                    let first_granule = (at / GRANULE) as usize;
-                    let granules = (lead + len).div_ceil(GRANULE) as usize;
-                    let flags = if mmio { self.mmio_bits } else { self.perm };
-                    write_ptes(
-                        &self.entries[first_granule..first_granule + granules],
-                        phys.align_down(GRANULE).as_u64(),
-                        flags,
-                    );
-                    cursor = at + len;
-                    if let Some(run) = &mut run_len {
-                        *run += len;
-                        continue;
-                    }
-                    out.push(DmaSeg::Wire {
-                        addr: DmaAddr::from_raw(self.iova_start + at),
-                        len,
-                        via: Via::Iommu,
-                    })?;
-                    run_len = Some(len);
-                    continue;
-                }
-                Step::Direct { phys, len } => DmaSeg::Wire {
-                    addr: DmaAddr::from_raw(phys.as_u64()),
-                    len,
-                    via: Via::Direct,
-                },
-                Step::Bus { raw, len } => DmaSeg::Wire {
-                    addr: DmaAddr::from_raw(raw),
-                    len,
-                    via: Via::BusAddr,
-                },
-                Step::Local { bar, offset, len } => DmaSeg::Local {
-                    bar,
-                    // SAFETY: minted by a SameDevice route from memory of
-                    // the client's own BAR.
-                    offset: unsafe { crate::addr::BarOffset::new_unchecked(offset) },
-                    len,
-                },
-            };
-            if let Some(run) = run_len.take() {
-                out.close_run(run);
-            }
-            out.push(seg)?;
-        }
-        if let Some(run) = run_len {
-            out.close_run(run);
-        }
-        Ok(())
-    }
-}
-
-/// One entry per granule from `phys_granule` up, into a lease's entries.
-#[inline(always)]
-fn write_ptes(entries: &[Cell<Pte>], phys_granule: u64, flags: u64) {
-    let mut pa = phys_granule;
-    for e in entries {
-        e.set(Pte::linked(pa, flags));
-        pa = pa.wrapping_add(GRANULE);
-    }
-}
-
-#[inline(always)]
-fn switch_step<PB: Brand, B: Brand>(
-    route: &Route<'_, PB, B, ViaSwitch>,
-    seg: &P2pSeg<'_, PB>,
-) -> Step {
-    Step::Bus {
-        raw: route.bus_addr(seg).as_u64(),
-        len: seg.len(),
-    }
-}
-
-#[inline(always)]
-fn local_step<PB: Brand, B: Brand>(
-    route: &Route<'_, PB, B, SameDevice>,
-    seg: &P2pSeg<'_, PB>,
-) -> Step {
-    Step::Local {
-        bar: route.bar(),
-        offset: route.bar_offset(seg).as_u64(),
-        len: seg.len(),
-    }
-}
-
-impl<B: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, B, C> {
+impl<K: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mapper")
-            .field("device", &self.device)
+            .field("device", self.device())
             .field("iommu", &self.iommu.is_some())
             .finish()
     }
@@ -488,26 +278,27 @@ impl<B: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, B, C> {
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     // Unit tests so that Miri (which runs the library's tests) checks the
-    // unsafe slot handling of the hot path.
-    use core::mem::MaybeUninit;
-
+    // unsafe slice casts of the output path (`SegSlot`, `DmaSeg`).
     use super::*;
+    use crate::addr::{BusAddr, PhysAddr};
+    use crate::bdf::Bdf;
     use crate::dir::ToDevice;
     use crate::host::SimulatedRam;
     use crate::iommu::Pte;
+    use crate::limits::DmaLimits;
     use crate::provider::Provider;
-    use crate::topology::Bdf;
-    use crate::vec::{BvecSeg, SegOf};
-    use crate::{BusAddr, Iova};
+    use crate::route::Route;
+    use crate::vec::{SegOf, SegSlot, Via};
+
+    crate::brand!(Cmb);
+    crate::brand!(Nic);
+    crate::brand!(Dom);
 
     #[test]
     fn mixed_request_into_caller_slots() {
-        crate::brand!(Cmb);
-        crate::brand!(Nic);
-        crate::brand!(Dom);
         // SAFETY: simulated addresses, never given to hardware.
         let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 3) };
-        let mut pages: alloc::vec::Vec<_> = ram.pages().collect();
+        let mut pages: std::vec::Vec<_> = ram.pages().collect();
         // SAFETY: a simulated BAR.
         let p = unsafe {
             Provider::<Cmb>::new(
@@ -520,14 +311,13 @@ mod tests {
         }
         .unwrap();
         let a = p.alloc(0x1000).unwrap();
-        let mut nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX).unwrap();
+        // SAFETY: a simulated device.
+        let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
         let mut table = [Pte::EMPTY; 8];
-        // SAFETY: a software aperture.
-        let dom =
-            IommuDomain::<Dom>::new(unsafe { Iova::new_unchecked(0x8000) }, &mut table).unwrap();
-        // SAFETY: test topology.
-        let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_via_switch(&p, &nic, 4) }.into();
-        let m = Mapper::iommu(&mut nic, &dom);
+        let dom = IommuDomain::<Dom>::new(0x8000, &mut table).unwrap();
+        // SAFETY: a simulated switch.
+        let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&p, &nic, 4) }.into();
+        let m = Mapper::iommu(&nic, &dom).unwrap();
         let [x, y, z] = &mut pages[..] else {
             unreachable!()
         };
@@ -537,19 +327,30 @@ mod tests {
             a.seg().into_bvec_seg(),
             z.dma().into_bvec_seg(),
         ];
-        let mut slots = [MaybeUninit::uninit(); 3];
-        let v = m
-            .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::from_slice(&mut slots))
-            .unwrap()
-            .sync();
-        let lens: alloc::vec::Vec<u64> = v.device_reads().iter().map(DmaSeg::len).collect();
-        assert_eq!(lens, [0x2000, 0x1000, 0x1000]);
-        drop(v);
+        let mut slots = [SegSlot::EMPTY; 3];
+        let got = m
+            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |v| {
+                let v = v.sync();
+                v.segments(nic.id())
+                    .unwrap()
+                    .iter()
+                    .map(|s| (s.addr().map(crate::DmaAddr::as_u64), s.len(), s.via()))
+                    .collect::<std::vec::Vec<_>>()
+            })
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                (Some(0x8000), 0x2000, Via::Iommu),
+                (Some(0), 0x1000, Via::BusAddr),
+                (Some(0xa000), 0x1000, Via::Iommu),
+            ]
+        );
         assert_eq!(dom.reserved_granules(), 0);
         // One slot too few: an error, and nothing stays reserved.
-        let mut slots = [MaybeUninit::uninit(); 2];
+        let mut slots = [SegSlot::EMPTY; 2];
         let err = m
-            .map_bvec::<ToDevice, _>(&bv, &route, SegBuf::from_slice(&mut slots))
+            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |_| ())
             .unwrap_err();
         assert_eq!(err, MapError::OutOfCapacity { capacity: 2 });
         assert_eq!(dom.reserved_granules(), 0);

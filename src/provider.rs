@@ -4,10 +4,13 @@
 use core::cell::Cell;
 use core::fmt;
 
-use crate::addr::{BarOffset, BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
-use crate::brand::{Brand, Claim};
-use crate::error::{BrandInUse, MapError};
-use crate::topology::Bdf;
+use core::marker::PhantomData;
+
+use crate::addr::{BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
+use crate::bdf::Bdf;
+use crate::brand::Brand;
+use crate::error::MapError;
+use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
 
 /// Bitmap words of the allocator: 64 * 64 = 4096 granules per provider.
@@ -18,17 +21,22 @@ const GRANULES: u64 = (WORDS * 64) as u64;
 ///
 /// ```
 /// use dmaspace::provider::{Provider, ProviderError};
-/// use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+/// use dmaspace::{Bdf, BusAddr, PhysAddr};
 /// dmaspace::brand!(Cmb);
 /// // SAFETY: the example never allocates from it.
 /// let e = unsafe { Provider::<Cmb>::new(Bdf::new(0, 1, 0, 0), 2, PhysAddr::new(0x1000), BusAddr::new_unchecked(0x1000), 0) };
 /// assert!(matches!(e, Err(ProviderError::BadRange { .. })));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProviderError {
-    /// The brand is bound to another live object.
-    BrandInUse(BrandInUse),
-    /// The BAR range is empty or passes the top of the address space.
+    /// The function is not in the machine's topology.
+    NotInTopology {
+        /// The function asked for.
+        bdf: Bdf,
+    },
+    /// The BAR range is empty, not page-aligned, or passes the top of the
+    /// address space.
     BadRange {
         /// CPU start of the BAR.
         start: PhysAddr,
@@ -40,24 +48,30 @@ pub enum ProviderError {
 impl fmt::Display for ProviderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProviderError::BrandInUse(e) => e.fmt(f),
-            ProviderError::BadRange { start, size } => {
-                write!(
-                    f,
-                    "P2P BAR at {start:?} of {size:#x} bytes is empty or wraps"
-                )
+            ProviderError::NotInTopology { bdf } => {
+                write!(f, "{bdf} is not a function of this machine")
             }
+            ProviderError::BadRange { start, size } => write!(
+                f,
+                "P2P BAR at {start:?} of {size:#x} bytes is empty, not page-aligned, or wraps"
+            ),
         }
     }
 }
 impl core::error::Error for ProviderError {}
 
 /// P2P memory: one BAR of one PCI device (`pci_p2pdma_add_resource`),
-/// named by brand `PB`.
+/// of brand `PB`.
+///
+/// # Invariants
+/// - `[cpu_start, cpu_start + size)` is the BAR as the CPU sees it,
+///   page-aligned, and `bus_offset` its CPU-to-bus translation.
+/// - `id` is unique in the process; segments carry it, and the mapper
+///   refuses a segment whose provider is not the route's.
 ///
 /// ```
 /// use dmaspace::provider::Provider;
-/// use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+/// use dmaspace::{Bdf, BusAddr, PhysAddr};
 /// dmaspace::brand!(Cmb);
 /// // SAFETY: in this example the range is the BAR's, as read from its resource.
 /// let cmb = unsafe {
@@ -69,34 +83,38 @@ impl core::error::Error for ProviderError {}
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Provider<PB: Brand> {
-    device: Bdf,
+    id: ProviderId,
+    function: FunctionId,
     bar: u8,
     cpu_start: PhysAddr,
     size: u64,
     bus_offset: BusOffset,
     granule: u64,
     used: [Cell<u64>; WORDS],
-    _claim: Claim<PB>,
+    _brand: PhantomData<fn() -> PB>,
 }
 
 impl<PB: Brand> Provider<PB> {
-    /// Publishes BAR `bar` of `device`, `[cpu_start, cpu_start + size)` for
-    /// the CPU and starting at `bus_start` on the bus, as P2P memory.
+    /// Publishes BAR `bar` of the function at `device` of this host,
+    /// `[cpu_start, cpu_start + size)` for the CPU and starting at
+    /// `bus_start` on the bus, as P2P memory. For a function of a
+    /// [`Machine`](crate::machine::Machine) use
+    /// [`Machine::provider`](crate::machine::Machine::provider).
     ///
     /// # Safety
-    /// The range must be exactly that BAR's (from its resource and its BAR
-    /// register), the BAR must be memory the device serves as plain memory
-    /// (a CMB, a GPU aperture), and nothing else may use it while the
-    /// provider lives: devices will be given addresses computed from these
-    /// values.
+    /// `device` must be a function of this host, the range exactly that
+    /// function's BAR `bar` (from its resource and its BAR register), the
+    /// BAR memory the device serves as plain memory (a CMB, a GPU
+    /// aperture), and nothing else may use it while the provider lives, nor
+    /// afterwards while a mapping of it may still be live: devices will be
+    /// given addresses computed from these values.
     ///
     /// # Errors
-    /// [`ProviderError::BrandInUse`] if `PB` is bound already;
-    /// [`ProviderError::BadRange`] for an empty or wrapping range.
+    /// [`ProviderError::BadRange`] for an empty, unaligned or wrapping range.
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
     /// dmaspace::brand!(Bar4);
     /// // SAFETY: example values standing for a real BAR.
     /// let p = unsafe { Provider::<Bar4>::new(Bdf::new(0, 5, 0, 0), 4, PhysAddr::new(0xe000_0000), BusAddr::new_unchecked(0xe000_0000), 1 << 24)? };
@@ -110,32 +128,64 @@ impl<PB: Brand> Provider<PB> {
         bus_start: BusAddr,
         size: u64,
     ) -> Result<Self, ProviderError> {
-        if size == 0 || cpu_start.checked_add(size - 1).is_none() {
+        let function = FunctionId {
+            machine: MachineId::HOST,
+            bdf: device,
+        };
+        // SAFETY: the caller upholds this function's contract.
+        unsafe { Self::on(function, bar, cpu_start, bus_start, size) }
+    }
+
+    /// [`Provider::new`] for a function of any machine.
+    ///
+    /// # Safety
+    /// As [`Provider::new`], for `function`.
+    pub(crate) unsafe fn on(
+        function: FunctionId,
+        bar: u8,
+        cpu_start: PhysAddr,
+        bus_start: BusAddr,
+        size: u64,
+    ) -> Result<Self, ProviderError> {
+        // Page-aligned: allocations are whole pages, so an IOMMU granule of
+        // one allocation never holds another's bytes.
+        if size == 0
+            || !cpu_start.is_aligned(PAGE_SIZE)
+            || cpu_start.checked_add(size - 1).is_none()
+        {
             return Err(ProviderError::BadRange {
                 start: cpu_start,
                 size,
             });
         }
-        let claim = Claim::acquire().map_err(ProviderError::BrandInUse)?;
         let granule = size.div_ceil(GRANULES).next_power_of_two().max(PAGE_SIZE);
         Ok(Self {
-            device,
+            id: ProviderId::fresh(),
+            function,
             bar,
             cpu_start,
             size,
             bus_offset: BusOffset::of_bar(cpu_start, bus_start),
             granule,
             used: [const { Cell::new(0) }; WORDS],
-            _claim: claim,
+            _brand: PhantomData,
         })
     }
 
-    /// The device whose BAR this is.
+    /// The function whose BAR this is.
     ///
     /// See [`Provider::new`].
     #[must_use]
     pub fn device(&self) -> Bdf {
-        self.device
+        self.function.bdf
+    }
+
+    pub(crate) fn id(&self) -> ProviderId {
+        self.id
+    }
+
+    pub(crate) fn function(&self) -> FunctionId {
+        self.function
     }
 
     /// The BAR index.
@@ -175,7 +225,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };
@@ -232,7 +282,7 @@ impl<PB: Brand> fmt::Debug for Provider<PB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Provider")
             .field("brand", &PB::NAME)
-            .field("device", &self.device)
+            .field("device", &self.function.bdf)
             .field("bar", &self.bar)
             .field("cpu_start", &self.cpu_start)
             .field("size", &self.size)
@@ -275,14 +325,14 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
         self.len == 0
     }
 
-    /// The whole allocation as a segment for a [`crate::vec::BvecP2p`]. P2P
+    /// The whole allocation as a segment for a [`crate::vec::Bvec`]. P2P
     /// memory may be mapped for several clients at once, so this borrows
     /// shared.
     ///
     /// See [`Provider::new`].
     #[must_use]
     pub fn seg(&self) -> P2pSeg<'_, PB> {
-        P2pSeg::new(self.phys(), self.len)
+        P2pSeg::new(self.phys(), self.len, self.provider.id)
     }
 
     /// `[offset, offset + len)` of the allocation as a segment.
@@ -292,7 +342,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{topology::Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };
@@ -303,7 +353,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// ```
     pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, MapError> {
         MapError::check_within(offset, len, self.len)?;
-        Ok(P2pSeg::new(self.phys() + offset, len))
+        Ok(P2pSeg::new(self.phys() + offset, len, self.provider.id))
     }
 }
 
@@ -325,10 +375,4 @@ impl<PB: Brand> fmt::Debug for P2pAlloc<'_, PB> {
             self.len
         )
     }
-}
-
-/// The BAR offset of `phys` inside provider memory (case (c)).
-pub(crate) fn bar_offset(cpu_start: PhysAddr, phys: PhysAddr) -> BarOffset {
-    // SAFETY: `phys` lies in a P2pSeg of this provider, so inside the BAR.
-    unsafe { BarOffset::new_unchecked(phys - cpu_start) }
 }

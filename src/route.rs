@@ -1,35 +1,47 @@
-//! Route witnesses: proof that provider `PB`'s memory reaches client `B`,
+//! Route witnesses: proof that provider `PB`'s memory reaches client `K`,
 //! and by which path. The mappers require one for every P2P segment.
 //!
 //! A route is what `calc_map_type_and_dist()` decides, turned into a type:
-//! [`ViaSwitch`] (the kernel's `PCI_P2PDMA_MAP_BUS_ADDR`) is the only way to
-//! mint a [`BusAddr`] from P2P memory, [`SameDevice`] the only way to mint a
-//! [`BarOffset`], and [`ViaHostBridge`] (`PCI_P2PDMA_MAP_THRU_HOST_BRIDGE`)
-//! maps P2P memory like MMIO through the client's IOMMU.
+//! [`ViaBusAddr`] (the kernel's `PCI_P2PDMA_MAP_BUS_ADDR`: a common upstream
+//! bridge and no ACS redirect on the way) is the only way to a bus address
+//! from P2P memory, [`SameDevice`] the only way to a [`BarOffset`], and
+//! [`ViaHostBridge`] (`PCI_P2PDMA_MAP_THRU_HOST_BRIDGE`) maps P2P memory
+//! like MMIO through the client's IOMMU.
+//!
+//! # Invariants
+//! A route borrows the provider and the client it was made for, and (when
+//! classified) the machine: none of them can be dropped or changed while it
+//! lives, and a mapping borrows the route. It records their run-time
+//! identities; the mapper refuses it for another client or another
+//! provider's memory ([`MapError::RouteMismatch`],
+//! [`MapError::ForeignProvider`]).
+//!
+//! [`BarOffset`]: crate::BarOffset
+//! [`MapError::RouteMismatch`]: crate::error::MapError::RouteMismatch
+//! [`MapError::ForeignProvider`]: crate::error::MapError::ForeignProvider
 
 use core::fmt;
 use core::marker::PhantomData;
 
-use crate::addr::{BarOffset, BusAddr, BusOffset, PhysAddr};
+use crate::addr::{BusOffset, PhysAddr};
 use crate::brand::Brand;
 use crate::device::Device;
-use crate::provider::{Provider, bar_offset};
+use crate::id::{DeviceId, ProviderId};
+use crate::provider::Provider;
+use crate::sealed::Sealed;
 use crate::vec::P2pSeg;
 
-mod sealed {
-    pub trait Sealed {}
-}
-
-/// The kind of path a [`Route`] takes: [`ViaSwitch`], [`ViaHostBridge`] or [`SameDevice`].
-pub trait RouteKind: sealed::Sealed + 'static {
+/// The kind of path a [`Route`] takes: [`ViaBusAddr`], [`ViaHostBridge`] or [`SameDevice`].
+pub trait RouteKind: Sealed + 'static {
     /// The kernel's name of the map type (`bus_addr`, `thru_host_bridge`).
     const KERNEL_NAME: &'static str;
 }
 
-/// Provider and client share an upstream switch port and no ACS redirect
-/// lies on the way: bus addresses, IOMMU bypassed, nothing to unmap.
+/// Provider and client share an upstream bridge and no ACS redirect lies
+/// on the way (the kernel's `BUS_ADDR`): the transaction is routed by bus
+/// address below that bridge, the IOMMU is bypassed, nothing to unmap.
 #[derive(Debug)]
-pub enum ViaSwitch {}
+pub enum ViaBusAddr {}
 /// The transaction goes up to the host bridge, which forwards it: mapped
 /// like MMIO through the client's IOMMU (never bounced, never cache-synced).
 #[derive(Debug)]
@@ -39,10 +51,10 @@ pub enum ViaHostBridge {}
 #[derive(Debug)]
 pub enum SameDevice {}
 
-impl sealed::Sealed for ViaSwitch {}
-impl sealed::Sealed for ViaHostBridge {}
-impl sealed::Sealed for SameDevice {}
-impl RouteKind for ViaSwitch {
+impl Sealed for ViaBusAddr {}
+impl Sealed for ViaHostBridge {}
+impl Sealed for SameDevice {}
+impl RouteKind for ViaBusAddr {
     const KERNEL_NAME: &'static str = "bus_addr";
 }
 impl RouteKind for ViaHostBridge {
@@ -52,26 +64,30 @@ impl RouteKind for SameDevice {
     const KERNEL_NAME: &'static str = "bus_addr";
 }
 
-/// A route of kind `K` from provider `PB` to client `B`, valid while the
-/// topology snapshot it came from (`'t`) is borrowed.
-pub struct Route<'t, PB: Brand, B: Brand, K: RouteKind> {
+/// A route of kind `R` from provider `PB` to client `K`, valid while `'r`
+/// (the provider, the client and, when classified, the machine) is borrowed.
+pub struct Route<'r, PB: Brand, K: Brand, R: RouteKind> {
     distance: u32,
     bus_offset: BusOffset,
     bar: u8,
     bar_cpu_start: PhysAddr,
-    _witness: Witness<'t, PB, B, K>,
+    provider: ProviderId,
+    client: DeviceId,
+    _witness: Witness<'r, PB, K, R>,
 }
 
-/// Ties a route to its snapshot, pair and kind without owning any of them.
-type Witness<'t, PB, B, K> = PhantomData<(&'t (), fn() -> (PB, B, K))>;
+/// Borrows what the route witnesses, and names the pair and the kind.
+type Witness<'r, PB, K, R> = PhantomData<(&'r (), fn() -> (PB, K, R))>;
 
-impl<PB: Brand, B: Brand, K: RouteKind> Route<'_, PB, B, K> {
-    fn new(provider: &Provider<PB>, distance: u32) -> Self {
+impl<'r, PB: Brand, K: Brand, R: RouteKind> Route<'r, PB, K, R> {
+    fn new(provider: &'r Provider<PB>, client: &'r Device<'_, K>, distance: u32) -> Self {
         Self {
             distance,
             bus_offset: provider.bus_offset(),
             bar: provider.bar(),
             bar_cpu_start: provider.cpu_start(),
+            provider: provider.id(),
+            client: client.id(),
             _witness: PhantomData,
         }
     }
@@ -83,44 +99,60 @@ impl<PB: Brand, B: Brand, K: RouteKind> Route<'_, PB, B, K> {
     pub fn distance(&self) -> u32 {
         self.distance
     }
+
+    pub(crate) fn client(&self) -> DeviceId {
+        self.client
+    }
+
+    pub(crate) fn provider(&self) -> ProviderId {
+        self.provider
+    }
 }
 
-impl<PB: Brand, B: Brand> Route<'static, PB, B, ViaSwitch> {
-    /// A switch route the caller vouches for, without a topology (kernel
-    /// code that already ran `pci_p2pdma_distance()`, a fixed embedded
-    /// board).
+impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, ViaBusAddr> {
+    /// A bus-address route the caller vouches for, without a machine
+    /// (kernel code that already ran `pci_p2pdma_distance()`, a fixed
+    /// embedded board).
     ///
     /// # Safety
-    /// Provider and client must sit below one PCIe switch port with no ACS
+    /// Provider and client must share an upstream bridge with no ACS
     /// redirect on the path (the kernel's `PCI_P2PDMA_MAP_BUS_ADDR`), for as
     /// long as the route is used: otherwise the bus addresses this route
     /// mints are routed upstream, where the IOMMU may send them anywhere.
     ///
     /// ```
-    /// # use dmaspace::{device::Device, provider::Provider, route::Route, topology::Bdf, BusAddr, PhysAddr};
-    /// dmaspace::brand!(Cmb);
-    /// dmaspace::brand!(Nic);
-    /// # // SAFETY: example values.
-    /// # let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)? };
-    /// let nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX)?;
+    /// # use dmaspace::prelude::*;
+    /// brand!(Cmb);
+    /// brand!(Nic);
+    /// // SAFETY: example values standing for a real BAR.
+    /// let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)? };
+    /// // SAFETY: the only driver of this function in the example.
+    /// let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
     /// // SAFETY: both sit below the same switch on this board, ACS off.
-    /// let route = unsafe { Route::assume_via_switch(&cmb, &nic, 4) };
-    /// let a = cmb.alloc(4096)?;
-    /// assert_eq!(route.bus_addr(&a.seg()).as_u64(), 0); // phys 0x4000_0000 + offset -0x4000_0000
+    /// let route = unsafe { Route::assume_bus_addr(&cmb, &nic, 4) };
+    /// assert_eq!(route.distance(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub unsafe fn assume_via_switch(
-        provider: &Provider<PB>,
-        _client: &Device<B>,
+    pub unsafe fn assume_bus_addr(
+        provider: &'r Provider<PB>,
+        client: &'r Device<'_, K>,
         distance: u32,
     ) -> Self {
-        Self::new(provider, distance)
+        Self::new(provider, client, distance)
+    }
+
+    /// The raw bus address of P2P memory for this client: `phys +
+    /// bus_offset`, wrapping, as `pci_p2pdma_bus_addr_map()`. Crate-private:
+    /// device addresses come out of mappers only.
+    #[inline(always)]
+    pub(crate) fn bus_addr(&self, seg: &P2pSeg<'_, PB>) -> u64 {
+        self.bus_offset.apply(seg.phys())
     }
 }
 
-impl<PB: Brand, B: Brand> Route<'static, PB, B, ViaHostBridge> {
-    /// A host-bridge route the caller vouches for, without a topology.
+impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, ViaHostBridge> {
+    /// A host-bridge route the caller vouches for, without a machine.
     ///
     /// # Safety
     /// The host bridge must forward P2P transactions between the two
@@ -128,75 +160,53 @@ impl<PB: Brand, B: Brand> Route<'static, PB, B, ViaHostBridge> {
     /// route is used; otherwise the transaction is dropped or misrouted.
     ///
     /// ```
-    /// # use dmaspace::{device::Device, provider::Provider, route::Route, topology::Bdf, BusAddr, PhysAddr};
-    /// # dmaspace::brand!(Cmb);
-    /// # dmaspace::brand!(Nic);
+    /// # use dmaspace::prelude::*;
+    /// # brand!(Cmb);
+    /// # brand!(Nic);
     /// # // SAFETY: example values.
     /// # let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)? };
-    /// # let nic = Device::<Nic>::new(Bdf::new(0, 4, 0, 0), u64::MAX)?;
+    /// # // SAFETY: example device.
+    /// # let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
     /// // SAFETY: an AMD Zen host bridge forwards P2P on this machine.
-    /// let route = unsafe { Route::assume_via_host_bridge(&cmb, &nic, 6) };
+    /// let route = unsafe { Route::assume_host_bridge(&cmb, &nic, 6) };
     /// assert_eq!(route.distance(), 6);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub unsafe fn assume_via_host_bridge(
-        provider: &Provider<PB>,
-        _client: &Device<B>,
+    pub unsafe fn assume_host_bridge(
+        provider: &'r Provider<PB>,
+        client: &'r Device<'_, K>,
         distance: u32,
     ) -> Self {
-        Self::new(provider, distance)
+        Self::new(provider, client, distance)
     }
 }
 
-impl<PB: Brand, B: Brand> Route<'static, PB, B, SameDevice> {
+impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, SameDevice> {
     /// The same-device route, when the provider's BAR belongs to the client
-    /// itself; `None` otherwise. Safe: both brands are bound to their
-    /// functions, so equal addresses mean the same function.
+    /// itself (same function of the same machine); `None` otherwise. Safe:
+    /// a device is the only live driver of its function (see
+    /// [`Device`]'s invariants), so the provider's function is this device.
     ///
     /// ```
-    /// # use dmaspace::{device::Device, provider::Provider, route::Route, topology::Bdf, BusAddr, PhysAddr};
-    /// dmaspace::brand!(Cmb);
-    /// dmaspace::brand!(Nvme);
-    /// dmaspace::brand!(Other);
-    /// # // SAFETY: example values.
-    /// # let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)? };
-    /// let nvme = Device::<Nvme>::new(Bdf::new(0, 3, 0, 0), u64::MAX)?;
-    /// let other = Device::<Other>::new(Bdf::new(0, 4, 0, 0), u64::MAX)?;
-    /// let route = Route::same_device(&cmb, &nvme).expect("the CMB is the NVMe's own");
+    /// # use dmaspace::prelude::*;
+    /// brand!(Cmb);
+    /// brand!(Nvme);
+    /// brand!(Other);
+    /// // SAFETY: example values standing for the NVMe's CMB.
+    /// let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)? };
+    /// // SAFETY: the only drivers of these functions in the example.
+    /// let (nvme, other) = unsafe {
+    ///     (Device::<Nvme>::new_unchecked(Bdf::new(0, 3, 0, 0), DmaLimits::BITS_64),
+    ///      Device::<Other>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64))
+    /// };
+    /// assert!(Route::same_device(&cmb, &nvme).is_some());
     /// assert!(Route::same_device(&cmb, &other).is_none());
-    /// let a = cmb.alloc(4096)?;
-    /// assert_eq!(route.bar_offset(&a.seg()).as_u64(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub fn same_device(provider: &Provider<PB>, client: &Device<B>) -> Option<Self> {
-        (provider.device() == client.bdf()).then(|| Self::new(provider, 0))
-    }
-}
-
-impl<PB: Brand, B: Brand> Route<'_, PB, B, ViaSwitch> {
-    /// The bus address of P2P memory for this client: `phys + bus_offset`,
-    /// wrapping, as `pci_p2pdma_bus_addr_map()`. The only way to turn
-    /// provider memory into a [`BusAddr`].
-    ///
-    /// See [`Route::assume_via_switch`].
-    #[must_use]
-    #[inline(always)]
-    pub fn bus_addr(&self, seg: &P2pSeg<'_, PB>) -> BusAddr {
-        self.bus_offset.apply(seg.phys())
-    }
-}
-
-impl<PB: Brand, B: Brand> Route<'_, PB, B, SameDevice> {
-    /// The offset of P2P memory in the client's own BAR. The only way to
-    /// turn provider memory into a [`BarOffset`].
-    ///
-    /// See [`Route::same_device`].
-    #[must_use]
-    #[inline(always)]
-    pub fn bar_offset(&self, seg: &P2pSeg<'_, PB>) -> BarOffset {
-        bar_offset(self.bar_cpu_start, seg.phys())
+    pub fn same_device(provider: &'r Provider<PB>, client: &'r Device<'_, K>) -> Option<Self> {
+        (provider.function() == client.function()).then(|| Self::new(provider, client, 0))
     }
 
     /// The BAR index.
@@ -206,16 +216,26 @@ impl<PB: Brand, B: Brand> Route<'_, PB, B, SameDevice> {
     pub fn bar(&self) -> u8 {
         self.bar
     }
+
+    /// The offset of P2P memory in the client's own BAR. Crate-private:
+    /// device addresses come out of mappers only.
+    #[inline(always)]
+    pub(crate) fn bar_offset(&self, seg: &P2pSeg<'_, PB>) -> u64 {
+        // `seg` lies in this provider's BAR, so at or above its start.
+        seg.phys()
+            .as_u64()
+            .wrapping_sub(self.bar_cpu_start.as_u64())
+    }
 }
 
-impl<PB: Brand, B: Brand, K: RouteKind> fmt::Debug for Route<'_, PB, B, K> {
+impl<PB: Brand, K: Brand, R: RouteKind> fmt::Debug for Route<'_, PB, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "Route<{} -> {}, {}>(distance {})",
             PB::NAME,
-            B::NAME,
-            core::any::type_name::<K>()
+            K::NAME,
+            core::any::type_name::<R>()
                 .rsplit("::")
                 .next()
                 .unwrap_or("?"),
@@ -228,21 +248,24 @@ impl<PB: Brand, B: Brand, K: RouteKind> fmt::Debug for Route<'_, PB, B, K> {
 /// the kernel's map type. `NOT_SUPPORTED` is not a variant: classification
 /// returns an error instead.
 #[derive(Debug)]
-pub enum P2pRoute<'t, PB: Brand, B: Brand> {
+pub enum P2pRoute<'r, PB: Brand, K: Brand> {
     /// `PCI_P2PDMA_MAP_BUS_ADDR` between two devices.
-    ViaSwitch(Route<'t, PB, B, ViaSwitch>),
+    ViaBusAddr(Route<'r, PB, K, ViaBusAddr>),
     /// `PCI_P2PDMA_MAP_THRU_HOST_BRIDGE`.
-    ViaHostBridge(Route<'t, PB, B, ViaHostBridge>),
+    ViaHostBridge(Route<'r, PB, K, ViaHostBridge>),
     /// Provider and client are one device (the seeds' case (c)).
-    SameDevice(Route<'t, PB, B, SameDevice>),
+    SameDevice(Route<'r, PB, K, SameDevice>),
 }
 
 /// Why no route exists between a provider and a client.
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The provider's or the client's function is not in the topology.
     Topology(crate::topology::TopologyError),
+    /// The provider or the client is a function of another machine.
+    OtherMachine,
     /// The kernel's `PCI_P2PDMA_MAP_NOT_SUPPORTED` (also returned when ACS
     /// could not be read and might have changed the answer).
     NotSupported(crate::topology::Verdict),
@@ -253,6 +276,10 @@ impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RouteError::Topology(e) => write!(f, "{e}"),
+            RouteError::OtherMachine => write!(
+                f,
+                "the provider or the client belongs to another machine than the one classifying"
+            ),
             RouteError::NotSupported(v) => write!(
                 f,
                 "P2P from {} to {} is not supported (distance -1){}",
@@ -270,10 +297,11 @@ impl fmt::Display for RouteError {
 impl core::error::Error for RouteError {}
 
 #[cfg(feature = "alloc")]
-impl<'t, PB: Brand, B: Brand> P2pRoute<'t, PB, B> {
+impl<'r, PB: Brand, K: Brand> P2pRoute<'r, PB, K> {
     /// Classifies the pair exactly as `calc_map_type_and_dist()` does on
-    /// `topology` and returns the typed route, tied to that snapshot: the
-    /// topology cannot change while the route is alive.
+    /// `machine`'s topology (with its policy) and returns the typed route,
+    /// which borrows machine, provider and client: none can change or go
+    /// away while it lives.
     ///
     /// Provider memory of the client itself gives [`SameDevice`] whatever
     /// the kernel's verdict (the transfer never leaves the device, so ACS
@@ -284,14 +312,15 @@ impl<'t, PB: Brand, B: Brand> P2pRoute<'t, PB, B> {
     ///
     /// # Errors
     /// [`RouteError::NotSupported`] for the kernel's `NOT_SUPPORTED`
-    /// (never a route); [`RouteError::Topology`] if a function is unknown.
+    /// (never a route); [`RouteError::OtherMachine`] if provider or client
+    /// is not of this machine; [`RouteError::Topology`] if a function is
+    /// unknown.
     ///
     /// ```
-    /// use dmaspace::route::P2pRoute;
-    /// use dmaspace::topology::{Bdf, PciFunction, PciePortType, Policy, Topology};
-    /// use dmaspace::{device::Device, provider::Provider, BusAddr, PhysAddr};
-    /// dmaspace::brand!(Cmb);
-    /// dmaspace::brand!(Nic);
+    /// # use dmaspace::prelude::*;
+    /// use dmaspace::topology::{PciFunction, PciePortType, Topology};
+    /// brand!(Cmb);
+    /// brand!(Nic);
     /// let (rp, usp, dsp1, dsp2) = (Bdf::new(0, 0, 2, 0), Bdf::new(0, 1, 0, 0), Bdf::new(0, 2, 0, 0), Bdf::new(0, 2, 1, 0));
     /// let (nvme, nic) = (Bdf::new(0, 3, 0, 0), Bdf::new(0, 4, 0, 0));
     /// let topo = Topology::builder()
@@ -303,31 +332,42 @@ impl<'t, PB: Brand, B: Brand> P2pRoute<'t, PB, B> {
     ///     .function(PciFunction::new(nvme, 0x1b36, 0x0010).under(dsp1))
     ///     .function(PciFunction::new(nic, 0x8086, 0x10d3).under(dsp2))
     ///     .build()?;
+    /// // SAFETY: a simulated machine; nothing reaches hardware.
+    /// let machine = unsafe { Machine::assume(topo) };
     /// // SAFETY: example values standing for the NVMe's CMB.
-    /// let cmb = unsafe { Provider::<Cmb>::new(nvme, 2, PhysAddr::new(0xfe00_0000), BusAddr::new_unchecked(0xfe00_0000), 1 << 20)? };
-    /// let client = Device::<Nic>::new(nic, u64::MAX)?;
-    /// let route = P2pRoute::classify(&topo, &Policy::default(), &cmb, &client)?;
-    /// assert!(matches!(route, P2pRoute::ViaSwitch(_)));
+    /// let cmb = unsafe { machine.provider::<Cmb>(nvme, 2, PhysAddr::new(0xfe00_0000), BusAddr::new_unchecked(0xfe00_0000), 1 << 20)? };
+    /// let client = machine.device::<Nic>(nic, DmaLimits::BITS_64)?;
+    /// let route = P2pRoute::classify(&machine, &cmb, &client)?;
+    /// assert!(matches!(route, P2pRoute::ViaBusAddr(_)));
     /// assert_eq!(route.distance(), 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn classify(
-        topology: &'t crate::topology::Topology,
-        policy: &crate::topology::Policy,
-        provider: &Provider<PB>,
-        client: &Device<B>,
+        machine: &'r crate::machine::Machine,
+        provider: &'r Provider<PB>,
+        client: &'r Device<'_, K>,
     ) -> Result<Self, RouteError> {
         use crate::topology::MapType;
-        let verdict = topology
-            .verdict(provider.device(), client.bdf(), policy)
+        let (pf, cf) = (provider.function(), client.function());
+        if pf.machine != machine.id() || cf.machine != machine.id() {
+            return Err(RouteError::OtherMachine);
+        }
+        let verdict = machine
+            .topology()
+            .verdict(pf.bdf, cf.bdf, machine.policy())
             .map_err(RouteError::Topology)?;
-        if provider.device() == client.bdf() {
-            return Ok(P2pRoute::SameDevice(Route::new(provider, 0)));
+        if pf == cf {
+            return Ok(P2pRoute::SameDevice(Route::new(provider, client, 0)));
         }
         match verdict.map_type {
-            MapType::BusAddr => Ok(P2pRoute::ViaSwitch(Route::new(provider, verdict.distance))),
+            MapType::BusAddr => Ok(P2pRoute::ViaBusAddr(Route::new(
+                provider,
+                client,
+                verdict.distance,
+            ))),
             MapType::ThruHostBridge => Ok(P2pRoute::ViaHostBridge(Route::new(
                 provider,
+                client,
                 verdict.distance,
             ))),
             MapType::NotSupported => Err(RouteError::NotSupported(verdict)),
@@ -335,32 +375,52 @@ impl<'t, PB: Brand, B: Brand> P2pRoute<'t, PB, B> {
     }
 }
 
-impl<PB: Brand, B: Brand> P2pRoute<'_, PB, B> {
+impl<PB: Brand, K: Brand> P2pRoute<'_, PB, K> {
     /// The kernel's distance.
     ///
     /// See the crate-level example.
     #[must_use]
     pub fn distance(&self) -> u32 {
         match self {
-            P2pRoute::ViaSwitch(r) => r.distance(),
+            P2pRoute::ViaBusAddr(r) => r.distance(),
             P2pRoute::ViaHostBridge(r) => r.distance(),
             P2pRoute::SameDevice(r) => r.distance(),
         }
     }
-}
 
-impl<'t, PB: Brand, B: Brand> From<Route<'t, PB, B, ViaSwitch>> for P2pRoute<'t, PB, B> {
-    fn from(r: Route<'t, PB, B, ViaSwitch>) -> Self {
-        P2pRoute::ViaSwitch(r)
+    /// The kernel's name of the map type.
+    ///
+    /// See [`RouteKind::KERNEL_NAME`].
+    #[must_use]
+    pub fn kernel_name(&self) -> &'static str {
+        match self {
+            P2pRoute::ViaBusAddr(_) => ViaBusAddr::KERNEL_NAME,
+            P2pRoute::ViaHostBridge(_) => ViaHostBridge::KERNEL_NAME,
+            P2pRoute::SameDevice(_) => SameDevice::KERNEL_NAME,
+        }
+    }
+
+    pub(crate) fn ids(&self) -> (ProviderId, DeviceId) {
+        match self {
+            P2pRoute::ViaBusAddr(r) => (r.provider(), r.client()),
+            P2pRoute::ViaHostBridge(r) => (r.provider(), r.client()),
+            P2pRoute::SameDevice(r) => (r.provider(), r.client()),
+        }
     }
 }
-impl<'t, PB: Brand, B: Brand> From<Route<'t, PB, B, ViaHostBridge>> for P2pRoute<'t, PB, B> {
-    fn from(r: Route<'t, PB, B, ViaHostBridge>) -> Self {
+
+impl<'r, PB: Brand, K: Brand> From<Route<'r, PB, K, ViaBusAddr>> for P2pRoute<'r, PB, K> {
+    fn from(r: Route<'r, PB, K, ViaBusAddr>) -> Self {
+        P2pRoute::ViaBusAddr(r)
+    }
+}
+impl<'r, PB: Brand, K: Brand> From<Route<'r, PB, K, ViaHostBridge>> for P2pRoute<'r, PB, K> {
+    fn from(r: Route<'r, PB, K, ViaHostBridge>) -> Self {
         P2pRoute::ViaHostBridge(r)
     }
 }
-impl<'t, PB: Brand, B: Brand> From<Route<'t, PB, B, SameDevice>> for P2pRoute<'t, PB, B> {
-    fn from(r: Route<'t, PB, B, SameDevice>) -> Self {
+impl<'r, PB: Brand, K: Brand> From<Route<'r, PB, K, SameDevice>> for P2pRoute<'r, PB, K> {
+    fn from(r: Route<'r, PB, K, SameDevice>) -> Self {
         P2pRoute::SameDevice(r)
     }
 }

@@ -1,50 +1,68 @@
-//! What the address types do NOT implement, proven at compile time, and
-//! that each is exactly a `u64` in memory (zero cost, FFI/descriptor safe).
+//! What the address and witness types do NOT implement, proven at compile
+//! time, and that each address is exactly a `u64` in memory (zero cost,
+//! FFI/descriptor safe).
 
-use core::ops::{Add, Sub};
+use core::ops::{Add, AddAssign, Sub, SubAssign};
 
-use dmaspace::{BarOffset, BusAddr, BusOffset, DmaAddr, Iova, Pfn, PhysAddr, brand};
+use dmaspace::dir::{FromDevice, ToDevice};
+use dmaspace::iommu::{IommuDomain, IovaRange};
+use dmaspace::route::{P2pRoute, Route, ViaBusAddr};
+use dmaspace::vec::{DmaSeg, DmaVec, SegSlot};
+use dmaspace::{BarOffset, BusAddr, BusOffset, DeviceId, DmaAddr, Iova, Pfn, PhysAddr, brand};
 use static_assertions::{assert_eq_align, assert_eq_size, assert_impl_all, assert_not_impl_any};
 
 brand!(DevA);
 brand!(DevB);
+brand!(DomA);
+brand!(DomB);
+
+type Dma = DmaAddr<'static, DevA, ToDevice>;
+type DmaB = DmaAddr<'static, DevB, ToDevice>;
+type DmaW = DmaAddr<'static, DevA, FromDevice>;
+type Bar = BarOffset<'static, DevA, ToDevice>;
+type Io = Iova<DomA>;
+type IoB = Iova<DomB>;
 
 // Size and alignment: every address type is a u64.
 assert_eq_size!(PhysAddr, u64);
 assert_eq_size!(Pfn, u64);
 assert_eq_size!(BusAddr, u64);
-assert_eq_size!(Iova, u64);
-assert_eq_size!(BarOffset, u64);
+assert_eq_size!(Io, u64);
+assert_eq_size!(Bar, u64);
 assert_eq_size!(BusOffset, u64);
-assert_eq_size!(DmaAddr<DevA>, u64);
-assert_eq_size!(Option<DmaAddr<DevA>>, [u64; 2]);
+assert_eq_size!(Dma, u64);
+assert_eq_size!(Option<Dma>, [u64; 2]);
 assert_eq_align!(PhysAddr, u64);
 assert_eq_align!(BusAddr, u64);
-assert_eq_align!(Iova, u64);
-assert_eq_align!(BarOffset, u64);
-assert_eq_align!(DmaAddr<DevA>, u64);
+assert_eq_align!(Io, u64);
+assert_eq_align!(Bar, u64);
+assert_eq_align!(Dma, u64);
 
-// Arithmetic inside one space only.
+// Arithmetic inside the CPU's space only; a device-side address has none
+// at all (a grant plus an offset is a grant nobody made).
 assert_impl_all!(PhysAddr: Add<u64>, Sub<u64>, Sub<PhysAddr>);
-assert_impl_all!(BusAddr: Add<u64>, Sub<u64>, Sub<BusAddr>);
-assert_impl_all!(Iova: Add<u64>, Sub<u64>, Sub<Iova>);
+assert_not_impl_any!(BusAddr: Add<u64>, Sub<u64>, Sub<BusAddr>, AddAssign<u64>, SubAssign<u64>);
+assert_not_impl_any!(Io: Add<u64>, Sub<u64>, Sub<Io>, AddAssign<u64>, SubAssign<u64>);
+assert_not_impl_any!(Bar: Add<u64>, Sub<u64>, Sub<Bar>, AddAssign<u64>, SubAssign<u64>);
+assert_not_impl_any!(Dma: Add<u64>, Sub<u64>, Sub<Dma>, AddAssign<u64>, SubAssign<u64>);
 
-// No conversion from a bare integer into a device-side space.
-assert_not_impl_any!(BusAddr: From<u64>, TryFrom<u64>);
-assert_not_impl_any!(Iova: From<u64>, TryFrom<u64>);
-assert_not_impl_any!(BarOffset: From<u64>, TryFrom<u64>);
-assert_not_impl_any!(DmaAddr<DevA>: From<u64>, TryFrom<u64>);
+// No conversion from a bare integer, and no default value, in a device-side space.
+assert_not_impl_any!(BusAddr: From<u64>, TryFrom<u64>, Default);
+assert_not_impl_any!(Io: From<u64>, TryFrom<u64>, Default);
+assert_not_impl_any!(Bar: From<u64>, TryFrom<u64>, Default);
+assert_not_impl_any!(Dma: From<u64>, TryFrom<u64>, Default);
 assert_not_impl_any!(BusOffset: From<u64>, From<i64>);
+assert_not_impl_any!(DeviceId: From<u64>, TryFrom<u64>, Default);
 
 // Bytes never become a device-side address (zerocopy), but device-side
 // addresses can be written into descriptors.
 assert_not_impl_any!(BusAddr: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
-assert_not_impl_any!(Iova: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
-assert_not_impl_any!(BarOffset: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
-assert_not_impl_any!(DmaAddr<DevA>: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
+assert_not_impl_any!(Io: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
+assert_not_impl_any!(Bar: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
+assert_not_impl_any!(Dma: zerocopy::FromBytes, zerocopy::FromZeros, zerocopy::TryFromBytes);
 assert_impl_all!(BusAddr: zerocopy::IntoBytes, zerocopy::Immutable);
-assert_impl_all!(Iova: zerocopy::IntoBytes, zerocopy::Immutable);
-assert_impl_all!(DmaAddr<DevA>: zerocopy::IntoBytes, zerocopy::Immutable);
+assert_impl_all!(Io: zerocopy::IntoBytes, zerocopy::Immutable);
+assert_impl_all!(Dma: zerocopy::IntoBytes, zerocopy::Immutable);
 assert_impl_all!(PhysAddr: zerocopy::IntoBytes, zerocopy::FromBytes);
 
 /// Every ordered pair of distinct spaces: no From, Into, PartialEq, Add, Sub.
@@ -54,18 +72,33 @@ macro_rules! apart {
     )+)+};
 }
 apart! {
-    PhysAddr => Pfn, BusAddr, Iova, BarOffset, BusOffset, DmaAddr<DevA>;
-    Pfn => PhysAddr, BusAddr, Iova, BarOffset, BusOffset, DmaAddr<DevA>;
-    BusAddr => PhysAddr, Pfn, Iova, BarOffset, BusOffset, DmaAddr<DevA>;
-    Iova => PhysAddr, Pfn, BusAddr, BarOffset, BusOffset, DmaAddr<DevA>;
-    BarOffset => PhysAddr, Pfn, BusAddr, Iova, BusOffset, DmaAddr<DevA>;
-    BusOffset => PhysAddr, Pfn, BusAddr, Iova, BarOffset, DmaAddr<DevA>;
-    DmaAddr<DevA> => PhysAddr, Pfn, BusAddr, Iova, BarOffset, BusOffset, DmaAddr<DevB>;
+    PhysAddr => Pfn, BusAddr, Io, Bar, BusOffset, Dma;
+    Pfn => PhysAddr, BusAddr, Io, Bar, BusOffset, Dma;
+    BusAddr => PhysAddr, Pfn, Io, Bar, BusOffset, Dma;
+    Io => PhysAddr, Pfn, BusAddr, Bar, BusOffset, Dma, IoB;
+    Bar => PhysAddr, Pfn, BusAddr, Io, BusOffset, Dma;
+    BusOffset => PhysAddr, Pfn, BusAddr, Io, Bar, Dma;
+    Dma => PhysAddr, Pfn, BusAddr, Io, Bar, BusOffset, DmaB, DmaW;
 }
 
 // Offsets do not add to addresses either: only a route applies one.
 assert_not_impl_any!(PhysAddr: Add<BusOffset>);
 assert_not_impl_any!(BusAddr: Add<BusOffset>);
+
+// Mapped segments are seen by reference only: no copy can outlive the
+// mapping, and none can be made up.
+assert_not_impl_any!(DmaSeg<DevA, ToDevice>: Clone, Copy, Default);
+assert_not_impl_any!(DmaVec<'static, DevA, ToDevice>: Clone, Copy, Default, Send, Sync);
+assert_not_impl_any!(SegSlot: Default, PartialEq);
+// Witnesses are not copied or made up either.
+assert_not_impl_any!(Route<'static, DevB, DevA, ViaBusAddr>: Clone, Copy, Default);
+assert_not_impl_any!(P2pRoute<'static, DevB, DevA>: Clone, Copy, Default);
+assert_not_impl_any!(dmaspace::device::Device<'static, DevA>: Clone, Default);
+assert_not_impl_any!(dmaspace::provider::Provider<DevA>: Clone, Default, Sync);
+// The software IOMMU lives in cells over a borrowed table: it stays on the
+// thread that made it.
+assert_not_impl_any!(IommuDomain<'static, DomA>: Send, Sync, Clone);
+assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Sync);
 
 #[test]
 fn layout_is_a_u64() {
@@ -74,5 +107,11 @@ fn layout_is_a_u64() {
     assert_eq!(
         zerocopy::IntoBytes::as_bytes(&a),
         &0x0102_0304_0506_0708u64.to_ne_bytes()
+    );
+    // SAFETY: only its bytes are inspected.
+    let d = unsafe { Dma::new_unchecked(0x1122_3344_5566_7788) };
+    assert_eq!(
+        zerocopy::IntoBytes::as_bytes(&d),
+        &0x1122_3344_5566_7788u64.to_ne_bytes()
     );
 }

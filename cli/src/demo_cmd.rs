@@ -4,21 +4,15 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::mem::MaybeUninit;
 use std::path::PathBuf;
 
-use dmaspace::device::Device;
-use dmaspace::dir::FromDevice;
 use dmaspace::host::SimulatedRam;
-use dmaspace::iommu::{IommuDomain, Pte};
-use dmaspace::map::Mapper;
-use dmaspace::provider::Provider;
-use dmaspace::route::{P2pRoute, RouteError};
+use dmaspace::prelude::*;
+use dmaspace::route::RouteError;
 use dmaspace::topology::{
-    Bdf, MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, TopologyError, sysfs,
+    MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, TopologyError, sysfs,
 };
-use dmaspace::vec::{BvecP2p, DmaSeg, SegBuf, Via};
-use dmaspace::{BusAddr, Iova, PhysAddr, brand};
+use dmaspace::vec::{HostSeg, Unsynced};
 
 use crate::error::CliError;
 use crate::names::Names;
@@ -149,12 +143,15 @@ fn map_one_io(
     client_bdf: Bdf,
     out: &mut String,
 ) -> Result<(), CliError> {
-    // Simulated memory: 4 host pages and a 1 MiB BAR; x86, so bus = CPU address.
+    // SAFETY: the demo's machine is a simulation: its devices, memory and
+    // IOMMU are software, and no address reaches hardware.
+    let machine = unsafe { Machine::assume(topo.clone()) }.with_policy(policy.clone());
+    // Simulated memory: 3 host pages and a 1 MiB BAR; x86, so bus = CPU address.
     // SAFETY: the addresses are simulated and reach only the software IOMMU.
     let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x1_2340_0000), 3) };
-    // SAFETY: a simulated BAR; nothing reaches hardware.
+    // SAFETY: a simulated BAR of the simulated provider; nothing reaches hardware.
     let bar = unsafe {
-        Provider::<P2pMemory>::new(
+        machine.provider::<P2pMemory>(
             provider_bdf,
             1,
             PhysAddr::new(0x38_0000_0000),
@@ -163,12 +160,12 @@ fn map_one_io(
         )
     }
     .map_err(CliError::dma)?;
-    let mut client = Device::<Client>::new(client_bdf, u64::MAX).map_err(CliError::dma)?;
+    let client = machine
+        .device::<Client>(client_bdf, DmaLimits::BITS_64)
+        .map_err(CliError::dma)?;
     let mut table = vec![Pte::EMPTY; 1024];
-    // SAFETY: a software aperture of this demo.
     let domain =
-        IommuDomain::<ClientDomain>::new(unsafe { Iova::new_unchecked(0xf000_0000) }, &mut table)
-            .map_err(CliError::dma)?;
+        IommuDomain::<ClientDomain>::new(0xf000_0000, &mut table).map_err(CliError::dma)?;
 
     let verdict = topo.verdict(provider_bdf, client_bdf, policy)?;
     writeln!(
@@ -181,13 +178,13 @@ fn map_one_io(
         verdict.map_type.as_str(),
         verdict.kernel_distance()
     )?;
-    let route = match P2pRoute::classify(topo, policy, &bar, &client) {
+    let route = match P2pRoute::classify(&machine, &bar, &client) {
         Ok(r) => Some(r),
         Err(RouteError::NotSupported(_)) => None,
         Err(x) => return Err(CliError::dma(x)),
     };
     let route_name = match &route {
-        Some(P2pRoute::ViaSwitch(_)) => "ViaSwitch: bus address, IOMMU bypassed",
+        Some(P2pRoute::ViaBusAddr(_)) => "ViaBusAddr: bus address, IOMMU bypassed",
         Some(P2pRoute::ViaHostBridge(_)) => {
             "ViaHostBridge: mapped like MMIO through the client's IOMMU"
         }
@@ -198,7 +195,7 @@ fn map_one_io(
 
     let alloc = bar.alloc(2 * 4096).map_err(CliError::dma)?;
     let mut pages: Vec<_> = ram.pages().collect();
-    let mut bvec = BvecP2p::<P2pMemory>::new();
+    let mut bvec = Bvec::<P2pMemory>::new();
     writeln!(out, "  request (in order):")?;
     let mut host = pages.iter_mut();
     for i in 0..5 {
@@ -231,50 +228,73 @@ fn map_one_io(
         }
     }
 
-    let mapper = Mapper::iommu(&mut client, &domain);
-    let mut slots = [MaybeUninit::<DmaSeg<Client>>::uninit(); 8];
-    let mapped = match &route {
-        Some(r) => mapper.map_bvec::<FromDevice, _>(&bvec, r, SegBuf::from_slice(&mut slots)),
+    let mapper = Mapper::iommu(&client, &domain).map_err(CliError::dma)?;
+    let mut slots = [SegSlot::EMPTY; 8];
+    let id = client.id();
+    let linked = || domain.reserved_granules();
+    match &route {
+        Some(r) => {
+            mapper.map_bvec::<FromDevice, _, _>(&bvec, r, SegBuf::from_slots(&mut slots), |m| {
+                describe(m, id, client_bdf, linked(), out)
+            })
+        }
         None => {
-            let hosts: Vec<_> = bvec
+            let hosts: Vec<HostSeg<'_>> = bvec
                 .iter()
                 .filter_map(|s| match s {
                     dmaspace::vec::BvecSeg::Host(h) => Some(*h),
                     dmaspace::vec::BvecSeg::P2p(_) => None,
                 })
                 .collect();
-            mapper.map_pages::<FromDevice>(&hosts, SegBuf::from_slice(&mut slots))
+            mapper.map_host::<FromDevice, _>(&hosts, SegBuf::from_slots(&mut slots), |m| {
+                describe(m, id, client_bdf, linked(), out)
+            })
         }
     }
     .map_err(CliError::dma)?
-    .sync();
+}
+
+/// Writes the device-visible segments of one mapping.
+fn describe(
+    mapped: DmaVec<'_, Client, FromDevice, Unsynced>,
+    id: DeviceId,
+    client_bdf: Bdf,
+    linked_granules: usize,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let mapped = mapped.sync();
     writeln!(
         out,
         "\n  device-visible segments for {client_bdf} (what its descriptors get):"
     )?;
-    for (i, s) in mapped.device_writes().iter().enumerate() {
-        match s {
-            DmaSeg::Wire { addr, len, via } => {
-                let how = match via {
+    for (i, s) in mapped
+        .segments(id)
+        .map_err(CliError::dma)?
+        .iter()
+        .enumerate()
+    {
+        let len = s.len();
+        match (s.addr(), s.bar_offset()) {
+            (Some(addr), _) => {
+                let how = match s.via() {
                     Via::Iommu => "IOVA in the client's domain (host run merged)",
                     Via::Direct => "physical address (no IOMMU)",
                     Via::BusAddr => "PCI bus address, IOMMU bypassed",
+                    Via::OwnBar => "offset in the client's own BAR",
                 };
                 writeln!(out, "    [{i}] {:#014x} + {len:#07x}  {how}", addr.as_u64())
             }
-            DmaSeg::Local { bar, offset, len } => {
-                writeln!(
-                    out,
-                    "    [{i}] BAR{bar} {:#x} + {len:#07x}  offset in the client's own BAR",
-                    offset.as_u64()
-                )
-            }
+            (None, Some((bar, offset))) => writeln!(
+                out,
+                "    [{i}] BAR{bar} {:#x} + {len:#07x}  offset in the client's own BAR",
+                offset.as_u64()
+            ),
+            (None, None) => Ok(()),
         }?;
     }
     writeln!(
         out,
-        "\n  {} IOVA granule(s) linked in one contiguous range; unmapping frees them all.",
-        domain.reserved_granules()
+        "\n  {linked_granules} IOVA granule(s) linked in one contiguous range; unmapping frees them all."
     )?;
     mapped.unmap();
     Ok(())

@@ -51,7 +51,7 @@ pub enum CliError {
     /// The SVG could not be turned into a PNG.
     Render(String),
     /// The DMA layer refused a step of the demo, which uses fixed, valid values.
-    Dma(Box<dyn Error + Send + Sync + 'static>),
+    Dma(Box<dyn Error + 'static>),
 }
 
 impl CliError {
@@ -70,7 +70,7 @@ impl CliError {
     }
 
     /// Wraps an error of the DMA layer (for `map_err`).
-    pub fn dma(e: impl Error + Send + Sync + 'static) -> Self {
+    pub fn dma(e: impl Error + 'static) -> Self {
         Self::Dma(Box::new(e))
     }
 }

@@ -24,7 +24,7 @@ fn reference_server_maps_a_mixed_io_through_the_switch() {
         out.contains("kernel verdict 0000:03:00.0 -> 0000:05:00.0: bus_addr distance 4"),
         "{out}"
     );
-    assert!(out.contains("route witness: ViaSwitch"), "{out}");
+    assert!(out.contains("route witness: ViaBusAddr"), "{out}");
     // Host pages 0 and 1 merge into one IOVA run; P2P pages are bus addresses.
     assert!(out.contains("[0] 0x0000f0000000 + 0x02000  IOVA"), "{out}");
     assert!(

@@ -773,7 +773,7 @@ impl Topology {
         let refused = checks.iter().any(|c| c.allowed == Some(false));
         let fixable = checks
             .iter()
-            .all(|c| c.device.is_some() && c.entry.is_none() || c.allowed == Some(true));
+            .all(|c| c.allowed == Some(true) || (c.device.is_some() && c.entry.is_none()));
         if refused && fixable {
             let devices: Vec<(Bdf, u16, u16)> = checks
                 .iter()

@@ -44,7 +44,8 @@
 // Function addresses need no allocator; the model and the rules do.
 #[cfg(feature = "alloc")]
 mod allowlist;
-mod bdf;
+// Function addresses are core types; the submodules reach them as `super::bdf`.
+use crate::bdf;
 #[cfg(feature = "alloc")]
 mod cache;
 #[cfg(feature = "alloc")]

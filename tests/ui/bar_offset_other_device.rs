@@ -2,14 +2,12 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
+
 use dmaspace::route::SameDevice;
 
 fn main() {
-    let (cmb, nic) = setup();
-    let nvme = Device::<Nvme>::new(Bdf::new(0, 3, 0, 0), u64::MAX).unwrap();
-    let _ = nic;
+    let (cmb, _nic) = setup();
+    let nvme = nvme();
     // The CMB is the NVMe's own BAR; the NIC cannot use its offsets.
     let _route: Route<'_, Cmb, Nic, SameDevice> = Route::same_device(&cmb, &nvme).unwrap();
 }
-
-brand!(Nvme);

@@ -2,6 +2,7 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
+
 use dmaspace::swiotlb::Swiotlb;
 
 fn main() {
@@ -9,5 +10,5 @@ fn main() {
     let mut mem = ram();
     let mut pool = Swiotlb::new(mem.pages().next().unwrap());
     let a = cmb.alloc(4096).unwrap();
-    let _ = pool.bounce::<ToDevice, _>(&a, 0, 4096);
+    let _ = pool.bounce(&a, 0, 4096);
 }

@@ -1,4 +1,4 @@
-//! Only a switch (bus-address) route mints bus addresses; a host-bridge route does not.
+//! Only a bus-address route mints bus addresses; a host-bridge route does not.
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
@@ -6,7 +6,7 @@ use prelude::*;
 fn main() {
     let (cmb, nic) = setup();
     // SAFETY: test topology.
-    let route = unsafe { Route::assume_via_host_bridge(&cmb, &nic, 6) };
+    let route = unsafe { Route::assume_host_bridge(&cmb, &nic, 6) };
     let a = cmb.alloc(4096).unwrap();
     let _bus = route.bus_addr(&a.seg());
 }

@@ -1,5 +1,7 @@
 //! The bus offset is not `bus - phys` of two arbitrary addresses: use `BusOffset::of_bar`.
-use dmaspace::{BusAddr, PhysAddr};
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
 
 fn main() {
     let phys = PhysAddr::new(0x4000_0000);

@@ -2,7 +2,6 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
-use dmaspace::host::CpuAccessible;
 
 fn main() {
     let (cmb, _) = setup();

@@ -2,14 +2,15 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
-use dmaspace::host::CpuAccessible;
 
 fn main() {
-    let (_, mut nic) = setup();
+    let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&mut nic);
-    let v = m.map_pages::<FromDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap().sync();
-    page.cpu_bytes_mut()[0] = 1;
-    v.unmap();
+    let m = direct(&nic);
+    m.map_host::<FromDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+        page.cpu_bytes_mut()[0] = 1;
+        v.unmap();
+    })
+    .unwrap();
 }

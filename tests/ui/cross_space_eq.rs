@@ -1,5 +1,7 @@
 //! Addresses of two spaces do not compare.
-use dmaspace::{BusAddr, PhysAddr};
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
 
 fn main() {
     let phys = PhysAddr::new(0x1000);

@@ -1,13 +1,20 @@
-//! A buffer mapped to-device is not handed to the device for writing.
+//! A segment mapped to-device does not fit a slot the device writes (an RX ring).
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
 
+use dmaspace::vec::DmaSeg;
+
+fn post_rx(_seg: &DmaSeg<Nic, impl DeviceWrites>) {}
+
 fn main() {
-    let (_, mut nic) = setup();
+    let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&mut nic);
-    let v = m.map_pages::<ToDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap().sync();
-    let _rx_ring = v.device_writes();
+    let m = direct(&nic);
+    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+        let v = v.sync();
+        post_rx(&v.segments(nic.id()).unwrap()[0]);
+    })
+    .unwrap();
 }

@@ -1,5 +1,8 @@
 //! Bytes never become a device-side address: no zerocopy `FromBytes` on them.
-use dmaspace::BusAddr;
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
+
 use zerocopy::FromBytes;
 
 fn main() {

@@ -1,16 +1,16 @@
-//! A mapping cannot outlive the memory it maps.
+//! A request (and so a mapping) cannot outlive the memory it maps.
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
 
 fn main() {
-    let (_, mut nic) = setup();
-    let m = Mapper::direct(&mut nic);
-    let v;
+    let (_, nic) = setup();
+    let m = direct(&nic);
+    let seg;
     {
         let mut mem = ram();
         let mut page = mem.pages().next().unwrap();
-        v = m.map_pages::<ToDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap();
+        seg = page.dma();
     }
-    let _ = v.sync();
+    let _ = m.map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| v.unmap());
 }

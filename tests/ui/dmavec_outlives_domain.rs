@@ -1,18 +1,17 @@
-//! A mapping cannot outlive the IOMMU domain its IOVAs belong to.
+//! A mapper, and every mapping it makes, cannot outlive its IOMMU domain.
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
 
 fn main() {
-    let (_, mut nic) = setup();
+    let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let v;
+    let m;
     {
         let mut table = [Pte::EMPTY; 16];
         let dom = domain(&mut table);
-        let m = Mapper::iommu(&mut nic, &dom);
-        v = m.map_pages::<ToDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap();
+        m = Mapper::iommu(&nic, &dom).unwrap();
     }
-    let _ = v.sync();
+    let _ = m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| v.unmap());
 }

@@ -1,18 +1,20 @@
-//! Segments mapped for one device cannot be given to another.
+//! Segments mapped for one kind of device cannot be given to another.
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
+
 use dmaspace::vec::DmaSeg;
 
-brand!(Nvme);
-
-fn nvme_submit(_prps: &[DmaSeg<Nvme>]) {}
+fn nvme_submit(_prps: &[DmaSeg<Nvme, ToDevice>]) {}
 
 fn main() {
-    let (_, mut nic) = setup();
+    let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&mut nic);
-    let v = m.map_pages::<ToDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap().sync();
-    nvme_submit(v.device_reads());
+    let m = direct(&nic);
+    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+        let v = v.sync();
+        nvme_submit(v.segments(nic.id()).unwrap());
+    })
+    .unwrap();
 }

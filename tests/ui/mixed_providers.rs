@@ -2,7 +2,6 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
-use dmaspace::BvecP2p;
 
 brand!(Gpu);
 
@@ -15,7 +14,7 @@ fn main() {
     .unwrap();
     let a = cmb.alloc(4096).unwrap();
     let b = gpu.alloc(4096).unwrap();
-    let mut bv = BvecP2p::<Cmb>::new();
+    let mut bv = Bvec::<Cmb>::new();
     bv.push(a.seg());
     bv.push(b.seg());
 }

@@ -1,4 +1,4 @@
-//! A CPU physical address does not become a bus address by conversion: only a switch route applies the bus offset.
+//! A CPU physical address does not become a bus address by conversion: only a bus-address route applies the bus offset.
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;

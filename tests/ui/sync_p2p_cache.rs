@@ -2,11 +2,11 @@
 #[path = "common/prelude.rs"]
 mod prelude;
 use prelude::*;
-use dmaspace::dir::ToDevice;
-use dmaspace::host::{CacheMaintenance, Coherent};
+
+use dmaspace::host::{CacheCoherent, CacheMaintenance};
 
 fn main() {
     let (cmb, _) = setup();
     let a = cmb.alloc(4096).unwrap();
-    Coherent.sync_for_device::<ToDevice>(&a.seg());
+    CacheCoherent.sync_for_device::<ToDevice>(&a.seg());
 }

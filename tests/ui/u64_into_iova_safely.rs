@@ -1,6 +1,8 @@
 //! A bare integer becomes an IOVA only in `unsafe`.
-use dmaspace::Iova;
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
 
 fn main() {
-    let _iova = Iova::new_unchecked(0x1000);
+    let _iova = Iova::<Dom>::new_unchecked(0x1000);
 }

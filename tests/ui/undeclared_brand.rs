@@ -1,9 +1,11 @@
-//! Brands are declared with `brand!`, so each is bound to one live object.
-use dmaspace::device::Device;
-use dmaspace::topology::Bdf;
+//! Device kinds are brands (declared with `brand!`), not any type.
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
 
 enum Handmade {}
 
 fn main() {
-    let _ = Device::<Handmade>::new(Bdf::new(0, 1, 0, 0), u64::MAX);
+    // SAFETY: never reaches hardware.
+    let _ = unsafe { Device::<Handmade>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::BITS_64) };
 }

@@ -4,11 +4,14 @@ mod prelude;
 use prelude::*;
 
 fn main() {
-    let (_, mut nic) = setup();
+    let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let m = Mapper::direct(&mut nic);
-    let v = m.map_pages::<ToDevice>(&[page.dma()], SegBuf::with_capacity(1)).unwrap().sync();
-    v.unmap();
-    let _ = v.device_reads();
+    let m = direct(&nic);
+    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+        let v = v.sync();
+        v.unmap();
+        let _ = v.segments(nic.id());
+    })
+    .unwrap();
 }

@@ -1,41 +1,53 @@
-//! What every compile-fail case shares: a P2P provider `Cmb`, a client
-//! `Nic`, an IOMMU domain `Dom` and simulated RAM. Included by `#[path]`;
-//! not a case itself (trybuild runs `tests/ui/*.rs` only).
+//! What every compile-fail case shares: a P2P provider `Cmb` (a BAR of
+//! function 03:00.0), a client `Nic` (04:00.0), an IOMMU domain `Dom` and
+//! simulated RAM. Included by `#[path]`; not a case itself (trybuild runs
+//! `tests/ui/*.rs` only).
 #![allow(dead_code, unused_imports, reason = "each case uses a different part")]
 
-pub use dmaspace::device::Device;
-pub use dmaspace::dir::*;
 pub use dmaspace::host::SimulatedRam;
-pub use dmaspace::iommu::{IommuDomain, Pte};
-pub use dmaspace::map::Mapper;
-pub use dmaspace::provider::Provider;
-pub use dmaspace::route::Route;
-pub use dmaspace::topology::Bdf;
-pub use dmaspace::vec::SegBuf;
-pub use dmaspace::{BusAddr, Iova, PhysAddr, brand};
+pub use dmaspace::prelude::*;
+pub use dmaspace::vec::{SegOf, Unsynced};
 
 brand!(pub Cmb);
 brand!(pub Nic);
+brand!(pub Nvme);
 brand!(pub Dom);
 
+/// The function whose BAR is the CMB (an NVMe drive).
+pub const NVME_FN: Bdf = Bdf::new(0, 3, 0, 0);
+/// The client function.
+pub const NIC_FN: Bdf = Bdf::new(0, 4, 0, 0);
+
 /// A provider BAR at CPU 0x4000_0000 (bus 0) and a client device.
-pub fn setup() -> (Provider<Cmb>, Device<Nic>) {
-    // SAFETY: a test provider; nothing reaches hardware.
-    let p = unsafe {
-        Provider::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20)
+pub fn setup() -> (Provider<Cmb>, Device<'static, Nic>) {
+    // SAFETY: a test provider and device; nothing reaches hardware.
+    unsafe {
+        (
+            Provider::new(NVME_FN, 2, PhysAddr::new(0x4000_0000), BusAddr::new_unchecked(0), 1 << 20).unwrap(),
+            Device::new_unchecked(NIC_FN, DmaLimits::BITS_64),
+        )
     }
-    .unwrap();
-    (p, Device::new(Bdf::new(0, 4, 0, 0), u64::MAX).unwrap())
+}
+
+/// The NVMe drive whose BAR the CMB is.
+pub fn nvme() -> Device<'static, Nvme> {
+    // SAFETY: a test device; nothing reaches hardware.
+    unsafe { Device::new_unchecked(NVME_FN, DmaLimits::BITS_64) }
 }
 
 /// A software IOMMU domain over `table`.
 pub fn domain(table: &mut [Pte]) -> IommuDomain<'_, Dom> {
-    // SAFETY: a software aperture.
-    IommuDomain::new(unsafe { Iova::new_unchecked(0) }, table).unwrap()
+    IommuDomain::new(0, table).unwrap()
 }
 
 /// Four pages of simulated RAM.
 pub fn ram() -> SimulatedRam {
     // SAFETY: simulated addresses.
     unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 4) }
+}
+
+/// A direct (no IOMMU) mapper for `dev`.
+pub fn direct<'d, K: Brand>(dev: &'d Device<'_, K>) -> Mapper<'d, K> {
+    // SAFETY: the simulated device reaches simulated memory by physical address.
+    unsafe { Mapper::direct(dev) }.unwrap()
 }

@@ -12,14 +12,14 @@ use core::str::FromStr;
 /// Ordering is by domain, bus, device, function: the order `lspci` lists functions in.
 ///
 /// ```
-/// use dmaspace::topology::Bdf;
+/// use dmaspace::Bdf;
 /// let bdf: Bdf = "0000:03:00.1".parse()?;
 /// assert_eq!(bdf, Bdf::new(0, 3, 0, 1));
 /// assert_eq!(bdf.to_string(), "0000:03:00.1");
 /// assert_eq!(bdf.devfn(), 1);
 /// let vmd: Bdf = "10000:01:00.0".parse()?;
 /// assert_eq!(vmd.to_string(), "10000:01:00.0");
-/// # Ok::<(), dmaspace::topology::ParseBdfError>(())
+/// # Ok::<(), dmaspace::ParseBdfError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bdf {
@@ -38,7 +38,7 @@ impl Bdf {
     /// are masked (as `PCI_DEVFN` does).
     ///
     /// ```
-    /// use dmaspace::topology::Bdf;
+    /// use dmaspace::Bdf;
     /// assert_eq!(Bdf::new(0, 0, 0x1c, 4).to_string(), "0000:00:1c.4");
     /// ```
     #[must_use]
@@ -54,7 +54,7 @@ impl Bdf {
     /// The kernel's `devfn`: `device << 3 | function`.
     ///
     /// ```
-    /// use dmaspace::topology::Bdf;
+    /// use dmaspace::Bdf;
     /// assert_eq!(Bdf::new(0, 0, 2, 1).devfn(), 0x11);
     /// ```
     #[must_use]
@@ -76,7 +76,7 @@ impl fmt::Display for Bdf {
 /// Why a string is not a PCI address.
 ///
 /// ```
-/// use dmaspace::topology::Bdf;
+/// use dmaspace::Bdf;
 /// assert!("0000:03:00".parse::<Bdf>().is_err());
 /// assert!("0000:03:20.0".parse::<Bdf>().is_err());
 /// ```
@@ -129,7 +129,7 @@ impl FromStr for Bdf {
 /// let hb: HostBridgeId = "pci0000:80".parse()?;
 /// assert_eq!(hb, HostBridgeId::new(0, 0x80));
 /// assert_eq!(hb.to_string(), "pci0000:80");
-/// # Ok::<(), dmaspace::topology::ParseBdfError>(())
+/// # Ok::<(), dmaspace::ParseBdfError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HostBridgeId {

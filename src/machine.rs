@@ -1,0 +1,297 @@
+//! The trusted machine: a topology the crate may mint routes from, and the
+//! registry that gives each of its PCI functions one live [`Device`].
+//!
+//! A [`Topology`] is data: anyone can build one, and its verdicts answer
+//! "what would Linux decide on this tree". Minting a device address from a
+//! verdict is different: a bus-address route sends P2P transactions past
+//! the IOMMU, so the tree it was classified on must be the machine's. That
+//! promise is the trust boundary, and it is made once, here:
+//!
+//! - [`Machine::from_sysfs`] reads this host's `/sys` (the trusted source);
+//!   one such machine lives per process.
+//! - [`Machine::assume`] takes any topology, in `unsafe`: the caller
+//!   vouches that it describes the hardware the devices will be driven on
+//!   (a fixed board, a captured tree replayed, a simulation).
+//!
+//! Routes are classified only on a machine ([`P2pRoute::classify`]), and
+//! borrow it: the topology cannot change while a route or a mapping made
+//! with one lives.
+//!
+//! [`P2pRoute::classify`]: crate::route::P2pRoute::classify
+
+use alloc::collections::BTreeMap;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::bdf::Bdf;
+use crate::brand::Brand;
+use crate::device::Device;
+use crate::error::ClaimError;
+use crate::id::{FunctionId, MachineId};
+use crate::limits::DmaLimits;
+use crate::topology::{Policy, Topology};
+
+/// Set while a `Machine` of this host (read from `/sys`) lives.
+static HOST_LOADED: AtomicBool = AtomicBool::new(false);
+
+/// A topology vouched for as the real machine, with one claim per function.
+///
+/// # Invariants
+/// - The topology describes the hardware the machine's devices are driven
+///   on (read from this host's sysfs, or promised by the caller of
+///   [`Machine::assume`]).
+/// - Each function has one claim flag; a [`Device`] made by
+///   [`Machine::device`] holds it until dropped.
+/// - At most one machine with the host's identity lives at a time.
+///
+/// ```
+/// # use dmaspace::prelude::*;
+/// use dmaspace::topology::{PciFunction, Topology};
+/// brand!(Nvme);
+/// let nvme = Bdf::new(0, 0, 3, 0);
+/// let topo = Topology::builder().function(PciFunction::new(nvme, 0x1b36, 0x0010)).build()?;
+/// // SAFETY: a simulated machine; no device reaches real hardware.
+/// let machine = unsafe { Machine::assume(topo) };
+/// let dev = machine.device::<Nvme>(nvme, DmaLimits::BITS_64)?;
+/// assert!(machine.device::<Nvme>(nvme, DmaLimits::BITS_64).is_err()); // one live Device per function
+/// drop(dev);
+/// assert!(machine.device::<Nvme>(nvme, DmaLimits::BITS_64).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Machine {
+    id: MachineId,
+    topology: Topology,
+    policy: Policy,
+    claims: BTreeMap<Bdf, AtomicBool>,
+    is_host: bool,
+}
+
+/// Why this host's machine could not be read.
+#[cfg(feature = "std")]
+#[derive(Debug)]
+pub enum MachineError {
+    /// `/sys` could not be read.
+    Sysfs(crate::topology::sysfs::SysfsError),
+    /// Another `Machine` of this host is alive.
+    Claim(ClaimError),
+}
+
+#[cfg(feature = "std")]
+impl fmt::Display for MachineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineError::Sysfs(e) => e.fmt(f),
+            MachineError::Claim(e) => e.fmt(f),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for MachineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MachineError::Sysfs(e) => Some(e),
+            MachineError::Claim(e) => Some(e),
+        }
+    }
+}
+
+impl Machine {
+    fn with(id: MachineId, topology: Topology, is_host: bool) -> Self {
+        let claims = topology
+            .functions()
+            .map(|f| (f.bdf, AtomicBool::new(false)))
+            .collect();
+        Self {
+            id,
+            topology,
+            policy: Policy::default(),
+            claims,
+            is_host,
+        }
+    }
+
+    /// This host, read from `/sys` and `/proc/cpuinfo`: the trusted source.
+    /// One per process at a time.
+    ///
+    /// # Errors
+    /// [`MachineError::Claim`] with [`ClaimError::HostAlreadyLoaded`] while
+    /// another host machine lives; [`MachineError::Sysfs`] if the tree
+    /// cannot be read.
+    ///
+    /// ```no_run
+    /// let machine = dmaspace::machine::Machine::from_sysfs()?;
+    /// println!("{} functions", machine.topology().functions().count());
+    /// # Ok::<(), dmaspace::machine::MachineError>(())
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn from_sysfs() -> Result<Self, MachineError> {
+        if HOST_LOADED
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(MachineError::Claim(ClaimError::HostAlreadyLoaded));
+        }
+        match crate::topology::sysfs::load(std::path::Path::new("/")) {
+            Ok(topo) => Ok(Self::with(MachineId::HOST, topo, true)),
+            Err(e) => {
+                HOST_LOADED.store(false, Ordering::Release);
+                Err(MachineError::Sysfs(e))
+            }
+        }
+    }
+
+    /// Trusts `topology` as the machine its devices are driven on.
+    ///
+    /// # Safety
+    /// The topology must describe the real hardware that devices claimed
+    /// from this machine will be driven on (their upstream bridges, ACS
+    /// state, host bridges and CPU), for as long as routes classified on it
+    /// are used; and no other live `Machine` may describe the same hardware.
+    /// A topology that is wrong about ACS or a switch makes this crate hand
+    /// out bus addresses that bypass the IOMMU. For a simulation (software
+    /// IOMMU, emulated devices), any topology is right.
+    ///
+    /// See the type-level example.
+    #[must_use]
+    pub unsafe fn assume(topology: Topology) -> Self {
+        Self::with(MachineId::fresh(), topology, false)
+    }
+
+    /// The same machine, deciding host-bridge routes with `policy`'s
+    /// allowlist (today's list by default).
+    ///
+    /// ```
+    /// # use dmaspace::{machine::Machine, topology::{Policy, Topology}};
+    /// // SAFETY: an empty simulated machine.
+    /// let m = unsafe { Machine::assume(Topology::builder().build()?) }.with_policy(Policy::linux_6_12());
+    /// assert_eq!(m.policy(), &Policy::linux_6_12());
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The machine's topology (read-only: changing it is
+    /// [`Machine::topology_mut`]'s promise).
+    ///
+    /// See the type-level example.
+    #[must_use]
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The allowlist policy routes are classified with.
+    ///
+    /// See [`Machine::with_policy`].
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The topology, to record a change of the machine (ACS control written,
+    /// a switch reconfigured). Needs `&mut self`, so no route, device or
+    /// mapping of this machine is alive.
+    ///
+    /// # Safety
+    /// As [`Machine::assume`]: after the change the topology must still
+    /// describe the hardware.
+    ///
+    /// ```
+    /// # use dmaspace::{machine::Machine, topology::{AcsState, AcsCtrl, PciFunction, Topology}, Bdf};
+    /// let f = Bdf::new(0, 0, 3, 0);
+    /// // SAFETY: a simulated machine.
+    /// let mut m = unsafe { Machine::assume(Topology::builder().function(PciFunction::new(f, 0x1b36, 0x10)).build()?) };
+    /// // SAFETY: the simulated function's ACS was just switched on.
+    /// unsafe { m.topology_mut() }.set_acs(f, AcsState::Control(AcsCtrl::RR))?;
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    pub unsafe fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topology
+    }
+
+    /// Claims the function at `bdf` as a device of brand `K` that can
+    /// address `limits`. The claim lasts until the device is dropped.
+    ///
+    /// # Errors
+    /// [`ClaimError::NotInTopology`] for an unknown function,
+    /// [`ClaimError::AlreadyClaimed`] while another device drives it.
+    ///
+    /// See the type-level example.
+    pub fn device<K: Brand>(
+        &self,
+        bdf: Bdf,
+        limits: DmaLimits,
+    ) -> Result<Device<'_, K>, ClaimError> {
+        let flag = self
+            .claims
+            .get(&bdf)
+            .ok_or(ClaimError::NotInTopology { bdf })?;
+        flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .map_err(|_| ClaimError::AlreadyClaimed { bdf })?;
+        Ok(Device::claimed(
+            FunctionId {
+                machine: self.id,
+                bdf,
+            },
+            limits,
+            flag,
+        ))
+    }
+
+    /// Publishes BAR `bar` of the function at `bdf` of this machine as P2P
+    /// memory; see [`Provider::new`](crate::provider::Provider::new).
+    ///
+    /// # Safety
+    /// As [`Provider::new`](crate::provider::Provider::new), for a function of this machine.
+    ///
+    /// # Errors
+    /// [`ProviderError::NotInTopology`](crate::provider::ProviderError::NotInTopology)
+    /// for an unknown function, and as `Provider::new`.
+    ///
+    /// See `tests/route.rs`.
+    pub unsafe fn provider<PB: Brand>(
+        &self,
+        bdf: Bdf,
+        bar: u8,
+        cpu_start: crate::PhysAddr,
+        bus_start: crate::BusAddr,
+        size: u64,
+    ) -> Result<crate::provider::Provider<PB>, crate::provider::ProviderError> {
+        if !self.claims.contains_key(&bdf) {
+            return Err(crate::provider::ProviderError::NotInTopology { bdf });
+        }
+        let function = FunctionId {
+            machine: self.id,
+            bdf,
+        };
+        // SAFETY: the caller upholds `Provider::new`'s contract for this
+        // function of this machine.
+        unsafe { crate::provider::Provider::on(function, bar, cpu_start, bus_start, size) }
+    }
+
+    pub(crate) fn id(&self) -> MachineId {
+        self.id
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.is_host {
+            HOST_LOADED.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl fmt::Debug for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Machine")
+            .field("id", &self.id)
+            .field("host", &self.is_host)
+            .field("functions", &self.claims.len())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}

@@ -1,0 +1,150 @@
+//! Pass 1: what each segment becomes, and whether the whole request can be
+//! mapped. Checks everything, changes nothing.
+
+use crate::addr::PhysAddr;
+use crate::brand::Brand;
+use crate::error::MapError;
+use crate::iommu::LinkCursor;
+use crate::route::{Route, SameDevice, ViaBusAddr};
+use crate::vec::{HostSeg, P2pSeg};
+
+/// What one segment becomes; decided per request by the route, so the
+/// passes do no classification.
+#[derive(Clone, Copy)]
+pub(super) enum Step {
+    /// Link into the IOVA run. `mmio`: P2P through the host bridge.
+    /// `covers`: the granules it touches lie inside its buffer.
+    Link {
+        phys: PhysAddr,
+        len: u64,
+        mmio: bool,
+        covers: bool,
+    },
+    /// Physical address as is (dma-direct).
+    Direct { phys: PhysAddr, len: u64 },
+    /// Bus address, IOMMU bypassed.
+    Bus { raw: u64, len: u64 },
+    /// Offset in the client's own BAR.
+    OwnBar { bar: u8, offset: u64, len: u64 },
+    /// Memory of another provider than the route's: refused by the plan.
+    Foreign,
+}
+
+/// The host segment behind a step, for cache maintenance; `None` for P2P.
+pub(super) type Src<'a> = Option<&'a HostSeg<'a>>;
+
+/// Memory reached by its physical address: linked when the device has an
+/// IOMMU, used as is otherwise.
+#[inline(always)]
+fn phys_step(iommu: bool, phys: PhysAddr, len: u64, mmio: bool, covers: bool) -> Step {
+    if iommu {
+        Step::Link {
+            phys,
+            len,
+            mmio,
+            covers,
+        }
+    } else {
+        Step::Direct { phys, len }
+    }
+}
+
+#[inline(always)]
+pub(super) fn host_step(iommu: bool, s: &HostSeg<'_>) -> Step {
+    phys_step(iommu, s.phys(), s.len(), false, s.covers_granules())
+}
+
+/// P2P memory through the host bridge: like MMIO. Provider allocations
+/// are whole pages of one BAR, so their granules cover themselves.
+#[inline(always)]
+pub(super) fn host_bridge_step<PB: Brand>(iommu: bool, s: &P2pSeg<'_, PB>) -> Step {
+    phys_step(iommu, s.phys(), s.len(), true, true)
+}
+
+#[inline(always)]
+pub(super) fn bus_step<PB: Brand, K: Brand>(
+    r: &Route<'_, PB, K, ViaBusAddr>,
+    s: &P2pSeg<'_, PB>,
+) -> Step {
+    Step::Bus {
+        raw: r.bus_addr(s),
+        len: s.len(),
+    }
+}
+
+#[inline(always)]
+pub(super) fn own_bar_step<PB: Brand, K: Brand>(
+    r: &Route<'_, PB, K, SameDevice>,
+    s: &P2pSeg<'_, PB>,
+) -> Step {
+    Step::OwnBar {
+        bar: r.bar(),
+        offset: r.bar_offset(s),
+        len: s.len(),
+    }
+}
+
+/// What pass 2 needs from pass 1.
+pub(super) struct Plan {
+    /// The IOVA run: its size (zero: nothing to link).
+    pub(super) run: LinkCursor,
+    /// Segments in the request: an upper bound of the output.
+    pub(super) segments: usize,
+}
+
+/// Checks every segment against the route's provider, the device's DMA
+/// mask and the link rule; sizes the IOVA run.
+#[inline(always)]
+pub(super) fn plan<'a>(
+    steps: impl Iterator<Item = (Step, Src<'a>)>,
+    mask: u64,
+) -> Result<Plan, MapError> {
+    let mut run = LinkCursor::default();
+    let mut segments = 0;
+    for (index, (step, _)) in steps.enumerate() {
+        segments = index + 1;
+        let (start, len) = match step {
+            Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
+            Step::Bus { raw, len } => (raw, len),
+            Step::OwnBar { offset, len, .. } => (offset, len),
+            Step::Foreign => return Err(MapError::ForeignProvider { index }),
+        };
+        if len == 0 {
+            return Err(MapError::EmptySegment { index });
+        }
+        let last = start
+            .checked_add(len - 1)
+            .ok_or(MapError::Overflow { start, len })?;
+        match step {
+            Step::Link {
+                phys, len, covers, ..
+            } => {
+                if !covers {
+                    return Err(MapError::PartialGranule {
+                        index,
+                        granule: crate::iommu::GRANULE,
+                    });
+                }
+                run.check(phys, len, index)?;
+            }
+            Step::Direct { .. } | Step::Bus { .. } if last > mask => {
+                return Err(MapError::BeyondDmaMask { index, last, mask });
+            }
+            _ => {}
+        }
+    }
+    Ok(Plan { run, segments })
+}
+
+/// Output segments of a checked request: consecutive links merge into one.
+/// Needed only when the request has more segments than the output has room.
+pub(super) fn outputs<'a>(steps: impl Iterator<Item = (Step, Src<'a>)>) -> usize {
+    let mut outputs = 0;
+    let mut run_open = false;
+    for (step, _) in steps {
+        let link = matches!(step, Step::Link { .. });
+        outputs += usize::from(!(link && run_open));
+        run_open = link;
+    }
+    outputs
+}

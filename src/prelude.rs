@@ -1,0 +1,29 @@
+//! The names a driver uses on every page: `use dmaspace::prelude::*;`.
+//!
+//! ```
+//! use dmaspace::prelude::*;
+//! brand!(Nvme);
+//! let _limits = DmaLimits::BITS_64;
+//! ```
+
+pub use crate::addr::{BarOffset, BusAddr, DmaAddr, Iova, PhysAddr};
+pub use crate::bdf::Bdf;
+pub use crate::brand;
+pub use crate::brand::Brand;
+pub use crate::device::Device;
+pub use crate::dir::{Bidirectional, DeviceReads, DeviceWrites, Direction, FromDevice, ToDevice};
+pub use crate::error::MapError;
+pub use crate::host::{CpuAccessible, HostPages};
+pub use crate::id::DeviceId;
+pub use crate::iommu::{IommuDomain, Pte};
+pub use crate::limits::DmaLimits;
+#[cfg(feature = "alloc")]
+pub use crate::machine::Machine;
+pub use crate::map::Mapper;
+pub use crate::provider::Provider;
+pub use crate::route::{P2pRoute, Route};
+#[cfg(feature = "alloc")]
+pub use crate::topology::{PciFunction, PciePortType, Topology};
+#[cfg(feature = "alloc")]
+pub use crate::vec::Bvec;
+pub use crate::vec::{DmaSeg, DmaVec, SegBuf, SegSlot, Via};

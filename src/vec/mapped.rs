@@ -1,0 +1,321 @@
+//! What a mapper hands the driver: a [`DmaVec`] of [`DmaSeg`]s.
+//!
+//! # Invariants
+//! - A [`DmaVec`] exists only inside the closure of a `Mapper::map_*` call
+//!   (`for<'s>`: it cannot be returned or stored outside), and the mapping
+//!   is unlinked when the call returns, whatever the closure did with the
+//!   view (even `mem::forget`).
+//! - [`DmaSeg`] is neither `Clone` nor `Copy` and is reached only by
+//!   reference through its `DmaVec`; the addresses it gives out borrow it.
+//!   No device address of a mapping outlives the mapping.
+//! - A segment carries its device brand `K` and direction `D`: a function
+//!   that fills a "device writes here" slot takes
+//!   `&DmaSeg<K, impl DeviceWrites>`, and a to-device segment does not fit.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use crate::addr::{BarOffset, DmaAddr};
+use crate::brand::Brand;
+use crate::dir::Direction;
+use crate::error::MapError;
+use crate::id::DeviceId;
+use crate::iommu::IovaLease;
+use crate::sealed::Sealed;
+
+/// How a [`DmaSeg`] reaches its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Through the device's IOMMU domain: the address is an IOVA. Host
+    /// memory, and P2P memory reached through the host bridge.
+    Iommu,
+    /// No IOMMU: the address is the physical address (dma-direct).
+    Direct,
+    /// P2P with a bus-address route: the IOMMU is bypassed.
+    BusAddr,
+    /// An offset in the device's own BAR: never on the wire.
+    OwnBar,
+}
+
+/// A mapped segment as stored: address (or BAR offset), length, route.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct RawSeg {
+    pub(crate) addr: u64,
+    pub(crate) len: u64,
+    pub(crate) via: Via,
+    /// BAR index for [`Via::OwnBar`].
+    pub(crate) bar: u8,
+}
+
+impl RawSeg {
+    pub(crate) const EMPTY: RawSeg = RawSeg {
+        addr: 0,
+        len: 0,
+        via: Via::Direct,
+        bar: 0,
+    };
+
+    #[inline(always)]
+    pub(crate) const fn wire(addr: u64, len: u64, via: Via) -> Self {
+        Self {
+            addr,
+            len,
+            via,
+            bar: 0,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn own_bar(bar: u8, offset: u64, len: u64) -> Self {
+        Self {
+            addr: offset,
+            len,
+            via: Via::OwnBar,
+            bar,
+        }
+    }
+}
+
+/// One device-visible segment of a [`DmaVec`] for device `K`, mapped in
+/// direction `D`. Only ever seen by reference, borrowed from its mapping.
+#[repr(transparent)]
+pub struct DmaSeg<K: Brand, D: Direction> {
+    raw: RawSeg,
+    _kind: PhantomData<fn() -> (K, D)>,
+}
+
+impl<K: Brand, D: Direction> DmaSeg<K, D> {
+    /// The segments in `raw`, typed.
+    fn slice(raw: &[RawSeg]) -> &[Self] {
+        // SAFETY: `DmaSeg` is `repr(transparent)` over `RawSeg` (the other
+        // field is a zero-sized marker), so the slices have the same layout;
+        // the lifetime is kept.
+        unsafe { core::slice::from_raw_parts(raw.as_ptr().cast::<Self>(), raw.len()) }
+    }
+
+    /// Length in bytes.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.raw.len
+    }
+
+    /// Always false: mappers never produce empty segments.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.raw.len == 0
+    }
+
+    /// How the segment reaches its memory.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn via(&self) -> Via {
+        self.raw.via
+    }
+
+    /// The address of the first byte, as device `K` puts it on the wire;
+    /// `None` for a segment in the device's own BAR ([`Via::OwnBar`]).
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn addr(&self) -> Option<DmaAddr<'_, K, D>> {
+        (self.raw.via != Via::OwnBar).then(|| DmaAddr::from_raw(self.raw.addr))
+    }
+
+    /// The address `offset` bytes into the segment: the only way to move
+    /// inside a mapping (device addresses have no arithmetic).
+    ///
+    /// # Errors
+    /// [`MapError::OutOfBounds`] unless `offset < len`;
+    /// [`MapError::DeviceLocal`] for a segment in the device's own BAR.
+    ///
+    /// See `tests/map.rs` (PRP entries of a multi-page segment).
+    pub fn at(&self, offset: u64) -> Result<DmaAddr<'_, K, D>, MapError> {
+        if self.raw.via == Via::OwnBar {
+            return Err(MapError::DeviceLocal);
+        }
+        if offset >= self.raw.len {
+            return Err(MapError::OutOfBounds {
+                offset,
+                len: 1,
+                size: self.raw.len,
+            });
+        }
+        // The mapper checked that the whole segment fits in 64 bits.
+        Ok(DmaAddr::from_raw(self.raw.addr + offset))
+    }
+
+    /// For a segment in the device's own BAR ([`Via::OwnBar`]): the BAR
+    /// index and the offset of the first byte. `None` otherwise.
+    ///
+    /// See `tests/map.rs` (same-device route).
+    #[must_use]
+    pub fn bar_offset(&self) -> Option<(u8, BarOffset<'_, K, D>)> {
+        (self.raw.via == Via::OwnBar).then(|| (self.raw.bar, BarOffset::from_raw(self.raw.addr)))
+    }
+}
+
+impl<K: Brand, D: Direction> fmt::Debug for DmaSeg<K, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.raw;
+        match r.via {
+            Via::OwnBar => write!(
+                f,
+                "{}:BAR{} +{:#x} len {:#x}",
+                K::NAME,
+                r.bar,
+                r.addr,
+                r.len
+            ),
+            via => write!(f, "{:#x} len {:#x} via {via:?}", r.addr, r.len),
+        }
+    }
+}
+
+/// Whether a [`DmaVec`]'s IOVA range has been synced: [`Unsynced`] or [`Synced`].
+pub trait SyncState: Sealed + 'static {}
+
+/// Linked into the IOMMU but not yet synced: the device would fault.
+#[derive(Debug)]
+pub enum Unsynced {}
+/// Synced: the device may use the addresses.
+#[derive(Debug)]
+pub enum Synced {}
+impl Sealed for Unsynced {}
+impl Sealed for Synced {}
+impl SyncState for Unsynced {}
+impl SyncState for Synced {}
+
+/// Implemented only by [`Synced`]: what makes a [`DmaVec`]'s addresses
+/// reach the device.
+#[diagnostic::on_unimplemented(
+    message = "the IOVA range of this mapping was linked but never synced",
+    label = "the device would fault on these addresses",
+    note = "call `.sync()` on the mapping first (the `dma_iova_sync` step)"
+)]
+pub trait DeviceVisible: SyncState {}
+impl DeviceVisible for Synced {}
+
+/// The segments of one live mapping for device `K` in direction `D`: a
+/// view handed to the closure of a `Mapper::map_*` call, valid for `'s`,
+/// the call. IOMMU-bound segments share one contiguous IOVA range, unlinked
+/// when the call returns (or earlier, by [`unmap`](Self::unmap)).
+///
+/// Only a synced view gives out segments, and only to the device it was
+/// mapped for ([`segments`](Self::segments)).
+pub struct DmaVec<'s, K: Brand, D: Direction, S: SyncState = Synced> {
+    segs: &'s [RawSeg],
+    lease: Option<&'s IovaLease<'s>>,
+    device: DeviceId,
+    _state: StateOf<K, D, S>,
+}
+
+/// Device, direction and sync state: names only.
+type StateOf<K, D, S> = PhantomData<fn() -> (K, D, S)>;
+
+impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
+    pub(crate) fn new(
+        segs: &'s [RawSeg],
+        lease: Option<&'s IovaLease<'s>>,
+        device: DeviceId,
+    ) -> Self {
+        Self {
+            segs,
+            lease,
+            device,
+            _state: PhantomData,
+        }
+    }
+
+    /// Number of device-visible segments.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+
+    /// Whether there are no segments.
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// The device this mapping is for.
+    ///
+    /// See [`DeviceId`].
+    #[must_use]
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The first IOVA of the mapping's range, if any segment went through
+    /// the IOMMU (for tests and logs).
+    ///
+    /// See `tests/map.rs`.
+    #[must_use]
+    pub fn iova_range_start(&self) -> Option<u64> {
+        self.lease.map(IovaLease::start)
+    }
+
+    /// Unmaps now: the IOMMU entries leave the device's reach before the
+    /// `map_*` call returns, and the view is consumed, so no address can be
+    /// taken from it any more.
+    ///
+    /// See the crate-level example.
+    pub fn unmap(self) {
+        if let Some(lease) = self.lease {
+            lease.unlink();
+        }
+    }
+}
+
+impl<'s, K: Brand, D: Direction> DmaVec<'s, K, D, Unsynced> {
+    /// Makes the IOVA range visible to the device (`dma_iova_sync`).
+    ///
+    /// See the crate-level example.
+    #[must_use = "an unsynced mapping cannot reach the device"]
+    pub fn sync(self) -> DmaVec<'s, K, D, Synced> {
+        if let Some(lease) = self.lease {
+            lease.sync();
+        }
+        DmaVec::new(self.segs, self.lease, self.device)
+    }
+}
+
+impl<K: Brand, D: Direction, S: SyncState> DmaVec<'_, K, D, S> {
+    /// The segments, for a descriptor of `device` (the device whose queue
+    /// the driver is filling). Borrowed from this view: they cannot outlive
+    /// it.
+    ///
+    /// # Errors
+    /// [`MapError::WrongDevice`] if `device` is another device than the one
+    /// the mapping was made for (two devices of one brand).
+    ///
+    /// See the crate-level example.
+    pub fn segments(&self, device: DeviceId) -> Result<&[DmaSeg<K, D>], MapError>
+    where
+        S: DeviceVisible,
+    {
+        if device != self.device {
+            return Err(MapError::WrongDevice);
+        }
+        Ok(DmaSeg::slice(self.segs))
+    }
+}
+
+impl<K: Brand, D: Direction, S: SyncState> fmt::Debug for DmaVec<'_, K, D, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DmaVec")
+            .field("device", &K::NAME)
+            .field("direction", &D::NAME)
+            .field("segments", &DmaSeg::<K, D>::slice(self.segs))
+            .finish()
+    }
+}

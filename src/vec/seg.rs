@@ -1,0 +1,278 @@
+//! Segments of memory handed to the device side: host RAM or P2P memory.
+//!
+//! They describe memory from the CPU's side (physical addresses); only a
+//! mapper turns them into addresses a device may use.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use crate::addr::PhysAddr;
+use crate::brand::Brand;
+use crate::id::ProviderId;
+
+/// Bit of [`HostSeg`]'s length word: the segment's IOMMU granules lie inside
+/// its buffer. Lengths come from slices, so bit 63 is free.
+const COVERS: u64 = 1 << 63;
+
+/// A physically contiguous range of host RAM handed to the device side.
+/// Made by [`crate::host::HostPages::dma`]; while it (or a mapping of it)
+/// lives, the CPU cannot touch the bytes.
+pub struct HostSeg<'m> {
+    phys: PhysAddr,
+    /// Length, and [`COVERS`].
+    len: u64,
+    _mem: PhantomData<&'m mut [u8]>,
+}
+
+impl HostSeg<'_> {
+    /// `covers`: every IOMMU granule the range touches lies inside the
+    /// buffer it was cut from.
+    pub(crate) fn new(phys: PhysAddr, len: u64, covers: bool) -> Self {
+        debug_assert!(len & COVERS == 0, "slice lengths stay below 2^63");
+        Self {
+            phys,
+            len: len | if covers { COVERS } else { 0 },
+            _mem: PhantomData,
+        }
+    }
+
+    /// Physical address of the first byte.
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
+    /// assert_eq!(p.dma().phys().as_u64(), 0x3000);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn phys(&self) -> PhysAddr {
+        self.phys
+    }
+
+    /// Length in bytes.
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
+    /// assert_eq!(p.dma().len(), 8);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len & !COVERS
+    }
+
+    /// Whether the segment is empty (mappers refuse empty segments).
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
+    /// assert!(!p.dma().is_empty());
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every IOMMU granule the segment touches belongs to the buffer
+    /// it was cut from (so an IOMMU may map those granules whole).
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
+    /// assert!(!p.dma().covers_granules()); // 8 bytes of a 4 KiB granule
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn covers_granules(&self) -> bool {
+        self.len & COVERS != 0
+    }
+}
+
+impl Clone for HostSeg<'_> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl Copy for HostSeg<'_> {}
+impl fmt::Debug for HostSeg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostSeg({:?} + {:#x})", self.phys, self.len())
+    }
+}
+
+/// A range of P2P memory of a provider of brand `PB` (a BAR of a PCI
+/// device). The CPU never touches it; only a route ([`crate::route`]) turns
+/// it into something a device can use. It remembers which provider it came
+/// from, so a route of another provider of the same brand is refused.
+pub struct P2pSeg<'m, PB: Brand> {
+    phys: PhysAddr,
+    len: u64,
+    provider: ProviderId,
+    _mem: SharedOf<'m, PB>,
+}
+
+/// A shared borrow of provider `PB`'s memory.
+type SharedOf<'m, PB> = PhantomData<(&'m (), fn() -> PB)>;
+
+impl<PB: Brand> P2pSeg<'_, PB> {
+    pub(crate) fn new(phys: PhysAddr, len: u64, provider: ProviderId) -> Self {
+        Self {
+            phys,
+            len,
+            provider,
+            _mem: PhantomData,
+        }
+    }
+
+    /// CPU physical address of the first byte (inside the provider's BAR).
+    ///
+    /// ```
+    /// # fn f<PB: dmaspace::Brand>(seg: dmaspace::vec::P2pSeg<'_, PB>) {
+    /// let _ = seg.phys();
+    /// # }
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn phys(&self) -> PhysAddr {
+        self.phys
+    }
+
+    /// Length in bytes.
+    ///
+    /// ```
+    /// # fn f<PB: dmaspace::Brand>(seg: dmaspace::vec::P2pSeg<'_, PB>) {
+    /// let _ = seg.len();
+    /// # }
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the segment is empty.
+    ///
+    /// ```
+    /// # fn f<PB: dmaspace::Brand>(seg: dmaspace::vec::P2pSeg<'_, PB>) {
+    /// let _ = seg.is_empty();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    pub(crate) fn provider(&self) -> ProviderId {
+        self.provider
+    }
+}
+
+impl<PB: Brand> Clone for P2pSeg<'_, PB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<PB: Brand> Copy for P2pSeg<'_, PB> {}
+impl<PB: Brand> fmt::Debug for P2pSeg<'_, PB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "P2pSeg<{}>({:?} + {:#x})", PB::NAME, self.phys, self.len)
+    }
+}
+
+/// One segment of a [`Bvec`](crate::vec::Bvec): host memory, or memory of
+/// provider `PB`.
+pub enum BvecSeg<'m, PB: Brand> {
+    /// Host RAM.
+    Host(HostSeg<'m>),
+    /// Memory of the request's one P2P provider.
+    P2p(P2pSeg<'m, PB>),
+}
+
+impl<PB: Brand> BvecSeg<'_, PB> {
+    /// Length in bytes.
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
+    /// dmaspace::brand!(Prov);
+    /// let s = dmaspace::vec::BvecSeg::<Prov>::Host(p.dma());
+    /// assert_eq!(s.len(), 8);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        match self {
+            BvecSeg::Host(s) => s.len(),
+            BvecSeg::P2p(s) => s.len(),
+        }
+    }
+
+    /// Whether the segment is empty.
+    ///
+    /// ```
+    /// # let mut b = [0u8; 0];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
+    /// # dmaspace::brand!(Prov);
+    /// assert!(dmaspace::vec::BvecSeg::<Prov>::Host(p.dma()).is_empty());
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<PB: Brand> Clone for BvecSeg<'_, PB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<PB: Brand> Copy for BvecSeg<'_, PB> {}
+impl<PB: Brand> fmt::Debug for BvecSeg<'_, PB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BvecSeg::Host(s) => s.fmt(f),
+            BvecSeg::P2p(s) => s.fmt(f),
+        }
+    }
+}
+
+/// Memory that may join a request of provider `PB`: host segments and
+/// segments of `PB` itself, nothing else.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot join a request of P2P provider `{PB}`",
+    label = "memory of another provider",
+    note = "one request holds host memory and memory of ONE P2P provider (the block layer's rule); map the other provider's memory in a request of its own"
+)]
+pub trait SegOf<'m, PB: Brand> {
+    /// The segment as an element of a request.
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB>;
+}
+
+impl<'m, PB: Brand> SegOf<'m, PB> for HostSeg<'m> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        BvecSeg::Host(self)
+    }
+}
+impl<'m, PB: Brand> SegOf<'m, PB> for P2pSeg<'m, PB> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        BvecSeg::P2p(self)
+    }
+}
+impl<'m, PB: Brand> SegOf<'m, PB> for BvecSeg<'m, PB> {
+    fn into_bvec_seg(self) -> BvecSeg<'m, PB> {
+        self
+    }
+}

@@ -1,0 +1,13 @@
+//! Linking a physical address into an IOMMU range grants a device that page: it takes `unsafe`.
+#[path = "common/prelude.rs"]
+mod prelude;
+use prelude::*;
+
+use dmaspace::iommu::IommuPerm;
+
+fn main() {
+    let mut table = [Pte::EMPTY; 4];
+    let dom = domain(&mut table);
+    let mut range = dom.alloc(4096).unwrap();
+    let _ = range.link(PhysAddr::new(0x1000), 4096, IommuPerm::WRITE);
+}
