@@ -677,6 +677,12 @@ pub fn png(svg: &str, scale: f32) -> Result<Vec<u8>, CliError> {
         (size.width() * scale).ceil() as u32,
         (size.height() * scale).ceil() as u32,
     );
+    // 100 megapixels (400 MB of RGBA) is far beyond any tree; refuse rather than abort.
+    if u64::from(w) * u64::from(h) > 100_000_000 {
+        return Err(CliError::Argument(format!(
+            "a {w}x{h} PNG is too large: lower --scale"
+        )));
+    }
     let mut pixmap = tiny_skia::Pixmap::new(w, h)
         .ok_or_else(|| CliError::Render(format!("a {w}x{h} picture is too large")))?;
     resvg::render(

@@ -192,9 +192,17 @@ fn png_renders_in_process() {
     // To stdout, too.
     let png = ok(&["topology", "--sysfs", &root, "--format", "png"]);
     assert_eq!(&png[..4], b"\x89PNG");
-    // A scale out of range is bad input.
+    // A scale out of range, or a picture too large to hold, is bad input.
+    for scale in ["0", "NaN", "9"] {
+        let out = dmaspace(&[
+            "topology", "--sysfs", &root, "--format", "png", "--scale", scale,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "--scale {scale}");
+    }
+    let dgx = path_str(&fixture_root("dgx"));
     let out = dmaspace(&[
-        "topology", "--sysfs", &root, "--format", "png", "--scale", "0",
+        "topology", "--sysfs", &dgx, "--format", "png", "--scale", "8",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too large"));
 }
