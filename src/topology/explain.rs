@@ -173,7 +173,8 @@ pub enum Step {
         /// Whether it allows.
         allows: bool,
     },
-    /// The allowlist check of one host bridge.
+    /// The allowlist check of one host bridge. For a pair below two host bridges both
+    /// are shown (the kernel stops at the first that refuses; the answer is the same).
     HostBridge(HostBridgeCheck),
     /// The answer.
     Outcome {
