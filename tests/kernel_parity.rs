@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use dmaspace::topology::{Allowlist, Bdf, MapType, Policy, sysfs};
+use dmaspace::topology::{Bdf, MapType, Policy, sysfs};
 use serde_json::Value;
 
 #[test]
@@ -29,10 +29,7 @@ fn agrees_with_linux_on_every_captured_pair() {
     );
 
     // The fixtures come from Linux 6.12: judge them by its allowlist.
-    let policy = Policy {
-        allowlist: Allowlist::linux_6_12(),
-        cpu: None,
-    };
+    let policy = Policy::linux_6_12();
     let (mut pairs, mut agree, mut observed) = (0usize, 0usize, 0usize);
     let mut disagreements = Vec::new();
     for name in &names {

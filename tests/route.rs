@@ -9,7 +9,7 @@ use dmaspace::error::ClaimError;
 use dmaspace::prelude::*;
 use dmaspace::provider::ProviderError;
 use dmaspace::route::RouteError;
-use dmaspace::topology::{AcsKnowledge, CpuInfo, MapType, Policy, Topology, sysfs};
+use dmaspace::topology::{CpuInfo, MapType, PathAcs, Policy, Topology, sysfs};
 
 fn load(name: &str) -> Topology {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -97,7 +97,7 @@ fn unknown_acs_never_gives_a_bus_address_route() {
     let p = provider_at(&m, A);
     let c = m.device::<Client>(B, DmaLimits::BITS_64).unwrap();
     match P2pRoute::classify(&m, &p, &c) {
-        Err(RouteError::NotSupported(v)) => assert_eq!(v.acs, AcsKnowledge::Unknown),
+        Err(RouteError::NotSupported(v)) => assert_eq!(v.acs, PathAcs::Unknown),
         other => panic!("expected NotSupported with unknown ACS, got {other:?}"),
     }
 }

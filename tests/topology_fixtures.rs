@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use dmaspace::topology::{AcsKnowledge, Allowlist, MapType, Policy, Topology, sysfs};
+use dmaspace::topology::{Allowlist, MapType, PathAcs, Policy, Topology, sysfs};
 
 fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
@@ -120,7 +120,7 @@ fn kernel_table_on_fixtures() {
                 want,
                 "{name} on {fixture}"
             );
-            assert_eq!(v.acs, AcsKnowledge::Known);
+            assert_eq!(v.acs, PathAcs::Known);
         }
     }
 }
@@ -135,12 +135,12 @@ fn nonroot_view_never_claims_bus_addr() {
             let v = topo.verdict(p.bdf, c.bdf, &policy).expect("verdict");
             let truth = full.verdict(p.bdf, c.bdf, &policy).expect("verdict");
             match v.acs {
-                AcsKnowledge::Known => {
+                PathAcs::Known => {
                     // Known: exactly the full view's answer (e.g. 00:00.0 has no
                     // capability list at all, so 64 bytes say everything).
                     assert_eq!((v.map_type, v.distance), (truth.map_type, truth.distance));
                 }
-                AcsKnowledge::Unknown => {
+                PathAcs::Unknown => {
                     assert_eq!(v.map_type, MapType::NotSupported, "{} -> {}", p.bdf, c.bdf);
                     assert_eq!(v.kernel_distance(), -1);
                     assert_eq!(v.distance, truth.distance);
@@ -157,7 +157,7 @@ fn nonroot_view_never_claims_bus_addr() {
     let v = topo.verdict(bdf(A), bdf(B), &policy).expect("verdict");
     assert_eq!(
         (v.map_type, v.acs, v.unknown_at),
-        (MapType::NotSupported, AcsKnowledge::Unknown, Some(bdf(A)))
+        (MapType::NotSupported, PathAcs::Unknown, Some(bdf(A)))
     );
 }
 
@@ -165,10 +165,7 @@ fn nonroot_view_never_claims_bus_addr() {
 fn allowlist_cases_on_fixtures() {
     let v = |fixture: &str, p: &str, c: &str, list: Allowlist| {
         let topo = sysfs::load(&fixture_root(fixture)).expect("load");
-        let policy = Policy {
-            allowlist: list,
-            cpu: None,
-        };
+        let policy = Policy::new(list);
         let v = topo.verdict(bdf(p), bdf(c), &policy).expect("verdict");
         (v.kernel_distance(), v.map_type)
     };

@@ -5,7 +5,7 @@ pub mod common;
 
 use MapType::{NotSupported as NS, ThruHostBridge as HB};
 use common::*;
-use dmaspace::topology::{AcsKnowledge, CpuInfo, CpuVendor, MapType, Policy};
+use dmaspace::topology::{CpuInfo, CpuVendor, MapType, PathAcs, Policy};
 
 #[test]
 fn every_row_plain_and_zen() {
@@ -20,7 +20,7 @@ fn every_row_plain_and_zen() {
                 want,
                 "{name} cpu {cpu:?}"
             );
-            assert_eq!(v.acs, AcsKnowledge::Known, "{name}");
+            assert_eq!(v.acs, PathAcs::Known, "{name}");
             // Both allowlists agree on q35 (8086:29c0 is on neither).
             let old = topo
                 .verdict(bdf(p), bdf(c), &Policy::linux_6_12())
@@ -31,10 +31,16 @@ fn every_row_plain_and_zen() {
 }
 
 #[test]
-fn policy_cpu_overrides_topology_cpu() {
+fn set_cpu_overrides_the_cpu_read() {
     let topo = build(&q35("row", PLAIN_CPU, false, false));
-    let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
-    let v = topo.verdict(bdf(A), bdf(C), &zen).expect("verdict");
+    let with_cpu = |cpu| {
+        let mut t = topo.clone();
+        t.set_cpu(cpu);
+        t
+    };
+    let v = with_cpu(CpuInfo::amd_zen())
+        .verdict(bdf(A), bdf(C), &Policy::default())
+        .expect("verdict");
     assert_eq!((v.kernel_distance(), v.map_type), (6, HB));
     // Family below Zen, Hygon, and non-x86 AMD do not take the AMD path.
     for cpu in [
@@ -45,8 +51,8 @@ fn policy_cpu_overrides_topology_cpu() {
             ..CpuInfo::amd_zen()
         },
     ] {
-        let v = topo
-            .verdict(bdf(A), bdf(C), &Policy::default().with_cpu(cpu))
+        let v = with_cpu(cpu)
+            .verdict(bdf(A), bdf(C), &Policy::default())
             .expect("verdict");
         assert_eq!(v.map_type, NS, "{cpu:?}");
     }
@@ -118,9 +124,10 @@ fn distance_many_and_find_closest() {
             .distance,
         None
     );
-    let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
+    let mut zen = topo.clone();
+    zen.set_cpu(CpuInfo::amd_zen());
     assert_eq!(
-        topo.distance_many(bdf(A), &[bdf(B), bdf(C)], &zen)
+        zen.distance_many(bdf(A), &[bdf(B), bdf(C)], &p)
             .expect("dm")
             .distance,
         Some(10)

@@ -3,7 +3,7 @@
 //! never changes an answer nor serves one across generations.
 
 use dmaspace::topology::{
-    AcsCtrl, AcsKnowledge, AcsState, Allowlist, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType,
+    AcsCtrl, AcsState, Allowlist, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType, PathAcs,
     PciFunction, PcieKind, PciePortType, Policy, Topology, VerdictCache,
 };
 use proptest::prelude::*;
@@ -114,10 +114,7 @@ fn policy(list: u8) -> Policy {
         1 => Allowlist::linux_6_12(),
         _ => Allowlist::empty(),
     };
-    Policy {
-        allowlist,
-        cpu: None,
-    }
+    Policy::new(allowlist)
 }
 
 /// `calc_map_type_and_dist()` transliterated: pointers are BDFs, `goto`s are flags.
@@ -171,7 +168,7 @@ fn reference(t: &Topology, provider: Bdf, client: Bdf, pol: &Policy) -> (MapType
             return (MapType::BusAddr, dist);
         }
     }
-    let cpu = pol.cpu.unwrap_or(t.cpu());
+    let cpu = t.cpu();
     let host_dev = |hb: HostBridgeId| {
         let root = t
             .functions()
@@ -251,7 +248,7 @@ proptest! {
                 prop_assert_eq!(v.distance as usize, want);
                 prop_assert_eq!(v.kernel_distance() == -1, v.map_type == MapType::NotSupported);
                 if v.map_type == MapType::BusAddr {
-                    prop_assert_eq!(v.acs, AcsKnowledge::Known);
+                    prop_assert_eq!(v.acs, PathAcs::Known);
                     prop_assert!(v.common_upstream.is_some());
                 }
             }
@@ -267,9 +264,9 @@ proptest! {
             for c in t.functions() {
                 let v = t.verdict(p.bdf, c.bdf, &pol).expect("v");
                 if known {
-                    prop_assert_eq!(v.acs, AcsKnowledge::Known);
+                    prop_assert_eq!(v.acs, PathAcs::Known);
                 }
-                if v.acs == AcsKnowledge::Known {
+                if v.acs == PathAcs::Known {
                     let (m, d) = reference(&t, p.bdf, c.bdf, &pol);
                     prop_assert_eq!((v.map_type, i64::from(v.distance)), (m, d), "{} -> {}", p.bdf, c.bdf);
                 } else {

@@ -3,16 +3,21 @@
 //! segment.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use dmaspace::host::SimulatedRam;
 use dmaspace::prelude::*;
 use dmaspace::route::RouteError;
-use dmaspace::topology::{MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, sysfs};
+use dmaspace::topology::{
+    MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, TopologyError, sysfs,
+};
 use dmaspace::vec::{HostSeg, Unsynced};
 
+use crate::error::CliError;
+use crate::names::Names;
 use crate::reference;
-use crate::topology_cmd::{all_verdicts, table_out};
+use crate::table::{TableView, write_table};
 
 brand!(P2pMemory);
 brand!(Client);
@@ -36,25 +41,41 @@ pub struct Args {
 }
 
 /// Runs the demo; the error is one line for stderr.
-pub fn run(args: &Args) -> Result<(), String> {
+pub fn run(args: &Args) -> Result<(), CliError> {
     let (topo, name) = match &args.sysfs {
-        Some(root) => (sysfs::load(root).map_err(|e| e.to_string())?, format!("sysfs at {}", root.display())),
+        Some(root) => (sysfs::load(root)?, format!("sysfs at {}", root.display())),
         None => (
-            reference::two_socket_server().map_err(|e| e.to_string())?,
+            reference::two_socket_server()?,
             "embedded reference: 2-socket Ice Lake-SP server, GPU + NIC + NVMe behind a PCIe switch per socket".to_string(),
         ),
     };
     let policy = Policy::default();
-    let fns: Vec<&PciFunction> = topo.functions().collect();
-    let verdicts = all_verdicts(&topo, &fns, &policy)?;
-    println!("Machine: {name}\n");
-    print!("{}", table_out(&topo, &fns, &verdicts, "current"));
+    let names = Names::new(
+        &topo,
+        crate::names::pci_ids_source("auto").as_deref(),
+        false,
+    )?;
+    let selected = names.select(&topo, "dev")?;
+    let mut out = String::new();
+    writeln!(out, "Machine: {name}\n")?;
+    write_table(
+        &mut out,
+        &TableView {
+            topo: &topo,
+            names: &names,
+            policy: &policy,
+            list_name: "current",
+            selected: &selected,
+            only: "dev",
+        },
+    )?;
 
     let (provider, client) = pick_pair(&topo, &policy, args)?;
-    println!();
-    let mut out = String::new();
+    writeln!(out)?;
     map_one_io(&topo, &policy, provider, client, &mut out)?;
-    print!("{out}");
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
     Ok(())
 }
 
@@ -68,11 +89,11 @@ fn is_endpoint(f: &PciFunction) -> bool {
 }
 
 /// The provider and client the user named, else sensible defaults.
-fn pick_pair(topo: &Topology, policy: &Policy, args: &Args) -> Result<(Bdf, Bdf), String> {
+fn pick_pair(topo: &Topology, policy: &Policy, args: &Args) -> Result<(Bdf, Bdf), CliError> {
     let exists = |b: Bdf| {
         topo.function(b)
             .map(|_| b)
-            .ok_or(format!("no PCI function {b} in this topology"))
+            .ok_or(CliError::Topology(TopologyError::UnknownFunction(b)))
     };
     if args.sysfs.is_none() {
         let p = args.provider.map_or(Ok(reference::GPU0), exists)?;
@@ -97,7 +118,7 @@ fn pick_pair(topo: &Topology, policy: &Policy, args: &Args) -> Result<(Bdf, Bdf)
             .iter()
             .filter(|&&c| c != p && args.client.is_none_or(|w| w == c))
         {
-            let v = topo.verdict(p, c, policy).map_err(|e| e.to_string())?;
+            let v = topo.verdict(p, c, policy)?;
             let rank = match v.map_type {
                 MapType::BusAddr => v.distance,
                 MapType::ThruHostBridge => 1000 + v.distance,
@@ -108,8 +129,9 @@ fn pick_pair(topo: &Topology, policy: &Policy, args: &Args) -> Result<(Bdf, Bdf)
             }
         }
     }
-    best.map(|(_, p, c)| (p, c))
-        .ok_or_else(|| "the topology has fewer than two endpoints to pair".to_string())
+    best.map(|(_, p, c)| (p, c)).ok_or_else(|| {
+        CliError::Argument("the topology has fewer than two endpoints to pair".into())
+    })
 }
 
 /// Maps host page, host page, P2P page, host page, P2P page for `client`
@@ -120,8 +142,7 @@ fn map_one_io(
     provider_bdf: Bdf,
     client_bdf: Bdf,
     out: &mut String,
-) -> Result<(), String> {
-    let e = |e: &dyn std::fmt::Display| e.to_string();
+) -> Result<(), CliError> {
     // SAFETY: the demo's machine is a simulation: its devices, memory and
     // IOMMU are software, and no address reaches hardware.
     let machine = unsafe { Machine::assume(topo.clone()) }.with_policy(policy.clone());
@@ -138,30 +159,29 @@ fn map_one_io(
             1 << 20,
         )
     }
-    .map_err(|x| e(&x))?;
+    .map_err(CliError::dma)?;
     let client = machine
         .device::<Client>(client_bdf, DmaLimits::BITS_64)
-        .map_err(|x| e(&x))?;
+        .map_err(CliError::dma)?;
     let mut table = vec![Pte::EMPTY; 1024];
-    let domain = IommuDomain::<ClientDomain>::new(0xf000_0000, &mut table).map_err(|x| e(&x))?;
+    let domain =
+        IommuDomain::<ClientDomain>::new(0xf000_0000, &mut table).map_err(CliError::dma)?;
 
-    let verdict = topo
-        .verdict(provider_bdf, client_bdf, policy)
-        .map_err(|x| e(&x))?;
-    let _ = writeln!(
+    let verdict = topo.verdict(provider_bdf, client_bdf, policy)?;
+    writeln!(
         out,
         "One I/O for client {client_bdf} (DMA_FROM_DEVICE, IOMMU on): 3 host pages + 2 pages of P2P memory of {provider_bdf}"
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  kernel verdict {provider_bdf} -> {client_bdf}: {} distance {}",
         verdict.map_type.as_str(),
         verdict.kernel_distance()
-    );
+    )?;
     let route = match P2pRoute::classify(&machine, &bar, &client) {
         Ok(r) => Some(r),
         Err(RouteError::NotSupported(_)) => None,
-        Err(x) => return Err(e(&x)),
+        Err(x) => return Err(CliError::dma(x)),
     };
     let route_name = match &route {
         Some(P2pRoute::ViaBusAddr(_)) => "ViaBusAddr: bus address, IOMMU bypassed",
@@ -171,12 +191,12 @@ fn map_one_io(
         Some(P2pRoute::SameDevice(_)) => "SameDevice: offset in the client's own BAR",
         None => "none: not supported, so the P2P pages are left out of the request",
     };
-    let _ = writeln!(out, "  route witness: {route_name}\n");
+    writeln!(out, "  route witness: {route_name}\n")?;
 
-    let alloc = bar.alloc(2 * 4096).map_err(|x| e(&x))?;
+    let alloc = bar.alloc(2 * 4096).map_err(CliError::dma)?;
     let mut pages: Vec<_> = ram.pages().collect();
     let mut bvec = Bvec::<P2pMemory>::new();
-    let _ = writeln!(out, "  request (in order):");
+    writeln!(out, "  request (in order):")?;
     let mut host = pages.iter_mut();
     for i in 0..5 {
         let is_p2p = i == 2 || i == 4;
@@ -186,29 +206,29 @@ fn map_one_io(
         if is_p2p {
             let seg = alloc
                 .seg_range(if i == 2 { 0 } else { 4096 }, 4096)
-                .map_err(|x| e(&x))?;
-            let _ = writeln!(
+                .map_err(CliError::dma)?;
+            writeln!(
                 out,
                 "    [{}] P2P  {:?} + {:#x}",
                 bvec.len(),
                 seg.phys(),
                 seg.len()
-            );
+            )?;
             bvec.push(seg);
         } else if let Some(p) = host.next() {
             let seg = p.dma();
-            let _ = writeln!(
+            writeln!(
                 out,
                 "    [{}] host {:?} + {:#x}",
                 bvec.len(),
                 seg.phys(),
                 seg.len()
-            );
+            )?;
             bvec.push(seg);
         }
     }
 
-    let mapper = Mapper::iommu(&client, &domain).map_err(|x| e(&x))?;
+    let mapper = Mapper::iommu(&client, &domain).map_err(CliError::dma)?;
     let mut slots = [SegSlot::EMPTY; 8];
     let id = client.id();
     let linked = || domain.reserved_granules();
@@ -231,7 +251,7 @@ fn map_one_io(
             })
         }
     }
-    .map_err(|x| e(&x))?
+    .map_err(CliError::dma)?
 }
 
 /// Writes the device-visible segments of one mapping.
@@ -241,20 +261,20 @@ fn describe(
     client_bdf: Bdf,
     linked_granules: usize,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let mapped = mapped.sync();
-    let _ = writeln!(
+    writeln!(
         out,
         "\n  device-visible segments for {client_bdf} (what its descriptors get):"
-    );
+    )?;
     for (i, s) in mapped
         .segments(id)
-        .map_err(|x| x.to_string())?
+        .map_err(CliError::dma)?
         .iter()
         .enumerate()
     {
         let len = s.len();
-        let _ = match (s.addr(), s.bar_offset()) {
+        match (s.addr(), s.bar_offset()) {
             (Some(addr), _) => {
                 let how = match s.via() {
                     Via::Iommu => "IOVA in the client's domain (host run merged)",
@@ -271,12 +291,12 @@ fn describe(
                 offset.as_u64()
             ),
             (None, None) => Ok(()),
-        };
+        }?;
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "\n  {linked_granules} IOVA granule(s) linked in one contiguous range; unmapping frees them all."
-    );
+    )?;
     mapped.unmap();
     Ok(())
 }

@@ -1,157 +1,160 @@
-//! `dmaspace topology`.
+//! `dmaspace topology`: the verdict of every pair, as a table, JSON, DOT, SVG or PNG.
 
 use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use dmaspace::topology::{
-    AcsKnowledge, AcsState, Allowlist, MapType, PciFunction, PcieKind, Policy, Topology, Verdict,
-    sysfs,
-};
+use dmaspace::topology::{Bdf, Policy, Topology};
 use serde_json::{Value, json};
+
+use crate::describe::{HbStatus, acs_str, port_str};
+use crate::error::CliError;
+use crate::names::Names;
+use crate::source::Source;
+use crate::{dot, picture, table};
 
 /// Arguments of `dmaspace topology`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Root of the tree to read (`ROOT/sys/...`, `ROOT/proc/cpuinfo`); `/` is this machine.
-    #[arg(long, value_name = "ROOT", default_value = "/")]
-    sysfs: PathBuf,
-    /// Host-bridge allowlist to apply.
-    #[arg(long, value_enum, default_value_t = AllowlistArg::Current)]
-    allowlist: AllowlistArg,
+    #[command(flatten)]
+    source: Source,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-}
-
-/// `--allowlist`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum AllowlistArg {
-    /// The list of Linux 6.12.
-    #[value(name = "linux-6.12")]
-    Linux612,
-    /// Today's list.
-    Current,
+    /// Functions of the matrix (table) or of the pairs (json): classes (gpu, nic, nvme,
+    /// disk, accel, vga, bridge, vf, dev, all), short names (gpu0) or BDFs,
+    /// comma-separated. Default: `dev` for the table (devices, no bridges or VFs), `all`
+    /// for JSON.
+    #[arg(long, value_name = "LIST")]
+    only: Option<String>,
+    /// Write to this file instead of stdout (for svg and png).
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// PNG scale (1 = one pixel per SVG unit).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f32,
 }
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
-    /// A matrix like `nvidia-smi topo -m`.
+    /// The functions, the P2P islands and a matrix like `nvidia-smi topo -m`.
     Table,
-    /// One JSON object: `{"devices": [...], "pairs": [...]}`.
+    /// One JSON object: `{"devices": [...], "pairs": [...], "islands": [...]}`.
     Json,
-    /// Graphviz.
+    /// Graphviz: a cluster per host bridge and per P2P island.
     Dot,
+    /// A picture of the tree with its P2P islands.
+    Svg,
+    /// The picture as PNG (rendered in-process).
+    Png,
 }
 
-/// Runs the command; the error is one line for stderr.
-pub fn run(args: &Args) -> Result<(), String> {
-    let topo = sysfs::load(&args.sysfs).map_err(|e| e.to_string())?;
-    let (policy, list_name) = match args.allowlist {
-        AllowlistArg::Linux612 => (
-            Policy {
-                allowlist: Allowlist::linux_6_12(),
-                cpu: None,
-            },
-            "linux-6.12",
-        ),
-        AllowlistArg::Current => (Policy::default(), "current"),
-    };
-    let fns: Vec<&PciFunction> = topo.functions().collect();
-    let verdicts = all_verdicts(&topo, &fns, &policy)?;
-    let unknown: Vec<String> = fns
-        .iter()
-        .filter(|f| f.acs == AcsState::Unknown)
-        .map(|f| f.bdf.to_string())
-        .collect();
-    if !unknown.is_empty() {
+/// Runs the command.
+pub fn run(args: &Args) -> Result<(), CliError> {
+    if !(args.scale > 0.0 && args.scale <= 8.0) {
+        return Err(CliError::Argument(format!(
+            "--scale {} is out of range (0, 8]",
+            args.scale
+        )));
+    }
+    let loaded = args.source.load()?;
+    let (topo, names, policy) = (&loaded.topo, &loaded.names, &loaded.policy);
+    let unknown = topo
+        .functions()
+        .filter(|f| f.acs == dmaspace::topology::AcsState::Unknown)
+        .count();
+    if unknown > 0 {
         eprintln!(
-            "dmaspace: warning: ACS of {} function(s) could not be read (config space truncated; \
+            "dmaspace: warning: ACS of {unknown} function(s) could not be read (config space truncated; \
              run as root for the full picture); pairs depending on them are reported \
-             not_supported with acs \"unknown\"",
-            unknown.len()
+             not_supported with acs \"unknown\""
         );
     }
-    let out = match args.format {
-        Format::Json => json_out(&topo, &fns, &verdicts, list_name),
-        Format::Table => table_out(&topo, &fns, &verdicts, list_name),
-        Format::Dot => dot_out(&topo, &fns, &verdicts),
+    let bytes: Vec<u8> = match args.format {
+        Format::Table => {
+            let only = args.only.as_deref().unwrap_or("dev");
+            let selected = names.select(topo, only)?;
+            let mut s = String::new();
+            table::write_table(
+                &mut s,
+                &table::TableView {
+                    topo,
+                    names,
+                    policy,
+                    list_name: loaded.list_name,
+                    selected: &selected,
+                    only,
+                },
+            )?;
+            s.into_bytes()
+        }
+        Format::Json => {
+            let selected = names.select(topo, args.only.as_deref().unwrap_or("all"))?;
+            json_out(topo, names, policy, &selected, loaded.list_name)?.into_bytes()
+        }
+        Format::Dot => {
+            let mut s = String::new();
+            dot::write_dot(&mut s, topo, names, policy, loaded.list_name)?;
+            s.into_bytes()
+        }
+        Format::Svg => {
+            picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)?.into_bytes()
+        }
+        Format::Png => picture::png(
+            &picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)?,
+            args.scale,
+        )?,
     };
-    print!("{out}");
-    Ok(())
-}
-
-/// The verdict of every ordered pair of `fns`, row-major (provider, client).
-pub(crate) fn all_verdicts(
-    topo: &Topology,
-    fns: &[&PciFunction],
-    policy: &Policy,
-) -> Result<Vec<Verdict>, String> {
-    let mut verdicts = Vec::with_capacity(fns.len() * fns.len());
-    for p in fns {
-        for c in fns {
-            verdicts.push(
-                topo.verdict(p.bdf, c.bdf, policy)
-                    .map_err(|e| e.to_string())?,
-            );
+    match &args.output {
+        Some(path) => fs::write(path, &bytes).map_err(|e| {
+            CliError::Write(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        }),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+            Ok(())
         }
     }
-    Ok(verdicts)
 }
 
-fn port_str(f: &PciFunction) -> &'static str {
-    match f.pcie {
-        PcieKind::NotPcie => "pci",
-        PcieKind::Pcie(t) => t.as_str(),
-        PcieKind::Unknown => "unknown",
+fn json_out(
+    topo: &Topology,
+    names: &Names,
+    policy: &Policy,
+    selected: &[Bdf],
+    list: &str,
+) -> Result<String, CliError> {
+    let mut devices = Vec::new();
+    for &b in selected {
+        let Some(f) = topo.function(b) else { continue };
+        devices.push(json!({
+            "bdf": f.bdf.to_string(),
+            "name": names.short(b),
+            "device_name": names.long(b),
+            "class_name": names.class(b).word(),
+            "vendor": format!("0x{:04x}", f.vendor),
+            "device": format!("0x{:04x}", f.device),
+            "class": format!("0x{:06x}", f.class),
+            "port_type": port_str(f),
+            "acs": acs_str(f.acs),
+            "acs_redirect": f.acs.redirects(),
+            "upstream_bridge": topo.upstream_bridge(f.bdf)?.map(|b| b.to_string()),
+            "host_bridge": f.host_bridge.to_string(),
+            "physfn": f.physfn.map(|b| b.to_string()),
+        }));
     }
-}
-
-fn acs_str(acs: AcsState) -> String {
-    match acs {
-        AcsState::Absent => "absent".into(),
-        AcsState::Control(c) => format!("0x{:04x}", c.bits()),
-        AcsState::Unknown => "unknown".into(),
-    }
-}
-
-fn cpu_str(topo: &Topology) -> String {
-    let cpu = topo.cpu();
-    let path = if cpu.supports_p2pdma() {
-        "AMD Zen or later: host-bridge P2P allowed"
-    } else {
-        "host-bridge P2P only via the allowlist"
-    };
-    if cpu.x86 {
-        format!("x86 {:?} family 0x{:x} ({path})", cpu.vendor, cpu.family)
-    } else {
-        format!("not x86 ({path})")
-    }
-}
-
-fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &str) -> String {
-    let devices: Vec<Value> = fns
-        .iter()
-        .map(|f| {
-            json!({
-                "bdf": f.bdf.to_string(),
-                "vendor": format!("0x{:04x}", f.vendor),
-                "device": format!("0x{:04x}", f.device),
-                "class": format!("0x{:06x}", f.class),
-                "port_type": port_str(f),
-                "acs": acs_str(f.acs),
-                "acs_redirect": f.acs.redirects(),
-                "upstream_bridge": topo.upstream_bridge(f.bdf).ok().flatten().map(|b| b.to_string()),
-                "host_bridge": f.host_bridge.to_string(),
-                "physfn": f.physfn.map(|b| b.to_string()),
-            })
-        })
-        .collect();
-    let pairs: Vec<Value> = verdicts
-        .iter()
-        .map(|v| {
-            json!({
+    let mut pairs = Vec::with_capacity(selected.len() * selected.len());
+    for &p in selected {
+        for &c in selected {
+            let v = topo.verdict(p, c, policy)?;
+            pairs.push(json!({
                 "provider": v.provider.to_string(),
                 "client": v.client.to_string(),
                 "map_type": v.map_type.as_str(),
@@ -161,6 +164,27 @@ fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &
                 "common_upstream": v.common_upstream.map(|b| b.to_string()),
                 "acs_redirect_at": v.acs_redirect.map(|b| b.to_string()),
                 "unknown_at": v.unknown_at.map(|b| b.to_string()),
+            }));
+        }
+    }
+    let islands: Vec<Value> = topo
+        .islands()?
+        .iter()
+        .map(|i| {
+            json!({
+                "top": i.top.to_string(),
+                "host_bridge": i.host_bridge.to_string(),
+                "members": i.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let host_bridges: Vec<Value> = topo
+        .host_bridges()
+        .map(|h| {
+            json!({
+                "id": h.id.to_string(),
+                "below": h.below.map(|b| b.to_string()),
+                "allowlist": HbStatus::of(topo, h.id, policy).as_str(),
             })
         })
         .collect();
@@ -168,6 +192,8 @@ fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &
     let doc = json!({
         "devices": devices,
         "pairs": pairs,
+        "islands": islands,
+        "host_bridges": host_bridges,
         "cpu": {
             "x86": cpu.x86,
             "vendor": format!("{:?}", cpu.vendor),
@@ -176,166 +202,11 @@ fn json_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict], list: &
         },
         "allowlist": list,
     });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| String::from("{}"));
-    s.push('\n');
-    s
-}
-
-fn cell(v: &Verdict) -> String {
-    let mut s = match v.map_type {
-        MapType::BusAddr => format!("BA{}", v.distance),
-        MapType::ThruHostBridge => format!("HB{}", v.distance),
-        MapType::NotSupported => "NS".to_string(),
-    };
-    if v.acs == AcsKnowledge::Unknown {
-        s.push('?');
-    }
-    s
-}
-
-pub(crate) fn table_out(
-    topo: &Topology,
-    fns: &[&PciFunction],
-    verdicts: &[Verdict],
-    list: &str,
-) -> String {
-    let n = fns.len();
     let mut s = String::new();
-    let _ = writeln!(
+    writeln!(
         s,
-        "{} PCI functions, {} host bridge(s); CPU: {}; allowlist: {list}",
-        n,
-        topo.host_bridges().count(),
-        cpu_str(topo)
-    );
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "  {:>3}  {:<13} {:<9}  {:<6}  {:<15}  {:<7}  {:<13}  host bridge",
-        "#", "BDF", "ID", "class", "type", "ACS", "upstream"
-    );
-    for (i, f) in fns.iter().enumerate() {
-        let up = topo
-            .upstream_bridge(f.bdf)
-            .ok()
-            .flatten()
-            .map_or_else(|| "-".to_string(), |b| b.to_string());
-        let mut hb = f.host_bridge.to_string();
-        if let Some(pf) = f.physfn {
-            let _ = write!(hb, "  (VF of {pf})");
-        }
-        let _ = writeln!(
-            s,
-            "  {:>3}  {:<13} {:04x}:{:04x}  {:06x}  {:<15}  {:<7}  {:<13}  {}",
-            i,
-            f.bdf.to_string(),
-            f.vendor,
-            f.device,
-            f.class,
-            port_str(f),
-            acs_str(f.acs),
-            up,
-            hb
-        );
-    }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "P2P matrix (row = provider, column = client):");
-    let w = 5;
-    let _ = write!(s, "  {:>3} ", "");
-    for j in 0..n {
-        let _ = write!(s, "{:>w$}", j);
-    }
-    let _ = writeln!(s);
-    for i in 0..n {
-        let _ = write!(s, "  {:>3} ", i);
-        for j in 0..n {
-            let _ = write!(s, "{:>w$}", cell(&verdicts[i * n + j]));
-        }
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "Legend:");
-    let _ = writeln!(
-        s,
-        "  BAn  bus_addr, distance n: P2P through a switch, with PCI bus addresses"
-    );
-    let _ = writeln!(
-        s,
-        "  HBn  thru_host_bridge, distance n: P2P through the root complex, mapped like MMIO"
-    );
-    let _ = writeln!(s, "  NS   not_supported: pci_p2pdma_distance() returns -1");
-    let _ = writeln!(
-        s,
-        "  ?    ACS unknown (config space unreadable): never bus_addr, reported NS"
-    );
-    let _ = writeln!(
-        s,
-        "  distance = hops to the common upstream bridge, both sides summed (as Linux counts)"
-    );
-    s
-}
-
-fn dot_out(topo: &Topology, fns: &[&PciFunction], verdicts: &[Verdict]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "digraph pci {{");
-    let _ = writeln!(s, "  rankdir=TB;");
-    let _ = writeln!(s, "  node [shape=box, fontname=\"monospace\"];");
-    for hb in topo.host_bridges() {
-        let _ = writeln!(s, "  \"{}\" [shape=ellipse];", hb.id);
-        if let Some(below) = hb.below {
-            let _ = writeln!(s, "  \"{below}\" -> \"{}\";", hb.id);
-        }
-    }
-    for f in fns {
-        let _ = writeln!(
-            s,
-            "  \"{}\" [label=\"{}\\n{:04x}:{:04x} {}\\nACS {}\"];",
-            f.bdf,
-            f.bdf,
-            f.vendor,
-            f.device,
-            port_str(f),
-            acs_str(f.acs)
-        );
-        match (f.parent, f.physfn) {
-            (_, Some(pf)) => {
-                let _ = writeln!(
-                    s,
-                    "  \"{pf}\" -> \"{}\" [style=dashed, label=\"VF\"];",
-                    f.bdf
-                );
-            }
-            (Some(p), None) => {
-                let _ = writeln!(s, "  \"{p}\" -> \"{}\";", f.bdf);
-            }
-            (None, None) => {
-                let _ = writeln!(s, "  \"{}\" -> \"{}\";", f.host_bridge, f.bdf);
-            }
-        }
-    }
-    let _ = writeln!(
-        s,
-        "  // P2P routes (verdicts are symmetric: one edge per unordered pair)"
-    );
-    let _ = writeln!(s, "  edge [dir=none, constraint=false];");
-    for v in verdicts {
-        if v.provider >= v.client {
-            continue;
-        }
-        let (color, style) = match (v.map_type, v.acs) {
-            (_, AcsKnowledge::Unknown) => ("gray", "dotted"),
-            (MapType::BusAddr, _) => ("darkgreen", "bold"),
-            (MapType::ThruHostBridge, _) => ("orange", "solid"),
-            (MapType::NotSupported, _) => ("red", "dashed"),
-        };
-        let _ = writeln!(
-            s,
-            "  \"{}\" -> \"{}\" [color={color}, style={style}, label=\"{}\"];",
-            v.provider,
-            v.client,
-            cell(v)
-        );
-    }
-    let _ = writeln!(s, "}}");
-    s
+        "{}",
+        serde_json::to_string_pretty(&doc).map_err(|_| CliError::Format(std::fmt::Error))?
+    )?;
+    Ok(s)
 }

@@ -68,10 +68,7 @@ fn json_contract_on_every_fixture() {
                 "{}: one entry per ordered pair",
                 spec.name
             );
-            let policy = Policy {
-                allowlist: list.clone(),
-                cpu: None,
-            };
+            let policy = Policy::new(list.clone());
             let mut i = 0;
             for p in topo.functions() {
                 for c in topo.functions() {
@@ -125,6 +122,15 @@ fn kernel_table_through_the_cli() {
     }
 }
 
+/// The matrix row of a function, by its short name.
+fn matrix_row<'t>(text: &'t str, name: &str) -> &'t str {
+    text.lines()
+        .skip_while(|l| !l.starts_with("P2P matrix"))
+        .skip(2) // the title and the column names
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .expect("matrix row")
+}
+
 #[test]
 fn table_and_dot_formats() {
     let root = fixture_root("q35");
@@ -132,13 +138,80 @@ fn table_and_dot_formats() {
     let out = dmaspace(&["topology", "--sysfs", root]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(text.contains("Legend:") && text.contains("BA4") && text.contains("0000:03:00.0"));
+    // Short names, the islands, nvidia-smi style cells with the kernel's distance.
+    assert!(
+        text.contains("Legend") && text.contains("0000:03:00.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nvme2  0000:03:00.0  1b36:0010  QEMU NVMe controller"),
+        "{text}"
+    );
+    assert!(
+        text.contains("island 1: below 0000:00:02.0 (rp0, pci0000:00): nvme2 nvme3"),
+        "{text}"
+    );
+    let row = matrix_row(&text, "nvme2");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["nvme2", "NS", "NS", "X", "PXB4", "NS", "NS", "NS"]
+    );
     let out = dmaspace(&["topology", "--sysfs", root, "--format", "dot"]);
     assert_eq!(out.status.code(), Some(0));
     let dot = String::from_utf8(out.stdout).expect("utf-8");
     assert!(dot.starts_with("digraph pci {") && dot.trim_end().ends_with('}'));
-    assert!(dot.contains("\"0000:03:00.0\" -> \"0000:04:00.0\" [color=darkgreen"));
-    assert!(dot.contains("color=red"));
+    assert!(dot.contains("subgraph cluster_pci0000_00 {"), "{dot}");
+    assert!(dot.contains("subgraph cluster_island_1 {"), "{dot}");
+    // The tree's edges only: one per function, no all-pairs edges.
+    assert_eq!(dot.matches(" -> ").count(), 14, "{dot}");
+}
+
+#[test]
+fn only_filters_the_matrix_and_the_json() {
+    let root = fixture_root("dgx");
+    let root = root.to_str().expect("utf-8");
+    let out = dmaspace(&["topology", "--sysfs", root, "--only", "gpu,nvme"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("P2P matrix, row = provider, column = client: 16 of 130 functions"));
+    let header = text
+        .lines()
+        .skip_while(|l| !l.starts_with("P2P matrix"))
+        .nth(1)
+        .expect("matrix header");
+    assert_eq!(header.split_whitespace().count(), 16, "{header}");
+    assert!(header.contains("gpu0") && header.contains("nvme7") && !header.contains("nic"));
+    // Same switch: PXB4 (GPU -> switch -> NVMe), but PHB4 to the GPU whose port has ACS
+    // redirect; other switch: SYS8 (host bridges allowed).
+    let row = matrix_row(&text, "gpu0");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..5], ["gpu0", "X", "PHB4", "PXB4", "PXB4"], "{row}");
+    assert!(cells.contains(&"SYS8"), "{row}");
+    // The fourth switch has ACS redirect on its downstream ports: through the host bridge.
+    assert!(text.contains("PHB4"), "{text}");
+
+    let out = dmaspace(&[
+        "topology",
+        "--sysfs",
+        root,
+        "--format",
+        "json",
+        "--only",
+        "nic1,0000:18:00.0,vf",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let devices = doc["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1 + 1 + 64);
+    assert_eq!(doc["pairs"].as_array().map(Vec::len), Some(66 * 66));
+    assert_eq!(doc["islands"].as_array().map(Vec::len), Some(3));
+
+    for bad in ["tpu", "", "gpu99"] {
+        let out = dmaspace(&["topology", "--sysfs", root, "--only", bad]);
+        assert_eq!(out.status.code(), Some(2), "--only {bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }
 
 #[test]

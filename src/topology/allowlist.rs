@@ -2,8 +2,6 @@
 
 use alloc::vec::Vec;
 
-use super::model::CpuInfo;
-
 bitflags::bitflags! {
     /// Flags of an allowlist entry.
     ///
@@ -243,26 +241,38 @@ impl Default for Allowlist {
     }
 }
 
-/// What the caller decides: which allowlist, and optionally a CPU to assume instead of
-/// the topology's. `Policy::default()` is today's allowlist and the topology's CPU.
+/// What the caller decides: which host-bridge allowlist the rules apply.
+///
+/// The CPU is not part of the policy: it belongs to the machine, so it lives in the
+/// [`Topology`](super::Topology) (read from `/proc/cpuinfo`, or set with
+/// [`TopologyBuilder::cpu`](super::TopologyBuilder::cpu) /
+/// [`Topology::set_cpu`](super::Topology::set_cpu) to ask "what if"). `Policy::default()`
+/// is today's allowlist.
 ///
 /// ```
-/// use dmaspace::topology::{Allowlist, CpuInfo, Policy};
-/// let p = Policy::default();
-/// assert_eq!(p.allowlist, Allowlist::current());
-/// let old = Policy::linux_6_12().with_cpu(CpuInfo::amd_zen());
-/// assert_eq!(old.cpu, Some(CpuInfo::amd_zen()));
+/// use dmaspace::topology::{Allowlist, Policy};
+/// assert_eq!(Policy::default().allowlist, Allowlist::current());
+/// assert_eq!(Policy::new(Allowlist::empty()).allowlist.entries().len(), 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Policy {
     /// The host-bridge allowlist.
     pub allowlist: Allowlist,
-    /// A CPU to assume; `None` uses the topology's.
-    pub cpu: Option<CpuInfo>,
 }
 
 impl Policy {
-    /// Linux 6.12's allowlist, the topology's CPU.
+    /// A policy with this allowlist.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Allowlist, Policy};
+    /// assert_eq!(Policy::new(Allowlist::linux_6_12()), Policy::linux_6_12());
+    /// ```
+    #[must_use]
+    pub const fn new(allowlist: Allowlist) -> Self {
+        Self { allowlist }
+    }
+
+    /// Linux 6.12's allowlist.
     ///
     /// ```
     /// use dmaspace::topology::{Allowlist, Policy};
@@ -270,13 +280,10 @@ impl Policy {
     /// ```
     #[must_use]
     pub fn linux_6_12() -> Self {
-        Self {
-            allowlist: Allowlist::linux_6_12(),
-            cpu: None,
-        }
+        Self::new(Allowlist::linux_6_12())
     }
 
-    /// Today's allowlist, the topology's CPU (same as `default()`).
+    /// Today's allowlist (same as `default()`).
     ///
     /// ```
     /// use dmaspace::topology::Policy;
@@ -285,17 +292,5 @@ impl Policy {
     #[must_use]
     pub fn current() -> Self {
         Self::default()
-    }
-
-    /// The same policy with `cpu` assumed.
-    ///
-    /// ```
-    /// use dmaspace::topology::{CpuInfo, Policy};
-    /// assert!(Policy::current().with_cpu(CpuInfo::amd_zen()).cpu.is_some());
-    /// ```
-    #[must_use]
-    pub fn with_cpu(mut self, cpu: CpuInfo) -> Self {
-        self.cpu = Some(cpu);
-        self
     }
 }

@@ -5,7 +5,8 @@ use alloc::collections::BTreeMap;
 use super::allowlist::Policy;
 use super::bdf::Bdf;
 use super::classify::Verdict;
-use super::model::{Topology, TopologyError};
+use super::error::TopologyError;
+use super::tree::Topology;
 
 /// Caches verdicts per (provider, client) for one topology generation and one policy.
 ///

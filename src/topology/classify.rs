@@ -6,7 +6,10 @@ use core::fmt;
 
 use super::allowlist::{AllowFlags, Policy};
 use super::bdf::{Bdf, HostBridgeId};
-use super::model::{Topology, TopologyError};
+use super::error::TopologyError;
+use super::explain::{HostBridgeCheck, Side, Step};
+use super::registers::AcsState;
+use super::tree::Topology;
 
 /// How a provider's memory reaches a client: the kernel's `enum pci_p2pdma_map_type`
 /// (less `UNKNOWN`, which is the kernel's "not computed yet", and `NONE`, host memory).
@@ -49,26 +52,39 @@ impl fmt::Display for MapType {
     }
 }
 
-/// Whether every config-space fact the verdict depends on could be read.
+/// Whether the ACS control of every node on the path could be read, so that the
+/// verdict is the kernel's for sure.
+///
+/// A non-root reader of sysfs sees only the first 64 bytes of config space, which do
+/// not reach the ACS capability. [`Known`](Self::Known): every ACS register (and, for a
+/// host-bridge route, the PCIe capability of the host bridge's first function) the
+/// kernel would read was read. [`Unknown`](Self::Unknown): one of them was not, and it
+/// could have changed the answer; [`Verdict::unknown_at`] names the function. The CLI
+/// spells it `"acs": "known"` / `"unknown"`.
 ///
 /// ```
-/// use dmaspace::topology::AcsKnowledge;
-/// assert_eq!(AcsKnowledge::Unknown.as_str(), "unknown");
+/// use dmaspace::topology::PathAcs;
+/// assert_eq!(PathAcs::Unknown.as_str(), "unknown");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum AcsKnowledge {
-    /// The verdict is the kernel's.
+pub enum PathAcs {
+    /// Everything the kernel reads was read: the verdict is the kernel's.
     Known,
-    /// Some fact the kernel would read was not readable (see [`Verdict`]).
+    /// Some register the kernel would read was not readable (see [`Verdict`]).
     Unknown,
 }
 
-impl AcsKnowledge {
+/// The former name of [`PathAcs`], kept while code outside the topology module moves
+/// to the new one.
+#[doc(hidden)]
+pub type AcsKnowledge = PathAcs;
+
+impl PathAcs {
     /// `known` or `unknown`.
     ///
     /// ```
-    /// use dmaspace::topology::AcsKnowledge;
-    /// assert_eq!(AcsKnowledge::Known.as_str(), "known");
+    /// use dmaspace::topology::PathAcs;
+    /// assert_eq!(PathAcs::Known.as_str(), "known");
     /// ```
     #[must_use]
     pub const fn as_str(&self) -> &'static str {
@@ -81,10 +97,10 @@ impl AcsKnowledge {
 
 /// The answer for one (provider, client) pair of one topology snapshot.
 ///
-/// With [`AcsKnowledge::Known`], `map_type` and `distance` are exactly what Linux's
+/// With [`PathAcs::Known`], `map_type` and `distance` are exactly what Linux's
 /// `calc_map_type_and_dist()` computes.
 ///
-/// With [`AcsKnowledge::Unknown`] the kernel's answer cannot be known: a node on the
+/// With [`PathAcs::Unknown`] the kernel's answer cannot be known: a node on the
 /// path whose ACS the kernel would read is [`AcsState::Unknown`](super::AcsState::Unknown)
 /// and no other node already redirects, or the host-bridge allowlist decision hangs on a
 /// root-bus function whose PCIe capability was unreadable. Then `map_type` is always
@@ -117,7 +133,7 @@ pub struct Verdict {
     /// summed; with none, the lengths of both upstream chains, summed.
     pub distance: u32,
     /// Whether the answer is the kernel's for sure.
-    pub acs: AcsKnowledge,
+    pub acs: PathAcs,
     /// The common upstream bridge (the provider itself, for a same-device pair).
     pub common_upstream: Option<Bdf>,
     /// The first node with ACS redirect, in the kernel's order (provider side up to and
@@ -178,15 +194,15 @@ pub struct DistanceMany {
     /// The summed distance; `None` where the kernel returns -1.
     pub distance: Option<u32>,
     /// `Unknown` if any client's verdict was.
-    pub acs: AcsKnowledge,
+    pub acs: PathAcs,
 }
 
 impl DistanceMany {
     /// What `pci_p2pdma_distance_many()` returns.
     ///
     /// ```
-    /// use dmaspace::topology::{AcsKnowledge, DistanceMany};
-    /// let d = DistanceMany { distance: Some(4), acs: AcsKnowledge::Known };
+    /// use dmaspace::topology::{PathAcs, DistanceMany};
+    /// let d = DistanceMany { distance: Some(4), acs: PathAcs::Known };
     /// assert_eq!(d.kernel_distance(), 4);
     /// ```
     #[must_use]
@@ -226,6 +242,32 @@ enum Tri {
     Unknown(Bdf),
 }
 
+/// Receives the steps of one classification. [`Topology::verdict`] passes [`NoTrace`]
+/// (every step closure is dropped unevaluated), [`Topology::explain`] a recorder: one
+/// code path decides both.
+pub(crate) trait Tracer {
+    /// One step, built only if the tracer keeps it.
+    fn step(&mut self, step: impl FnOnce() -> Step);
+}
+
+/// The tracer of [`Topology::verdict`]: keeps nothing.
+pub(crate) struct NoTrace;
+
+impl Tracer for NoTrace {
+    #[inline(always)]
+    fn step(&mut self, _step: impl FnOnce() -> Step) {}
+}
+
+impl Tracer for Vec<Step> {
+    fn step(&mut self, step: impl FnOnce() -> Step) {
+        self.push(step());
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl Topology {
     fn hb_of(&self, bdf: Bdf) -> Result<HostBridgeId, TopologyError> {
         self.function(bdf)
@@ -233,52 +275,69 @@ impl Topology {
             .ok_or(TopologyError::UnknownFunction(bdf))
     }
 
-    /// `__host_bridge_whitelist()`.
-    fn hb_allowlisted(&self, hb: HostBridgeId, same: bool, policy: &Policy) -> Tri {
+    /// `__host_bridge_whitelist()`, with what it looked at.
+    fn host_bridge_check(&self, hb: HostBridgeId, same: bool, policy: &Policy) -> HostBridgeCheck {
         let (dev, unknown) = self.host_bridge_dev(hb);
-        let dev = match dev {
-            Some(d) => d,
-            None if unknown => {
+        let first = self.first_on_root_bus(hb).copied();
+        let mut check = HostBridgeCheck {
+            host_bridge: hb,
+            same_host_bridge: same,
+            device: dev.copied(),
+            first_function: first,
+            entry: None,
+            allowed: Some(false),
+        };
+        match (dev, first) {
+            (Some(d), _) => {
+                check.entry = policy.allowlist.lookup(d.vendor, d.device).copied();
+                check.allowed = Some(match check.entry {
+                    Some(e) if e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) && !same => false,
+                    Some(_) => true,
+                    None => false,
+                });
+            }
+            (None, Some(f)) if unknown => {
                 // The first function is not 00.0 and its port type is unreadable: the
                 // answer depends on it only if its IDs would be allowed.
-                return match self.first_on_root_bus(hb) {
-                    Some(f) => match policy.allowlist.lookup(f.vendor, f.device) {
-                        Some(e) if same || !e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) => {
-                            Tri::Unknown(f.bdf)
-                        }
-                        _ => Tri::No,
-                    },
-                    None => Tri::No,
-                };
+                check.entry = policy.allowlist.lookup(f.vendor, f.device).copied();
+                if let Some(e) = check.entry {
+                    if same || !e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) {
+                        check.allowed = None;
+                    }
+                }
             }
-            None => return Tri::No,
-        };
-        match policy.allowlist.lookup(dev.vendor, dev.device) {
-            Some(e) if e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) && !same => Tri::No,
-            Some(_) => Tri::Yes,
-            None => Tri::No,
+            _ => {}
         }
+        check
     }
 
-    /// `host_bridge_whitelist()`.
+    /// `host_bridge_whitelist()`: one check when both sit below one host bridge, else
+    /// both must allow.
     fn hb_whitelist(
         &self,
         provider: Bdf,
         client: Bdf,
         policy: &Policy,
-    ) -> Result<Tri, TopologyError> {
+    ) -> Result<(Tri, HostBridgeCheck, Option<HostBridgeCheck>), TopologyError> {
+        let tri = |c: &HostBridgeCheck| match c.allowed {
+            Some(true) => Tri::Yes,
+            Some(false) => Tri::No,
+            None => Tri::Unknown(c.first_function.map_or(provider, |f| f.bdf)),
+        };
         let ha = self.hb_of(provider)?;
         let hb = self.hb_of(client)?;
         if ha == hb {
-            return Ok(self.hb_allowlisted(ha, true, policy));
+            let a = self.host_bridge_check(ha, true, policy);
+            return Ok((tri(&a), a, None));
         }
-        let a = self.hb_allowlisted(ha, false, policy);
-        let b = self.hb_allowlisted(hb, false, policy);
-        Ok(match (a, b) {
+        let a = self.host_bridge_check(ha, false, policy);
+        let b = self.host_bridge_check(hb, false, policy);
+        let both = match (tri(&a), tri(&b)) {
             (Tri::No, _) | (_, Tri::No) => Tri::No,
             (Tri::Unknown(x), _) | (_, Tri::Unknown(x)) => Tri::Unknown(x),
             (Tri::Yes, Tri::Yes) => Tri::Yes,
-        })
+        };
+        Ok((both, a, Some(b)))
     }
 
     /// The upstream chain of `bdf`, the function itself first (bounded by the number of
@@ -296,12 +355,17 @@ impl Topology {
         Ok(out)
     }
 
+    fn acs_of(&self, bdf: Bdf) -> AcsState {
+        self.function(bdf).map_or(AcsState::Absent, |f| f.acs)
+    }
+
     /// The kernel's `calc_map_type_and_dist(provider, client)`.
     ///
     /// The provider's chain is walked from the provider up; each node is first checked
     /// for ACS redirect, then searched in the client's chain. The client side then
     /// checks the nodes strictly below the common upstream bridge. See [`Verdict`] for
-    /// what happens when config space was unreadable.
+    /// what happens when config space was unreadable, and [`Topology::explain`] for the
+    /// same decision with every step recorded.
     ///
     /// ```
     /// use dmaspace::topology::{Bdf, MapType, PciFunction, PciePortType, Policy, Topology};
@@ -323,40 +387,66 @@ impl Topology {
         client: Bdf,
         policy: &Policy,
     ) -> Result<Verdict, TopologyError> {
+        self.classify(provider, client, policy, &mut NoTrace)
+    }
+
+    /// `calc_map_type_and_dist()`, reporting each step to `trace`.
+    pub(crate) fn classify<T: Tracer>(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+        trace: &mut T,
+    ) -> Result<Verdict, TopologyError> {
         let pchain = self.chain(provider)?;
         let cchain = self.chain(client)?;
+        for (side, chain) in [(Side::Provider, &pchain), (Side::Client, &cchain)] {
+            trace.step(|| Step::Chain {
+                side,
+                nodes: chain.clone(),
+                physfn: self.function(chain[0]).and_then(|f| f.physfn),
+                host_bridge: self.function(chain[0]).map(|f| f.host_bridge),
+            });
+        }
         let mut redirect: Option<Bdf> = None;
         let mut unknown: Option<Bdf> = None;
-        let note = |bdf: Bdf, redirect: &mut Option<Bdf>, unknown: &mut Option<Bdf>| {
-            let acs = self.function(bdf).map(|f| f.acs.redirects());
-            match acs {
-                Some(Some(true)) => {
-                    redirect.get_or_insert(bdf);
+        let note =
+            |bdf: Bdf, acs: AcsState, redirect: &mut Option<Bdf>, unknown: &mut Option<Bdf>| {
+                match acs.redirects() {
+                    Some(true) => {
+                        redirect.get_or_insert(bdf);
+                    }
+                    None => {
+                        unknown.get_or_insert(bdf);
+                    }
+                    Some(false) => {}
                 }
-                Some(None) => {
-                    unknown.get_or_insert(bdf);
-                }
-                _ => {}
-            }
-        };
+            };
 
         let mut common: Option<(usize, usize)> = None;
         for (dist_a, &a) in pchain.iter().enumerate() {
-            note(a, &mut redirect, &mut unknown);
-            if let Some(dist_b) = cchain.iter().position(|&bb| bb == a) {
+            let acs = self.acs_of(a);
+            note(a, acs, &mut redirect, &mut unknown);
+            let found = cchain.iter().position(|&bb| bb == a);
+            trace.step(|| Step::ProviderHop {
+                hop: to_u32(dist_a),
+                node: a,
+                acs,
+                in_client_chain: found.map(to_u32),
+            });
+            if let Some(dist_b) = found {
                 common = Some((dist_a, dist_b));
                 break;
             }
         }
 
-        let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut verdict = Verdict {
             provider,
             client,
             generation: self.generation,
             map_type: MapType::ThruHostBridge,
             distance: 0,
-            acs: AcsKnowledge::Known,
+            acs: PathAcs::Known,
             common_upstream: None,
             acs_redirect: None,
             unknown_at: None,
@@ -364,44 +454,88 @@ impl Topology {
 
         match common {
             Some((dist_a, dist_b)) => {
-                verdict.common_upstream = Some(pchain[dist_a]);
-                for &bb in &cchain[..dist_b] {
-                    note(bb, &mut redirect, &mut unknown);
-                }
+                let bridge = pchain[dist_a];
+                verdict.common_upstream = Some(bridge);
                 verdict.distance = to_u32(dist_a).saturating_add(to_u32(dist_b));
+                trace.step(|| Step::CommonUpstream {
+                    node: bridge,
+                    provider_hops: to_u32(dist_a),
+                    client_hops: to_u32(dist_b),
+                });
+                for (hop, &bb) in cchain[..dist_b].iter().enumerate() {
+                    let acs = self.acs_of(bb);
+                    note(bb, acs, &mut redirect, &mut unknown);
+                    trace.step(|| Step::ClientHop {
+                        hop: to_u32(hop),
+                        node: bb,
+                        acs,
+                    });
+                }
                 verdict.acs_redirect = redirect;
                 if redirect.is_none() {
                     if let Some(u) = unknown {
                         verdict.map_type = MapType::NotSupported;
-                        verdict.acs = AcsKnowledge::Unknown;
+                        verdict.acs = PathAcs::Unknown;
                         verdict.unknown_at = Some(u);
+                        trace.step(|| Step::AcsUnreadable { node: u });
                     } else {
                         verdict.map_type = MapType::BusAddr;
+                        trace.step(|| Step::NoAcsRedirect);
                     }
+                    trace.step(|| Step::Outcome {
+                        map_type: verdict.map_type,
+                        distance: verdict.distance,
+                    });
                     return Ok(verdict);
                 }
+                trace.step(|| Step::AcsRedirect {
+                    nodes: pchain[..=dist_a]
+                        .iter()
+                        .chain(&cchain[..dist_b])
+                        .filter_map(|&b| match self.acs_of(b) {
+                            AcsState::Control(c) if c.redirects() => Some((b, c)),
+                            _ => None,
+                        })
+                        .collect(),
+                });
             }
             None => {
                 // The kernel leaves the loop with dist_a = provider chain length and
                 // dist_b = client chain length (the last inner walk ran to the end).
                 verdict.distance = to_u32(pchain.len()).saturating_add(to_u32(cchain.len()));
+                trace.step(|| Step::NoCommonUpstream {
+                    provider_hops: to_u32(pchain.len()),
+                    client_hops: to_u32(cchain.len()),
+                });
             }
         }
 
         // map_through_host_bridge:
-        let cpu = policy.cpu.unwrap_or(self.cpu);
-        if cpu.supports_p2pdma() {
-            return Ok(verdict);
-        }
-        match self.hb_whitelist(provider, client, policy)? {
-            Tri::Yes => {}
-            Tri::No => verdict.map_type = MapType::NotSupported,
-            Tri::Unknown(u) => {
-                verdict.map_type = MapType::NotSupported;
-                verdict.acs = AcsKnowledge::Unknown;
-                verdict.unknown_at = Some(u);
+        let cpu_allows = self.cpu.supports_p2pdma();
+        trace.step(|| Step::CpuRule {
+            cpu: self.cpu,
+            allows: cpu_allows,
+        });
+        if !cpu_allows {
+            let (tri, a, b) = self.hb_whitelist(provider, client, policy)?;
+            trace.step(|| Step::HostBridge(a));
+            if let Some(b) = b {
+                trace.step(|| Step::HostBridge(b));
+            }
+            match tri {
+                Tri::Yes => {}
+                Tri::No => verdict.map_type = MapType::NotSupported,
+                Tri::Unknown(u) => {
+                    verdict.map_type = MapType::NotSupported;
+                    verdict.acs = PathAcs::Unknown;
+                    verdict.unknown_at = Some(u);
+                }
             }
         }
+        trace.step(|| Step::Outcome {
+            map_type: verdict.map_type,
+            distance: verdict.distance,
+        });
         Ok(verdict)
     }
 
@@ -429,7 +563,7 @@ impl Topology {
     ) -> Result<DistanceMany, TopologyError> {
         let mut out = DistanceMany {
             distance: None,
-            acs: AcsKnowledge::Known,
+            acs: PathAcs::Known,
         };
         if clients.is_empty() {
             return Ok(out);
@@ -437,8 +571,8 @@ impl Topology {
         let mut total: u32 = 0;
         for &c in clients {
             let v = self.verdict(provider, c, policy)?;
-            if v.acs == AcsKnowledge::Unknown {
-                out.acs = AcsKnowledge::Unknown;
+            if v.acs == PathAcs::Unknown {
+                out.acs = PathAcs::Unknown;
             }
             if v.map_type == MapType::NotSupported {
                 return Ok(out);

@@ -8,7 +8,7 @@
 
 use core::fmt;
 
-use super::model::{AcsCtrl, AcsState, PcieKind, PciePortType};
+use super::registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
 
 /// Capability ID of the PCI Express capability.
 const CAP_ID_EXP: u8 = 0x10;

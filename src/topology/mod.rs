@@ -31,10 +31,12 @@
 //!     .function(PciFunction::new(a, 0x1b36, 0x0010).under(rp1))
 //!     .function(PciFunction::new(e, 0x1b36, 0x0010))
 //!     .build()?;
-//! let plain = Policy::default();
-//! assert_eq!(topo.verdict(a, e, &plain)?.kernel_distance(), -1);
-//! let zen = Policy::default().with_cpu(CpuInfo::amd_zen());
-//! let v = topo.verdict(a, e, &zen)?;
+//! let policy = Policy::default();
+//! assert_eq!(topo.verdict(a, e, &policy)?.kernel_distance(), -1);
+//! // The same machine with an AMD Zen CPU: the kernel allows the host-bridge route.
+//! let mut zen = topo.clone();
+//! zen.set_cpu(CpuInfo::amd_zen());
+//! let v = zen.verdict(a, e, &policy)?;
 //! assert_eq!((v.map_type, v.distance), (MapType::ThruHostBridge, 3));
 //! # Ok::<(), dmaspace::topology::TopologyError>(())
 //! ```
@@ -51,9 +53,21 @@ mod classify;
 #[cfg(feature = "alloc")]
 mod config;
 #[cfg(feature = "alloc")]
-mod model;
+mod cpu;
+#[cfg(feature = "alloc")]
+mod error;
+#[cfg(feature = "alloc")]
+mod explain;
+#[cfg(feature = "alloc")]
+mod function;
+#[cfg(feature = "alloc")]
+mod islands;
+#[cfg(feature = "alloc")]
+mod registers;
 #[cfg(feature = "std")]
 pub mod sysfs;
+#[cfg(feature = "alloc")]
+mod tree;
 
 #[cfg(feature = "alloc")]
 pub use allowlist::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, Policy};
@@ -61,11 +75,20 @@ pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
 #[cfg(feature = "alloc")]
 pub use cache::VerdictCache;
 #[cfg(feature = "alloc")]
-pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, Verdict};
+pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, PathAcs, Verdict};
 #[cfg(feature = "alloc")]
 pub use config::{ConfigError, ConfigInfo, parse_config};
 #[cfg(feature = "alloc")]
-pub use model::{
-    AcsCtrl, AcsState, CpuInfo, CpuVendor, HostBridge, PciFunction, PcieKind, PciePortType,
-    Topology, TopologyBuilder, TopologyError,
-};
+pub use cpu::{CpuInfo, CpuVendor};
+#[cfg(feature = "alloc")]
+pub use error::TopologyError;
+#[cfg(feature = "alloc")]
+pub use explain::{Explanation, Fix, FixAction, HostBridgeCheck, Side, Step};
+#[cfg(feature = "alloc")]
+pub use function::PciFunction;
+#[cfg(feature = "alloc")]
+pub use islands::Island;
+#[cfg(feature = "alloc")]
+pub use registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
+#[cfg(feature = "alloc")]
+pub use tree::{HostBridge, Topology, TopologyBuilder};

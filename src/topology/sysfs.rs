@@ -14,7 +14,7 @@
 //! A `config` of 64 bytes (what a non-root reader gets) loads fine: the ACS and PCIe
 //! facts it does not hold are [`AcsState::Unknown`](super::AcsState::Unknown) /
 //! [`PcieKind::Unknown`](super::PcieKind::Unknown), and verdicts that depend on them
-//! say [`AcsKnowledge::Unknown`](super::AcsKnowledge::Unknown).
+//! say [`PathAcs::Unknown`](super::PathAcs::Unknown).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -26,7 +26,10 @@ use std::vec::Vec;
 
 use super::bdf::{Bdf, HostBridgeId};
 use super::config::{ConfigError, parse_config};
-use super::model::{CpuInfo, CpuVendor, PciFunction, Topology, TopologyError};
+use super::cpu::{CpuInfo, CpuVendor};
+use super::error::TopologyError;
+use super::function::PciFunction;
+use super::tree::Topology;
 
 /// Why a sysfs tree could not be loaded. Every variant names a path.
 ///

@@ -295,6 +295,84 @@ pub fn vmd(name: &'static str) -> Spec {
     }
 }
 
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn at(domain_bus: u8, dev: u8, func: u8) -> &'static str {
+    leak(format!("0000:{domain_bus:02x}:{dev:02x}.{func}"))
+}
+
+/// A DGX-class server (generated): two sockets of Xeon host bridges (Ice Lake-SP IDs,
+/// on both allowlists), four PCIe switches (Broadcom PEX890xx), each on a root port of
+/// its own root bus and holding two GPUs (H100 SXM5), two NICs (ConnectX-7, 8 VFs each)
+/// and two NVMe drives; plus a BMC VGA behind an ASPEED bridge and a management NIC.
+/// Root ports have ACS redirect (IOMMU on); switch downstream ports have it off, except
+/// on the fourth switch, whose devices are therefore not an island, and on the port of
+/// the first switch's second GPU, which cuts that GPU out of its island. 130 functions.
+pub fn dgx(name: &'static str) -> Spec {
+    const HB_DEV: (u16, u16) = (0x8086, 0x09a2);
+    const RP_ID: (u16, u16) = (0x8086, 0x347a);
+    const SWITCH: (u16, u16) = (0x1000, 0xc030);
+    const GPU: (u16, u16, u32) = (0x10de, 0x2330, 0x030200);
+    const NIC: (u16, u16, u32) = (0x15b3, 0x1021, 0x020000);
+    const NIC_VF: (u16, u16) = (0x15b3, 0x101e);
+    const NVME: (u16, u16, u32) = (0x144d, 0xa824, 0x010802);
+    let rp_acs = 0x001d; // SV RR CR UF
+    let mut nodes = vec![
+        node("0000:00:00.0", HB_DEV.0, HB_DEV.1, 0x060000, None),
+        node("0000:00:01.0", RP_ID.0, RP_ID.1, 0x060400, Some(RP)).acs(rp_acs),
+        node("0000:00:02.0", RP_ID.0, 0x347b, 0x060400, Some(RP)).acs(rp_acs),
+        node("0000:01:00.0", 0x1a03, 0x1150, 0x060400, Some(7)).under("0000:00:01.0"),
+        node("0000:02:00.0", 0x1a03, 0x2000, 0x030000, None).under("0000:01:00.0"),
+        node("0000:03:00.0", 0x8086, 0x1533, 0x020000, Some(EP)).under("0000:00:02.0"),
+    ];
+    for (k, root) in [0x15u8, 0x37, 0x97, 0xb7].into_iter().enumerate() {
+        let hb = leak(format!("pci0000:{root:02x}"));
+        let rp = at(root, 1, 0);
+        let usp = at(root + 1, 0, 0);
+        let dsp_acs = if k == 3 { 0x001d } else { 0x0000 };
+        nodes.push(node(at(root, 0, 0), HB_DEV.0, HB_DEV.1, 0x060000, None).hb(hb));
+        nodes.push(
+            node(rp, RP_ID.0, RP_ID.1, 0x060400, Some(RP))
+                .acs(rp_acs)
+                .hb(hb),
+        );
+        nodes.push(node(usp, SWITCH.0, SWITCH.1, 0x060400, Some(USP)).under(rp));
+        let endpoints = [GPU, GPU, NIC, NIC, NVME, NVME];
+        for (d, (vendor, device, class)) in endpoints.into_iter().enumerate() {
+            let d = d as u8;
+            let dsp = at(root + 2, d, 0);
+            let acs = if (k, d) == (0, 1) { 0x001d } else { dsp_acs };
+            nodes.push(
+                node(dsp, SWITCH.0, SWITCH.1, 0x060400, Some(DSP))
+                    .acs(acs)
+                    .under(usp),
+            );
+            let bus = root + 3 + d;
+            let pf = at(bus, 0, 0);
+            nodes.push(node(pf, vendor, device, class, Some(EP)).under(dsp));
+            if class == NIC.2 {
+                for v in 1..=8u8 {
+                    let vf = at(bus, v / 8, v % 8);
+                    nodes.push(
+                        node(vf, NIC_VF.0, NIC_VF.1, class, Some(EP))
+                            .under(dsp)
+                            .vf_of(pf),
+                    );
+                }
+            }
+        }
+    }
+    Spec {
+        name,
+        cpu: PLAIN_CPU,
+        nested: vec![],
+        truncated: false,
+        nodes,
+    }
+}
+
 /// Every fixture committed under tests/fixtures/synthetic.
 pub fn all_specs() -> Vec<Spec> {
     let mut nonroot = q35("q35-nonroot", PLAIN_CPU, false, false);
@@ -314,6 +392,7 @@ pub fn all_specs() -> Vec<Spec> {
         first_not_00("first-ep-not-00", false),
         sriov("sriov"),
         vmd("vmd"),
+        dgx("dgx"),
     ]
 }
 
