@@ -286,8 +286,8 @@ impl fmt::Display for RouteError {
                 v.provider,
                 v.client,
                 match v.acs {
-                    crate::topology::AcsKnowledge::Unknown => ": ACS could not be read",
-                    crate::topology::AcsKnowledge::Known => "",
+                    crate::topology::PathAcs::Unknown => ": ACS could not be read",
+                    crate::topology::PathAcs::Known => "",
                 }
             ),
         }

@@ -74,11 +74,6 @@ pub enum PathAcs {
     Unknown,
 }
 
-/// The former name of [`PathAcs`], kept while code outside the topology module moves
-/// to the new one.
-#[doc(hidden)]
-pub type AcsKnowledge = PathAcs;
-
 impl PathAcs {
     /// `known` or `unknown`.
     ///

@@ -75,7 +75,7 @@ pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
 #[cfg(feature = "alloc")]
 pub use cache::VerdictCache;
 #[cfg(feature = "alloc")]
-pub use classify::{AcsKnowledge, Closest, DistanceMany, MapType, PathAcs, Verdict};
+pub use classify::{Closest, DistanceMany, MapType, PathAcs, Verdict};
 #[cfg(feature = "alloc")]
 pub use config::{ConfigError, ConfigInfo, parse_config};
 #[cfg(feature = "alloc")]
