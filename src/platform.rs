@@ -1,7 +1,7 @@
 //! Mappings the platform made: wrap the addresses an OS DMA API returned
 //! (Linux's `dma_map_sgtable`, `dma_map_page`) in the crate's types, so
 //! that an in-kernel driver (Rust-for-Linux) writes its descriptors from
-//! [`DmaSeg`]s like any other user of the crate.
+//! [`DmaSeg`](crate::vec::DmaSeg)s like any other user of the crate.
 //!
 //! The kernel keeps the mapping (its IOMMU entries, its swiotlb slots);
 //! this module only types its addresses. The promise that they are valid,
