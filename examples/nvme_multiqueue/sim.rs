@@ -857,3 +857,960 @@ impl Controller {
         Ok(segments)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Range;
+
+    /// Host memory: bus address = offset. Accesses outside it, or touching `hole`, fault.
+    struct Ram {
+        mem: RwLock<Vec<u8>>,
+        hole: Option<Range<u64>>,
+    }
+
+    impl Ram {
+        fn new(size: usize) -> Self {
+            Self {
+                mem: RwLock::new(vec![0; size]),
+                hole: None,
+            }
+        }
+
+        fn with_hole(size: usize, hole: Range<u64>) -> Self {
+            Self {
+                hole: Some(hole),
+                ..Self::new(size)
+            }
+        }
+
+        fn check(&self, addr: u64, len: usize, write: bool) -> Result<Range<usize>, Fault> {
+            let fault = Fault { addr, write };
+            let end = addr.checked_add(len as u64).ok_or(fault)?;
+            if end > read_lock(&self.mem).len() as u64 {
+                return Err(fault);
+            }
+            if let Some(h) = &self.hole {
+                if addr < h.end && h.start < end {
+                    return Err(fault);
+                }
+            }
+            Ok(addr as usize..end as usize)
+        }
+
+        /// Host-side store (the CPU, not the device: no hole).
+        fn put(&self, addr: u64, data: &[u8]) {
+            let a = addr as usize;
+            write_lock(&self.mem)[a..a + data.len()].copy_from_slice(data);
+        }
+
+        /// Host-side load.
+        fn get(&self, addr: u64, len: usize) -> Vec<u8> {
+            let a = addr as usize;
+            read_lock(&self.mem)[a..a + len].to_vec()
+        }
+
+        fn gather(&self, segments: &[Segment]) -> Vec<u8> {
+            segments.iter().flat_map(|&(a, l)| self.get(a, l)).collect()
+        }
+
+        fn scatter(&self, segments: &[Segment], data: &[u8]) {
+            let mut at = 0;
+            for &(a, l) in segments {
+                self.put(a, &data[at..at + l]);
+                at += l;
+            }
+            assert_eq!(at, data.len());
+        }
+    }
+
+    impl Dma for Ram {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let r = self.check(addr, buf.len(), false)?;
+            buf.copy_from_slice(&read_lock(&self.mem)[r]);
+            Ok(())
+        }
+
+        fn write(&self, addr: u64, data: &[u8]) -> Result<(), Fault> {
+            let r = self.check(addr, data.len(), true)?;
+            write_lock(&self.mem)[r].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    const MIB: usize = 1 << 20;
+    const PAGE: u64 = PAGE_SIZE;
+    /// Rings of queue pair 1 (room for 256 entries); pair 2 at +0x10000.
+    const SQ: u64 = 0x1_0000;
+    const CQ: u64 = 0x2_0000;
+    /// PRP lists and SGL segments.
+    const LISTS: u64 = 0x4_0000;
+    /// Data buffers written from, then read into.
+    const WBUF: u64 = 0x10_0000;
+    const RBUF: u64 = 0x80_0000;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Cqe {
+        sqhd: u16,
+        sqid: u16,
+        cid: u16,
+        status: u16,
+        phase: bool,
+    }
+
+    impl Cqe {
+        fn parse(b: &[u8]) -> Self {
+            let dw3 = le_u32(b, 12);
+            Self {
+                sqhd: u16::from_le_bytes([b[8], b[9]]),
+                sqid: u16::from_le_bytes([b[10], b[11]]),
+                cid: dw3 as u16,
+                status: (dw3 >> 17) as u16,
+                phase: dw3 >> 16 & 1 == 1,
+            }
+        }
+    }
+
+    /// The driver side of one queue pair, as a test writes it.
+    struct Host<'a> {
+        ctrl: &'a Controller,
+        ram: &'a Ram,
+        qid: u16,
+        sq: u64,
+        cq: u64,
+        entries: u16,
+        tail: u16,
+        head: u16,
+        phase: bool,
+        next_cid: u16,
+    }
+
+    impl<'a> Host<'a> {
+        fn new(ctrl: &'a Controller, ram: &'a Ram, qid: u16, entries: u16) -> Self {
+            let off = u64::from(qid - 1) * 0x1_0000 * 4;
+            let (sq, cq) = (SQ + off, CQ + off);
+            ctrl.create_queue_pair(qid, sq, cq, entries).unwrap();
+            Self {
+                ctrl,
+                ram,
+                qid,
+                sq,
+                cq,
+                entries,
+                tail: 0,
+                head: 0,
+                phase: true,
+                next_cid: 0,
+            }
+        }
+
+        /// Copies SQEs at the tail (no doorbell).
+        fn queue(&mut self, sqes: &[[u8; SQE_SIZE]]) {
+            for sqe in sqes {
+                let addr = self.sq + u64::from(self.tail) * SQE_SIZE as u64;
+                self.ram.put(addr, sqe);
+                self.tail = (self.tail + 1) % self.entries;
+            }
+        }
+
+        fn ring(&self) -> Result<(), SimError> {
+            self.ctrl.ring_sq(self.ram, self.qid, self.tail)
+        }
+
+        /// Consumes every CQE whose phase is current, then rings the CQ head doorbell.
+        fn reap(&mut self) -> Vec<Cqe> {
+            let mut out = Vec::new();
+            for _ in 0..self.entries {
+                let addr = self.cq + u64::from(self.head) * CQE_SIZE as u64;
+                let cqe = Cqe::parse(&self.ram.get(addr, CQE_SIZE));
+                if cqe.phase != self.phase {
+                    break;
+                }
+                out.push(cqe);
+                self.head = (self.head + 1) % self.entries;
+                if self.head == 0 {
+                    self.phase = !self.phase;
+                }
+            }
+            if !out.is_empty() {
+                self.ctrl.ring_cq(self.qid, self.head).unwrap();
+            }
+            out
+        }
+
+        /// Submits, rings, reaps; checks one CQE per command with the queue's SQ head and id.
+        fn run(&mut self, sqes: &[[u8; SQE_SIZE]]) -> Vec<Cqe> {
+            self.queue(sqes);
+            self.ring().unwrap();
+            let cqes = self.reap();
+            assert_eq!(cqes.len(), sqes.len());
+            for c in &cqes {
+                assert_eq!((c.sqhd, c.sqid), (self.tail, self.qid));
+            }
+            cqes
+        }
+
+        /// Runs one command with a fresh CID in the SQE's dword 0; its status.
+        fn status(&mut self, mut sqe: [u8; SQE_SIZE]) -> u16 {
+            self.next_cid = self.next_cid.wrapping_add(1);
+            sqe[2..4].copy_from_slice(&self.next_cid.to_le_bytes());
+            let cqes = self.run(&[sqe]);
+            assert_eq!(cqes[0].cid, self.next_cid);
+            cqes[0].status
+        }
+    }
+
+    fn cmd(op: u8, cid: u16, slba: u64, nlb: u16) -> [u8; SQE_SIZE] {
+        let mut e = [0; SQE_SIZE];
+        e[0] = op;
+        e[2..4].copy_from_slice(&cid.to_le_bytes());
+        e[4..8].copy_from_slice(&NSID.to_le_bytes());
+        e[40..48].copy_from_slice(&slba.to_le_bytes());
+        e[48..52].copy_from_slice(&u32::from(nlb.wrapping_sub(1)).to_le_bytes());
+        e
+    }
+
+    fn prp_cmd(op: u8, slba: u64, nlb: u16, (prp1, prp2): (u64, u64)) -> [u8; SQE_SIZE] {
+        let mut e = cmd(op, 0, slba, nlb);
+        e[24..32].copy_from_slice(&prp1.to_le_bytes());
+        e[32..40].copy_from_slice(&prp2.to_le_bytes());
+        e
+    }
+
+    fn sgl_cmd(op: u8, slba: u64, nlb: u16, sgl1: [u8; SGL_DESC_SIZE]) -> [u8; SQE_SIZE] {
+        let mut e = cmd(op, 0, slba, nlb);
+        e[1] = psdt::SGL_MPTR_CONTIGUOUS << 6;
+        e[24..40].copy_from_slice(&sgl1);
+        e
+    }
+
+    fn desc(addr: u64, len: u32, kind: u8) -> [u8; SGL_DESC_SIZE] {
+        let mut d = [0; SGL_DESC_SIZE];
+        d[0..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[15] = kind << 4;
+        d
+    }
+
+    fn pattern(seed: u64, len: usize) -> Vec<u8> {
+        let mut rng = SplitMix64(seed);
+        (0..len).map(|_| rng.next_u64() as u8).collect()
+    }
+
+    /// `n` distinct, scattered, descending page addresses from `base`.
+    fn pages(base: u64, n: usize) -> Vec<u64> {
+        (0..n as u64).rev().map(|i| base + i * 2 * PAGE).collect()
+    }
+
+    /// Lays out a PRP data pointer for `bytes` starting `offset` into `pages[0]`, writing PRP
+    /// lists from `list_at` on (chain pages follow it, page by page). Returns (PRP1, PRP2) and
+    /// the buffer's segments.
+    fn build_prp(
+        ram: &Ram,
+        pages: &[u64],
+        offset: u64,
+        bytes: usize,
+        list_at: u64,
+    ) -> ((u64, u64), Vec<Segment>) {
+        let first = bytes.min((PAGE - offset) as usize);
+        let mut segments = vec![(pages[0] + offset, first)];
+        let mut rest = bytes - first;
+        for &p in &pages[1..] {
+            let len = rest.min(PAGE as usize);
+            segments.push((p, len));
+            rest -= len;
+        }
+        assert_eq!(rest, 0);
+        assert!(segments.iter().all(|s| s.1 > 0), "too many pages");
+        let prp2 = match pages.len() {
+            1 => 0,
+            2 => pages[1],
+            _ => {
+                let mut list = list_at;
+                let mut entries = &pages[1..];
+                loop {
+                    let slots = ((PAGE - list % PAGE) / 8) as usize;
+                    let next_page = (list / PAGE + 1) * PAGE;
+                    let (now, chain) = if entries.len() <= slots {
+                        (entries.len(), None)
+                    } else {
+                        (slots - 1, Some(next_page))
+                    };
+                    let mut raw: Vec<u8> = entries[..now]
+                        .iter()
+                        .flat_map(|e| e.to_le_bytes())
+                        .collect();
+                    raw.extend(chain.iter().flat_map(|c| c.to_le_bytes()));
+                    ram.put(list, &raw);
+                    entries = &entries[now..];
+                    match chain {
+                        Some(c) => list = c,
+                        None => break,
+                    }
+                }
+                list_at
+            }
+        };
+        ((pages[0] + offset, prp2), segments)
+    }
+
+    /// Writes a seeded pattern from a PRP buffer, reads it back into another, checks both
+    /// copies and the namespace.
+    fn prp_roundtrip(block_size: u32, nlb: u16, offset: u64, list_offset: u64) {
+        let ctrl = Controller::new(1024, block_size, 4 * MIB as u32, 1);
+        let ram = Ram::new(16 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 16);
+        let bytes = usize::from(nlb) * block_size as usize;
+        let n = (offset as usize + bytes).div_ceil(PAGE as usize);
+        let data = pattern(u64::from(nlb) ^ offset, bytes);
+
+        let (wptr, wsegs) = build_prp(&ram, &pages(WBUF, n), offset, bytes, LISTS + list_offset);
+        ram.scatter(&wsegs, &data);
+        assert_eq!(
+            host.status(prp_cmd(opcode::WRITE, 3, nlb, wptr)),
+            status::SUCCESS
+        );
+        let rlists = LISTS + 0x8000 + list_offset;
+        let (rptr, rsegs) = build_prp(&ram, &pages(RBUF, n), offset, bytes, rlists);
+        assert_eq!(
+            host.status(prp_cmd(opcode::READ, 3, nlb, rptr)),
+            status::SUCCESS
+        );
+
+        assert!(ram.gather(&rsegs) == data, "read back differs");
+        assert!(
+            ctrl.read_namespace(3, u64::from(nlb)) == data,
+            "namespace differs"
+        );
+        assert!(ctrl.read_namespace(0, 3).iter().all(|&b| b == 0));
+        let s = ctrl.stats();
+        assert_eq!((s.commands, s.errors, s.faults), (2, 0, 0));
+        assert_eq!(
+            (s.bytes_from_host, s.bytes_to_host),
+            (bytes as u64, bytes as u64)
+        );
+    }
+
+    #[test]
+    fn prp1_only() {
+        prp_roundtrip(512, 1, 0, 0);
+        prp_roundtrip(512, 8, 0, 0);
+        prp_roundtrip(4096, 1, 0, 0);
+    }
+
+    #[test]
+    fn prp1_and_prp2() {
+        prp_roundtrip(512, 16, 0, 0);
+        prp_roundtrip(4096, 2, 0, 0);
+    }
+
+    #[test]
+    fn prp_list() {
+        prp_roundtrip(4096, 3, 0, 0);
+        prp_roundtrip(4096, 7, 0, 0);
+        prp_roundtrip(512, 40, 0, 0);
+        // A list that starts inside its page (qword-aligned).
+        prp_roundtrip(4096, 5, 0, 0x808);
+    }
+
+    #[test]
+    fn prp_list_chained() {
+        // 600 pages: a full list page of 511 entries + chain pointer, then 88 more.
+        prp_roundtrip(4096, 600, 0, 0);
+        // A list two slots before its page's end: one entry, then the chain pointer.
+        prp_roundtrip(4096, 6, 0, PAGE - 16);
+        // One slot before the end: the only slot is the chain pointer.
+        prp_roundtrip(4096, 6, 0, PAGE - 8);
+    }
+
+    #[test]
+    fn unaligned_first_page() {
+        // Within one page, spilling into a second page (PRP2), and into a list.
+        prp_roundtrip(512, 2, 0x200, 0);
+        prp_roundtrip(512, 8, 0x200, 0);
+        prp_roundtrip(512, 16, 0x44, 0);
+        prp_roundtrip(4096, 4, 0xFFC, 0);
+    }
+
+    #[test]
+    fn prp_offset_invalid() {
+        let ctrl = Controller::new(64, 4096, 1 << 20, 1);
+        let ram = Ram::new(16 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        let w = |prp| prp_cmd(opcode::WRITE, 0, 3, prp);
+        // PRP1 not dword-aligned.
+        assert_eq!(
+            host.status(w((WBUF + 2, WBUF + PAGE))),
+            status::PRP_OFFSET_INVALID
+        );
+        // PRP2 (second page) not page-aligned.
+        let two = prp_cmd(opcode::WRITE, 0, 2, (WBUF, WBUF + PAGE + 8));
+        assert_eq!(host.status(two), status::PRP_OFFSET_INVALID);
+        // PRP list pointer not qword-aligned.
+        assert_eq!(
+            host.status(w((WBUF, LISTS + 4))),
+            status::PRP_OFFSET_INVALID
+        );
+        // A list entry not page-aligned.
+        ram.put(
+            LISTS,
+            &[WBUF + PAGE, WBUF + 2 * PAGE + 0x100]
+                .map(u64::to_le_bytes)
+                .concat(),
+        );
+        assert_eq!(host.status(w((WBUF, LISTS))), status::PRP_OFFSET_INVALID);
+        // A chain pointer not page-aligned.
+        ram.put(LISTS + PAGE - 8, &(LISTS + 2 * PAGE + 8).to_le_bytes());
+        assert_eq!(
+            host.status(w((WBUF, LISTS + PAGE - 8))),
+            status::PRP_OFFSET_INVALID
+        );
+        assert!(ctrl.read_namespace(0, 64).iter().all(|&b| b == 0));
+        assert_eq!(ctrl.stats().errors, 5);
+    }
+
+    /// Writes through one SGL, reads back through another of the same shape at `RBUF`.
+    fn sgl_roundtrip(
+        block_size: u32,
+        nlb: u16,
+        build: impl Fn(&Ram, u64, u64) -> ([u8; 16], Vec<Segment>),
+    ) {
+        let ctrl = Controller::new(256, block_size, 1 << 20, 2);
+        let ram = Ram::new(16 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 16);
+        let bytes = usize::from(nlb) * block_size as usize;
+        let data = pattern(99, bytes);
+        let (wsgl, wsegs) = build(&ram, WBUF, LISTS);
+        ram.scatter(&wsegs, &data);
+        assert_eq!(
+            host.status(sgl_cmd(opcode::WRITE, 10, nlb, wsgl)),
+            status::SUCCESS
+        );
+        let (rsgl, rsegs) = build(&ram, RBUF, LISTS + 0x8000);
+        assert_eq!(
+            host.status(sgl_cmd(opcode::READ, 10, nlb, rsgl)),
+            status::SUCCESS
+        );
+        assert!(ram.gather(&rsegs) == data, "read back differs");
+        assert!(
+            ctrl.read_namespace(10, u64::from(nlb)) == data,
+            "namespace differs"
+        );
+    }
+
+    /// Writes a list of data block descriptors for `lens` (buffers spaced out, byte-unaligned)
+    /// at `list`; returns its bytes' segments.
+    fn data_blocks(ram: &Ram, buf: u64, list: u64, lens: &[u32]) -> (Vec<u8>, Vec<Segment>) {
+        let segs: Vec<Segment> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (buf + i as u64 * 3 * PAGE + 3 * i as u64 + 1, l as usize))
+            .collect();
+        let raw: Vec<u8> = segs
+            .iter()
+            .flat_map(|&(a, l)| desc(a, l as u32, sgl::DATA_BLOCK))
+            .collect();
+        ram.put(list, &raw);
+        (raw, segs)
+    }
+
+    #[test]
+    fn sgl_single_data_block() {
+        sgl_roundtrip(512, 9, |_, buf, _| {
+            let seg = (buf + 3, 9 * 512);
+            (desc(seg.0, seg.1 as u32, sgl::DATA_BLOCK), vec![seg])
+        });
+    }
+
+    #[test]
+    fn sgl_last_segment_list() {
+        sgl_roundtrip(4096, 2, |ram, buf, list| {
+            let (raw, segs) = data_blocks(ram, buf, list, &[1000, 3000, 0, 4192]);
+            (desc(list, raw.len() as u32, sgl::LAST_SEGMENT), segs)
+        });
+    }
+
+    #[test]
+    fn sgl_segment_chain() {
+        sgl_roundtrip(512, 7, |ram, buf, list| {
+            // Segment [DB 1024, DB 512, LastSeg] -> [DB 100, DB 1948].
+            let (mut raw, mut segs) = data_blocks(ram, buf, list, &[1024, 512]);
+            let last = list + 0x1000;
+            let (raw2, segs2) = data_blocks(ram, buf + 0x10_0000, last, &[100, 1948]);
+            raw.extend(desc(last, raw2.len() as u32, sgl::LAST_SEGMENT));
+            ram.put(list, &raw);
+            segs.extend(segs2);
+            (desc(list, raw.len() as u32, sgl::SEGMENT), segs)
+        });
+    }
+
+    #[test]
+    fn sgl_errors() {
+        let ctrl = Controller::new(64, 512, 1 << 20, 1);
+        let ram = Ram::new(16 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        let w = |d| sgl_cmd(opcode::WRITE, 0, 2, d);
+        let db = |len| desc(WBUF, len, sgl::DATA_BLOCK);
+        assert_eq!(host.status(w(db(1023))), status::SGL_LENGTH_INVALID);
+        assert_eq!(host.status(w(db(1025))), status::SGL_LENGTH_INVALID);
+        assert_eq!(
+            host.status(w(desc(WBUF, 1024, 0x1))),
+            status::SGL_TYPE_INVALID
+        );
+        assert_eq!(
+            host.status(w(desc(WBUF, 1024, 0xF))),
+            status::SGL_TYPE_INVALID
+        );
+        let mut sub = db(1024);
+        sub[15] |= 1;
+        assert_eq!(host.status(w(sub)), status::SGL_TYPE_INVALID);
+        let last = |len| desc(LISTS, len, sgl::LAST_SEGMENT);
+        assert_eq!(host.status(w(last(0))), status::INVALID_SGL_SEGMENT);
+        assert_eq!(host.status(w(last(24))), status::INVALID_SGL_SEGMENT);
+        // A Segment descriptor inside a Last Segment list.
+        ram.put(LISTS, &[db(512), desc(LISTS, 16, sgl::SEGMENT)].concat());
+        assert_eq!(host.status(w(last(32))), status::INVALID_SGL_SEGMENT);
+        // A Segment list that does not end with a segment descriptor.
+        ram.put(LISTS, &[db(512), db(512)].concat());
+        assert_eq!(
+            host.status(w(desc(LISTS, 32, sgl::SEGMENT))),
+            status::INVALID_SGL_SEGMENT
+        );
+        // A Segment list that chains to itself forever.
+        ram.put(LISTS, &desc(LISTS, 16, sgl::SEGMENT));
+        assert_eq!(
+            host.status(w(desc(LISTS, 16, sgl::SEGMENT))),
+            status::INVALID_SGL_COUNT
+        );
+        // Reserved PSDT.
+        let mut reserved = w(db(1024));
+        reserved[1] = 0b11 << 6;
+        assert_eq!(host.status(reserved), status::INVALID_FIELD);
+        // PSDT 10b walks the same SGL.
+        let mut mptr_sgl = w(db(1024));
+        mptr_sgl[1] = psdt::SGL_MPTR_SGL << 6;
+        assert_eq!(host.status(mptr_sgl), status::SUCCESS);
+        assert_eq!(ctrl.stats().errors, 11);
+    }
+
+    /// Queues `n` one-block Writes with CIDs 0.. on a fresh controller; the CQE order.
+    fn completion_order(seed: u64, n: u16) -> Vec<u16> {
+        let ctrl = Controller::new(64, 512, 4096, seed);
+        let ram = Ram::new(4 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 64);
+        let sqes: Vec<_> = (0..n)
+            .map(|i| {
+                let mut e = prp_cmd(
+                    opcode::WRITE,
+                    u64::from(i),
+                    1,
+                    (WBUF + u64::from(i) * PAGE, 0),
+                );
+                e[2..4].copy_from_slice(&i.to_le_bytes());
+                e
+            })
+            .collect();
+        host.run(&sqes).iter().map(|c| c.cid).collect()
+    }
+
+    #[test]
+    fn out_of_order_completion() {
+        let order = completion_order(42, 16);
+        let submitted: Vec<u16> = (0..16).collect();
+        assert_ne!(
+            order, submitted,
+            "completions came back in submission order"
+        );
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, submitted, "a CID missing or completed twice");
+        assert_eq!(
+            completion_order(42, 16),
+            order,
+            "same seed, different order"
+        );
+        assert_ne!(
+            completion_order(43, 16),
+            order,
+            "the seed does not drive the order"
+        );
+    }
+
+    #[test]
+    fn phase_across_cq_wraps() {
+        let ctrl = Controller::new(64, 512, 4096, 5);
+        let ram = Ram::new(4 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        let mut phases = Vec::new();
+        for round in 0..10u16 {
+            let sqes: Vec<_> = (0..5u16)
+                .map(|i| {
+                    let mut e = prp_cmd(opcode::WRITE, u64::from(i), 1, (WBUF, 0));
+                    e[2..4].copy_from_slice(&(round * 100 + i).to_le_bytes());
+                    e
+                })
+                .collect();
+            let expected_phase = host.phase;
+            let mut cids: Vec<u16> = host.run(&sqes).iter().map(|c| c.cid).collect();
+            cids.sort_unstable();
+            assert_eq!(cids, (0..5).map(|i| round * 100 + i).collect::<Vec<_>>());
+            phases.push(expected_phase);
+            // Nothing more is visible: the next slot still holds the previous pass's phase.
+            assert!(host.reap().is_empty());
+        }
+        assert!(phases.contains(&false), "the CQ never wrapped");
+        assert_eq!(ctrl.stats().commands, 50);
+    }
+
+    #[test]
+    fn data_fault_is_status_4_and_writes_nothing() {
+        let hole = WBUF + PAGE..WBUF + 2 * PAGE;
+        let ctrl = Controller::new(64, 4096, 1 << 20, 1);
+        let ram = Ram::with_hole(16 * MIB, hole.clone());
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        ram.put(WBUF, &pattern(1, 3 * PAGE as usize));
+        // Write whose second page faults: the first page must not reach the namespace.
+        let ((p1, p2), _) = build_prp(
+            &ram,
+            &[WBUF, WBUF + PAGE, WBUF + 2 * PAGE],
+            0,
+            3 * 4096,
+            LISTS,
+        );
+        assert_eq!(
+            host.status(prp_cmd(opcode::WRITE, 0, 3, (p1, p2))),
+            status::DATA_TRANSFER_ERROR
+        );
+        // PRP2 in the hole.
+        let w2 = prp_cmd(opcode::WRITE, 5, 2, (WBUF + 2 * PAGE, hole.start));
+        assert_eq!(host.status(w2), status::DATA_TRANSFER_ERROR);
+        // PRP list beyond RAM.
+        let w3 = prp_cmd(opcode::WRITE, 9, 3, (WBUF, 1 << 40));
+        assert_eq!(host.status(w3), status::DATA_TRANSFER_ERROR);
+        // SGL data block in the hole.
+        let w4 = sgl_cmd(
+            opcode::WRITE,
+            12,
+            1,
+            desc(hole.start + 8, 4096, sgl::DATA_BLOCK),
+        );
+        assert_eq!(host.status(w4), status::DATA_TRANSFER_ERROR);
+        assert!(ctrl.read_namespace(0, 64).iter().all(|&b| b == 0));
+        // A Read into the hole.
+        let r = prp_cmd(opcode::READ, 0, 1, (hole.start, 0));
+        assert_eq!(host.status(r), status::DATA_TRANSFER_ERROR);
+        let s = ctrl.stats();
+        assert_eq!((s.commands, s.errors, s.faults), (5, 5, 5));
+        assert_eq!((s.bytes_from_host, s.bytes_to_host), (0, 0));
+    }
+
+    #[test]
+    fn mdts_lba_range_opcode_namespace() {
+        let ctrl = Controller::new(100, 512, 8192, 1);
+        let ram = Ram::new(4 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        let prp = (WBUF, WBUF + PAGE);
+        // MDTS: 16 blocks of 512 fit, 17 do not.
+        assert_eq!(
+            host.status(prp_cmd(opcode::WRITE, 0, 16, prp)),
+            status::SUCCESS
+        );
+        let over = prp_cmd(opcode::READ, 0, 17, (WBUF, LISTS));
+        assert_eq!(host.status(over), status::INVALID_FIELD);
+        // LBA range: the last block fits, one past does not, nor does a wrapping SLBA.
+        assert_eq!(
+            host.status(prp_cmd(opcode::READ, 99, 1, prp)),
+            status::SUCCESS
+        );
+        assert_eq!(
+            host.status(prp_cmd(opcode::READ, 99, 2, prp)),
+            status::LBA_OUT_OF_RANGE
+        );
+        assert_eq!(
+            host.status(prp_cmd(opcode::WRITE, 100, 1, prp)),
+            status::LBA_OUT_OF_RANGE
+        );
+        let wrap = prp_cmd(opcode::WRITE, u64::MAX, 2, prp);
+        assert_eq!(host.status(wrap), status::LBA_OUT_OF_RANGE);
+        // Opcodes.
+        for op in [0x03, 0x04, 0x08, 0x7F, 0x80, 0xFF] {
+            assert_eq!(
+                host.status(prp_cmd(op, 0, 1, prp)),
+                status::INVALID_OPCODE,
+                "{op:#x}"
+            );
+        }
+        // Namespaces, Flush, fused operations.
+        let mut ns2 = prp_cmd(opcode::READ, 0, 1, prp);
+        ns2[4..8].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(host.status(ns2), status::INVALID_NAMESPACE);
+        let flush = |nsid: u32| {
+            let mut e = cmd(opcode::FLUSH, 0, 0, 1);
+            e[4..8].copy_from_slice(&nsid.to_le_bytes());
+            e
+        };
+        assert_eq!(host.status(flush(NSID)), status::SUCCESS);
+        assert_eq!(host.status(flush(NSID_ALL)), status::SUCCESS);
+        assert_eq!(host.status(flush(0)), status::INVALID_NAMESPACE);
+        let mut fused = prp_cmd(opcode::WRITE, 0, 1, prp);
+        fused[1] = 0b01;
+        assert_eq!(host.status(fused), status::INVALID_FIELD);
+        assert_eq!(ctrl.stats().errors, 13);
+    }
+
+    #[test]
+    fn cid_conflict_in_one_doorbell() {
+        let ctrl = Controller::new(64, 512, 4096, 3);
+        let ram = Ram::new(4 * MIB);
+        let mut host = Host::new(&ctrl, &ram, 1, 8);
+        let a = prp_cmd(opcode::WRITE, 0, 1, (WBUF, 0));
+        let b = prp_cmd(opcode::WRITE, 1, 1, (WBUF, 0));
+        let mut cqes = host.run(&[a, b]);
+        cqes.sort_by_key(|c| c.status);
+        assert_eq!(
+            cqes.iter().map(|c| (c.cid, c.status)).collect::<Vec<_>>(),
+            [(0, 0), (0, 3)]
+        );
+        // Only the first (in SQ order) ran.
+        let s = ctrl.stats();
+        assert_eq!((s.commands, s.errors, s.bytes_from_host), (2, 1, 512));
+    }
+
+    #[test]
+    fn doorbell_and_queue_errors() {
+        let ctrl = Controller::new(64, 512, 4096, 3);
+        let ram = Ram::new(4 * MIB);
+        assert_eq!(ctrl.ring_sq(&ram, 1, 0), Err(SimError::UnknownQueue(1)));
+        assert_eq!(ctrl.ring_cq(7, 0), Err(SimError::UnknownQueue(7)));
+        assert_eq!(
+            ctrl.create_queue_pair(0, SQ, CQ, 4),
+            Err(SimError::InvalidQueueId(0))
+        );
+        assert_eq!(
+            ctrl.create_queue_pair(1, SQ, CQ, 1),
+            Err(SimError::InvalidQueueSize(1))
+        );
+        let bad = SQ + 64;
+        assert_eq!(
+            ctrl.create_queue_pair(1, bad, CQ, 4),
+            Err(SimError::InvalidQueueAddress(bad))
+        );
+        let top = u64::MAX - (PAGE - 1);
+        assert_eq!(
+            ctrl.create_queue_pair(1, top, CQ, 100),
+            Err(SimError::InvalidQueueAddress(top))
+        );
+        let mut host = Host::new(&ctrl, &ram, 1, 4);
+        assert_eq!(
+            ctrl.create_queue_pair(1, SQ, CQ, 4),
+            Err(SimError::QueueExists(1))
+        );
+
+        assert_eq!(
+            ctrl.ring_sq(&ram, 1, 4),
+            Err(SimError::InvalidDoorbell { qid: 1, value: 4 })
+        );
+        assert_eq!(ctrl.ring_sq(&ram, 1, 0), Ok(()), "no new entries");
+        // Nothing posted: no head but 0 is valid.
+        assert_eq!(
+            ctrl.ring_cq(1, 1),
+            Err(SimError::InvalidDoorbell { qid: 1, value: 1 })
+        );
+        assert_eq!(
+            ctrl.ring_cq(1, 4),
+            Err(SimError::InvalidDoorbell { qid: 1, value: 4 })
+        );
+        assert_eq!(ctrl.ring_cq(1, 0), Ok(()));
+
+        // Three commands fill the CQ (4 entries, one always empty).
+        let flush = cmd(opcode::FLUSH, 0, 0, 1);
+        let three: Vec<_> = (0..3u16)
+            .map(|i| {
+                let mut e = flush;
+                e[2..4].copy_from_slice(&i.to_le_bytes());
+                e
+            })
+            .collect();
+        host.queue(&three);
+        host.ring().unwrap();
+        host.queue(&[flush]);
+        let full = SimError::CompletionQueueFull {
+            qid: 1,
+            needed: 1,
+            free: 0,
+        };
+        assert_eq!(host.ring(), Err(full));
+        assert_eq!(ctrl.stats().commands, 3);
+        assert_eq!(host.reap().len(), 3);
+        // All posted entries are freed: any other head lies beyond them.
+        let beyond = SimError::InvalidDoorbell { qid: 1, value: 0 };
+        assert_eq!(ctrl.ring_cq(1, 0), Err(beyond));
+        // The refused doorbell, rung again, is now accepted.
+        host.ring().unwrap();
+        assert_eq!(host.reap().len(), 1);
+        assert_eq!(ctrl.stats().commands, 4);
+    }
+
+    #[test]
+    fn ring_faults_stop_the_queue() {
+        let ctrl = Controller::new(64, 512, 4096, 3);
+        // Queue pair 1's SQ page faults; pair 2's CQ page faults.
+        let ram = Ram::with_hole(4 * MIB, SQ..SQ + PAGE);
+        ctrl.create_queue_pair(1, SQ, CQ, 4).unwrap();
+        let fault = Fault {
+            addr: SQ,
+            write: false,
+        };
+        assert_eq!(
+            ctrl.ring_sq(&ram, 1, 1),
+            Err(SimError::SqFetchFault { qid: 1, fault })
+        );
+        assert_eq!(ctrl.ring_sq(&ram, 1, 2), Err(SimError::QueueFailed(1)));
+        ctrl.create_queue_pair(2, CQ + PAGE, SQ, 4).unwrap();
+        ram.put(CQ + PAGE, &cmd(opcode::FLUSH, 0, 0, 1));
+        let fault = Fault {
+            addr: SQ,
+            write: true,
+        };
+        assert_eq!(
+            ctrl.ring_sq(&ram, 2, 1),
+            Err(SimError::CqPostFault { qid: 2, fault })
+        );
+        assert_eq!(ctrl.ring_sq(&ram, 2, 2), Err(SimError::QueueFailed(2)));
+        assert_eq!(ctrl.stats().faults, 2);
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error() {
+        let bad = |b, bs, mt| {
+            matches!(
+                Controller::try_new(b, bs, mt, 0),
+                Err(SimError::InvalidConfig(_))
+            )
+        };
+        assert!(bad(8, 1024, 4096));
+        assert!(bad(0, 512, 4096));
+        assert!(bad(8, 4096, 512));
+        assert!(bad(u64::MAX, 4096, 4096));
+        assert!(Controller::try_new(8, 4096, 4096, 0).is_ok());
+    }
+
+    #[test]
+    fn controller_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Controller>();
+    }
+
+    #[test]
+    fn two_threads_two_queue_pairs() {
+        const ROUNDS: usize = 20;
+        const BATCH: u16 = 6;
+        let ctrl = Controller::new(256, 512, 1 << 16, 77);
+        let ram = Ram::new(16 * MIB);
+        std::thread::scope(|s| {
+            for qid in 1..=2u16 {
+                let (ctrl, ram) = (&ctrl, &ram);
+                s.spawn(move || {
+                    let mut host = Host::new(ctrl, ram, qid, 16);
+                    // Each queue owns half of the namespace and its own buffers.
+                    let lba0 = u64::from(qid - 1) * 128;
+                    let bufs = WBUF + u64::from(qid - 1) * 4 * MIB as u64;
+                    let mut rng = SplitMix64(u64::from(qid));
+                    for round in 0..ROUNDS {
+                        // Distinct 2-block extents, each with its own page pair.
+                        let mut slots: Vec<u64> = (0..64).collect();
+                        rng.shuffle(&mut slots);
+                        let jobs: Vec<(u64, Vec<u8>, u64)> = (0..u64::from(BATCH))
+                            .map(|i| {
+                                let buf = bufs + i * 2 * PAGE;
+                                (
+                                    lba0 + slots[i as usize] * 2,
+                                    pattern(rng.next_u64(), 1024),
+                                    buf,
+                                )
+                            })
+                            .collect();
+                        let mk = |op, buf_off: u64| -> Vec<[u8; SQE_SIZE]> {
+                            jobs.iter()
+                                .enumerate()
+                                .map(|(i, (lba, _, buf))| {
+                                    let mut e = prp_cmd(op, *lba, 2, (buf + buf_off + 0x400, 0));
+                                    let cid = (round * 100 + i) as u16;
+                                    e[2..4].copy_from_slice(&cid.to_le_bytes());
+                                    e
+                                })
+                                .collect()
+                        };
+                        for (_, data, buf) in &jobs {
+                            ram.put(buf + 0x400, data);
+                        }
+                        let done = host.run(&mk(opcode::WRITE, 0));
+                        assert!(done.iter().all(|c| c.status == status::SUCCESS));
+                        let done = host.run(&mk(opcode::READ, PAGE));
+                        assert!(done.iter().all(|c| c.status == status::SUCCESS));
+                        for (lba, data, buf) in &jobs {
+                            assert!(
+                                ram.get(buf + PAGE + 0x400, 1024) == *data,
+                                "q{qid} read back"
+                            );
+                            assert!(ctrl.read_namespace(*lba, 2) == *data, "q{qid} namespace");
+                        }
+                    }
+                });
+            }
+        });
+        let s = ctrl.stats();
+        let commands = (2 * 2 * ROUNDS * usize::from(BATCH)) as u64;
+        let moved = (2 * ROUNDS * usize::from(BATCH) * 1024) as u64;
+        assert_eq!((s.commands, s.errors, s.faults), (commands, 0, 0));
+        assert_eq!((s.bytes_from_host, s.bytes_to_host), (moved, moved));
+    }
+
+    #[test]
+    fn garbage_commands_and_doorbells_never_panic() {
+        let ctrl = Controller::new(512, 512, 1 << 16, 9);
+        let ram = Ram::with_hole(2 * MIB, 0x18_0000..0x19_0000);
+        let mut host = Host::new(&ctrl, &ram, 1, 32);
+        let mut rng = SplitMix64(2024);
+        let mut completed = 0u64;
+        for _ in 0..300 {
+            let n = 1 + rng.below(12) as u16;
+            let sqes: Vec<[u8; SQE_SIZE]> = (0..n)
+                .map(|_| {
+                    let mut e = [0u8; SQE_SIZE];
+                    e.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
+                    // Mostly plausible fields, so the walks get deep.
+                    e[0] = [0, 1, 2, rng.next_u64() as u8][rng.below(4)];
+                    if rng.below(4) > 0 {
+                        e[1] &= 0xC0;
+                        e[4..8].copy_from_slice(&NSID.to_le_bytes());
+                        e[40..48].copy_from_slice(&(rng.next_u64() % 520).to_le_bytes());
+                        e[48..52].copy_from_slice(&(rng.next_u64() as u32 % 140).to_le_bytes());
+                        for at in [24, 32] {
+                            // 1..3 MiB, clear of the rings; page-aligned half the time.
+                            let addr = (MIB as u64 + rng.next_u64() % (2 * MIB as u64))
+                                & !(rng.below(2) as u64 * 0xFFF);
+                            e[at..at + 8].copy_from_slice(&addr.to_le_bytes());
+                        }
+                    }
+                    e
+                })
+                .collect();
+            host.queue(&sqes);
+            host.ring().unwrap();
+            let cqes = host.reap();
+            assert_eq!(cqes.len(), usize::from(n));
+            completed += u64::from(n);
+            // Garbage doorbells are errors, never panics.
+            let v = rng.next_u64() as u16;
+            let (qid, value) = if v % 2 == 0 {
+                (v % 3 * 2, v)
+            } else {
+                (1, 32 + v % 1000)
+            };
+            assert!(ctrl.ring_sq(&ram, qid, value).is_err());
+            assert!(ctrl.ring_cq(qid, value).is_err());
+        }
+        assert_eq!(ctrl.stats().commands, completed);
+    }
+}
