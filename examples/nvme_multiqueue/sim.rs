@@ -28,7 +28,7 @@
 //! run to completion before the doorbell returns, and a fault on a queue's own rings stops
 //! that queue only (a real controller would set the fatal status for all of them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -237,6 +237,8 @@ pub struct Stats {
     pub bytes_from_host: u64,
     /// Bytes moved from the namespace into host memory by successful Reads.
     pub bytes_to_host: u64,
+    /// The most recent fault, to tell which address a driver forgot to map.
+    pub last_fault: Option<Fault>,
 }
 
 impl fmt::Display for Stats {
@@ -245,7 +247,11 @@ impl fmt::Display for Stats {
             f,
             "{} commands ({} errors), {} faults, {} bytes written, {} bytes read",
             self.commands, self.errors, self.faults, self.bytes_from_host, self.bytes_to_host
-        )
+        )?;
+        match self.last_fault {
+            Some(fault) => write!(f, " (last: {fault})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -256,11 +262,17 @@ struct Counters {
     faults: AtomicU64,
     bytes_from_host: AtomicU64,
     bytes_to_host: AtomicU64,
+    last_fault: Mutex<Option<Fault>>,
 }
 
 impl Counters {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn fault(&self, fault: Fault) {
+        Self::add(&self.faults, 1);
+        *lock(&self.last_fault) = Some(fault);
     }
 }
 
@@ -554,16 +566,17 @@ impl Controller {
         }
 
         let mut commands: Vec<Command> = Vec::with_capacity(usize::from(needed));
+        let mut cids = HashSet::with_capacity(usize::from(needed));
         for i in 0..needed {
             let slot = q.advance(q.sq_tail, i);
             let mut sqe = [0; SQE_SIZE];
             if let Err(fault) = dma.read(QueuePair::slot_addr(q.sq, slot, SQE_SIZE), &mut sqe) {
-                Counters::add(&self.counters.faults, 1);
+                self.counters.fault(fault);
                 q.failed = true;
                 return Err(SimError::SqFetchFault { qid, fault });
             }
             let cid = u16::from_le_bytes([sqe[2], sqe[3]]);
-            let cid_conflict = commands.iter().any(|c| c.cid() == cid);
+            let cid_conflict = !cids.insert(cid);
             commands.push(Command { sqe, cid_conflict });
         }
         q.sq_tail = tail;
@@ -599,7 +612,7 @@ impl Controller {
         let sf = (status & 0x7FFF) << 1 | u16::from(q.phase);
         cqe[14..16].copy_from_slice(&sf.to_le_bytes());
         if let Err(fault) = dma.write(QueuePair::slot_addr(q.cq, q.cq_tail, CQE_SIZE), &cqe) {
-            Counters::add(&self.counters.faults, 1);
+            self.counters.fault(fault);
             q.failed = true;
             return Err(SimError::CqPostFault { qid: q.qid, fault });
         }
@@ -650,12 +663,13 @@ impl Controller {
             faults: c.faults.load(Ordering::Relaxed),
             bytes_from_host: c.bytes_from_host.load(Ordering::Relaxed),
             bytes_to_host: c.bytes_to_host.load(Ordering::Relaxed),
+            last_fault: *lock(&c.last_fault),
         }
     }
 
     /// Counts a fault on a data buffer or a list and turns it into the command's status.
-    fn data_fault(&self, _fault: Fault) -> u16 {
-        Counters::add(&self.counters.faults, 1);
+    fn data_fault(&self, fault: Fault) -> u16 {
+        self.counters.fault(fault);
         status::DATA_TRANSFER_ERROR
     }
 
@@ -1501,6 +1515,14 @@ mod tests {
         assert_eq!(host.status(r), status::DATA_TRANSFER_ERROR);
         let s = ctrl.stats();
         assert_eq!((s.commands, s.errors, s.faults), (5, 5, 5));
+        let write = true;
+        assert_eq!(
+            s.last_fault,
+            Some(Fault {
+                addr: hole.start,
+                write
+            })
+        );
         assert_eq!((s.bytes_from_host, s.bytes_to_host), (0, 0));
     }
 
