@@ -97,7 +97,9 @@ fn run(base: u64, len: u64, ops: &[Op], routes: usize) -> Result<(), TestCaseErr
                 let limit = match r.limit {
                     Limit::None => u64::MAX,
                     Limit::Fraction(k) => base + (len >> k) - 2,
-                    Limit::Odd(x) => base.wrapping_add(x % (len + (1 << 20))).wrapping_sub(1 << 19),
+                    Limit::Odd(x) => base
+                        .wrapping_add(x % (len + (1 << 20)))
+                        .wrapping_sub(1 << 19),
                 };
                 let got = if via == 0 {
                     a.alloc(bytes, r.align, limit)
@@ -107,7 +109,13 @@ fn run(base: u64, len: u64, ops: &[Op], routes: usize) -> Result<(), TestCaseErr
                 match got {
                     Some(s) => {
                         prop_assert_eq!(s % r.align, 0, "alignment of {:#x}", s);
-                        prop_assert!(s + bytes - 1 <= limit, "{:#x}+{:#x} above {:#x}", s, bytes, limit);
+                        prop_assert!(
+                            s + bytes - 1 <= limit,
+                            "{:#x}+{:#x} above {:#x}",
+                            s,
+                            bytes,
+                            limit
+                        );
                         reference.insert(s, bytes).map_err(TestCaseError::fail)?;
                         live.push((s, bytes));
                     }
@@ -134,11 +142,20 @@ fn run(base: u64, len: u64, ops: &[Op], routes: usize) -> Result<(), TestCaseErr
             }
             Op::Wild(x, bytes) => {
                 // Inside or near the aperture, granule-aligned half the time.
-                let s = base.wrapping_add(x % (len + (8 << 20))).wrapping_sub(4 << 20);
+                let s = base
+                    .wrapping_add(x % (len + (8 << 20)))
+                    .wrapping_sub(4 << 20);
                 let s = if x & 1 == 0 { s & !(G - 1) } else { s };
                 let ok = reference.is_live(s, bytes);
                 let res = a.try_free(s, bytes);
-                prop_assert_eq!(res.is_ok(), ok, "wild free {:#x}+{:#x}: {:?}", s, bytes, res);
+                prop_assert_eq!(
+                    res.is_ok(),
+                    ok,
+                    "wild free {:#x}+{:#x}: {:?}",
+                    s,
+                    bytes,
+                    res
+                );
                 if ok {
                     reference.remove(s);
                     live.retain(|&(l, _)| l != s);
@@ -163,7 +180,13 @@ fn run(base: u64, len: u64, ops: &[Op], routes: usize) -> Result<(), TestCaseErr
                     _ if bytes > G => a.try_free(s + G, bytes - G),
                     _ => continue,
                 };
-                prop_assert!(res.is_err(), "bad free {:#x}+{:#x} ({}) accepted", s, bytes, kind);
+                prop_assert!(
+                    res.is_err(),
+                    "bad free {:#x}+{:#x} ({}) accepted",
+                    s,
+                    bytes,
+                    kind
+                );
             }
         }
         prop_assert_eq!(a.allocated_bytes(), reference.bytes());
@@ -216,7 +239,11 @@ fn fit_found_among_many_single_holes() {
     a.free(2 * G, G);
     assert_eq!(a.alloc(2 * G, G, u64::MAX), Some(2 * G));
     assert_eq!(a.alloc(2 * G, G, u64::MAX), None);
-    assert_eq!(a.alloc(G, 2 * G, u64::MAX), None, "no even free granule left");
+    assert_eq!(
+        a.alloc(G, 2 * G, u64::MAX),
+        None,
+        "no even free granule left"
+    );
 }
 
 /// Four threads with a cache each, plus the shared path, on one
@@ -232,9 +259,17 @@ fn threads_never_overlap() {
             let bit = 1u64 << (g % 64);
             let word = &bitmap[(g / 64) as usize];
             if on {
-                assert_eq!(word.fetch_or(bit, Ordering::AcqRel) & bit, 0, "granule {g} twice");
+                assert_eq!(
+                    word.fetch_or(bit, Ordering::AcqRel) & bit,
+                    0,
+                    "granule {g} twice"
+                );
             } else {
-                assert_ne!(word.fetch_and(!bit, Ordering::AcqRel) & bit, 0, "granule {g} not taken");
+                assert_ne!(
+                    word.fetch_and(!bit, Ordering::AcqRel) & bit,
+                    0,
+                    "granule {g} not taken"
+                );
             }
         }
     };

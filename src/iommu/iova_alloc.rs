@@ -383,9 +383,7 @@ impl IovaAllocator {
         let align = align.max(g).checked_next_power_of_two()?;
         let class = (align >> self.shift).trailing_zeros();
         // Granules whose last byte is at most `limit`: floor((limit + 1) / g).
-        let below = (limit >> self.shift)
-            .checked_add(u64::from(limit & (g - 1) == g - 1))
-            .unwrap_or(u64::MAX);
+        let below = (limit >> self.shift).saturating_add(u64::from(limit & (g - 1) == g - 1));
         let lim_end = below.min(self.hi);
         if lim_end < self.lo.checked_add(n)? {
             return None;

@@ -60,7 +60,9 @@ impl Reference {
     pub fn insert(&mut self, start: u64, len: u64) -> Result<(), String> {
         let end = u128::from(start) + self.rounded(len);
         if start < self.base || end > self.end || start % self.granule != 0 {
-            return Err(format!("{start:#x}+{len:#x} outside the aperture or unaligned"));
+            return Err(format!(
+                "{start:#x}+{len:#x} outside the aperture or unaligned"
+            ));
         }
         if let Some((&s, &e)) = self.live.range(..=start).next_back() {
             if e > u128::from(start) {
@@ -79,8 +81,7 @@ impl Reference {
 
     /// Whether `(start, len)` is exactly a live allocation.
     pub fn is_live(&self, start: u64, len: u64) -> bool {
-        len != 0
-            && self.live.get(&start) == Some(&(u128::from(start) + self.rounded(len)))
+        len != 0 && self.live.get(&start) == Some(&(u128::from(start) + self.rounded(len)))
     }
 
     /// Forgets a live allocation (which must be live).
