@@ -21,10 +21,10 @@ use alloc::vec::Vec;
 
 /// The sentinel node: height 0, all aggregates 0, never a hole.
 const NIL: usize = 0;
-/// Most alignment classes: one per bit of a `u64` granule count.
-const MAX_K: usize = 64;
-/// Deeper than any AVL tree that fits in memory (height < 1.45 log2(n + 2)).
-const MAX_DEPTH: usize = 96;
+/// Aggregates are stored and computed in chunks of this many classes (one
+/// 512-bit vector).
+const LANES: usize = 8;
+type Chunk = [u64; LANES];
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -59,10 +59,13 @@ const fn fit(start: u64, end: u64, i: u32) -> u64 {
 /// The free holes of one aperture `[lo, hi)` (granule numbers).
 pub(super) struct HoleTree {
     nodes: Vec<Node>,
-    /// `k` aggregates per node, node-major (row `NIL` stays zero).
-    aggs: Vec<u64>,
+    /// `chunks` chunks of aggregates per node, node-major (row `NIL`
+    /// stays zero); class `i` is lane `i % LANES` of chunk `i / LANES`.
+    aggs: Vec<Chunk>,
     /// Alignment classes with aggregates: `2^k >= hi - lo`.
     k: usize,
+    /// `ceil(k / LANES)`.
+    chunks: usize,
     root: usize,
     /// Recycled node slots, chained through `left`.
     free_head: usize,
@@ -76,17 +79,19 @@ impl HoleTree {
         let span = hi - lo;
         // ceil(log2(span)), as a class count.
         let k = (u64::BITS - (span - 1).leading_zeros()) as usize;
+        let chunks = k.div_ceil(LANES);
         let mut t = Self {
             nodes: Vec::new(),
             aggs: Vec::new(),
             k,
+            chunks,
             root: NIL,
             free_head: NIL,
             lo,
             hi,
         };
         t.nodes.push(EMPTY);
-        t.aggs.resize(k, 0);
+        t.aggs.resize(chunks, [0; LANES]);
         let n = t.new_node(lo, hi);
         t.root = n;
         t
@@ -145,7 +150,7 @@ impl HoleTree {
         debug_assert!(start <= pos && pos + n <= end, "carve outside the hole");
         let tail = pos + n;
         match (pos == start, tail == end) {
-            (true, true) => self.root = self.delete_at(self.root, start),
+            (true, true) => self.root = self.delete_at(self.root, start).0,
             (true, false) => {
                 // The start moves up inside the hole: the order holds.
                 self.nodes[h].start = tail;
@@ -184,7 +189,7 @@ impl HoleTree {
         match (p, q) {
             (Some(p), Some(q)) => {
                 let Node { start, end, .. } = self.nodes[q];
-                self.root = self.delete_at(self.root, start);
+                self.root = self.delete_at(self.root, start).0;
                 // `p` precedes `q`, so deleting `q` moved no other node.
                 self.nodes[p].end = end;
                 self.touch(self.nodes[p].start);
@@ -234,7 +239,8 @@ impl HoleTree {
 
     #[inline(always)]
     fn agg(&self, x: usize, class: u32) -> u64 {
-        self.aggs[x * self.k + class as usize]
+        let i = class as usize;
+        self.aggs[x * self.chunks + i / LANES][i % LANES]
     }
 
     #[inline(always)]
@@ -247,34 +253,36 @@ impl HoleTree {
     /// aligned to `2^class`.
     ///
     /// The walk towards `bound` splits the qualifying holes into the nodes
-    /// where it turned right and their left subtrees; taken back from the
-    /// deepest, they come in descending order, and the aggregate says at
-    /// once whether a left subtree holds a fit (then one descent finds it).
+    /// where it turned right and their left subtrees; each such node is
+    /// above its left subtree and below everything met deeper, so the last
+    /// candidate seen is the answer, and the aggregate says at once whether
+    /// a left subtree holds a fit (then one descent finds it).
     fn rightmost_fit(&self, bound: u64, n: u64, class: u32) -> Option<usize> {
-        let mut path = [NIL; MAX_DEPTH];
-        let mut depth = 0;
+        // The best so far: a fitting hole, or a subtree that holds one.
+        let mut best = None;
         let mut x = self.root;
         while x != NIL {
-            if self.nodes[x].start >= bound {
-                x = self.nodes[x].left;
+            let Node {
+                start, left, right, ..
+            } = self.nodes[x];
+            if start >= bound {
+                x = left;
+                continue;
+            }
+            if self.own_fit(x, class) >= n {
+                best = Some((x, false));
+            } else if self.agg(left, class) >= n {
+                best = Some((left, true));
+            }
+            x = right;
+        }
+        best.map(|(x, subtree)| {
+            if subtree {
+                self.descend_rightmost(x, n, class)
             } else {
-                path[depth] = x;
-                depth += 1;
-                x = self.nodes[x].right;
+                x
             }
-        }
-        while depth > 0 {
-            depth -= 1;
-            let y = path[depth];
-            if self.own_fit(y, class) >= n {
-                return Some(y);
-            }
-            let l = self.nodes[y].left;
-            if self.agg(l, class) >= n {
-                return Some(self.descend_rightmost(l, n, class));
-            }
-        }
-        None
+        })
     }
 
     /// The highest fitting hole in the subtree of `x`, which holds one.
@@ -303,7 +311,7 @@ impl HoleTree {
         };
         let x = if self.free_head == NIL {
             self.nodes.push(node);
-            self.aggs.resize(self.aggs.len() + self.k, 0);
+            self.aggs.resize(self.aggs.len() + self.chunks, [0; LANES]);
             self.nodes.len() - 1
         } else {
             let x = self.free_head;
@@ -325,91 +333,116 @@ impl HoleTree {
 
     fn insert(&mut self, start: u64, end: u64) {
         let x = self.new_node(start, end);
-        self.root = self.insert_at(self.root, x);
+        self.root = self.insert_at(self.root, x).0;
     }
 
-    fn insert_at(&mut self, t: usize, x: usize) -> usize {
+    // The structural operations return the new root of the subtree and
+    // whether its summary (root, height or aggregates) changed: once it
+    // has not, no ancestor changes either, and the walk back up stops
+    // re-deriving.
+
+    fn insert_at(&mut self, t: usize, x: usize) -> (usize, bool) {
         if t == NIL {
-            return x;
+            return (x, true);
         }
-        if self.nodes[x].start < self.nodes[t].start {
-            let l = self.insert_at(self.nodes[t].left, x);
+        let changed = if self.nodes[x].start < self.nodes[t].start {
+            let (l, changed) = self.insert_at(self.nodes[t].left, x);
             self.nodes[t].left = l;
+            changed
         } else {
-            let r = self.insert_at(self.nodes[t].right, x);
+            let (r, changed) = self.insert_at(self.nodes[t].right, x);
             self.nodes[t].right = r;
+            changed
+        };
+        if changed {
+            self.rebalance(t)
+        } else {
+            (t, false)
         }
-        self.rebalance(t)
     }
 
-    fn delete_at(&mut self, t: usize, key: u64) -> usize {
+    fn delete_at(&mut self, t: usize, key: u64) -> (usize, bool) {
         if t == NIL {
-            return NIL;
+            return (NIL, false);
         }
         let start = self.nodes[t].start;
-        if key < start {
-            let l = self.delete_at(self.nodes[t].left, key);
+        let changed = if key < start {
+            let (l, changed) = self.delete_at(self.nodes[t].left, key);
             self.nodes[t].left = l;
+            changed
         } else if key > start {
-            let r = self.delete_at(self.nodes[t].right, key);
+            let (r, changed) = self.delete_at(self.nodes[t].right, key);
             self.nodes[t].right = r;
+            changed
         } else {
             let Node { left, right, .. } = self.nodes[t];
             self.free_node(t);
             if left == NIL {
-                return right;
+                return (right, true);
             }
             if right == NIL {
-                return left;
+                return (left, true);
             }
             // The successor takes `t`'s place.
-            let (rest, m) = self.take_min(right);
+            let (rest, m, _) = self.take_min(right);
             self.nodes[m].left = left;
             self.nodes[m].right = rest;
-            return self.rebalance(m);
+            return (self.rebalance(m).0, true);
+        };
+        if changed {
+            self.rebalance(t)
+        } else {
+            (t, false)
         }
-        self.rebalance(t)
     }
 
-    /// Detaches the least node of the subtree `t`: (the rest, that node).
-    fn take_min(&mut self, t: usize) -> (usize, usize) {
+    /// Detaches the least node of the subtree `t`: (the rest, that node,
+    /// whether the rest's summary changed).
+    fn take_min(&mut self, t: usize) -> (usize, usize, bool) {
         let l = self.nodes[t].left;
         if l == NIL {
-            return (self.nodes[t].right, t);
+            return (self.nodes[t].right, t, true);
         }
-        let (rest, m) = self.take_min(l);
+        let (rest, m, changed) = self.take_min(l);
         self.nodes[t].left = rest;
-        (self.rebalance(t), m)
+        if !changed {
+            return (t, m, false);
+        }
+        let (t, changed) = self.rebalance(t);
+        (t, m, changed)
     }
 
     /// Re-derives the aggregates on the path to the hole that starts at
-    /// `key`, after that hole changed in place.
+    /// `key`, after that hole changed in place; stops where nothing changes.
     fn touch(&mut self, key: u64) {
-        let mut path = [NIL; MAX_DEPTH];
-        let mut depth = 0;
-        let mut x = self.root;
-        while x != NIL {
-            path[depth] = x;
-            depth += 1;
-            let start = self.nodes[x].start;
-            x = if key < start {
-                self.nodes[x].left
-            } else if key > start {
-                self.nodes[x].right
-            } else {
-                NIL
-            };
+        self.touch_at(self.root, key);
+    }
+
+    /// Whether `x`'s subtree summary changed.
+    fn touch_at(&mut self, x: usize, key: u64) -> bool {
+        if x == NIL {
+            return false;
         }
-        for &y in path[..depth].iter().rev() {
-            self.pull(y);
-        }
+        let Node {
+            start, left, right, ..
+        } = self.nodes[x];
+        let below = if key < start {
+            self.touch_at(left, key)
+        } else if key > start {
+            self.touch_at(right, key)
+        } else {
+            true
+        };
+        below && self.pull(x)
     }
 
     fn height(&self, x: usize) -> i64 {
         i64::from(self.nodes[x].height)
     }
 
-    fn rebalance(&mut self, t: usize) -> usize {
+    /// Restores balance at `t` after a child changed: (new root, whether
+    /// the summary changed; a rotation always counts as a change).
+    fn rebalance(&mut self, t: usize) -> (usize, bool) {
         let Node { left, right, .. } = self.nodes[t];
         let balance = self.height(left) - self.height(right);
         if balance > 1 {
@@ -417,17 +450,16 @@ impl HoleTree {
             if self.height(l.left) < self.height(l.right) {
                 self.nodes[t].left = self.rotate_left(left);
             }
-            return self.rotate_right(t);
+            return (self.rotate_right(t), true);
         }
         if balance < -1 {
             let r = &self.nodes[right];
             if self.height(r.right) < self.height(r.left) {
                 self.nodes[t].right = self.rotate_right(right);
             }
-            return self.rotate_left(t);
+            return (self.rotate_left(t), true);
         }
-        self.pull(t);
-        t
+        (t, self.pull(t))
     }
 
     fn rotate_right(&mut self, y: usize) -> usize {
@@ -448,29 +480,37 @@ impl HoleTree {
         y
     }
 
-    /// Height and aggregates of `x` from its hole and its children.
-    fn pull(&mut self, x: usize) {
+    /// Height and aggregates of `x` from its hole and its children;
+    /// whether they changed.
+    #[inline]
+    fn pull(&mut self, x: usize) -> bool {
         let Node {
             start,
             end,
             left,
             right,
-            ..
+            height,
         } = self.nodes[x];
-        self.nodes[x].height = 1 + self.nodes[left].height.max(self.nodes[right].height);
-        let k = self.k;
-        let mut acc = [0u64; MAX_K];
-        let acc = &mut acc[..k];
+        let h = 1 + self.nodes[left].height.max(self.nodes[right].height);
+        self.nodes[x].height = h;
+        let mut changed = h != height;
         let (len, lead) = (end - start, start.wrapping_neg());
-        for (i, a) in (0u32..).zip(acc.iter_mut()) {
-            *a = len.saturating_sub(lead & mask(i));
-        }
-        for child in [left, right] {
-            for (a, &c) in acc.iter_mut().zip(&self.aggs[child * k..child * k + k]) {
-                *a = (*a).max(c);
+        let c = self.chunks;
+        for j in 0..c {
+            let (l, r) = (self.aggs[left * c + j], self.aggs[right * c + j]);
+            let mut acc: Chunk = [0; LANES];
+            for (lane, a) in acc.iter_mut().enumerate() {
+                // Classes past `k` compute harmless values nobody reads.
+                let own = len.saturating_sub(lead & mask((j * LANES + lane) as u32));
+                *a = own.max(l[lane]).max(r[lane]);
             }
+            let out = &mut self.aggs[x * c + j];
+            // Lane-wise, so it stays in vector registers (no `memcmp`).
+            let diff = out.iter().zip(&acc).fold(0, |d, (o, a)| d | (o ^ a));
+            changed |= diff != 0;
+            *out = acc;
         }
-        self.aggs[x * k..x * k + k].copy_from_slice(acc);
+        changed
     }
 
     #[cfg(test)]
@@ -565,6 +605,55 @@ mod tests {
         t.carve(h, p, 97);
         assert_eq!(t.holes(), 0);
         assert_eq!(t.find(1, 0, u64::MAX), None);
+    }
+
+    /// Random carves and releases against a bitmap; every invariant
+    /// (balance, heights, every aggregate) checked after each step, and
+    /// every refusal checked against an exhaustive search.
+    #[test]
+    fn random_steps_keep_every_invariant() {
+        const N: u64 = 256;
+        let steps = if cfg!(miri) { 60 } else { 4000 };
+        let mut t = HoleTree::new(5, 5 + N);
+        let mut used = [false; N as usize];
+        let mut taken: alloc::vec::Vec<(u64, u64)> = alloc::vec::Vec::new();
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..steps {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if rng % 5 < 3 {
+                let n = 1 + (rng >> 8) % 12;
+                let class = ((rng >> 16) % 5) as u32;
+                let lim = 5 + (rng >> 24) % (N + 8);
+                let free_at = |p: u64| {
+                    p >= 5
+                        && p + n <= (5 + N).min(lim)
+                        && (p..p + n).all(|g| !used[(g - 5) as usize])
+                };
+                let best = (5..5 + N)
+                    .rev()
+                    .find(|&p| p % (1 << class) == 0 && free_at(p));
+                match t.find(n, class, lim) {
+                    Some((h, p)) => {
+                        assert_eq!(
+                            Some(p),
+                            best,
+                            "highest place for {n} at 2^{class} below {lim}"
+                        );
+                        t.carve(h, p, n);
+                        (p..p + n).for_each(|g| used[(g - 5) as usize] = true);
+                        taken.push((p, n));
+                    }
+                    None => assert_eq!(best, None, "refused {n} at 2^{class} below {lim}"),
+                }
+            } else if !taken.is_empty() {
+                let (p, n) = taken.swap_remove((rng >> 32) as usize % taken.len());
+                t.release(p, n).unwrap();
+                (p..p + n).for_each(|g| used[(g - 5) as usize] = false);
+            }
+            t.check();
+        }
     }
 
     #[test]
