@@ -2,7 +2,7 @@
 //! start, in granule units.
 //!
 //! Each node is augmented, for every alignment class `i` (alignment `2^i`
-//! granules) up to `k`, with the longest allocation aligned to `2^i` that
+//! granules) in use, with the longest allocation aligned to `2^i` that
 //! one hole of its subtree can hold:
 //! `agg[i] = max over holes h of (h.end - align_up(h.start, 2^i))`.
 //! With it a search never enters a subtree that cannot serve the request,
@@ -12,18 +12,22 @@
 //! of `2^k` granules or more (`2^k` ≥ the aperture) have at most one
 //! aligned place in the whole aperture, which is checked directly.
 //!
-//! Changing one hole re-derives the aggregates of its ancestors: O(k log n)
-//! word operations, vectorised (k ≤ 64; 36 for a 48-bit aperture of 4 KiB
-//! granules). Nodes live in an arena (`Vec`) with a free list, so the tree
-//! is plain safe code and costs one node up front, whatever the aperture.
+//! Changing one hole re-derives the aggregates of its ancestors, and stops
+//! where a subtree's summary did not change: O(c log n) word operations for
+//! `c` classes in use. Classes come into use in chunks of four, the first
+//! time a request asks for that alignment (one O(n) rebuild, at most 16 in
+//! the tree's life); a driver asking for alignments up to 4 MiB (classes
+//! 0–10 at 4 KiB granules) pays for 12, whatever the aperture. Nodes live in
+//! an arena (`Vec`) with a free list, so the tree is plain safe code and
+//! costs one node up front, whatever the aperture.
 
 use alloc::vec::Vec;
 
 /// The sentinel node: height 0, all aggregates 0, never a hole.
 const NIL: usize = 0;
 /// Aggregates are stored and computed in chunks of this many classes (one
-/// 512-bit vector).
-const LANES: usize = 8;
+/// 256-bit vector).
+const LANES: usize = 4;
 type Chunk = [u64; LANES];
 
 #[derive(Clone, Copy)]
@@ -62,9 +66,10 @@ pub(super) struct HoleTree {
     /// `chunks` chunks of aggregates per node, node-major (row `NIL`
     /// stays zero); class `i` is lane `i % LANES` of chunk `i / LANES`.
     aggs: Vec<Chunk>,
-    /// Alignment classes with aggregates: `2^k >= hi - lo`.
+    /// Alignment classes that may need aggregates: `2^k >= hi - lo`.
     k: usize,
-    /// `ceil(k / LANES)`.
+    /// Chunks in use: classes `0..chunks * LANES` have aggregates;
+    /// at most `ceil(k / LANES)`.
     chunks: usize,
     root: usize,
     /// Recycled node slots, chained through `left`.
@@ -79,7 +84,7 @@ impl HoleTree {
         let span = hi - lo;
         // ceil(log2(span)), as a class count.
         let k = (u64::BITS - (span - 1).leading_zeros()) as usize;
-        let chunks = k.div_ceil(LANES);
+        let chunks = k.div_ceil(LANES).min(1);
         let mut t = Self {
             nodes: Vec::new(),
             aggs: Vec::new(),
@@ -108,10 +113,13 @@ impl HoleTree {
     /// The highest place for `n` granules aligned to `2^class` granules,
     /// ending at most at `lim_end`: the hole that holds it and its start.
     /// `n >= 1`; `None` only if no hole can hold it.
-    pub(super) fn find(&self, n: u64, class: u32, lim_end: u64) -> Option<(usize, u64)> {
+    pub(super) fn find(&mut self, n: u64, class: u32, lim_end: u64) -> Option<(usize, u64)> {
         let lim_end = lim_end.min(self.hi);
         if (class as usize) >= self.k {
             return self.find_single(n, class, lim_end);
+        }
+        if (class as usize) >= self.chunks * LANES {
+            self.widen(class as usize);
         }
         let m = mask(class);
         let h = self.floor(lim_end.checked_sub(1)?)?;
@@ -142,6 +150,24 @@ impl HoleTree {
         }
         let h = self.floor(p)?;
         (self.nodes[h].end >= p + n).then_some((h, p))
+    }
+
+    /// Brings class `class < k` (and its chunk) into use: every node's
+    /// aggregates re-derived, O(n).
+    #[cold]
+    fn widen(&mut self, class: usize) {
+        self.chunks = (class / LANES + 1).min(self.k.div_ceil(LANES));
+        self.aggs.clear();
+        self.aggs.resize(self.nodes.len() * self.chunks, [0; LANES]);
+        self.rebuild(self.root);
+    }
+
+    fn rebuild(&mut self, x: usize) {
+        if x != NIL {
+            self.rebuild(self.nodes[x].left);
+            self.rebuild(self.nodes[x].right);
+            self.pull(x);
+        }
     }
 
     /// Takes `[pos, pos + n)` out of hole `h` (a place `find` returned).
@@ -560,7 +586,7 @@ impl HoleTree {
         let (hl, hr) = (self.check_node(left), self.check_node(right));
         assert!(hl.abs_diff(hr) <= 1, "unbalanced");
         assert_eq!(height, 1 + hl.max(hr));
-        for i in 0..self.k as u32 {
+        for i in 0..self.k.min(self.chunks * LANES) as u32 {
             let want = fit(start, end, i)
                 .max(self.agg(left, i))
                 .max(self.agg(right, i));
