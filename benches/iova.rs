@@ -11,7 +11,8 @@
 //!
 //! Before measuring, an untimed audit replays the sequence on each
 //! allocator with the naive reference (`tests/support/iova_reference.rs`)
-//! beside it, and prints how often each refused a request that some hole
+//! beside it, in the measured aperture and in a tight one (10 GiB, about
+//! 90% full), and prints how often each refused a request that some hole
 //! could hold. `vm-allocator` has no limit argument, so requests here have
 //! none (the property tests cover limits). Run: `cargo bench --bench iova`.
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented fn")]
@@ -30,6 +31,8 @@ use vm_allocator::{AddressAllocator, AllocPolicy, RangeInclusive};
 const G: u64 = 4096;
 const BASE: u64 = 1 << 32;
 const APERTURE: u64 = 16 << 30;
+/// The audit's second, tight aperture.
+const TIGHT: u64 = 10 << 30;
 const LIVE: usize = 10_000;
 /// Steady-state steps the audit replays after the warm-up.
 const AUDIT_STEPS: usize = 40_000;
@@ -169,9 +172,9 @@ impl<A: Alloc> Run<A> {
 
 /// Replays warm-up and `AUDIT_STEPS` steps beside the reference: (requests,
 /// refusals, refusals where a hole could hold the request).
-fn audit<A: Alloc>(make: impl FnOnce() -> A) -> (u64, u64, u64) {
+fn audit<A: Alloc>(aperture: u64, make: impl FnOnce(u64) -> A) -> (u64, u64, u64) {
     let seq = sequence(LIVE + AUDIT_STEPS);
-    let reference = std::cell::RefCell::new(Reference::new(BASE, APERTURE, G));
+    let reference = std::cell::RefCell::new(Reference::new(BASE, aperture, G));
     let (mut requests, mut refused, mut wrongly) = (0, 0, 0);
     let mut seen = |s: &Step, got: Option<u64>| {
         requests += 1;
@@ -189,7 +192,7 @@ fn audit<A: Alloc>(make: impl FnOnce() -> A) -> (u64, u64, u64) {
         }
     };
     let mut run = Run {
-        a: make(),
+        a: make(aperture),
         live: Vec::new(),
         seq,
         at: 0,
@@ -209,26 +212,34 @@ fn audit<A: Alloc>(make: impl FnOnce() -> A) -> (u64, u64, u64) {
     (requests, refused, wrongly)
 }
 
-fn ours() -> Ours {
-    Ours(IovaAllocator::new(BASE, APERTURE, G).expect("valid aperture"))
+fn ours(aperture: u64) -> Ours {
+    Ours(IovaAllocator::new(BASE, aperture, G).expect("valid aperture"))
 }
 
-fn vmm() -> Vmm {
-    Vmm(AddressAllocator::new(BASE, APERTURE).expect("valid range"))
+fn vmm(aperture: u64) -> Vmm {
+    Vmm(AddressAllocator::new(BASE, aperture).expect("valid range"))
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, (requests, refused, wrongly)) in
-        [("dmaspace", audit(ours)), ("vm_allocator", audit(vmm))]
-    {
-        eprintln!(
-            "iova audit {name}: {requests} requests, {refused} refused, {wrongly} of them while a fitting hole existed"
-        );
+    // The measured aperture, and a tight one (about 90% full) where
+    // fragmentation makes real refusals.
+    for aperture in [APERTURE, TIGHT] {
+        let audits = [
+            ("dmaspace", audit(aperture, ours)),
+            ("vm_allocator", audit(aperture, vmm)),
+        ];
+        for (name, (requests, refused, wrongly)) in audits {
+            eprintln!(
+                "iova audit {name}, {} GiB: {requests} requests, {refused} refused, \
+                 {wrongly} of them while a fitting hole existed",
+                aperture >> 30
+            );
+        }
     }
 
     let mut g = c.benchmark_group("iova");
     g.throughput(Throughput::Elements(2));
-    let mut run = Run::new(ours(), sequence(1 << 20));
+    let mut run = Run::new(ours(APERTURE), sequence(1 << 20));
     g.bench_function("dmaspace/10k_live", |b| {
         b.iter(|| {
             run.step(&mut |_, got| {
@@ -237,7 +248,7 @@ fn bench(c: &mut Criterion) {
         });
     });
     drop(run);
-    let mut run = Run::new(vmm(), sequence(1 << 20));
+    let mut run = Run::new(vmm(APERTURE), sequence(1 << 20));
     g.bench_function("vm_allocator/10k_live", |b| {
         b.iter(|| {
             run.step(&mut |_, got| {
