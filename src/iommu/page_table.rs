@@ -510,12 +510,13 @@ mod loom_tests {
             let other = Arc::clone(&t);
             let h = loom::thread::spawn(move || {
                 other.set(GRANULE, 1, |_| 0x2001).unwrap();
-                assert_eq!(other.get(GRANULE), 0x2001);
+                other.update(GRANULE, 1, |e| e | 2).unwrap();
+                assert_eq!(other.get(GRANULE), 0x2003);
             });
             t.set(0, 1, |_| 0x1001).unwrap();
             assert_eq!(t.get(0), 0x1001);
             h.join().unwrap();
-            assert_eq!(t.get(GRANULE), 0x2001);
+            assert_eq!(t.get(GRANULE), 0x2003);
         });
     }
 
