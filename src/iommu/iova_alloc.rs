@@ -4,9 +4,9 @@
 //! # Structure
 //!
 //! - **Shared path** ([`IovaAllocator::alloc`], [`IovaAllocator::free`]):
-//!   one [spinlock](spin) around a tree of the free holes (an AVL tree
+//!   one spinlock around a tree of the free holes (an AVL tree
 //!   keyed by start, each node augmented per alignment class with the
-//!   longest aligned run its subtree can give; see [`tree`]) and a
+//!   longest aligned run its subtree can give) and a
 //!   `BTreeMap` of the live allocations (start → length). Allocation takes
 //!   the *highest* fitting place whose last byte is at most the limit
 //!   (top-down, as Linux, which keeps low IOVAs for devices with a narrow
