@@ -39,9 +39,10 @@
 //! // A 48-bit aperture above 4 GiB, 4 KiB granules: nothing allocated up front.
 //! let iova = IovaAllocator::new(1 << 32, (1 << 48) - (1 << 32), 4096)?;
 //! let a = iova.alloc(3 * 4096, 4096, u64::MAX).ok_or("no IOVA")?;
-//! let b = iova.alloc(2 << 20, 2 << 20, u32::MAX.into()).ok_or("no IOVA")?;
+//! // 2 MiB, 2 MiB-aligned, for a device with a 40-bit DMA mask.
+//! let b = iova.alloc(2 << 20, 2 << 20, (1 << 40) - 1).ok_or("no IOVA")?;
 //! assert_eq!(b % (2 << 20), 0);
-//! assert!(b + (2 << 20) - 1 <= u32::MAX.into());
+//! assert!(b + (2 << 20) - 1 <= (1 << 40) - 1);
 //! assert_eq!(iova.allocated_bytes(), 3 * 4096 + (2 << 20));
 //!
 //! let q = iova.cache(); // one per queue
@@ -501,6 +502,10 @@ impl fmt::Debug for IovaAllocator {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    static_assertions::assert_impl_all!(IovaAllocator: Send, Sync);
+    static_assertions::assert_impl_all!(IovaCache<'static>: Send);
+    static_assertions::assert_not_impl_any!(IovaCache<'static>: Sync);
 
     const G: u64 = 4096;
 

@@ -398,6 +398,8 @@ mod tests {
 
     const G: u64 = GRANULE;
 
+    static_assertions::assert_impl_all!(SoftPageTable: Send, Sync);
+
     #[test]
     fn empty_table_reads_zero_everywhere() {
         let t = SoftPageTable::new();
