@@ -11,6 +11,11 @@
 //! [`IovaRange::link`]) is `unsafe` to link, because it takes any physical
 //! address and would otherwise let safe code grant a device any page.
 
+#[cfg(feature = "alloc")]
+pub mod iova_alloc;
+#[cfg(feature = "alloc")]
+pub(crate) mod page_table;
+
 use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;

@@ -1,0 +1,313 @@
+//! The IOVA allocator against a naive reference (`support/iova_reference.rs`)
+//! on random alloc/free sequences: it never refuses a request some hole can
+//! hold (respecting alignment and limit), never overlaps, aligns, stays
+//! below the limit, refuses every bad free without changing anything, and
+//! can hand out the whole aperture again once everything is freed. With
+//! and without per-queue caches in front; then from several threads.
+#![cfg(feature = "alloc")]
+
+#[path = "support/iova_reference.rs"]
+mod reference;
+
+use dmaspace::iommu::iova_alloc::{IovaAllocator, IovaCache};
+use proptest::prelude::*;
+use reference::Reference;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const G: u64 = 4096;
+
+/// A request: size in granules (1 to 1024: 4 KiB to 4 MiB, skewed small),
+/// alignment (4 KiB to 4 MiB, sometimes 1 GiB) and a limit choice.
+#[derive(Clone, Debug)]
+struct Req {
+    granules: u64,
+    align: u64,
+    limit: Limit,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    None,
+    /// The aperture's first `1/2^k`, not granule-aligned (a DMA mask below
+    /// the top).
+    Fraction(u32),
+    /// A limit below the aperture or just inside it.
+    Odd(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Allocate through route 0 (the allocator) or a cache.
+    Alloc(Req, usize),
+    /// Free the `pick`-th live range (modulo) through a route.
+    Free(usize, usize),
+    /// Free a random `(start, len)`: bad unless the reference says live.
+    Wild(u64, u64),
+    /// A bad free of a live range: 0 frees it twice, 1 with one granule
+    /// more, 2 from its second granule.
+    BadLive(usize, u8),
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    let granules = prop_oneof![4 => 1u64..=8, 2 => 1u64..=64, 1 => 1u64..=1024];
+    let align = prop_oneof![6 => 0u32..=10, 1 => Just(18u32)].prop_map(|s| G << s);
+    let limit = prop_oneof![
+        4 => Just(Limit::None),
+        2 => (1u32..=3).prop_map(Limit::Fraction),
+        1 => any::<u64>().prop_map(Limit::Odd),
+    ];
+    (granules, align, limit).prop_map(|(granules, align, limit)| Req {
+        granules,
+        align,
+        limit,
+    })
+}
+
+fn ops(routes: usize, wild: bool) -> impl Strategy<Value = Vec<Op>> {
+    let wild_weight = u32::from(wild);
+    let op = prop_oneof![
+        6 => (req(), 0..routes).prop_map(|(r, via)| Op::Alloc(r, via)),
+        4 => (any::<usize>(), 0..routes).prop_map(|(p, via)| Op::Free(p, via)),
+        wild_weight => (any::<u64>(), 0u64..8).prop_map(|(s, n)| Op::Wild(s, n * G)),
+        wild_weight => (any::<usize>(), 0u8..3).prop_map(|(p, k)| Op::BadLive(p, k)),
+    ];
+    prop::collection::vec(op, 1..400)
+}
+
+/// An aperture: a granule-aligned base (low or high) and 16–256 MiB.
+fn aperture() -> impl Strategy<Value = (u64, u64)> {
+    (
+        prop_oneof![0u64..(1 << 24), (1u64 << 36)..(1 << 40)],
+        prop_oneof![Just(16u64 << 20), Just(64 << 20), Just(256 << 20)],
+    )
+        .prop_map(|(b, len)| (b * G, len))
+}
+
+/// Runs `ops` through the allocator and `routes - 1` caches, checking every
+/// step against the reference.
+fn run(base: u64, len: u64, ops: &[Op], routes: usize) -> Result<(), TestCaseError> {
+    let a = IovaAllocator::new(base, len, G).expect("valid aperture");
+    let caches: Vec<IovaCache<'_>> = (1..routes).map(|_| a.cache()).collect();
+    let mut reference = Reference::new(base, len, G);
+    let mut live: Vec<(u64, u64)> = Vec::new();
+    for op in ops {
+        match *op {
+            Op::Alloc(ref r, via) => {
+                let bytes = r.granules * G;
+                let limit = match r.limit {
+                    Limit::None => u64::MAX,
+                    Limit::Fraction(k) => base + (len >> k) - 2,
+                    Limit::Odd(x) => base
+                        .wrapping_add(x % (len + (1 << 20)))
+                        .wrapping_sub(1 << 19),
+                };
+                let got = if via == 0 {
+                    a.alloc(bytes, r.align, limit)
+                } else {
+                    caches[via - 1].alloc(bytes, r.align, limit)
+                };
+                match got {
+                    Some(s) => {
+                        prop_assert_eq!(s % r.align, 0, "alignment of {:#x}", s);
+                        prop_assert!(
+                            s + bytes - 1 <= limit,
+                            "{:#x}+{:#x} above {:#x}",
+                            s,
+                            bytes,
+                            limit
+                        );
+                        reference.insert(s, bytes).map_err(TestCaseError::fail)?;
+                        live.push((s, bytes));
+                    }
+                    None => prop_assert!(
+                        !reference.fits(bytes, r.align, limit),
+                        "refused {:?} ({} live) although a hole fits it",
+                        r,
+                        reference.len()
+                    ),
+                }
+            }
+            Op::Free(pick, via) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let (s, bytes) = live.swap_remove(pick % live.len());
+                if via == 0 {
+                    a.try_free(s, bytes)
+                } else {
+                    caches[via - 1].try_free(s, bytes)
+                }
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                reference.remove(s);
+            }
+            Op::Wild(x, bytes) => {
+                // Inside or near the aperture, granule-aligned half the time.
+                let s = base
+                    .wrapping_add(x % (len + (8 << 20)))
+                    .wrapping_sub(4 << 20);
+                let s = if x & 1 == 0 { s & !(G - 1) } else { s };
+                let ok = reference.is_live(s, bytes);
+                let res = a.try_free(s, bytes);
+                prop_assert_eq!(
+                    res.is_ok(),
+                    ok,
+                    "wild free {:#x}+{:#x}: {:?}",
+                    s,
+                    bytes,
+                    res
+                );
+                if ok {
+                    reference.remove(s);
+                    live.retain(|&(l, _)| l != s);
+                }
+            }
+            Op::BadLive(pick, kind) => {
+                if live.is_empty() {
+                    continue;
+                }
+                let i = pick % live.len();
+                let (s, bytes) = live[i];
+                let res = match kind {
+                    0 => {
+                        a.try_free(s, bytes)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        reference.remove(s);
+                        live.swap_remove(i);
+                        a.try_free(s, bytes)
+                    }
+                    1 => a.try_free(s, bytes + G),
+                    // Inside the range: never the start of another one.
+                    _ if bytes > G => a.try_free(s + G, bytes - G),
+                    _ => continue,
+                };
+                prop_assert!(
+                    res.is_err(),
+                    "bad free {:#x}+{:#x} ({}) accepted",
+                    s,
+                    bytes,
+                    kind
+                );
+            }
+        }
+        prop_assert_eq!(a.allocated_bytes(), reference.bytes());
+    }
+    prop_assert_eq!(a.bad_frees(), 0);
+    // Everything freed can be allocated again, as one range.
+    for (s, bytes) in live.drain(..) {
+        a.try_free(s, bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+    prop_assert_eq!(a.allocated_bytes(), 0);
+    prop_assert_eq!(a.alloc(len, G, u64::MAX), Some(base));
+    drop(caches);
+    prop_assert_eq!(a.allocated_bytes(), len);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Shared path only, with wild (mostly bad) frees mixed in.
+    #[test]
+    fn shared_path_matches_the_reference((base, len) in aperture(), ops in ops(1, true)) {
+        run(base, len, &ops, 1)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The allocator and two caches, frees through any of them: parked
+    /// ranges are taken back before a refusal.
+    #[test]
+    fn caches_never_cause_a_refusal((base, len) in aperture(), ops in ops(3, false)) {
+        run(base, len, &ops, 3)?;
+    }
+}
+
+/// A fragmentation pattern next-fit refuses: every other granule taken,
+/// then a run of two.
+#[test]
+fn fit_found_among_many_single_holes() {
+    let n = 1 << 14;
+    let a = IovaAllocator::new(0, n * G, G).unwrap();
+    let all: Vec<u64> = (0..n).map(|_| a.alloc(G, G, u64::MAX).unwrap()).collect();
+    for &x in all.iter().filter(|&&x| (x / G) % 2 == 1) {
+        a.free(x, G);
+    }
+    // Free the granule between the two lowest free ones: one 3-granule hole.
+    a.free(2 * G, G);
+    assert_eq!(a.alloc(2 * G, G, u64::MAX), Some(2 * G));
+    assert_eq!(a.alloc(2 * G, G, u64::MAX), None);
+    assert_eq!(
+        a.alloc(G, 2 * G, u64::MAX),
+        None,
+        "no even free granule left"
+    );
+}
+
+/// Four threads with a cache each, plus the shared path, on one
+/// allocator: an atomic bitmap of the aperture proves no granule is handed
+/// out twice at any moment.
+#[test]
+fn threads_never_overlap() {
+    const GRANULES: u64 = 1 << 14; // 64 MiB
+    let bitmap: Vec<AtomicU64> = (0..GRANULES / 64).map(|_| AtomicU64::new(0)).collect();
+    let a = IovaAllocator::new(0, GRANULES * G, G).unwrap();
+    let mark = |s: u64, n: u64, on: bool| {
+        for g in s / G..s / G + n {
+            let bit = 1u64 << (g % 64);
+            let word = &bitmap[(g / 64) as usize];
+            if on {
+                assert_eq!(
+                    word.fetch_or(bit, Ordering::AcqRel) & bit,
+                    0,
+                    "granule {g} twice"
+                );
+            } else {
+                assert_ne!(
+                    word.fetch_and(!bit, Ordering::AcqRel) & bit,
+                    0,
+                    "granule {g} not taken"
+                );
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (a, mark) = (&a, &mark);
+            s.spawn(move || {
+                let q = a.cache();
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                let mut held: Vec<(u64, u64)> = Vec::new();
+                for _ in 0..20_000 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    if held.len() < 64 && rng % 3 != 0 {
+                        let n = 1 + (rng >> 8) % if rng % 7 == 0 { 128 } else { 8 };
+                        let got = if t == 0 && rng % 5 == 0 {
+                            a.alloc(n * G, G, u64::MAX)
+                        } else {
+                            q.alloc(n * G, G, u64::MAX)
+                        };
+                        let s = got.expect("64 MiB is never full here");
+                        mark(s, n, true);
+                        held.push((s, n));
+                    } else if !held.is_empty() {
+                        let (s, n) = held.swap_remove((rng >> 16) as usize % held.len());
+                        mark(s, n, false);
+                        q.free(s, n * G);
+                    }
+                }
+                for (s, n) in held {
+                    mark(s, n, false);
+                    q.free(s, n * G);
+                }
+            });
+        }
+    });
+    assert_eq!(a.allocated_bytes(), 0);
+    assert_eq!(a.bad_frees(), 0);
+    assert_eq!(a.alloc(GRANULES * G, G, u64::MAX), Some(0));
+}
