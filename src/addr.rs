@@ -426,6 +426,7 @@ impl<Dm: Brand> Iova<Dm> {
         Self(raw, PhantomData)
     }
 
+    #[cfg(feature = "alloc")]
     #[inline(always)]
     pub(crate) const fn from_raw(raw: u64) -> Self {
         Self(raw, PhantomData)

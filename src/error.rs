@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use crate::backend::BackendError;
 use crate::bdf::Bdf;
 use crate::dir::IommuPerm;
 
@@ -125,6 +126,16 @@ pub enum MapError {
         /// Segments the request needs.
         needed: usize,
     },
+    /// P2P memory through an IOMMU backend that maps process virtual
+    /// addresses (VFIO, iommufd), but the provider's BAR is not mapped into
+    /// the process.
+    NoCpuMapping {
+        /// Index of the segment in the request.
+        index: usize,
+    },
+    /// The IOMMU backend refused to map (VFIO, iommufd, or the software
+    /// model out of memory). Nothing of the request stays mapped.
+    Backend(BackendError),
     /// An output segment would start at an address the device cannot take
     /// ([`DmaLimits::alignment`](crate::limits::DmaLimits::alignment)).
     Misaligned {
@@ -163,6 +174,10 @@ impl MapError {
             | MapError::IovaExhausted { .. }
             | MapError::ProviderExhausted { .. }
             | MapError::BouncePoolExhausted { .. } => MapErrorKind::Exhausted,
+            MapError::Backend(e) => match e.kind() {
+                crate::backend::BackendErrorKind::NoMemory => MapErrorKind::Exhausted,
+                _ => MapErrorKind::InvalidRequest,
+            },
             MapError::WrongDevice | MapError::RouteMismatch | MapError::ForeignProvider { .. } => {
                 MapErrorKind::WrongInstance
             }
@@ -174,6 +189,7 @@ impl MapError {
             | MapError::BadAperture { .. }
             | MapError::OutOfBounds { .. }
             | MapError::DeviceLocal
+            | MapError::NoCpuMapping { .. }
             | MapError::TooManySegments { .. }
             | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
         }
@@ -244,6 +260,11 @@ impl fmt::Display for MapError {
             MapError::DeviceLocal => write!(
                 f,
                 "the segment is an offset in the device's own BAR and has no wire address"
+            ),
+            MapError::Backend(e) => write!(f, "the IOMMU backend refused: {e}"),
+            MapError::NoCpuMapping { index } => write!(
+                f,
+                "segment {index} is P2P memory the IOMMU backend cannot reach: it maps process virtual addresses and the provider's BAR is not mapped into the process"
             ),
             MapError::TooManySegments { max, needed } => write!(
                 f,

@@ -50,6 +50,7 @@ extern crate std;
 mod sealed;
 
 pub mod addr;
+pub mod backend;
 pub mod bdf;
 pub mod brand;
 pub mod device;

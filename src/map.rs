@@ -34,6 +34,7 @@
 mod emit;
 mod plan;
 mod split;
+mod translation;
 
 use core::fmt;
 
@@ -42,11 +43,17 @@ use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::{ClaimError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance};
-use crate::iommu::{DomainCore, GRANULE, IommuDomain};
 use crate::route::P2pRoute;
 use crate::vec::{BvecSeg, DmaVec, HostSeg, SegBuf, Unsynced};
 
 use plan::{Src, Step};
+pub use translation::Direct;
+#[cfg(feature = "alloc")]
+pub use translation::Iommu;
+pub(crate) use translation::Lease;
+use translation::Translation;
+#[cfg(feature = "alloc")]
+use {crate::backend::IommuBackend, crate::iommu::IommuDomain};
 
 /// The attachment of a device to its mapper; dropping it detaches.
 struct Attachment<'d, K: Brand> {
@@ -66,14 +73,19 @@ impl<K: Brand> Drop for Attachment<'_, K> {
 /// construction, released on drop); a mapper that is leaked keeps its
 /// device attached forever.
 ///
-/// `C` is the platform's cache maintenance, called for host segments only.
-pub struct Mapper<'d, K: Brand, C: CacheMaintenance = CacheCoherent> {
+/// `T` is how the device reaches memory ([`Direct`], or
+/// [`Iommu`] through a domain's backend); `C` is the
+/// platform's cache maintenance, called for host segments only.
+///
+/// `Sync` when its parts are: all queues of a device map through one
+/// `&Mapper` at once.
+pub struct Mapper<'d, K: Brand, T: Translation = Direct, C: CacheMaintenance = CacheCoherent> {
     attachment: Attachment<'d, K>,
-    iommu: Option<&'d DomainCore<'d>>,
+    translation: T,
     cache: C,
 }
 
-impl<'d, K: Brand> Mapper<'d, K, CacheCoherent> {
+impl<'d, K: Brand> Mapper<'d, K, Direct> {
     /// A mapper for a device without an IOMMU (dma-direct): host memory is
     /// used at its physical address.
     ///
@@ -89,10 +101,14 @@ impl<'d, K: Brand> Mapper<'d, K, CacheCoherent> {
     ///
     /// See `tests/map.rs`.
     pub unsafe fn direct(device: &'d Device<'_, K>) -> Result<Self, ClaimError> {
-        Self::attach(device, None)
+        attach(device, Direct)
     }
+}
 
-    /// A mapper for a device attached to IOMMU domain `Dm`.
+#[cfg(feature = "alloc")]
+impl<'d, K: Brand, B: IommuBackend> Mapper<'d, K, Iommu<'d, B>> {
+    /// A mapper for a device attached to IOMMU domain `Dm`, whose backend
+    /// `B` programs the translations.
     ///
     /// # Errors
     /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
@@ -100,32 +116,33 @@ impl<'d, K: Brand> Mapper<'d, K, CacheCoherent> {
     /// See the crate-level example.
     pub fn iommu<Dm: Brand>(
         device: &'d Device<'_, K>,
-        domain: &'d IommuDomain<'_, Dm>,
+        domain: &'d IommuDomain<Dm, B>,
     ) -> Result<Self, ClaimError> {
-        Self::attach(device, Some(domain.core()))
-    }
-
-    fn attach(
-        device: &'d Device<'_, K>,
-        iommu: Option<&'d DomainCore<'d>>,
-    ) -> Result<Self, ClaimError> {
-        device.attach()?;
-        Ok(Self {
-            attachment: Attachment { device },
-            iommu,
-            cache: CacheCoherent,
-        })
+        attach(device, Iommu::of(domain))
     }
 }
 
-impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
+/// Attaches `device` to a new mapper that reaches memory by `translation`.
+fn attach<'d, K: Brand, T: Translation>(
+    device: &'d Device<'_, K>,
+    translation: T,
+) -> Result<Mapper<'d, K, T>, ClaimError> {
+    device.attach()?;
+    Ok(Mapper {
+        attachment: Attachment { device },
+        translation,
+        cache: CacheCoherent,
+    })
+}
+
+impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// The same mapper with the platform's cache maintenance (non-coherent DMA).
     ///
     /// See `tests/map.rs` for a recording implementation.
-    pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, K, C2> {
+    pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, K, T, C2> {
         Mapper {
             attachment: self.attachment,
-            iommu: self.iommu,
+            translation: self.translation,
             cache,
         }
     }
@@ -151,9 +168,32 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
-        let iommu = self.iommu.is_some();
-        let steps = pages.iter().map(|s| (plan::host_step(iommu, s), Some(s)));
-        self.run(steps, out, use_it)
+        self.map_host_in(None, pages, out, use_it)
+    }
+
+    /// [`map_host`](Self::map_host) with IOVA space from `cache`, if any.
+    fn map_host_in<'q, D: Direction, R>(
+        &'q self,
+        cache: Option<&T::Cache<'q>>,
+        pages: &[HostSeg<'_>],
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        let steps = pages.iter().map(|s| (plan::host_step::<T>(s), Some(s)));
+        self.run(cache, steps, out, use_it)
+    }
+
+    /// A queue of this mapper: the same mappings, with IOVA space from a
+    /// cache of its own in front of the domain's allocator (Linux's
+    /// per-CPU rcache), so that the queues of one device do not meet on
+    /// the shared allocator. One per queue (or thread); `Send`, not `Sync`.
+    ///
+    /// See `tests/threads.rs`.
+    pub fn queue(&self) -> MapQueue<'_, 'd, K, T, C> {
+        MapQueue {
+            mapper: self,
+            cache: self.translation.cache(),
+        }
     }
 
     /// Maps one request of host and P2P segments for the device in
@@ -191,28 +231,39 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
+        self.map_bvec_in(None, bvec, route, out, use_it)
+    }
+
+    /// [`map_bvec`](Self::map_bvec) with IOVA space from `cache`, if any.
+    fn map_bvec_in<'q, D: Direction, PB: Brand, R>(
+        &'q self,
+        cache: Option<&T::Cache<'q>>,
+        bvec: &[BvecSeg<'_, PB>],
+        route: &P2pRoute<'_, PB, K>,
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
         let (provider, client) = route.ids();
         if client != self.device().id() {
             return Err(MapError::RouteMismatch);
         }
-        let iommu = self.iommu.is_some();
         // The route is matched once; each arm runs the same passes with the
         // P2P rule fixed.
         macro_rules! with_p2p_rule {
             ($p2p:expr) => {{
                 let p2p = $p2p;
                 let steps = bvec.iter().map(|seg| match seg {
-                    BvecSeg::Host(s) => (plan::host_step(iommu, s), Some(s)),
+                    BvecSeg::Host(s) => (plan::host_step::<T>(s), Some(s)),
                     // Only the route's own provider: another's memory is refused.
                     BvecSeg::P2p(s) if s.provider() == provider => (p2p(s), None),
                     BvecSeg::P2p(_) => (Step::Foreign, None),
                 });
-                self.run(steps, out, use_it)
+                self.run(cache, steps, out, use_it)
             }};
         }
         match route {
             P2pRoute::ViaBusAddr(r) => with_p2p_rule!(|s| plan::bus_step(r, s)),
-            P2pRoute::ViaHostBridge(_) => with_p2p_rule!(|s| plan::host_bridge_step(iommu, s)),
+            P2pRoute::ViaHostBridge(_) => with_p2p_rule!(|s| plan::host_bridge_step::<T, _>(s)),
             P2pRoute::SameDevice(r) => with_p2p_rule!(|s| plan::own_bar_step(r, s)),
         }
     }
@@ -220,8 +271,9 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
     /// The scope of one mapping: plan, reserve, emit, hand the view to
     /// `use_it`, unmap (the lease drops here, whatever `use_it` did).
     #[inline(always)]
-    fn run<'a, D: Direction, R>(
-        &self,
+    fn run<'q, 'a, D: Direction, R>(
+        &'q self,
+        cache: Option<&T::Cache<'q>>,
         steps: impl Iterator<Item = (Step, Src<'a>)> + Clone,
         mut out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
@@ -241,36 +293,96 @@ impl<'d, K: Brand, C: CacheMaintenance> Mapper<'d, K, C> {
             return Err(MapError::OutOfCapacity { capacity: limit });
         }
         let slots = out.prepare(merged)?;
-        let lease = match (self.iommu, plan.run.bytes()) {
-            (Some(core), 1..) => {
-                let granules = plan.run.bytes().div_ceil(GRANULE);
-                let lease = usize::try_from(granules)
-                    .ok()
-                    .and_then(|g| core.reserve(g, mask))
+        let lease = match (T::IOMMU, plan.run.bytes()) {
+            (true, 1..) => Some(
+                self.translation
+                    .reserve(cache, plan.run.bytes(), mask)
                     .ok_or(MapError::IovaExhausted {
                         len: plan.run.bytes(),
-                    })?;
-                Some(lease)
-            }
+                    })?,
+            ),
             _ => None,
         };
-        let written = emit::emit::<D, _, _>(steps, slots, lease.as_ref(), &self.cache);
+        // On error the lease drops here: nothing stays mapped.
+        let written = emit::emit::<D, _, _, _>(steps, slots, lease.as_ref(), &self.cache)?;
         out.set_len(written);
         if limits.cuts_segments() {
             // On error the lease drops here: nothing stays mapped.
             let total = split::cut(&mut out, written, &limits)?;
             out.set_len(total);
         }
-        let view = DmaVec::new(out.as_raw(), lease.as_ref(), self.device().id());
+        let view = DmaVec::new(
+            out.as_raw(),
+            lease.as_ref().map(|l| l as &dyn Lease),
+            self.device().id(),
+        );
         Ok(use_it(view))
     }
 }
 
-impl<K: Brand, C: CacheMaintenance> fmt::Debug for Mapper<'_, K, C> {
+/// One queue of a [`Mapper`]: the same mappings, with IOVA space from a
+/// cache of its own; see [`Mapper::queue`].
+pub struct MapQueue<'m, 'd, K: Brand, T: Translation + 'm, C: CacheMaintenance> {
+    mapper: &'m Mapper<'d, K, T, C>,
+    cache: T::Cache<'m>,
+}
+
+impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C> {
+    /// [`Mapper::map_host`] through this queue's cache.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_host`].
+    ///
+    /// See `tests/threads.rs`.
+    pub fn map_host<D: Direction, R>(
+        &self,
+        pages: &[HostSeg<'_>],
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        self.mapper
+            .map_host_in(Some(&self.cache), pages, out, use_it)
+    }
+
+    /// [`Mapper::map_bvec`] through this queue's cache.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_bvec`].
+    ///
+    /// See `tests/threads.rs`.
+    pub fn map_bvec<D: Direction, PB: Brand, R>(
+        &self,
+        bvec: &[BvecSeg<'_, PB>],
+        route: &P2pRoute<'_, PB, K>,
+        out: SegBuf<'_>,
+        use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
+    ) -> Result<R, MapError> {
+        self.mapper
+            .map_bvec_in(Some(&self.cache), bvec, route, out, use_it)
+    }
+
+    /// The mapper this queue belongs to.
+    ///
+    /// See [`Mapper::queue`].
+    #[must_use]
+    pub fn mapper(&self) -> &'m Mapper<'_, K, T, C> {
+        self.mapper
+    }
+}
+
+impl<K: Brand, T: Translation, C: CacheMaintenance> fmt::Debug for MapQueue<'_, '_, K, T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapQueue")
+            .field("mapper", self.mapper)
+            .finish()
+    }
+}
+
+impl<K: Brand, T: Translation, C: CacheMaintenance> fmt::Debug for Mapper<'_, K, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mapper")
             .field("device", self.device())
-            .field("iommu", &self.iommu.is_some())
+            .field("iommu", &T::IOMMU)
             .finish()
     }
 }
@@ -284,7 +396,6 @@ mod tests {
     use crate::bdf::Bdf;
     use crate::dir::ToDevice;
     use crate::host::SimulatedRam;
-    use crate::iommu::Pte;
     use crate::limits::DmaLimits;
     use crate::provider::Provider;
     use crate::route::Route;
@@ -313,8 +424,7 @@ mod tests {
         let a = p.alloc(0x1000).unwrap();
         // SAFETY: a simulated device.
         let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
-        let mut table = [Pte::EMPTY; 8];
-        let dom = IommuDomain::<Dom>::new(0x8000, &mut table).unwrap();
+        let dom = IommuDomain::<Dom>::software(0x8000, 3 * 4096).unwrap();
         // SAFETY: a simulated switch.
         let route: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&p, &nic, 4) }.into();
         let m = Mapper::iommu(&nic, &dom).unwrap();

@@ -15,7 +15,8 @@ pub use crate::dir::{Bidirectional, DeviceReads, DeviceWrites, Direction, FromDe
 pub use crate::error::MapError;
 pub use crate::host::{CpuAccessible, HostPages};
 pub use crate::id::DeviceId;
-pub use crate::iommu::{IommuDomain, Pte};
+#[cfg(feature = "alloc")]
+pub use crate::iommu::IommuDomain;
 pub use crate::limits::DmaLimits;
 #[cfg(feature = "alloc")]
 pub use crate::machine::Machine;

@@ -95,10 +95,13 @@ assert_not_impl_any!(Route<'static, DevB, DevA, ViaBusAddr>: Clone, Copy, Defaul
 assert_not_impl_any!(P2pRoute<'static, DevB, DevA>: Clone, Copy, Default);
 assert_not_impl_any!(dmaspace::device::Device<'static, DevA>: Clone, Default);
 assert_not_impl_any!(dmaspace::provider::Provider<DevA>: Clone, Default, Sync);
-// The software IOMMU lives in cells over a borrowed table: it stays on the
-// thread that made it.
-assert_not_impl_any!(IommuDomain<'static, DomA>: Send, Sync, Clone);
-assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Sync);
+// A domain and a mapper are shared by every queue of a device (threads);
+// the ranges they hand out are not copied.
+assert_impl_all!(IommuDomain<DomA>: Send, Sync);
+assert_impl_all!(dmaspace::map::Mapper<'static, DevA, dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>>: Sync);
+assert_impl_all!(dmaspace::map::Mapper<'static, DevA>: Sync);
+assert_not_impl_any!(IommuDomain<DomA>: Clone);
+assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Copy);
 
 #[test]
 fn layout_is_a_u64() {

@@ -31,8 +31,7 @@ fn segs(v: DmaVec<'_, Dev, ToDevice, Unsynced>) -> Vec<(u64, u64)> {
 #[test]
 fn an_iova_run_is_split_at_the_maximum_segment_size() {
     let dev = device(DmaLimits::BITS_64.max_segment_size(0x1800));
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0x10_0000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0x10_0000, 3 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
@@ -47,8 +46,7 @@ fn an_iova_run_is_split_at_the_maximum_segment_size() {
 fn segments_never_cross_the_boundary() {
     // A 64 KiB boundary; the IOVA run starts 8 KiB below one.
     let dev = device(DmaLimits::BITS_64.segment_boundary(0xffff));
-    let mut table = [Pte::EMPTY; 4];
-    let dom = IommuDomain::<Dom>::new(0xe000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0xe000, 3 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
@@ -70,8 +68,7 @@ fn segments_never_cross_the_boundary() {
 #[test]
 fn a_request_needing_too_many_segments_is_refused_not_truncated() {
     let dev = device(DmaLimits::BITS_64.max_segment_size(0x1000).max_segments(2));
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();

@@ -85,8 +85,7 @@ fn bus_offset_sign_through_the_bus_addr_route() {
 fn mixed_request_coalesces_into_one_iova_run_and_keeps_bus_segments_in_order() {
     let p = cmb::<Cmb>(NVME);
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = vec![Pte::EMPTY; 256];
-    let dom = IommuDomain::<Dom>::new(0x1000_0000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0x1000_0000, 256 * 4096).unwrap();
     let mut mem = ram(0x10_0000, 8);
     let mut pages: Vec<_> = mem.pages().collect();
     let a = p.alloc(0x3000).unwrap();
@@ -153,8 +152,7 @@ fn mixed_request_coalesces_into_one_iova_run_and_keeps_bus_segments_in_order() {
 #[test]
 fn unsynced_iova_faults_until_synced_and_unmap_revokes_at_once() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = [Pte::EMPTY; 16];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 16 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 1);
     let mut pg = mem.pages().next().unwrap();
     let m = Mapper::iommu(&nic, &dom).unwrap();
@@ -194,8 +192,7 @@ fn host_bridge_route_maps_like_mmio_through_the_iommu_and_direct_without() {
     // SAFETY: test: an AMD Zen host bridge.
     let route = unsafe { Route::assume_host_bridge(&p, &nic, 6) }.into();
     {
-        let mut table = [Pte::EMPTY; 16];
-        let dom = IommuDomain::<Dom>::new(0x100_0000, &mut table).unwrap();
+        let dom = IommuDomain::<Dom>::software(0x100_0000, 4096).unwrap();
         let m = Mapper::iommu(&nic, &dom).unwrap();
         m.map_bvec::<Bidirectional, _, _>(&bv, &route, SegBuf::with_capacity(1), |v| {
             let got = segs(v);
@@ -244,8 +241,7 @@ fn same_device_route_yields_bar_offsets() {
 #[test]
 fn offsets_inside_a_segment_are_checked() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = [Pte::EMPTY; 16];
-    let dom = IommuDomain::<Dom>::new(0x8000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0x8000, 3 * 4096).unwrap();
     let mut mem = ram(0x70_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
@@ -377,8 +373,7 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
 #[test]
 fn unaligned_interior_segment_is_refused_and_nothing_stays_mapped() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = [Pte::EMPTY; 16];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 16 * 4096).unwrap();
     let mut mem = ram(0x30_0000, 2);
     let mut pages: Vec<_> = mem.pages().collect();
     let (a, b) = pages.split_at_mut(1);
@@ -401,8 +396,7 @@ fn unaligned_interior_segment_is_refused_and_nothing_stays_mapped() {
 #[test]
 fn caller_owned_output_never_allocates_and_reports_capacity() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = [Pte::EMPTY; 16];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 16 * 4096).unwrap();
     let mut mem = ram(0x40_0000, 2);
     let mut pages: Vec<_> = mem.pages().collect();
     let (a, b) = pages.split_at_mut(1);
@@ -436,8 +430,7 @@ fn caller_owned_output_never_allocates_and_reports_capacity() {
 #[test]
 fn empty_segment_and_exhausted_domain_are_errors() {
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
-    let mut table = [Pte::EMPTY; 2];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 2 * 4096).unwrap();
     let mut mem = ram(0x50_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let m = Mapper::iommu(&nic, &dom).unwrap();

@@ -174,8 +174,7 @@ fn this_host_is_loaded_once_per_process() {
 fn forgetting_the_mapping_cannot_skip_the_unmap() {
     let m = two_drives();
     let d = m.device::<Nvme>(A, DmaLimits::BITS_64).unwrap();
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0x10_0000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0x10_0000, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 2);
     let mut pages: Vec<_> = mem.pages().collect();
     let segs: Vec<HostSeg<'_>> = pages.iter_mut().map(|p| p.dma()).collect();
@@ -206,8 +205,7 @@ fn forgetting_the_mapping_cannot_skip_the_unmap() {
 fn a_panic_while_mapped_still_unmaps() {
     let m = two_drives();
     let d = m.device::<Nvme>(A, DmaLimits::BITS_64).unwrap();
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 1);
     let mut page = mem.pages().next().unwrap();
     let mapper = Mapper::iommu(&d, &dom).unwrap();
@@ -240,8 +238,7 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
     let m = two_drives();
     let old = m.device::<Nvme>(A, DmaLimits::BITS_32).unwrap();
     // Aperture: 2 granules below 4 GiB, 6 above.
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0xffff_e000, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0xffff_e000, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let mapper = Mapper::iommu(&old, &dom).unwrap();
@@ -264,8 +261,7 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
         })
         .unwrap();
     // An aperture entirely above the mask serves nothing to this device.
-    let mut high = [Pte::EMPTY; 4];
-    let dom_high = IommuDomain::<Dom>::new(0x1_0000_0000, &mut high).unwrap();
+    let dom_high = IommuDomain::<Dom>::software(0x1_0000_0000, 4 * 4096).unwrap();
     drop(mapper);
     let mapper = Mapper::iommu(&old, &dom_high).unwrap();
     let err = mapper
@@ -278,8 +274,7 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
 fn a_sub_granule_buffer_is_refused_through_the_iommu_but_not_directly() {
     let m = two_drives();
     let d = m.device::<Nvme>(A, DmaLimits::BITS_64).unwrap();
-    let mut table = [Pte::EMPTY; 8];
-    let dom = IommuDomain::<Dom>::new(0, &mut table).unwrap();
+    let dom = IommuDomain::<Dom>::software(0, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 1);
     // Four 1 KiB buffers in one 4 KiB granule: the CPU keeps `&mut` to three of them.
     let mut quarters: Vec<_> = mem.chunks(1024).collect();

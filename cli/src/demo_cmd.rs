@@ -163,9 +163,6 @@ fn map_one_io(
     let client = machine
         .device::<Client>(client_bdf, DmaLimits::BITS_64)
         .map_err(CliError::dma)?;
-    let mut table = vec![Pte::EMPTY; 1024];
-    let domain =
-        IommuDomain::<ClientDomain>::new(0xf000_0000, &mut table).map_err(CliError::dma)?;
 
     let verdict = topo.verdict(provider_bdf, client_bdf, policy)?;
     writeln!(
@@ -228,6 +225,15 @@ fn map_one_io(
         }
     }
 
+    // An aperture of exactly the request's IOMMU-bound pages (host pages,
+    // and P2P pages through the host bridge): the run starts at its base.
+    let linked = if matches!(route, Some(P2pRoute::ViaHostBridge(_))) {
+        5
+    } else {
+        3
+    };
+    let domain =
+        IommuDomain::<ClientDomain>::software(0xf000_0000, linked * 4096).map_err(CliError::dma)?;
     let mapper = Mapper::iommu(&client, &domain).map_err(CliError::dma)?;
     let mut slots = [SegSlot::EMPTY; 8];
     let id = client.id();

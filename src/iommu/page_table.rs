@@ -27,14 +27,6 @@
 //! Under `--cfg loom` the geometry shrinks (3 levels of 2 entries) so that
 //! the model tests can explore every interleaving of table installs.
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the building block of the IOMMU backend seam; used once the domain is rebuilt on it"
-    )
-)]
-
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 #[cfg(loom)]
@@ -173,6 +165,17 @@ impl SoftPageTable {
                 return;
             }
             let mut leaf = self.find_leaf(g);
+            if let Some(l) = leaf {
+                // The common case, kept tight: the leaf exists.
+                for e in &l.slots[off..off + len] {
+                    let old = e.load(Ordering::Acquire);
+                    let new = f(old);
+                    if new != old {
+                        e.store(new, Ordering::Release);
+                    }
+                }
+                return;
+            }
             for j in off..off + len {
                 let old = leaf.map_or(0, |l| l.slots[j].load(Ordering::Acquire));
                 let new = f(old);
@@ -245,6 +248,77 @@ impl SoftPageTable {
         let leaf = child::<AtomicU64>(slot)?;
         // SAFETY: `child` returns a live `Leaf`, freed only by `Drop`.
         Ok(unsafe { leaf.as_ref() })
+    }
+}
+
+/// A writer of one mapping's entries that remembers the last leaf it wrote:
+/// the links of one IOVA run land in the same leaf 512 granules in a row,
+/// so most writes skip the walk from the root.
+pub(crate) struct TableWriter<'t> {
+    table: &'t SoftPageTable,
+    /// Granule number of the cached leaf's first entry, and the leaf.
+    cached: Option<(u64, &'t Leaf)>,
+}
+
+impl<'t> TableWriter<'t> {
+    pub(crate) fn new(table: &'t SoftPageTable) -> Self {
+        Self {
+            table,
+            cached: None,
+        }
+    }
+
+    /// Writes `first + i * GRANULE` into the `count` entries from `iova`
+    /// (the entries of a physically contiguous mapping). Inline fast path:
+    /// the range lies in the leaf written last.
+    #[inline(always)]
+    pub(crate) fn set_run(
+        &mut self,
+        iova: u64,
+        count: usize,
+        first: u64,
+    ) -> Result<(), TableError> {
+        let g = iova >> GRANULE_SHIFT;
+        let off = g as usize & (FANOUT - 1);
+        if let Some((base, leaf)) = self.cached {
+            // The cached leaf lies inside the table, so a range inside it is
+            // in bounds.
+            if g - off as u64 == base && off + count <= FANOUT && iova % GRANULE == 0 {
+                if count == 1 {
+                    leaf.slots[off].store(first, Ordering::Release);
+                    return Ok(());
+                }
+                let mut e = first;
+                for slot in &leaf.slots[off..off + count] {
+                    slot.store(e, Ordering::Release);
+                    e = e.wrapping_add(GRANULE);
+                }
+                return Ok(());
+            }
+        }
+        self.set_slow(iova, count, |i| first.wrapping_add(i as u64 * GRANULE))
+    }
+
+    /// [`set`](Self::set) through the table, caching the leaf.
+    #[cold]
+    #[inline(never)]
+    fn set_slow(
+        &mut self,
+        iova: u64,
+        count: usize,
+        mut make: impl FnMut(usize) -> u64,
+    ) -> Result<(), TableError> {
+        let first = check(iova, count)?;
+        let off = first as usize & (FANOUT - 1);
+        if off + count > FANOUT {
+            return self.table.set(iova, count, make);
+        }
+        let leaf = self.table.leaf(first)?;
+        self.cached = Some((first - off as u64, leaf));
+        for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
+            e.store(make(i), Ordering::Release);
+        }
+        Ok(())
     }
 }
 

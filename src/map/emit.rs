@@ -1,35 +1,33 @@
 //! Pass 2: link the IOVA run and write the segments. Runs only after the
-//! plan accepted the request and the run was reserved, so it cannot fail.
+//! plan accepted the request and the run was reserved; it fails only if
+//! the IOMMU backend refuses a link, and then the caller drops the lease,
+//! which unmaps everything linked.
 
 use crate::dir::Direction;
+use crate::error::MapError;
 use crate::host::CacheMaintenance;
-use crate::iommu::{GRANULE, IovaLease, LinkCursor, fill, link_flags};
+use crate::iommu::LinkCursor;
 use crate::vec::SegSlot;
 use crate::vec::mapped::{RawSeg, Via};
 
 use super::plan::{Src, Step};
+use super::translation::{LeaseLink, LinkLease};
 
 /// Links and emits `steps` into `slots` (sized by the plan); returns how
 /// many were written. Consecutive links extend the last segment.
 #[inline(always)]
-pub(super) fn emit<'a, D: Direction, C: CacheMaintenance, I>(
+pub(super) fn emit<'a, D: Direction, C: CacheMaintenance, L: LinkLease, I>(
     steps: I,
     slots: &mut [SegSlot],
-    lease: Option<&IovaLease<'_>>,
+    lease: Option<&L>,
     cache: &C,
-) -> usize
+) -> Result<usize, MapError>
 where
     I: Iterator<Item = (Step, Src<'a>)>,
 {
-    // Hoisted: the run's first IOVA and its entries.
-    let (iova_start, entries) = match lease {
-        Some(l) => (l.start(), l.entries()),
-        None => (0, &[][..]),
-    };
-    let flags = [
-        link_flags(D::DEVICE_PERM, false),
-        link_flags(D::DEVICE_PERM, true),
-    ];
+    // Hoisted: the run's first IOVA and its linker.
+    let iova_start = lease.map_or(0, L::start);
+    let mut linker = lease.map(|l| l.linker(D::DEVICE_PERM));
     let mut run = LinkCursor::default();
     let mut n = 0usize;
     // Length of the IOVA run that is the last segment written, while it
@@ -41,14 +39,15 @@ where
         }
         let seg = match step {
             Step::Link {
-                phys, len, mmio, ..
+                addr, len, mmio, ..
             } => {
-                let placed = run.advance(phys, len);
-                fill(
-                    &entries[placed.first_granule..][..placed.granules],
-                    phys.align_down(GRANULE).as_u64(),
-                    flags[usize::from(mmio)],
-                );
+                let placed = run.advance(addr, len);
+                if let Some(linker) = &mut linker {
+                    // SAFETY: the request's memory is borrowed for the whole
+                    // call (the mapping's scope), exclusively for host
+                    // memory, and the lease unmaps before the call returns.
+                    unsafe { linker.link(placed, addr, mmio) }?;
+                }
                 if run_len == 0 {
                     slots[n] = SegSlot::new(RawSeg::wire(iova_start + placed.at, len, Via::Iommu));
                     n += 1;
@@ -59,8 +58,8 @@ where
             Step::Direct { phys, len } => RawSeg::wire(phys.as_u64(), len, Via::Direct),
             Step::Bus { raw, len } => RawSeg::wire(raw, len, Via::BusAddr),
             Step::OwnBar { bar, offset, len } => RawSeg::own_bar(bar, offset, len),
-            // The plan refused the request.
-            Step::Foreign => continue,
+            // The plan refused such requests.
+            Step::Foreign | Step::NoCpuMapping => continue,
         };
         if run_len != 0 {
             slots[n - 1].raw_mut().len = run_len;
@@ -72,5 +71,5 @@ where
     if run_len != 0 {
         slots[n - 1].raw_mut().len = run_len;
     }
-    n
+    Ok(n)
 }

@@ -2,20 +2,24 @@
 //! mapped. Checks everything, changes nothing.
 
 use crate::addr::PhysAddr;
+use crate::backend::AddrKind;
 use crate::brand::Brand;
 use crate::error::MapError;
 use crate::iommu::LinkCursor;
 use crate::route::{Route, SameDevice, ViaBusAddr};
 use crate::vec::{HostSeg, P2pSeg};
 
+use super::translation::Translation;
+
 /// What one segment becomes; decided per request by the route, so the
 /// passes do no classification.
 #[derive(Clone, Copy)]
 pub(super) enum Step {
-    /// Link into the IOVA run. `mmio`: P2P through the host bridge.
-    /// `covers`: the granules it touches lie inside its buffer.
+    /// Link into the IOVA run: `addr` is what the IOMMU backend maps (a
+    /// physical or a process virtual address). `mmio`: P2P through the
+    /// host bridge. `covers`: the granules it touches lie inside its buffer.
     Link {
-        phys: PhysAddr,
+        addr: u64,
         len: u64,
         mmio: bool,
         covers: bool,
@@ -28,37 +32,54 @@ pub(super) enum Step {
     OwnBar { bar: u8, offset: u64, len: u64 },
     /// Memory of another provider than the route's: refused by the plan.
     Foreign,
+    /// P2P memory the backend cannot reach: it maps process virtual
+    /// addresses, and the provider's BAR is not mapped into the process.
+    NoCpuMapping,
 }
 
 /// The host segment behind a step, for cache maintenance; `None` for P2P.
 pub(super) type Src<'a> = Option<&'a HostSeg<'a>>;
 
-/// Memory reached by its physical address: linked when the device has an
-/// IOMMU, used as is otherwise.
+/// Host memory: linked at the address the backend maps when the device
+/// has an IOMMU, used at its physical address otherwise.
 #[inline(always)]
-fn phys_step(iommu: bool, phys: PhysAddr, len: u64, mmio: bool, covers: bool) -> Step {
-    if iommu {
+pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
+    if T::IOMMU {
+        let addr = match T::MAPS {
+            AddrKind::Phys => s.phys().as_u64(),
+            AddrKind::Virt => s.vaddr() as u64,
+        };
         Step::Link {
-            phys,
-            len,
-            mmio,
-            covers,
+            addr,
+            len: s.len(),
+            mmio: false,
+            covers: s.covers_granules(),
         }
     } else {
-        Step::Direct { phys, len }
+        Step::Direct {
+            phys: s.phys(),
+            len: s.len(),
+        }
     }
-}
-
-#[inline(always)]
-pub(super) fn host_step(iommu: bool, s: &HostSeg<'_>) -> Step {
-    phys_step(iommu, s.phys(), s.len(), false, s.covers_granules())
 }
 
 /// P2P memory through the host bridge: like MMIO. Provider allocations
 /// are whole pages of one BAR, so their granules cover themselves.
 #[inline(always)]
-pub(super) fn host_bridge_step<PB: Brand>(iommu: bool, s: &P2pSeg<'_, PB>) -> Step {
-    phys_step(iommu, s.phys(), s.len(), true, true)
+pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) -> Step {
+    match (T::IOMMU, T::MAPS) {
+        (false, _) => Step::Direct {
+            phys: s.phys(),
+            len: s.len(),
+        },
+        (true, AddrKind::Phys) => Step::Link {
+            addr: s.phys().as_u64(),
+            len: s.len(),
+            mmio: true,
+            covers: true,
+        },
+        (true, AddrKind::Virt) => Step::NoCpuMapping,
+    }
 }
 
 #[inline(always)]
@@ -104,10 +125,12 @@ pub(super) fn plan<'a>(
     for (index, (step, _)) in steps.enumerate() {
         segments = index + 1;
         let (start, len) = match step {
-            Step::Link { phys, len, .. } | Step::Direct { phys, len } => (phys.as_u64(), len),
+            Step::Link { addr, len, .. } => (addr, len),
+            Step::Direct { phys, len } => (phys.as_u64(), len),
             Step::Bus { raw, len } => (raw, len),
             Step::OwnBar { offset, len, .. } => (offset, len),
             Step::Foreign => return Err(MapError::ForeignProvider { index }),
+            Step::NoCpuMapping => return Err(MapError::NoCpuMapping { index }),
         };
         if len == 0 {
             return Err(MapError::EmptySegment { index });
@@ -117,7 +140,7 @@ pub(super) fn plan<'a>(
             .ok_or(MapError::Overflow { start, len })?;
         match step {
             Step::Link {
-                phys, len, covers, ..
+                addr, len, covers, ..
             } => {
                 if !covers {
                     return Err(MapError::PartialGranule {
@@ -125,7 +148,7 @@ pub(super) fn plan<'a>(
                         granule: crate::iommu::GRANULE,
                     });
                 }
-                run.check(phys, len, index)?;
+                run.check(addr, len, index)?;
             }
             Step::Direct { .. } | Step::Bus { .. } if last > mask => {
                 return Err(MapError::BeyondDmaMask { index, last, mask });

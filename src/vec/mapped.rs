@@ -20,7 +20,7 @@ use crate::brand::Brand;
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::id::DeviceId;
-use crate::iommu::IovaLease;
+use crate::map::Lease;
 use crate::sealed::Sealed;
 
 /// How a [`DmaSeg`] reaches its memory.
@@ -213,7 +213,7 @@ impl DeviceVisible for Synced {}
 /// mapped for ([`segments`](Self::segments)).
 pub struct DmaVec<'s, K: Brand, D: Direction, S: SyncState = Synced> {
     segs: &'s [RawSeg],
-    lease: Option<&'s IovaLease<'s>>,
+    lease: Option<&'s dyn Lease>,
     device: DeviceId,
     _state: StateOf<K, D, S>,
 }
@@ -222,11 +222,7 @@ pub struct DmaVec<'s, K: Brand, D: Direction, S: SyncState = Synced> {
 type StateOf<K, D, S> = PhantomData<fn() -> (K, D, S)>;
 
 impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
-    pub(crate) fn new(
-        segs: &'s [RawSeg],
-        lease: Option<&'s IovaLease<'s>>,
-        device: DeviceId,
-    ) -> Self {
+    pub(crate) fn new(segs: &'s [RawSeg], lease: Option<&'s dyn Lease>, device: DeviceId) -> Self {
         Self {
             segs,
             lease,
@@ -265,7 +261,7 @@ impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
     /// See `tests/map.rs`.
     #[must_use]
     pub fn iova_range_start(&self) -> Option<u64> {
-        self.lease.map(IovaLease::start)
+        self.lease.map(|l| l.start())
     }
 
     /// Unmaps now: the IOMMU entries leave the device's reach before the

@@ -9,8 +9,7 @@ fn main() {
     let mut page = mem.pages().next().unwrap();
     let m;
     {
-        let mut table = [Pte::EMPTY; 16];
-        let dom = domain(&mut table);
+        let dom = domain();
         m = Mapper::iommu(&nic, &dom).unwrap();
     }
     let _ = m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| v.unmap());

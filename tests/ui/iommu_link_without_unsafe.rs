@@ -6,8 +6,7 @@ use prelude::*;
 use dmaspace::iommu::IommuPerm;
 
 fn main() {
-    let mut table = [Pte::EMPTY; 4];
-    let dom = domain(&mut table);
+    let dom = domain();
     let mut range = dom.alloc(4096).unwrap();
-    let _ = range.link(PhysAddr::new(0x1000), 4096, IommuPerm::WRITE);
+    let _ = range.link(0x1000, 4096, IommuPerm::WRITE);
 }

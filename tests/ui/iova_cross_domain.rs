@@ -8,8 +8,7 @@ brand!(Other);
 fn program_other_domain(_iova: Iova<Other>) {}
 
 fn main() {
-    let mut table = [Pte::EMPTY; 4];
-    let dom = domain(&mut table);
+    let dom = domain();
     let range = dom.alloc(4096).unwrap();
     program_other_domain(range.start());
 }

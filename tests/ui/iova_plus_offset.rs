@@ -4,8 +4,7 @@ mod prelude;
 use prelude::*;
 
 fn main() {
-    let mut table = [Pte::EMPTY; 4];
-    let dom = domain(&mut table);
+    let dom = domain();
     let range = dom.alloc(4096).unwrap();
     let _beyond = range.start() + 0x1000;
 }

@@ -7,8 +7,7 @@ fn main() {
     let (_, nic) = setup();
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
-    let mut table = [Pte::EMPTY; 16];
-    let dom = domain(&mut table);
+    let dom = domain();
     let m = Mapper::iommu(&nic, &dom).unwrap();
     m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
         let _descriptors = v.segments(nic.id());

@@ -35,9 +35,9 @@ pub fn nvme() -> Device<'static, Nvme> {
     unsafe { Device::new_unchecked(NVME_FN, DmaLimits::BITS_64) }
 }
 
-/// A software IOMMU domain over `table`.
-pub fn domain(table: &mut [Pte]) -> IommuDomain<'_, Dom> {
-    IommuDomain::new(0, table).unwrap()
+/// A software IOMMU domain of 64 pages.
+pub fn domain() -> IommuDomain<Dom> {
+    IommuDomain::software(0, 64 * 4096).unwrap()
 }
 
 /// Four pages of simulated RAM.

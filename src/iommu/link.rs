@@ -1,0 +1,69 @@
+//! The `dma_iova_link` rule, once: where each link of a run goes.
+//! (Crate-internal: the items are `pub` only so that sealed traits can
+//! name them; the module is private.)
+
+use super::GRANULE;
+use crate::error::MapError;
+
+/// The `dma_iova_link` rule, once: where each link of a run goes. Only the
+/// first link may start inside a granule (it keeps its offset), and a link
+/// that ends inside one must be the last.
+#[derive(Clone, Copy, Default)]
+pub struct LinkCursor {
+    /// Bytes of the run so far, counted from its first granule; zero until
+    /// the first link (links are never empty).
+    end: u64,
+}
+
+/// Where one link lands in its run.
+#[derive(Clone, Copy)]
+pub struct Placed {
+    /// Byte offset of the link's first byte from the run's first granule.
+    pub at: u64,
+    /// Index of the first granule it touches.
+    pub first_granule: usize,
+    /// Granules it touches.
+    pub granules: usize,
+}
+
+impl LinkCursor {
+    /// Checks a link of `len > 0` bytes at `addr`, the `index`-th segment of
+    /// the request, against the rule and advances past it; returns its
+    /// offset in the run.
+    #[inline(always)]
+    pub fn check(&mut self, addr: u64, len: u64, index: usize) -> Result<u64, MapError> {
+        let lead = addr % GRANULE;
+        let first = self.end == 0;
+        if self.end % GRANULE != 0 || (!first && lead != 0) {
+            return Err(MapError::Unaligned {
+                index,
+                granule: GRANULE,
+            });
+        }
+        let at = if first { lead } else { self.end };
+        self.end = at
+            .checked_add(len)
+            .ok_or(MapError::Overflow { start: addr, len })?;
+        Ok(at)
+    }
+
+    /// Advances past a link that [`check`](Self::check) accepted in the
+    /// same order, and says where it lands.
+    #[inline(always)]
+    pub fn advance(&mut self, addr: u64, len: u64) -> Placed {
+        let lead = addr % GRANULE;
+        let at = if self.end == 0 { lead } else { self.end };
+        self.end = at + len;
+        Placed {
+            at,
+            first_granule: (at / GRANULE) as usize,
+            granules: (lead + len).div_ceil(GRANULE) as usize,
+        }
+    }
+
+    /// Bytes the run needs, from its first granule (zero: no link).
+    #[inline(always)]
+    pub fn bytes(&self) -> u64 {
+        self.end
+    }
+}
