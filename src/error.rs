@@ -146,6 +146,35 @@ pub enum MapError {
     },
 }
 
+/// A mapping of an owned buffer was refused; the buffer comes back.
+///
+/// ```
+/// use dmaspace::error::{MapBufError, MapError};
+/// let e = MapBufError { error: MapError::IovaExhausted { len: 4096 }, buffer: vec![0u8; 4096] };
+/// assert_eq!(e.to_string(), "could not map the buffer: no free IOVA range of 0x1000 bytes below the device's DMA mask");
+/// let buffer = e.buffer;   // nothing is lost
+/// # assert_eq!(buffer.len(), 4096);
+/// ```
+#[derive(Debug)]
+pub struct MapBufError<Buf> {
+    /// Why.
+    pub error: MapError,
+    /// The buffer, unmapped.
+    pub buffer: Buf,
+}
+
+impl<Buf> fmt::Display for MapBufError<Buf> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not map the buffer: {}", self.error)
+    }
+}
+
+impl<Buf: fmt::Debug> core::error::Error for MapBufError<Buf> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
 /// The broad class of a [`MapError`], for a driver deciding what to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapErrorKind {

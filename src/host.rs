@@ -9,6 +9,7 @@
 //! one is held as a raw pointer and turned into a reference only for the
 //! moment the CPU uses it: while mapped, no reference to its bytes exists.
 
+mod buffer;
 #[cfg(feature = "alloc")]
 mod simulated;
 
@@ -229,6 +230,11 @@ impl<'b> HostPages<'b> {
         })
     }
 
+    /// The first byte, for owners that reach the bytes by raw pointer.
+    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
     /// Whether every IOMMU granule that `[offset, offset + len)` touches
     /// lies inside this buffer: then a device given those granules reaches
     /// only bytes the CPU handed over with the exclusive borrow.
@@ -280,8 +286,13 @@ impl CpuAccessible for HostPages<'_> {
 /// # let _ = &c;
 /// ```
 pub trait CacheMaintenance {
-    /// Called after the CPU wrote the memory and before the device uses it.
+    /// Called after the CPU wrote the memory and before the device uses it
+    /// (`dma_sync_single_for_device`: write back dirty lines).
     fn sync_for_device<D: Direction>(&self, seg: &HostSeg<'_>);
+    /// Called after the device is done with the memory and before the CPU
+    /// reads it (`dma_sync_single_for_cpu`: invalidate lines the device
+    /// wrote behind the cache).
+    fn sync_for_cpu<D: Direction>(&self, seg: &HostSeg<'_>);
 }
 
 /// A cache-coherent platform (x86): nothing to do.
@@ -300,7 +311,10 @@ pub struct CacheCoherent;
 impl CacheMaintenance for CacheCoherent {
     #[inline(always)]
     fn sync_for_device<D: Direction>(&self, _seg: &HostSeg<'_>) {}
+    #[inline(always)]
+    fn sync_for_cpu<D: Direction>(&self, _seg: &HostSeg<'_>) {}
 }
 
+pub use buffer::DmaBuffer;
 #[cfg(feature = "alloc")]
-pub use simulated::{RamBus, SimulatedRam};
+pub use simulated::{RamBus, SimBuf, SimulatedRam};

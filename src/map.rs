@@ -31,8 +31,12 @@
 //! [`ViaHostBridge`]: crate::route::ViaHostBridge
 //! [`SameDevice`]: crate::route::SameDevice
 
+mod coherent;
 mod emit;
+mod owned;
 mod plan;
+#[cfg(feature = "alloc")]
+mod pool;
 mod split;
 mod translation;
 
@@ -46,7 +50,11 @@ use crate::host::{CacheCoherent, CacheMaintenance};
 use crate::route::P2pRoute;
 use crate::vec::{BvecSeg, DmaVec, HostSeg, SegBuf, Unsynced};
 
+pub use coherent::Coherent;
+pub use owned::{CpuOwned, DeviceOwned, MappedBuf, Owner};
 use plan::{Src, Step};
+#[cfg(feature = "alloc")]
+pub use pool::{PoolSlot, RegisteredPool};
 pub use translation::Direct;
 #[cfg(feature = "alloc")]
 pub use translation::Iommu;
@@ -268,8 +276,9 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         }
     }
 
-    /// The scope of one mapping: plan, reserve, emit, hand the view to
-    /// `use_it`, unmap (the lease drops here, whatever `use_it` did).
+    /// The scope of one mapping: map, hand the view to `use_it`, give the
+    /// host pages back to the CPU, unmap (the lease drops here, whatever
+    /// `use_it` did).
     #[inline(always)]
     fn run<'q, 'a, D: Direction, R>(
         &'q self,
@@ -278,6 +287,34 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         mut out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
+        let lease = self.map_into::<D>(cache, steps.clone(), &mut out)?;
+        // Dropped after `use_it` (even on unwind), before the lease: the
+        // CPU's caches are made to see what the device wrote.
+        let _for_cpu = ForCpu::<D, _, _> {
+            steps,
+            cache: &self.cache,
+            _dir: core::marker::PhantomData,
+        };
+        let view = DmaVec::new(
+            out.as_raw(),
+            lease.as_ref().map(|l| l as &dyn Lease),
+            self.device().id(),
+        );
+        Ok(use_it(view))
+    }
+
+    /// Maps `steps` into `out`: plan, reserve, emit, cut to the device's
+    /// limits. Returns the IOVA run, if any; dropping it unmaps.
+    #[inline(always)]
+    fn map_into<'q, 'c, 'a, D: Direction>(
+        &'q self,
+        cache: Option<&'c T::Cache<'q>>,
+        steps: impl Iterator<Item = (Step, Src<'a>)> + Clone,
+        out: &mut SegBuf<'_>,
+    ) -> Result<Option<T::Lease<'c>>, MapError>
+    where
+        'q: 'c,
+    {
         let limits = self.device().limits();
         let mask = limits.dma_mask();
         let plan = plan::plan(steps.clone(), mask)?;
@@ -308,15 +345,41 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         out.set_len(written);
         if limits.cuts_segments() {
             // On error the lease drops here: nothing stays mapped.
-            let total = split::cut(&mut out, written, &limits)?;
+            let total = split::cut(out, written, &limits)?;
             out.set_len(total);
         }
-        let view = DmaVec::new(
-            out.as_raw(),
-            lease.as_ref().map(|l| l as &dyn Lease),
-            self.device().id(),
-        );
-        Ok(use_it(view))
+        Ok(lease)
+    }
+
+    /// The platform's cache maintenance.
+    fn cache(&self) -> &C {
+        &self.cache
+    }
+}
+
+/// Calls `sync_for_cpu` on the host segments of a request when dropped.
+struct ForCpu<
+    'c,
+    'a,
+    D: Direction,
+    C: CacheMaintenance,
+    I: Iterator<Item = (Step, Src<'a>)> + Clone,
+> {
+    steps: I,
+    cache: &'c C,
+    _dir: core::marker::PhantomData<fn() -> D>,
+}
+
+impl<'a, D: Direction, C: CacheMaintenance, I: Iterator<Item = (Step, Src<'a>)> + Clone> Drop
+    for ForCpu<'_, 'a, D, C, I>
+{
+    #[inline(always)]
+    fn drop(&mut self) {
+        for (_, src) in self.steps.clone() {
+            if let Some(seg) = src {
+                self.cache.sync_for_cpu::<D>(seg);
+            }
+        }
     }
 }
 

@@ -13,14 +13,16 @@ pub use crate::brand::Brand;
 pub use crate::device::Device;
 pub use crate::dir::{Bidirectional, DeviceReads, DeviceWrites, Direction, FromDevice, ToDevice};
 pub use crate::error::MapError;
-pub use crate::host::{CpuAccessible, HostPages};
+pub use crate::host::{CpuAccessible, DmaBuffer, HostPages};
 pub use crate::id::DeviceId;
 #[cfg(feature = "alloc")]
 pub use crate::iommu::IommuDomain;
 pub use crate::limits::DmaLimits;
 #[cfg(feature = "alloc")]
 pub use crate::machine::Machine;
-pub use crate::map::Mapper;
+pub use crate::map::{Coherent, CpuOwned, DeviceOwned, MappedBuf, Mapper};
+#[cfg(feature = "alloc")]
+pub use crate::map::{PoolSlot, RegisteredPool};
 pub use crate::provider::Provider;
 pub use crate::route::{P2pRoute, Route};
 #[cfg(feature = "alloc")]

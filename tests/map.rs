@@ -450,12 +450,17 @@ fn empty_segment_and_exhausted_domain_are_errors() {
 
 /// Records every cache-maintenance call: host memory only, never P2P.
 #[derive(Default)]
-struct Recorder(RefCell<Vec<(u64, u64, &'static str)>>);
+struct Recorder(RefCell<Vec<(u64, u64, &'static str, &'static str)>>);
 impl CacheMaintenance for &Recorder {
     fn sync_for_device<D: Direction>(&self, seg: &HostSeg<'_>) {
         self.0
             .borrow_mut()
-            .push((seg.phys().as_u64(), seg.len(), D::NAME));
+            .push((seg.phys().as_u64(), seg.len(), D::NAME, "for_device"));
+    }
+    fn sync_for_cpu<D: Direction>(&self, seg: &HostSeg<'_>) {
+        self.0
+            .borrow_mut()
+            .push((seg.phys().as_u64(), seg.len(), D::NAME, "for_cpu"));
     }
 }
 
@@ -481,8 +486,11 @@ fn cache_maintenance_sees_host_segments_only() {
     assert_eq!(
         *rec.0.borrow(),
         [
-            (0x60_0000, 0x1000, "DMA_FROM_DEVICE"),
-            (0x60_1000, 0x1000, "DMA_FROM_DEVICE")
+            (0x60_0000, 0x1000, "DMA_FROM_DEVICE", "for_device"),
+            (0x60_1000, 0x1000, "DMA_FROM_DEVICE", "for_device"),
+            // On unmap, before the CPU may look: the same host pages only.
+            (0x60_0000, 0x1000, "DMA_FROM_DEVICE", "for_cpu"),
+            (0x60_1000, 0x1000, "DMA_FROM_DEVICE", "for_cpu"),
         ]
     );
 }

@@ -3,6 +3,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 
@@ -126,6 +127,37 @@ impl SimulatedRam {
         })
     }
 
+    /// The memory as owned buffers of `chunk` bytes each (the last may be
+    /// shorter), for mappings that own their buffer
+    /// ([`MappedBuf`](crate::map::MappedBuf)). The RAM is consumed, so each
+    /// buffer is the only CPU view of its bytes; each shares the memory, so
+    /// a leaked buffer keeps it alive.
+    ///
+    /// # Panics
+    /// If `chunk` is zero.
+    ///
+    /// ```
+    /// // SAFETY: never given to hardware.
+    /// let ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 2) };
+    /// assert_eq!(ram.into_buffers(1024).len(), 8);
+    /// ```
+    #[must_use]
+    pub fn into_buffers(self, chunk: usize) -> Vec<SimBuf> {
+        assert!(chunk > 0, "SimulatedRam::into_buffers of zero bytes");
+        let len = self.mem.len;
+        (0..len.div_ceil(chunk))
+            .map(|i| {
+                let at = i * chunk;
+                SimBuf {
+                    mem: Arc::clone(&self.mem),
+                    at,
+                    len: chunk.min(len - at),
+                    phys: self.base + at as u64,
+                }
+            })
+            .collect()
+    }
+
     /// A port for a simulated device to reach this memory by physical
     /// address, as DMA does. It shares the memory (the memory lives until
     /// the RAM and every port are gone) and borrows nothing, so it can be
@@ -149,6 +181,43 @@ impl SimulatedRam {
             mem: Arc::clone(&self.mem),
             base: self.base,
         }
+    }
+}
+
+/// An owned piece of a [`SimulatedRam`] (see
+/// [`SimulatedRam::into_buffers`]).
+///
+/// # Invariants
+/// `[at, at + len)` lies inside `mem`, no other `SimBuf` or `HostPages`
+/// covers it (the RAM was consumed to make the buffers), and it lies at
+/// physical `phys`.
+pub struct SimBuf {
+    mem: Arc<Backing>,
+    at: usize,
+    len: usize,
+    phys: PhysAddr,
+}
+
+impl fmt::Debug for SimBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SimBuf({:?} + {:#x})", self.phys, self.len)
+    }
+}
+
+// SAFETY: (1) the pointer, address and length are fixed at construction;
+// (2) the range is this buffer's alone (the invariant) and the backing is
+// freed only when the last `Arc` goes, so a leaked `SimBuf` leaks it;
+// (3) `pages` only computes a pointer.
+unsafe impl super::DmaBuffer for SimBuf {
+    fn pages(&mut self) -> HostPages<'_> {
+        // SAFETY: `at < mem.len` (the invariant), so the pointer stays in
+        // the allocation.
+        let ptr = unsafe { self.mem.ptr.add(self.at) };
+        // SAFETY: the range is valid and this buffer's alone (the
+        // invariant), borrowed exclusively through `&mut self`; `phys + len`
+        // fits (checked in `SimulatedRam::new`).
+        unsafe { HostPages::from_raw(ptr, self.len, self.phys) }
+            .unwrap_or_else(|_| unreachable!("checked in SimulatedRam::new"))
     }
 }
 

@@ -90,7 +90,7 @@ pub struct DmaSeg<K: Brand, D: Direction> {
 
 impl<K: Brand, D: Direction> DmaSeg<K, D> {
     /// The segments in `raw`, typed.
-    fn slice(raw: &[RawSeg]) -> &[Self] {
+    pub(crate) fn slice(raw: &[RawSeg]) -> &[Self] {
         // SAFETY: `DmaSeg` is `repr(transparent)` over `RawSeg` (the other
         // field is a zero-sized marker), so the slices have the same layout;
         // the lifetime is kept.
@@ -219,7 +219,7 @@ pub struct DmaVec<'s, K: Brand, D: Direction, S: SyncState = Synced> {
 }
 
 /// Device, direction and sync state: names only.
-type StateOf<K, D, S> = PhantomData<fn() -> (K, D, S)>;
+pub(crate) type StateOf<K, D, S> = PhantomData<fn() -> (K, D, S)>;
 
 impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
     pub(crate) fn new(segs: &'s [RawSeg], lease: Option<&'s dyn Lease>, device: DeviceId) -> Self {

@@ -1,0 +1,370 @@
+//! Mappings that own their buffer: I/O that completes after the call that
+//! mapped it, in any order (a queue's slot table).
+//!
+//! A [`MappedBuf`] holds the buffer, the IOVA run (if any) and the
+//! segments. Who may touch the memory is in its type: [`DeviceOwned`]
+//! gives out device addresses and no bytes, [`CpuOwned`] gives out bytes
+//! and no addresses; `sync_for_cpu` and `sync_for_device` move between the
+//! two on the live mapping, with the platform's cache maintenance.
+//!
+//! # Leaks
+//! `mem::forget` on a `MappedBuf` leaks the IOVA run *and* the buffer
+//! ([`DmaBuffer`]'s contract: the memory is freed only by the buffer's
+//! drop), so a device address that stays linked never reaches memory that
+//! was reused. This is the other answer to the problem scoped mappings
+//! solve: own the memory, or borrow it only for a call.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use crate::brand::Brand;
+use crate::dir::Direction;
+use crate::error::{MapBufError, MapError};
+use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer, HostPages};
+use crate::id::DeviceId;
+use crate::sealed::Sealed;
+use crate::vec::mapped::{RawSeg, StateOf};
+use crate::vec::{DmaSeg, SegBuf, SegSlot};
+
+use super::translation::{Direct, Lease, Translation};
+use super::{MapQueue, Mapper, plan};
+
+/// Who may touch the memory of a live [`MappedBuf`]: [`DeviceOwned`] or
+/// [`CpuOwned`].
+pub trait Owner: Sealed + 'static {
+    /// Whether the device owns the memory.
+    #[doc(hidden)]
+    const DEVICE: bool;
+    /// Its name, for messages.
+    #[doc(hidden)]
+    const NAME: &'static str;
+}
+
+/// The device owns the memory: addresses, no bytes.
+#[derive(Debug)]
+pub enum DeviceOwned {}
+/// The CPU owns the memory: bytes, no addresses.
+#[derive(Debug)]
+pub enum CpuOwned {}
+impl Sealed for DeviceOwned {}
+impl Sealed for CpuOwned {}
+impl Owner for DeviceOwned {
+    const DEVICE: bool = true;
+    const NAME: &'static str = "device";
+}
+impl Owner for CpuOwned {
+    const DEVICE: bool = false;
+    const NAME: &'static str = "CPU";
+}
+
+/// The segments of a mapping: one, the common case, without allocating.
+enum Segs {
+    One(SegSlot),
+    #[cfg(feature = "alloc")]
+    Many(alloc::boxed::Box<[SegSlot]>),
+}
+
+impl Segs {
+    fn as_raw(&self) -> &[RawSeg] {
+        match self {
+            Segs::One(s) => SegSlot::as_raw(core::slice::from_ref(s)),
+            #[cfg(feature = "alloc")]
+            Segs::Many(v) => SegSlot::as_raw(v),
+        }
+    }
+}
+
+/// A live mapping for device `K` in direction `D` that owns its buffer
+/// `Buf`; `O` says whether the device or the CPU owns the memory now.
+///
+/// Made by [`Mapper::map_buf`] (or a queue's), already synced
+/// (`dma_iova_sync`) and device-owned. It can be stored anywhere (a slot
+/// table), moved to another thread when its parts allow, and gives the
+/// buffer back with [`unmap`](Self::unmap).
+///
+/// ```
+/// use dmaspace::prelude::*;
+/// use dmaspace::host::{CpuAccessible, SimulatedRam};
+/// use dmaspace::limits::DmaLimits;
+/// dmaspace::brand!(Nvme);
+/// dmaspace::brand!(Dom);
+/// // SAFETY: a simulated device and simulated memory, never given to hardware.
+/// let nvme = unsafe { Device::<Nvme>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::BITS_64) };
+/// let ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 4) };
+/// let domain = IommuDomain::<Dom>::software(0x1_0000, 1 << 20)?;
+/// let mapper = Mapper::iommu(&nvme, &domain)?;
+///
+/// // Map two buffers; they complete in the other order.
+/// let mut slots = Vec::new();
+/// for buf in ram.into_buffers(8192) {
+///     slots.push(mapper.map_buf::<FromDevice, _>(buf).map_err(|e| e.error)?);
+/// }
+/// let seg = &slots[1].segments(nvme.id())?[0];
+/// assert_eq!(seg.len(), 8192);
+/// let second = slots.pop().unwrap().unmap();   // the buffer, unmapped
+/// let mut first = slots.pop().unwrap().sync_for_cpu();
+/// first.pages().cpu_bytes_mut()[0] = 7;          // CPU-owned: bytes, no addresses
+/// let first = first.sync_for_device();           // and back to the device
+/// assert_eq!(domain.reserved_granules(), 2);
+/// drop(first);
+/// assert_eq!(domain.reserved_granules(), 0);
+/// # drop(second);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Invariants
+/// - `segs` are the device addresses of `buf`'s memory, linked in `lease`
+///   (through an IOMMU) or its physical addresses (direct), for `device`.
+/// - While `O` is [`DeviceOwned`], the CPU holds no reference to the
+///   bytes; while [`CpuOwned`], no address of the mapping is given out.
+///
+/// Drop order (declaration order): the lease first, which unmaps; the
+/// buffer after, so its memory is never freed while mapped.
+pub struct MappedBuf<
+    'q,
+    K: Brand,
+    D: Direction,
+    Buf: DmaBuffer,
+    T: Translation + 'q = Direct,
+    C: CacheMaintenance + 'q = CacheCoherent,
+    O: Owner = DeviceOwned,
+> {
+    lease: Option<T::Lease<'q>>,
+    segs: Segs,
+    buf: Buf,
+    cache: &'q C,
+    device: DeviceId,
+    _state: StateOf<K, D, O>,
+}
+
+impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
+    /// Maps `buf` for the device in direction `D`, and keeps it mapped
+    /// until the returned mapping is unmapped or dropped.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_host`] for the buffer's one segment; the buffer
+    /// comes back in the error. With `DmaLimits` that cut segments and no
+    /// `alloc` feature, a mapping that needs more than one segment is
+    /// refused with [`MapError::OutOfCapacity`].
+    ///
+    /// See [`MappedBuf`].
+    pub fn map_buf<D: Direction, Buf: DmaBuffer>(
+        &self,
+        buf: Buf,
+    ) -> Result<MappedBuf<'_, K, D, Buf, T, C>, MapBufError<Buf>> {
+        self.map_buf_in(None, buf)
+    }
+
+    /// [`map_buf`](Self::map_buf) with IOVA space from `cache`, if any.
+    fn map_buf_in<'q, 'c, D: Direction, Buf: DmaBuffer>(
+        &'q self,
+        cache: Option<&'c T::Cache<'q>>,
+        mut buf: Buf,
+    ) -> Result<MappedBuf<'c, K, D, Buf, T, C>, MapBufError<Buf>>
+    where
+        'q: 'c,
+    {
+        let mapped = {
+            let mut pages = buf.pages();
+            let seg = pages.dma();
+            let steps = core::iter::once((plan::host_step::<T>(&seg), Some(&seg)));
+            let mut one = [SegSlot::EMPTY];
+            #[cfg(feature = "alloc")]
+            if self.device().limits().cuts_segments() {
+                let mut out = SegBuf::with_capacity(1);
+                self.map_into::<D>(cache, steps, &mut out).map(|lease| {
+                    let segs = out.as_raw().iter().map(|r| SegSlot::new(*r)).collect();
+                    (lease, Segs::Many(segs))
+                })
+            } else {
+                let mut out = SegBuf::from_slots(&mut one);
+                self.map_into::<D>(cache, steps, &mut out)
+                    .map(|lease| (lease, Segs::One(one[0])))
+            }
+            #[cfg(not(feature = "alloc"))]
+            {
+                let mut out = SegBuf::from_slots(&mut one);
+                self.map_into::<D>(cache, steps, &mut out)
+                    .map(|lease| (lease, Segs::One(one[0])))
+            }
+        };
+        match mapped {
+            Ok((lease, segs)) => {
+                if let Some(l) = &lease {
+                    l.sync();
+                }
+                Ok(MappedBuf {
+                    lease,
+                    segs,
+                    buf,
+                    cache: self.cache(),
+                    device: self.device().id(),
+                    _state: PhantomData,
+                })
+            }
+            Err(error) => Err(MapBufError { error, buffer: buf }),
+        }
+    }
+}
+
+impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C> {
+    /// [`Mapper::map_buf`] through this queue's cache of IOVA space.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_buf`].
+    ///
+    /// See `examples/nvme_multiqueue/main.rs`.
+    pub fn map_buf<D: Direction, Buf: DmaBuffer>(
+        &self,
+        buf: Buf,
+    ) -> Result<MappedBuf<'_, K, D, Buf, T, C>, MapBufError<Buf>> {
+        self.mapper.map_buf_in(Some(&self.cache), buf)
+    }
+}
+
+impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance, O: Owner>
+    MappedBuf<'q, K, D, Buf, T, C, O>
+{
+    /// The device this mapping is for.
+    ///
+    /// See [`MappedBuf`].
+    #[must_use]
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The first IOVA of the mapping, if it went through an IOMMU (for
+    /// tests and logs).
+    ///
+    /// See `tests/owned.rs`.
+    #[must_use]
+    pub fn iova_range_start(&self) -> Option<u64> {
+        self.lease.as_ref().map(Lease::start)
+    }
+
+    /// Unmaps and gives the buffer back. A device-owned mapping is synced
+    /// for the CPU first, so the CPU sees what the device wrote.
+    ///
+    /// See [`MappedBuf`].
+    pub fn unmap(mut self) -> Buf {
+        if O::DEVICE {
+            self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
+        }
+        let MappedBuf { lease, buf, .. } = self;
+        // Unmapped here, before the buffer leaves.
+        drop(lease);
+        buf
+    }
+
+    /// Where the buffer's bytes are, for an owner that reaches them only
+    /// by raw pointer while the mapping lives (coherent memory, a pool).
+    /// The pointer stays valid while the mapping lives (the buffer's
+    /// contract, point 4).
+    pub(super) fn cpu_ptr(&mut self) -> (NonNull<u8>, usize) {
+        let pages = self.buf.pages();
+        (pages.as_ptr(), pages.len() as usize)
+    }
+
+    /// Physical address of the buffer's first byte.
+    #[cfg(feature = "alloc")]
+    pub(super) fn phys(&mut self) -> crate::addr::PhysAddr {
+        self.buf.pages().phys()
+    }
+
+    /// The segments, for the crate's own owners (a pool).
+    #[cfg(feature = "alloc")]
+    pub(super) fn raw_segments(&self) -> &[RawSeg] {
+        self.segs.as_raw()
+    }
+
+    /// The platform's cache maintenance.
+    #[cfg(feature = "alloc")]
+    pub(super) fn cache_ref(&self) -> &'q C {
+        self.cache
+    }
+
+    /// The same mapping, now owned by `O2` (the caller did the sync).
+    fn owned_by<O2: Owner>(self) -> MappedBuf<'q, K, D, Buf, T, C, O2> {
+        let MappedBuf {
+            lease,
+            segs,
+            buf,
+            cache,
+            device,
+            _state,
+        } = self;
+        MappedBuf {
+            lease,
+            segs,
+            buf,
+            cache,
+            device,
+            _state: PhantomData,
+        }
+    }
+}
+
+impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
+    MappedBuf<'q, K, D, Buf, T, C, DeviceOwned>
+{
+    /// The segments, for a descriptor of `device` (the device whose queue
+    /// the driver is filling). Borrowed from the mapping: they cannot
+    /// outlive it, nor a move to the CPU.
+    ///
+    /// # Errors
+    /// [`MapError::WrongDevice`] if `device` is not the one the mapping was
+    /// made for.
+    ///
+    /// See [`MappedBuf`].
+    pub fn segments(&self, device: DeviceId) -> Result<&[DmaSeg<K, D>], MapError> {
+        if device != self.device {
+            return Err(MapError::WrongDevice);
+        }
+        Ok(DmaSeg::slice(self.segs.as_raw()))
+    }
+
+    /// Hands the memory to the CPU (`dma_sync_single_for_cpu`): the mapping
+    /// stays live, its addresses are out of reach until
+    /// [`sync_for_device`](MappedBuf::sync_for_device).
+    ///
+    /// See [`MappedBuf`].
+    #[must_use = "dropping it unmaps"]
+    pub fn sync_for_cpu(mut self) -> MappedBuf<'q, K, D, Buf, T, C, CpuOwned> {
+        self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
+        self.owned_by()
+    }
+}
+
+impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
+    MappedBuf<'q, K, D, Buf, T, C, CpuOwned>
+{
+    /// The memory, for the CPU to read or write.
+    ///
+    /// See [`MappedBuf`].
+    pub fn pages(&mut self) -> HostPages<'_> {
+        self.buf.pages()
+    }
+
+    /// Hands the memory back to the device (`dma_sync_single_for_device`).
+    ///
+    /// See [`MappedBuf`].
+    #[must_use = "dropping it unmaps"]
+    pub fn sync_for_device(mut self) -> MappedBuf<'q, K, D, Buf, T, C, DeviceOwned> {
+        self.cache.sync_for_device::<D>(&self.buf.pages().dma());
+        self.owned_by()
+    }
+}
+
+impl<K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance, O: Owner>
+    fmt::Debug for MappedBuf<'_, K, D, Buf, T, C, O>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappedBuf")
+            .field("device", &K::NAME)
+            .field("direction", &D::NAME)
+            .field("owner", &O::NAME)
+            .field("segments", &DmaSeg::<K, D>::slice(self.segs.as_raw()))
+            .finish()
+    }
+}

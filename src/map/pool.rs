@@ -1,0 +1,464 @@
+//! A registered buffer pool: one buffer mapped once, handed out in slots
+//! for millions of I/Os without a map or an unmap each (io_uring's
+//! registered buffers, a NIC's page pool).
+//!
+//! A slot carries the same ownership typestate as a
+//! [`MappedBuf`](super::MappedBuf): [`CpuOwned`] gives bytes,
+//! [`DeviceOwned`] gives its device address, and the syncs move between
+//! the two for the slot's bytes only.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::addr::PhysAddr;
+use crate::brand::Brand;
+use crate::dir::{Bidirectional, Direction};
+use crate::error::{MapBufError, MapError};
+use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer};
+use crate::id::DeviceId;
+use crate::vec::mapped::{RawSeg, StateOf};
+use crate::vec::{DmaSeg, HostSeg};
+
+use super::Mapper;
+use super::owned::{CpuOwned, DeviceOwned, MappedBuf, Owner};
+use super::translation::{Direct, Translation};
+
+/// Which slots are taken: one bit each, claimed and released atomically.
+struct Slots {
+    words: Box<[AtomicU64]>,
+    count: usize,
+    /// Where the next search starts, so that threads spread out.
+    hint: AtomicUsize,
+    /// Slots dropped while the device owned them: never handed out again.
+    quarantined: AtomicUsize,
+}
+
+impl Slots {
+    fn new(count: usize) -> Self {
+        let mut words: Vec<AtomicU64> =
+            (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        // Bits past the last slot are taken for good.
+        if count % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last.get_mut() = !0 << (count % 64);
+            }
+        }
+        Self {
+            words: words.into_boxed_slice(),
+            count,
+            hint: AtomicUsize::new(0),
+            quarantined: AtomicUsize::new(0),
+        }
+    }
+
+    /// Claims a free slot.
+    fn take(&self) -> Option<usize> {
+        let n = self.words.len();
+        let start = self.hint.load(Ordering::Relaxed);
+        for k in 0..n {
+            let w = (start + k) % n;
+            let word = &self.words[w];
+            let mut seen = word.load(Ordering::Relaxed);
+            while seen != !0 {
+                let bit = (!seen).trailing_zeros();
+                let prev = word.fetch_or(1 << bit, Ordering::Acquire);
+                if prev & (1 << bit) == 0 {
+                    self.hint.store(w, Ordering::Relaxed);
+                    return Some(w * 64 + bit as usize);
+                }
+                seen = prev | (1 << bit);
+            }
+        }
+        None
+    }
+
+    /// Releases slot `i` (taken by the caller).
+    fn give(&self, i: usize) {
+        self.words[i / 64].fetch_and(!(1 << (i % 64)), Ordering::Release);
+    }
+
+    /// How many slots are free now.
+    fn free(&self) -> usize {
+        let taken: u32 = self
+            .words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones())
+            .sum();
+        self.words.len() * 64 - taken as usize
+    }
+}
+
+/// One buffer mapped once for device `K`, cut into slots of equal size
+/// that queues take, fill, hand to the device and give back, from any
+/// thread.
+///
+/// ```
+/// use dmaspace::prelude::*;
+/// use dmaspace::host::SimulatedRam;
+/// use dmaspace::limits::DmaLimits;
+/// dmaspace::brand!(Nvme);
+/// dmaspace::brand!(Dom);
+/// // SAFETY: a simulated device and simulated memory, never given to hardware.
+/// let nvme = unsafe { Device::<Nvme>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::BITS_64) };
+/// let ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 4) };
+/// let domain = IommuDomain::<Dom>::software(0x1_0000, 1 << 20)?;
+/// let mapper = Mapper::iommu(&nvme, &domain)?;
+///
+/// let pool = mapper.register_pool(ram.into_buffers(4 * 4096).pop().unwrap(), 4096)
+///     .map_err(|e| e.error)?;
+/// let mut slot = pool.take::<ToDevice>().expect("a free slot");
+/// slot.bytes_mut().fill(0xab);                 // CPU-owned: bytes
+/// let slot = slot.sync_for_device();           // device-owned: an address
+/// let seg = slot.segment(nvme.id())?;
+/// assert_eq!(seg.len(), 4096);
+/// let slot = slot.sync_for_cpu();              // the I/O completed
+/// drop(slot);                                  // back to the pool
+/// assert_eq!(pool.free_slots(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Invariants
+/// - The whole buffer stays mapped (device-owned in `map`) while the pool
+///   lives; each slot's bytes are owned by whoever took the slot, or by
+///   no one while it is free.
+/// - Every slot lies inside one segment of the mapping.
+pub struct RegisteredPool<
+    'q,
+    K: Brand,
+    Buf: DmaBuffer,
+    T: Translation + 'q = Direct,
+    C: CacheMaintenance + 'q = CacheCoherent,
+> {
+    map: MappedBuf<'q, K, Bidirectional, Buf, T, C>,
+    base: Base,
+    phys: PhysAddr,
+    slot_size: usize,
+    slots: Slots,
+}
+
+/// The first byte of the pool's buffer.
+struct Base(NonNull<u8>);
+
+// SAFETY: the pool hands each slot's bytes to one owner at a time (the
+// bitmap), so sharing the base pointer among threads shares no bytes.
+unsafe impl Send for Base {}
+// SAFETY: as above.
+unsafe impl Sync for Base {}
+
+impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
+    /// Maps `buf` once for the device (both directions) as a pool of
+    /// `slot_size`-byte slots (the tail that does not fill a slot is not
+    /// used).
+    ///
+    /// # Errors
+    /// As [`Mapper::map_buf`]; [`MapError::OutOfBounds`] if `slot_size` is
+    /// zero or larger than the buffer; [`MapError::Misaligned`] if the
+    /// device's limits cut the mapping at an offset that is not a multiple
+    /// of `slot_size` (a slot would straddle two segments). The buffer
+    /// comes back in the error.
+    ///
+    /// See [`RegisteredPool`].
+    pub fn register_pool<Buf: DmaBuffer>(
+        &self,
+        buf: Buf,
+        slot_size: usize,
+    ) -> Result<RegisteredPool<'_, K, Buf, T, C>, MapBufError<Buf>> {
+        RegisteredPool::new(self.map_buf(buf)?, slot_size)
+    }
+}
+
+impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
+    RegisteredPool<'q, K, Buf, T, C>
+{
+    fn new(
+        mut map: MappedBuf<'q, K, Bidirectional, Buf, T, C>,
+        slot_size: usize,
+    ) -> Result<Self, MapBufError<Buf>> {
+        let (base, len) = map.cpu_ptr();
+        let phys = map.phys();
+        let mut checked = if slot_size == 0 || slot_size > len {
+            Err(MapError::OutOfBounds {
+                offset: 0,
+                len: slot_size as u64,
+                size: len as u64,
+            })
+        } else {
+            Ok(())
+        };
+        // Every segment must start on a slot boundary.
+        let mut at = 0u64;
+        for s in map.raw_segments() {
+            if checked.is_ok() && at % slot_size as u64 != 0 {
+                checked = Err(MapError::Misaligned {
+                    addr: s.addr,
+                    align: slot_size as u64,
+                });
+            }
+            at += s.len;
+        }
+        match checked {
+            Ok(()) => Ok(Self {
+                map,
+                base: Base(base),
+                phys,
+                slot_size,
+                slots: Slots::new(len / slot_size),
+            }),
+            Err(error) => Err(MapBufError {
+                error,
+                buffer: map.unmap(),
+            }),
+        }
+    }
+
+    /// Takes a free slot, CPU-owned, for an I/O in direction `D`; `None`
+    /// when every slot is taken.
+    ///
+    /// See [`RegisteredPool`].
+    pub fn take<D: Direction>(&self) -> Option<PoolSlot<'_, K, D, C, CpuOwned>> {
+        let index = self.slots.take()?;
+        let offset = (index * self.slot_size) as u64;
+        // The slot lies inside one segment (the invariant).
+        let mut seg_start = 0u64;
+        let mut raw = RawSeg::EMPTY;
+        for s in self.map.raw_segments() {
+            if offset < seg_start + s.len {
+                raw = RawSeg::wire(s.addr + (offset - seg_start), self.slot_size as u64, s.via);
+                break;
+            }
+            seg_start += s.len;
+        }
+        // SAFETY: `offset + slot_size <= len` (slots fit the buffer).
+        let ptr = unsafe { self.base.0.add(index * self.slot_size) };
+        Some(PoolSlot {
+            slots: &self.slots,
+            cache: self.map.cache_ref(),
+            index,
+            ptr,
+            len: self.slot_size,
+            phys: self.phys + offset,
+            raw,
+            device: self.map.device(),
+            _state: PhantomData,
+        })
+    }
+
+    /// Slots in the pool.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn slots(&self) -> usize {
+        self.slots.count
+    }
+
+    /// Slots free now.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn free_slots(&self) -> usize {
+        self.slots.free()
+    }
+
+    /// Slots dropped while the device owned them: the pool cannot know the
+    /// device is done with them, so it never hands them out again.
+    ///
+    /// See `tests/owned.rs`.
+    #[must_use]
+    pub fn quarantined_slots(&self) -> usize {
+        self.slots.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Size of a slot in bytes.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Unmaps the pool and gives the buffer back (no slot can be out: they
+    /// borrow the pool).
+    ///
+    /// See `tests/owned.rs`.
+    pub fn unmap(self) -> Buf {
+        self.map.unmap()
+    }
+}
+
+impl<K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance> fmt::Debug
+    for RegisteredPool<'_, K, Buf, T, C>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredPool")
+            .field("slot_size", &self.slot_size)
+            .field("slots", &self.slots.count)
+            .field("free", &self.slots.free())
+            .field("mapping", &self.map)
+            .finish()
+    }
+}
+
+/// A slot of a [`RegisteredPool`], for an I/O in direction `D`, owned by
+/// `O` ([`CpuOwned`]: bytes; [`DeviceOwned`]: its device address).
+///
+/// Dropped CPU-owned, it goes back to the pool. Dropped device-owned (the
+/// I/O never completed), it is quarantined: never handed out again, since
+/// the device may still write it. `mem::forget` leaks it the same way.
+///
+/// # Invariants
+/// `ptr`, `len` and `phys` are the slot's bytes, which this value alone
+/// may touch while `O` is [`CpuOwned`]; `raw` is their device address.
+pub struct PoolSlot<
+    'p,
+    K: Brand,
+    D: Direction,
+    C: CacheMaintenance = CacheCoherent,
+    O: Owner = CpuOwned,
+> {
+    slots: &'p Slots,
+    cache: &'p C,
+    index: usize,
+    ptr: NonNull<u8>,
+    len: usize,
+    phys: PhysAddr,
+    raw: RawSeg,
+    device: DeviceId,
+    _state: StateOf<K, D, O>,
+}
+
+// SAFETY: a slot owns its bytes exclusively (the invariant); the rest is
+// shared pool state that is `Sync` (`Slots`) or `C`.
+unsafe impl<K: Brand, D: Direction, C: CacheMaintenance + Sync, O: Owner> Send
+    for PoolSlot<'_, K, D, C, O>
+{
+}
+// SAFETY: `&PoolSlot` reads the bytes only (`bytes`).
+unsafe impl<K: Brand, D: Direction, C: CacheMaintenance + Sync, O: Owner> Sync
+    for PoolSlot<'_, K, D, C, O>
+{
+}
+
+impl<'p, K: Brand, D: Direction, C: CacheMaintenance, O: Owner> PoolSlot<'p, K, D, C, O> {
+    /// The slot's bytes as a host segment, for cache maintenance.
+    fn host_seg(&self) -> HostSeg<'_> {
+        // Only cache maintenance sees it; it is never mapped.
+        HostSeg::new(
+            self.phys,
+            self.ptr.as_ptr() as usize,
+            self.len as u64,
+            false,
+        )
+    }
+
+    /// The same slot, now owned by `O2` (the caller did the sync).
+    fn owned_by<O2: Owner>(self) -> PoolSlot<'p, K, D, C, O2> {
+        let me = core::mem::ManuallyDrop::new(self);
+        PoolSlot {
+            slots: me.slots,
+            cache: me.cache,
+            index: me.index,
+            ptr: me.ptr,
+            len: me.len,
+            phys: me.phys,
+            raw: me.raw,
+            device: me.device,
+            _state: PhantomData,
+        }
+    }
+
+    /// Size in bytes.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: slots are never empty.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<'p, K: Brand, D: Direction, C: CacheMaintenance> PoolSlot<'p, K, D, C, CpuOwned> {
+    /// The bytes, for reading.
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the slot's bytes, this value's alone while CPU-owned.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes, for writing.
+    ///
+    /// See [`RegisteredPool`].
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `bytes`; `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Hands the slot to the device (`dma_sync_single_for_device`).
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use = "dropping a device-owned slot quarantines it"]
+    pub fn sync_for_device(self) -> PoolSlot<'p, K, D, C, DeviceOwned> {
+        self.cache.sync_for_device::<D>(&self.host_seg());
+        self.owned_by()
+    }
+}
+
+impl<'p, K: Brand, D: Direction, C: CacheMaintenance> PoolSlot<'p, K, D, C, DeviceOwned> {
+    /// The slot as a segment, for a descriptor of `device`. Borrowed from
+    /// the slot: it cannot outlive it, nor a move back to the CPU.
+    ///
+    /// # Errors
+    /// [`MapError::WrongDevice`] if `device` is not the pool's device.
+    ///
+    /// See [`RegisteredPool`].
+    pub fn segment(&self, device: DeviceId) -> Result<&DmaSeg<K, D>, MapError> {
+        if device != self.device {
+            return Err(MapError::WrongDevice);
+        }
+        Ok(&DmaSeg::slice(core::slice::from_ref(&self.raw))[0])
+    }
+
+    /// Takes the slot back from the device once the I/O completed
+    /// (`dma_sync_single_for_cpu`).
+    ///
+    /// See [`RegisteredPool`].
+    #[must_use = "dropping it returns the slot to the pool"]
+    pub fn sync_for_cpu(self) -> PoolSlot<'p, K, D, C, CpuOwned> {
+        self.cache.sync_for_cpu::<D>(&self.host_seg());
+        self.owned_by()
+    }
+}
+
+impl<K: Brand, D: Direction, C: CacheMaintenance, O: Owner> Drop for PoolSlot<'_, K, D, C, O> {
+    fn drop(&mut self) {
+        if O::DEVICE {
+            self.slots.quarantined.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.slots.give(self.index);
+        }
+    }
+}
+
+impl<K: Brand, D: Direction, C: CacheMaintenance, O: Owner> fmt::Debug
+    for PoolSlot<'_, K, D, C, O>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolSlot")
+            .field("index", &self.index)
+            .field("len", &self.len)
+            .field("owner", &O::NAME)
+            .finish()
+    }
+}
