@@ -136,6 +136,16 @@ pub enum MapError {
     /// The IOMMU backend refused to map (VFIO, iommufd, or the software
     /// model out of memory). Nothing of the request stays mapped.
     Backend(BackendError),
+    /// A slot of a registered pool would not be one segment for the device:
+    /// larger than its maximum segment, or across a segment boundary (see
+    /// [`DmaLimits`](crate::limits::DmaLimits)), or across two segments of
+    /// the pool's mapping.
+    PoolSlotSplit {
+        /// Index of the slot.
+        index: usize,
+        /// Its device address.
+        addr: u64,
+    },
     /// An output segment would start at an address the device cannot take
     /// ([`DmaLimits::alignment`](crate::limits::DmaLimits::alignment)).
     Misaligned {
@@ -220,6 +230,7 @@ impl MapError {
             | MapError::DeviceLocal
             | MapError::NoCpuMapping { .. }
             | MapError::TooManySegments { .. }
+            | MapError::PoolSlotSplit { .. }
             | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
         }
     }
@@ -302,6 +313,10 @@ impl fmt::Display for MapError {
             MapError::Misaligned { addr, align } => write!(
                 f,
                 "a segment would start at {addr:#x}, not aligned to the {align}-byte alignment the device needs"
+            ),
+            MapError::PoolSlotSplit { index, addr } => write!(
+                f,
+                "pool slot {index} at {addr:#x} would not be one segment for the device (maximum size or boundary)"
             ),
         }
     }

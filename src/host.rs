@@ -286,6 +286,10 @@ impl CpuAccessible for HostPages<'_> {
 /// # let _ = &c;
 /// ```
 pub trait CacheMaintenance {
+    /// Whether both calls do nothing (a cache-coherent platform): then the
+    /// mappers skip the walk over a request's segments that would make
+    /// them. Leave it `false` unless that is so.
+    const NOTHING_TO_DO: bool = false;
     /// Called after the CPU wrote the memory and before the device uses it
     /// (`dma_sync_single_for_device`: write back dirty lines).
     fn sync_for_device<D: Direction>(&self, seg: &HostSeg<'_>);
@@ -309,6 +313,7 @@ pub trait CacheMaintenance {
 pub struct CacheCoherent;
 
 impl CacheMaintenance for CacheCoherent {
+    const NOTHING_TO_DO: bool = true;
     #[inline(always)]
     fn sync_for_device<D: Direction>(&self, _seg: &HostSeg<'_>) {}
     #[inline(always)]

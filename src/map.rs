@@ -287,7 +287,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         mut out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
-        let lease = self.map_into::<D>(cache, steps.clone(), &mut out)?;
+        let lease = self.map_into::<D>(cache, steps.clone(), &mut out, true)?;
         // Dropped after `use_it` (even on unwind), before the lease: the
         // CPU's caches are made to see what the device wrote.
         let _for_cpu = ForCpu::<D, _, _> {
@@ -303,14 +303,16 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         Ok(use_it(view))
     }
 
-    /// Maps `steps` into `out`: plan, reserve, emit, cut to the device's
-    /// limits. Returns the IOVA run, if any; dropping it unmaps.
+    /// Maps `steps` into `out`: plan, reserve, emit, and, for a request
+    /// (`cut`), cut to the device's segment limits. Returns the IOVA run,
+    /// if any; dropping it unmaps.
     #[inline(always)]
     fn map_into<'q, 'c, 'a, D: Direction>(
         &'q self,
         cache: Option<&'c T::Cache<'q>>,
         steps: impl Iterator<Item = (Step, Src<'a>)> + Clone,
         out: &mut SegBuf<'_>,
+        cut: bool,
     ) -> Result<Option<T::Lease<'c>>, MapError>
     where
         'q: 'c,
@@ -343,7 +345,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         // On error the lease drops here: nothing stays mapped.
         let written = emit::emit::<D, _, _, _>(steps, slots, lease.as_ref(), &self.cache)?;
         out.set_len(written);
-        if limits.cuts_segments() {
+        if cut && limits.cuts_segments() {
             // On error the lease drops here: nothing stays mapped.
             let total = split::cut(out, written, &limits)?;
             out.set_len(total);
@@ -375,6 +377,9 @@ impl<'a, D: Direction, C: CacheMaintenance, I: Iterator<Item = (Step, Src<'a>)> 
 {
     #[inline(always)]
     fn drop(&mut self) {
+        if C::NOTHING_TO_DO {
+            return;
+        }
         for (_, src) in self.steps.clone() {
             if let Some(seg) = src {
                 self.cache.sync_for_cpu::<D>(seg);

@@ -18,8 +18,22 @@ const NVME: Bdf = Bdf::new(0, 3, 0, 0);
 const BASE: u64 = 0x40_0000;
 
 fn nvme(limits: DmaLimits) -> Device<'static, Nvme> {
+    nvme_at(NVME, limits)
+}
+
+fn nvme_at(bdf: Bdf, limits: DmaLimits) -> Device<'static, Nvme> {
     // SAFETY: a simulated device; nothing reaches hardware.
-    unsafe { Device::new_unchecked(NVME, limits) }
+    unsafe { Device::new_unchecked(bdf, limits) }
+}
+
+trait PagesLen {
+    fn pages_len(self) -> u64;
+}
+impl PagesLen for SimBuf {
+    fn pages_len(mut self) -> u64 {
+        use dmaspace::host::DmaBuffer;
+        self.pages().len()
+    }
 }
 
 /// `pages` pages of simulated RAM at `BASE`, cut in `chunk`-byte buffers,
@@ -215,11 +229,22 @@ fn limits_cut_an_owned_mapping_into_segments() {
         assert_eq!(s.len(), 4096);
         assert_eq!(s.addr().unwrap().as_u64(), start + i as u64 * 4096);
     }
-    // A ring must be one segment: refused, and the buffer comes back.
+    // A ring is not a request: mapped whole, one segment.
     drop(mapped);
-    let (mut bufs, _) = buffers(4, 16384);
-    let err = m.map_coherent::<u64, _>(bufs.remove(0)).unwrap_err();
+    let (mut bufs, _) = buffers(8, 16384);
+    let ring = m.map_coherent::<u64, _>(bufs.remove(0)).unwrap();
+    assert_eq!(ring.segment(dev.id()).unwrap().len(), 16384);
+    drop(ring);
+    // An I/O request past the limits is refused when the device takes one
+    // segment only, and the buffer comes back.
+    let one = nvme_at(
+        Bdf::new(0, 6, 0, 0),
+        DmaLimits::BITS_64.max_segment_size(4096).max_segments(1),
+    );
+    let m1 = Mapper::iommu(&one, &dom).unwrap();
+    let err = m1.map_buf::<ToDevice, _>(bufs.remove(0)).unwrap_err();
     assert_eq!(err.error, MapError::TooManySegments { max: 1, needed: 4 });
+    assert_eq!(err.buffer.pages_len(), 16384);
     assert_eq!(dom.reserved_granules(), 0);
 }
 
@@ -367,19 +392,34 @@ fn pool_slots_are_taken_by_several_threads_without_overlap() {
 }
 
 #[test]
-fn a_pool_refuses_slots_that_would_straddle_segments() {
-    let dev = nvme(DmaLimits::BITS_64.max_segment_size(4096));
+fn a_pool_checks_each_slot_against_the_devices_segment_limits() {
     let dom = IommuDomain::<Dom>::software(1 << 30, 1 << 20).unwrap();
-    let m = Mapper::iommu(&dev, &dom).unwrap();
     let (mut bufs, _) = buffers(4, 4 * 4096);
-    let err = m.register_pool(bufs.remove(0), 3000).unwrap_err();
+    // Slots larger than the device's maximum segment.
+    let dev = nvme(DmaLimits::BITS_64.max_segment_size(4096));
+    let m = Mapper::iommu(&dev, &dom).unwrap();
+    let err = m.register_pool(bufs.remove(0), 8192).unwrap_err();
     assert!(
-        matches!(err.error, MapError::Misaligned { align: 3000, .. }),
+        matches!(err.error, MapError::PoolSlotSplit { index: 0, .. }),
         "{err}"
     );
-    let pool = m.register_pool(err.buffer, 2048).unwrap();
-    assert_eq!(pool.slots(), 8);
-    let err = m.register_pool(pool.unmap(), 0).unwrap_err();
+    // Smaller ones are fine, whatever the pool's size: it is mapped whole.
+    let pool = m.register_pool(err.buffer, 3000).unwrap();
+    assert_eq!(pool.slots(), 5);
+    let buf = pool.unmap();
+    drop(m);
+    // A slot across a 4 KiB segment boundary: the second (3000..6000).
+    let dev = nvme_at(
+        Bdf::new(0, 6, 0, 0),
+        DmaLimits::BITS_64.segment_boundary(0xfff),
+    );
+    let m = Mapper::iommu(&dev, &dom).unwrap();
+    let err = m.register_pool(buf, 3000).unwrap_err();
+    assert!(
+        matches!(err.error, MapError::PoolSlotSplit { index: 1, .. }),
+        "{err}"
+    );
+    let err = m.register_pool(err.buffer, 0).unwrap_err();
     assert_eq!(
         err.error,
         MapError::OutOfBounds {
@@ -387,6 +427,15 @@ fn a_pool_refuses_slots_that_would_straddle_segments() {
             len: 0,
             size: 16384
         }
+    );
+    // Slots that do not start where the device needs.
+    drop(m);
+    let dev = nvme_at(Bdf::new(0, 7, 0, 0), DmaLimits::BITS_64.alignment(512));
+    let m = Mapper::iommu(&dev, &dom).unwrap();
+    let err = m.register_pool(err.buffer, 1000).unwrap_err();
+    assert!(
+        matches!(err.error, MapError::Misaligned { align: 512, .. }),
+        "{err}"
     );
     assert_eq!(dom.reserved_granules(), 0);
 }

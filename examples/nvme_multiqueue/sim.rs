@@ -437,6 +437,7 @@ impl Controller {
     /// # Panics
     ///
     /// If [`Controller::try_new`] refuses the geometry.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the driver uses try_new"))]
     pub fn new(blocks: u64, block_size: u32, max_transfer: u32, seed: u64) -> Self {
         match Self::try_new(blocks, block_size, max_transfer, seed) {
             Ok(c) => c,

@@ -44,6 +44,13 @@ pub struct IovaLease<'d, B: IommuBackend> {
     len: u64,
 }
 
+// SAFETY: through `&IovaLease` only the backend is reached (`start`,
+// `sync`, `unlink`, `linker`), and the backend is `Sync`. The pool, which
+// may be a queue's cache that only its own thread may touch, is used only
+// by `drop`, through `&mut`. (Not `Send`: dropping a cached lease on
+// another thread would free into that cache concurrently.)
+unsafe impl<B: IommuBackend + Sync> Sync for IovaLease<'_, B> {}
+
 impl<'d, B: IommuBackend> IovaLease<'d, B> {
     /// Reserves `bytes` (rounded up to granules) of `pool`'s space whose
     /// last byte is at most `mask`, to be mapped by `backend`.

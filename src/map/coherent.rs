@@ -23,7 +23,7 @@ use crate::host::{CacheCoherent, DmaBuffer};
 use crate::id::DeviceId;
 use crate::vec::DmaSeg;
 
-use super::owned::MappedBuf;
+use super::owned::{Cut, MappedBuf};
 use super::translation::{Direct, Translation};
 use super::{MapQueue, Mapper};
 
@@ -80,18 +80,19 @@ impl<'d, K: Brand, T: Translation> Mapper<'d, K, T, CacheCoherent> {
     /// Maps `buf` for the device and the CPU at once, as an array of `E`
     /// (as many as fit), until the returned value is unmapped or dropped.
     ///
+    /// A ring is not an I/O request: the device's segment limits (maximum
+    /// size, boundary, count) do not cut it, only its DMA mask applies.
+    ///
     /// # Errors
     /// As [`Mapper::map_buf`]; also [`MapError::Misaligned`] if the buffer
-    /// is not aligned for `E`, and [`MapError::TooManySegments`] if the
-    /// device's limits cut the mapping (a ring is one segment). The buffer
-    /// comes back in the error.
+    /// is not aligned for `E`. The buffer comes back in the error.
     ///
     /// See [`Coherent`].
     pub fn map_coherent<E: FromBytes + IntoBytes, Buf: DmaBuffer>(
         &self,
         buf: Buf,
     ) -> Result<Coherent<'_, K, E, Buf, T>, MapBufError<Buf>> {
-        Coherent::new(self.map_buf(buf)?)
+        Coherent::new(self.map_buf_in(None, buf, Cut::Whole)?)
     }
 }
 
@@ -106,7 +107,7 @@ impl<'m, K: Brand, T: Translation> MapQueue<'m, '_, K, T, CacheCoherent> {
         &self,
         buf: Buf,
     ) -> Result<Coherent<'_, K, E, Buf, T>, MapBufError<Buf>> {
-        Coherent::new(self.map_buf(buf)?)
+        Coherent::new(self.mapper.map_buf_in(Some(&self.cache), buf, Cut::Whole)?)
     }
 }
 

@@ -58,6 +58,18 @@ impl Owner for CpuOwned {
     const NAME: &'static str = "CPU";
 }
 
+/// Whether a mapping is one I/O request, cut to the device's segment limits
+/// (maximum size, boundary, count, alignment), or memory mapped whole for
+/// the life of a ring or a pool, whose users check the limits for what
+/// they hand the device (only the DMA mask applies to the whole).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cut {
+    /// One request: cut.
+    AsRequest,
+    /// A ring or a pool: whole.
+    Whole,
+}
+
 /// The segments of a mapping: one, the common case, without allocating.
 enum Segs {
     One(SegSlot),
@@ -153,39 +165,43 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         &self,
         buf: Buf,
     ) -> Result<MappedBuf<'_, K, D, Buf, T, C>, MapBufError<Buf>> {
-        self.map_buf_in(None, buf)
+        self.map_buf_in(None, buf, Cut::AsRequest)
     }
 
-    /// [`map_buf`](Self::map_buf) with IOVA space from `cache`, if any.
-    fn map_buf_in<'q, 'c, D: Direction, Buf: DmaBuffer>(
+    /// [`map_buf`](Self::map_buf) with IOVA space from `cache`, if any,
+    /// cut to the device's segment limits or mapped whole.
+    pub(super) fn map_buf_in<'q, 'c, D: Direction, Buf: DmaBuffer>(
         &'q self,
         cache: Option<&'c T::Cache<'q>>,
         mut buf: Buf,
+        cut: Cut,
     ) -> Result<MappedBuf<'c, K, D, Buf, T, C>, MapBufError<Buf>>
     where
         'q: 'c,
     {
+        let cut = cut == Cut::AsRequest;
         let mapped = {
             let mut pages = buf.pages();
             let seg = pages.dma();
             let steps = core::iter::once((plan::host_step::<T>(&seg), Some(&seg)));
             let mut one = [SegSlot::EMPTY];
             #[cfg(feature = "alloc")]
-            if self.device().limits().cuts_segments() {
+            if cut && self.device().limits().cuts_segments() {
                 let mut out = SegBuf::with_capacity(1);
-                self.map_into::<D>(cache, steps, &mut out).map(|lease| {
-                    let segs = out.as_raw().iter().map(|r| SegSlot::new(*r)).collect();
-                    (lease, Segs::Many(segs))
-                })
+                self.map_into::<D>(cache, steps, &mut out, cut)
+                    .map(|lease| {
+                        let segs = out.as_raw().iter().map(|r| SegSlot::new(*r)).collect();
+                        (lease, Segs::Many(segs))
+                    })
             } else {
                 let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out)
+                self.map_into::<D>(cache, steps, &mut out, cut)
                     .map(|lease| (lease, Segs::One(one[0])))
             }
             #[cfg(not(feature = "alloc"))]
             {
                 let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out)
+                self.map_into::<D>(cache, steps, &mut out, cut)
                     .map(|lease| (lease, Segs::One(one[0])))
             }
         };
@@ -219,7 +235,8 @@ impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C
         &self,
         buf: Buf,
     ) -> Result<MappedBuf<'_, K, D, Buf, T, C>, MapBufError<Buf>> {
-        self.mapper.map_buf_in(Some(&self.cache), buf)
+        self.mapper
+            .map_buf_in(Some(&self.cache), buf, Cut::AsRequest)
     }
 }
 

@@ -20,11 +20,12 @@ use crate::dir::{Bidirectional, Direction};
 use crate::error::{MapBufError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer};
 use crate::id::DeviceId;
+use crate::limits::DmaLimits;
 use crate::vec::mapped::{RawSeg, StateOf};
 use crate::vec::{DmaSeg, HostSeg};
 
 use super::Mapper;
-use super::owned::{CpuOwned, DeviceOwned, MappedBuf, Owner};
+use super::owned::{CpuOwned, Cut, DeviceOwned, MappedBuf, Owner};
 use super::translation::{Direct, Translation};
 
 /// Which slots are taken: one bit each, claimed and released atomically.
@@ -154,12 +155,16 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// `slot_size`-byte slots (the tail that does not fill a slot is not
     /// used).
     ///
+    /// The pool is mapped whole; each slot is one segment, checked against
+    /// the device's segment limits here, once.
+    ///
     /// # Errors
     /// As [`Mapper::map_buf`]; [`MapError::OutOfBounds`] if `slot_size` is
-    /// zero or larger than the buffer; [`MapError::Misaligned`] if the
-    /// device's limits cut the mapping at an offset that is not a multiple
-    /// of `slot_size` (a slot would straddle two segments). The buffer
-    /// comes back in the error.
+    /// zero or larger than the buffer; [`MapError::PoolSlotSplit`] if a
+    /// slot would not be one segment for the device (larger than its
+    /// maximum segment, or across a segment boundary);
+    /// [`MapError::Misaligned`] if a slot does not start at the alignment
+    /// the device needs. The buffer comes back in the error.
     ///
     /// See [`RegisteredPool`].
     pub fn register_pool<Buf: DmaBuffer>(
@@ -167,7 +172,8 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         buf: Buf,
         slot_size: usize,
     ) -> Result<RegisteredPool<'_, K, Buf, T, C>, MapBufError<Buf>> {
-        RegisteredPool::new(self.map_buf(buf)?, slot_size)
+        let limits = self.device().limits();
+        RegisteredPool::new(self.map_buf_in(None, buf, Cut::Whole)?, slot_size, &limits)
     }
 }
 
@@ -177,6 +183,7 @@ impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
     fn new(
         mut map: MappedBuf<'q, K, Bidirectional, Buf, T, C>,
         slot_size: usize,
+        limits: &DmaLimits,
     ) -> Result<Self, MapBufError<Buf>> {
         let (base, len) = map.cpu_ptr();
         let phys = map.phys();
@@ -189,16 +196,35 @@ impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
         } else {
             Ok(())
         };
-        // Every segment must start on a slot boundary.
-        let mut at = 0u64;
-        for s in map.raw_segments() {
-            if checked.is_ok() && at % slot_size as u64 != 0 {
-                checked = Err(MapError::Misaligned {
-                    addr: s.addr,
-                    align: slot_size as u64,
+        // Every slot must be one segment the device takes.
+        let slot = slot_size as u64;
+        let mut index = 0usize;
+        let segments = map.raw_segments();
+        for (i, s) in segments.iter().enumerate() {
+            let mut at = 0u64;
+            while checked.is_ok() && at + slot <= s.len {
+                let addr = s.addr + at;
+                checked = if limits.piece(addr, slot) != slot {
+                    Err(MapError::PoolSlotSplit { index, addr })
+                } else if addr % limits.segment_alignment() != 0 {
+                    Err(MapError::Misaligned {
+                        addr,
+                        align: limits.segment_alignment(),
+                    })
+                } else {
+                    Ok(())
+                };
+                at += slot;
+                index += 1;
+            }
+            // A slot may not straddle two segments of the mapping (the
+            // tail of the last one is simply not used).
+            if checked.is_ok() && at != s.len && i + 1 < segments.len() {
+                checked = Err(MapError::PoolSlotSplit {
+                    index,
+                    addr: s.addr + at,
                 });
             }
-            at += s.len;
         }
         match checked {
             Ok(()) => Ok(Self {

@@ -36,7 +36,13 @@ pub(super) fn cut(
         }
     }
     if total > max {
-        return Err(MapError::TooManySegments { max, needed: total });
+        // The error path: count all of them, for an honest message.
+        let needed = out
+            .as_raw()
+            .iter()
+            .map(|s| pieces(s.addr, s.len, limits))
+            .sum();
+        return Err(MapError::TooManySegments { max, needed });
     }
     let slots = out.grow(total)?;
     // Expand from the back: segment i's pieces land at or after index i,
