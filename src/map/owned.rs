@@ -265,7 +265,7 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     ///
     /// See [`MappedBuf`].
     pub fn unmap(mut self) -> Buf {
-        if O::DEVICE {
+        if O::DEVICE && !C::NOTHING_TO_DO {
             self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
         }
         let MappedBuf { lease, buf, .. } = self;
@@ -348,7 +348,9 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// See [`MappedBuf`].
     #[must_use = "dropping it unmaps"]
     pub fn sync_for_cpu(mut self) -> MappedBuf<'q, K, D, Buf, T, C, CpuOwned> {
-        self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
+        if !C::NOTHING_TO_DO {
+            self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
+        }
         self.owned_by()
     }
 }
@@ -368,7 +370,9 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// See [`MappedBuf`].
     #[must_use = "dropping it unmaps"]
     pub fn sync_for_device(mut self) -> MappedBuf<'q, K, D, Buf, T, C, DeviceOwned> {
-        self.cache.sync_for_device::<D>(&self.buf.pages().dma());
+        if !C::NOTHING_TO_DO {
+            self.cache.sync_for_device::<D>(&self.buf.pages().dma());
+        }
         self.owned_by()
     }
 }
