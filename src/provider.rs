@@ -43,6 +43,30 @@ pub enum ProviderError {
         /// Its size.
         size: u64,
     },
+    /// The function has no BAR of this index in the machine's topology (no
+    /// `resource` line for it, unassigned, or an index above 5).
+    NoSuchBar {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index asked for.
+        bar: u8,
+    },
+    /// The BAR is an I/O-port BAR: only memory BARs hold P2P memory.
+    NotMemory {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index.
+        bar: u8,
+    },
+    /// The BAR's bus start is not known (its register could not be read or
+    /// does not describe it, or the function is a VF): a provider's bus
+    /// addresses would be guesses.
+    BusUnknown {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index.
+        bar: u8,
+    },
 }
 
 impl fmt::Display for ProviderError {
@@ -54,6 +78,16 @@ impl fmt::Display for ProviderError {
             ProviderError::BadRange { start, size } => write!(
                 f,
                 "P2P BAR at {start:?} of {size:#x} bytes is empty, not page-aligned, or wraps"
+            ),
+            ProviderError::NoSuchBar { bdf, bar } => {
+                write!(f, "{bdf} has no assigned BAR {bar} in the topology")
+            }
+            ProviderError::NotMemory { bdf, bar } => {
+                write!(f, "BAR {bar} of {bdf} is an I/O BAR, not memory")
+            }
+            ProviderError::BusUnknown { bdf, bar } => write!(
+                f,
+                "the bus address of BAR {bar} of {bdf} is not known (config space too short, a VF, or a register that does not match)"
             ),
         }
     }

@@ -5,11 +5,13 @@
 
 use std::path::Path;
 
+use dmaspace::BusOffset;
 use dmaspace::error::ClaimError;
 use dmaspace::prelude::*;
 use dmaspace::provider::ProviderError;
 use dmaspace::route::RouteError;
 use dmaspace::topology::{CpuInfo, MapType, PathAcs, Policy, Topology, sysfs};
+use dmaspace::vec::SegOf;
 
 fn load(name: &str) -> Topology {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,4 +147,84 @@ fn only_the_machines_own_functions_get_a_route() {
         P2pRoute::classify(&m, &p, &host_dev),
         Err(RouteError::OtherMachine)
     ));
+}
+
+// Providers from the BARs the machine read: no address typed by the caller.
+
+const E: Bdf = Bdf::new(0, 0, 3, 0);
+
+#[test]
+fn a_provider_from_a_loaded_bar_maps_at_its_bus_address() {
+    let m = machine(load("q35"));
+    // SAFETY: A's BAR 2 is the simulated CMB; nothing else uses it.
+    let cmb = unsafe { m.bar_provider::<Cmb>(A, 2) }.unwrap();
+    assert_eq!((cmb.device(), cmb.bar(), cmb.size()), (A, 2, 16 << 20));
+    assert_eq!(cmb.bus_offset(), BusOffset::ZERO, "x86: bus = CPU");
+    let client = m.device::<Client>(B, DmaLimits::BITS_64).unwrap();
+    let route = P2pRoute::classify(&m, &cmb, &client).unwrap();
+    let a = cmb.alloc(0x1000).unwrap();
+    let phys = a.seg().phys().as_u64();
+    assert!((0x8_0000_0000..0x8_0100_0000).contains(&phys), "{phys:#x}");
+    // SAFETY: the simulated client reaches simulated memory by address.
+    let mapper = unsafe { Mapper::direct(&client) }.unwrap();
+    let bus = mapper
+        .map_bvec::<dmaspace::dir::ToDevice, _, _>(
+            &[a.seg().into_bvec_seg()],
+            &route,
+            SegBuf::with_capacity(1),
+            |v| {
+                let v = v.sync();
+                let s = &v.segments(client.id()).unwrap()[0];
+                (s.via(), s.addr().unwrap().as_u64())
+            },
+        )
+        .unwrap();
+    assert_eq!(bus, (Via::BusAddr, phys));
+}
+
+#[test]
+fn a_loaded_bar_with_a_bus_offset_gives_the_offset() {
+    use dmaspace::topology::{Bar, BarFlags, PciFunction};
+    // SAFETY: the bus start a BAR register of this simulated SoC holds.
+    let bus = unsafe { BusAddr::new_unchecked(0x2000_0000) };
+    let bar = Bar::new(4, PhysAddr::new(0x60_0000_0000), 1 << 20, BarFlags::MEM)
+        .unwrap()
+        .with_bus_start(bus)
+        .unwrap();
+    let topo = Topology::builder()
+        .function(PciFunction::new(A, 0x1b36, 0x10))
+        .bar(A, bar)
+        .build()
+        .unwrap();
+    let m = machine(topo);
+    // SAFETY: a simulated BAR nothing else uses.
+    let p = unsafe { m.bar_provider::<Cmb>(A, 4) }.unwrap();
+    assert_eq!(p.bus_offset().as_i64(), 0x2000_0000 - 0x60_0000_0000);
+}
+
+#[test]
+fn a_provider_needs_a_memory_bar_with_a_known_bus_address() {
+    let m = machine(load("q35"));
+    let stranger = Bdf::new(0, 0x42, 0, 0);
+    let err = |m: &Machine, bdf, bar| {
+        // SAFETY: every call below is refused before any use.
+        unsafe { m.bar_provider::<Cmb>(bdf, bar) }.unwrap_err()
+    };
+    assert_eq!(
+        err(&m, stranger, 2),
+        ProviderError::NotInTopology { bdf: stranger }
+    );
+    // BAR 1 is the upper half of 64-bit BAR 0; BAR 6 is the ROM, 9 nothing.
+    for bar in [1, 3, 6, 9] {
+        assert_eq!(err(&m, A, bar), ProviderError::NoSuchBar { bdf: A, bar });
+    }
+    assert_eq!(err(&m, E, 4), ProviderError::NotMemory { bdf: E, bar: 4 });
+    let vf = Bdf::new(0, 1, 0, 1);
+    let sriov = machine(load("sriov"));
+    assert_eq!(
+        err(&sriov, vf, 0),
+        ProviderError::BusUnknown { bdf: vf, bar: 0 }
+    );
+    // SAFETY: the PF's BAR is a simulated one nothing else uses.
+    assert!(unsafe { sriov.bar_provider::<Cmb>(Bdf::new(0, 1, 0, 0), 0) }.is_ok());
 }
