@@ -47,10 +47,11 @@ pub enum MapError {
         /// The IOMMU granule in bytes.
         granule: u64,
     },
-    /// A host segment shares an IOMMU granule with memory outside the buffer
-    /// it came from. The IOMMU maps whole granules, so the device would
-    /// reach bytes the CPU still owns; the crate refuses rather than bounce.
-    /// Map whole-granule buffers (or let the segment cover its granules).
+    /// A segment shares an IOMMU granule with memory outside the buffer (or
+    /// P2P allocation) it came from. The IOMMU maps whole granules, so the
+    /// device would reach bytes the CPU still owns, or another P2P
+    /// allocation; the crate refuses rather than bounce. Map whole-granule
+    /// buffers (or let the segment cover its granules).
     PartialGranule {
         /// Index of the segment in the request.
         index: usize,
@@ -87,6 +88,12 @@ pub enum MapError {
     ProviderExhausted {
         /// Bytes asked for.
         len: u64,
+    },
+    /// An alignment that is not a power of two, or that no place in the
+    /// provider's BAR can have.
+    BadAlignment {
+        /// The alignment asked for.
+        align: u64,
     },
     /// The bounce pool has no free slot large enough.
     BouncePoolExhausted {
@@ -187,6 +194,7 @@ impl MapError {
             | MapError::PartialGranule { .. }
             | MapError::BeyondDmaMask { .. }
             | MapError::BadAperture { .. }
+            | MapError::BadAlignment { .. }
             | MapError::OutOfBounds { .. }
             | MapError::DeviceLocal
             | MapError::NoCpuMapping { .. }
@@ -239,6 +247,10 @@ impl fmt::Display for MapError {
             MapError::ProviderExhausted { len } => {
                 write!(f, "the P2P provider has no free range of {len:#x} bytes")
             }
+            MapError::BadAlignment { align } => write!(
+                f,
+                "alignment {align:#x} is not a power of two, or no place in the provider's BAR has it"
+            ),
             MapError::BouncePoolExhausted { len } => {
                 write!(f, "the bounce pool has no free slot of {len:#x} bytes")
             }
