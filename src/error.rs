@@ -124,6 +124,11 @@ pub enum MapError {
     /// A device-local segment (an offset in the device's own BAR) has no
     /// wire address.
     DeviceLocal,
+    /// The segment is not an offset in the route's own BAR (a segment with
+    /// a wire address, another BAR, or a route that is not same-device).
+    NotOwnBar,
+    /// The segment is not one of the mapping's segments.
+    NotInMapping,
     /// The request needs more segments than the device takes
     /// ([`DmaLimits::max_segments`](crate::limits::DmaLimits::max_segments)),
     /// after merging and splitting.
@@ -185,9 +190,10 @@ impl MapError {
                 crate::backend::BackendErrorKind::NoMemory => MapErrorKind::Exhausted,
                 _ => MapErrorKind::InvalidRequest,
             },
-            MapError::WrongDevice | MapError::RouteMismatch | MapError::ForeignProvider { .. } => {
-                MapErrorKind::WrongInstance
-            }
+            MapError::WrongDevice
+            | MapError::RouteMismatch
+            | MapError::ForeignProvider { .. }
+            | MapError::NotInMapping => MapErrorKind::WrongInstance,
             MapError::Overflow { .. }
             | MapError::EmptySegment { .. }
             | MapError::Unaligned { .. }
@@ -197,6 +203,7 @@ impl MapError {
             | MapError::BadAlignment { .. }
             | MapError::OutOfBounds { .. }
             | MapError::DeviceLocal
+            | MapError::NotOwnBar
             | MapError::NoCpuMapping { .. }
             | MapError::TooManySegments { .. }
             | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
@@ -273,6 +280,8 @@ impl fmt::Display for MapError {
                 f,
                 "the segment is an offset in the device's own BAR and has no wire address"
             ),
+            MapError::NotOwnBar => write!(f, "the segment is not an offset in the route's own BAR"),
+            MapError::NotInMapping => write!(f, "the segment is not one of the mapping's"),
             MapError::Backend(e) => write!(f, "the IOMMU backend refused: {e}"),
             MapError::NoCpuMapping { index } => write!(
                 f,
