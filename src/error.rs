@@ -47,10 +47,11 @@ pub enum MapError {
         /// The IOMMU granule in bytes.
         granule: u64,
     },
-    /// A host segment shares an IOMMU granule with memory outside the buffer
-    /// it came from. The IOMMU maps whole granules, so the device would
-    /// reach bytes the CPU still owns; the crate refuses rather than bounce.
-    /// Map whole-granule buffers (or let the segment cover its granules).
+    /// A segment shares an IOMMU granule with memory outside the buffer (or
+    /// P2P allocation) it came from. The IOMMU maps whole granules, so the
+    /// device would reach bytes the CPU still owns, or another P2P
+    /// allocation; the crate refuses rather than bounce. Map whole-granule
+    /// buffers (or let the segment cover its granules).
     PartialGranule {
         /// Index of the segment in the request.
         index: usize,
@@ -88,6 +89,12 @@ pub enum MapError {
         /// Bytes asked for.
         len: u64,
     },
+    /// An alignment that is not a power of two, or that no place in the
+    /// provider's BAR can have.
+    BadAlignment {
+        /// The alignment asked for.
+        align: u64,
+    },
     /// The bounce pool has no free slot large enough.
     BouncePoolExhausted {
         /// Bytes asked for.
@@ -117,6 +124,11 @@ pub enum MapError {
     /// A device-local segment (an offset in the device's own BAR) has no
     /// wire address.
     DeviceLocal,
+    /// The segment is not an offset in the route's own BAR (a segment with
+    /// a wire address, another BAR, or a route that is not same-device).
+    NotOwnBar,
+    /// The segment is not one of the mapping's segments.
+    NotInMapping,
     /// The request needs more segments than the device takes
     /// ([`DmaLimits::max_segments`](crate::limits::DmaLimits::max_segments)),
     /// after merging and splitting.
@@ -217,17 +229,20 @@ impl MapError {
                 crate::backend::BackendErrorKind::NoMemory => MapErrorKind::Exhausted,
                 _ => MapErrorKind::InvalidRequest,
             },
-            MapError::WrongDevice | MapError::RouteMismatch | MapError::ForeignProvider { .. } => {
-                MapErrorKind::WrongInstance
-            }
+            MapError::WrongDevice
+            | MapError::RouteMismatch
+            | MapError::ForeignProvider { .. }
+            | MapError::NotInMapping => MapErrorKind::WrongInstance,
             MapError::Overflow { .. }
             | MapError::EmptySegment { .. }
             | MapError::Unaligned { .. }
             | MapError::PartialGranule { .. }
             | MapError::BeyondDmaMask { .. }
             | MapError::BadAperture { .. }
+            | MapError::BadAlignment { .. }
             | MapError::OutOfBounds { .. }
             | MapError::DeviceLocal
+            | MapError::NotOwnBar
             | MapError::NoCpuMapping { .. }
             | MapError::TooManySegments { .. }
             | MapError::PoolSlotSplit { .. }
@@ -279,6 +294,10 @@ impl fmt::Display for MapError {
             MapError::ProviderExhausted { len } => {
                 write!(f, "the P2P provider has no free range of {len:#x} bytes")
             }
+            MapError::BadAlignment { align } => write!(
+                f,
+                "alignment {align:#x} is not a power of two, or no place in the provider's BAR has it"
+            ),
             MapError::BouncePoolExhausted { len } => {
                 write!(f, "the bounce pool has no free slot of {len:#x} bytes")
             }
@@ -301,6 +320,8 @@ impl fmt::Display for MapError {
                 f,
                 "the segment is an offset in the device's own BAR and has no wire address"
             ),
+            MapError::NotOwnBar => write!(f, "the segment is not an offset in the route's own BAR"),
+            MapError::NotInMapping => write!(f, "the segment is not one of the mapping's"),
             MapError::Backend(e) => write!(f, "the IOMMU backend refused: {e}"),
             MapError::NoCpuMapping { index } => write!(
                 f,

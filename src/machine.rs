@@ -146,8 +146,9 @@ impl Machine {
     /// # Safety
     /// The topology must describe the real hardware that devices claimed
     /// from this machine will be driven on (their upstream bridges, ACS
-    /// state, host bridges and CPU), for as long as routes classified on it
-    /// are used; and no other live `Machine` may describe the same hardware.
+    /// state, host bridges and CPU, and the BARs providers are built from
+    /// with [`Machine::bar_provider`]), for as long as routes classified on
+    /// it are used; and no other live `Machine` may describe the same hardware.
     /// A topology that is wrong about ACS or a switch makes this crate hand
     /// out bus addresses that bypass the IOMMU. For a simulation (software
     /// IOMMU, emulated devices), any topology is right.
@@ -242,7 +243,9 @@ impl Machine {
     }
 
     /// Publishes BAR `bar` of the function at `bdf` of this machine as P2P
-    /// memory; see [`Provider::new`](crate::provider::Provider::new).
+    /// memory, at addresses the caller gives; see
+    /// [`Provider::new`](crate::provider::Provider::new). With the BARs the
+    /// topology holds, [`Machine::bar_provider`] needs no addresses.
     ///
     /// # Safety
     /// As [`Provider::new`](crate::provider::Provider::new), for a function of this machine.
@@ -270,6 +273,76 @@ impl Machine {
         // SAFETY: the caller upholds `Provider::new`'s contract for this
         // function of this machine.
         unsafe { crate::provider::Provider::on(function, bar, cpu_start, bus_start, size) }
+    }
+
+    /// Publishes memory BAR `bar` of the function at `bdf` of this machine
+    /// as P2P memory, where the machine's topology says it is: CPU start
+    /// and size from the function's `resource`, bus start from its BAR
+    /// register ([`Topology::bars`]); the provider's
+    /// [`BusOffset`](crate::BusOffset) is `bus - cpu`. The caller types no
+    /// address.
+    ///
+    /// # Safety
+    /// The BAR must be memory the device serves as plain memory (a CMB, a
+    /// GPU aperture: reads return what was written, no side effects), and
+    /// nothing else may use it (the kernel's own driver for the CMB, another
+    /// provider) while the provider lives, nor afterwards while a mapping of
+    /// it may still be live. The BAR must not have moved since the topology
+    /// was read (no rescan, no BAR resize): devices will be given addresses
+    /// computed from it.
+    ///
+    /// # Errors
+    /// [`ProviderError::NotInTopology`](crate::provider::ProviderError::NotInTopology)
+    /// for an unknown function;
+    /// [`NoSuchBar`](crate::provider::ProviderError::NoSuchBar) if it has no
+    /// such BAR; [`NotMemory`](crate::provider::ProviderError::NotMemory) for
+    /// an I/O BAR; [`BusUnknown`](crate::provider::ProviderError::BusUnknown)
+    /// if the bus start could not be read; and as
+    /// [`Provider::new`](crate::provider::Provider::new) (a BAR smaller than a
+    /// page, say).
+    ///
+    /// ```
+    /// # use dmaspace::prelude::*;
+    /// use dmaspace::topology::{Bar, BarFlags, PciFunction, Topology};
+    /// use dmaspace::provider::ProviderError;
+    /// brand!(Cmb);
+    /// let nvme = Bdf::new(0, 3, 0, 0);
+    /// // SAFETY: the bus start as read from the BAR register (an ARM SoC whose
+    /// // host bridge translates: the bus sees the BAR 0x4000_0000 lower).
+    /// let bus = unsafe { BusAddr::new_unchecked(0x1000_0000) };
+    /// let cmb = Bar::new(2, PhysAddr::new(0x5000_0000), 1 << 20, BarFlags::MEM | BarFlags::PREFETCH)?.with_bus_start(bus)?;
+    /// let topo = Topology::builder().function(PciFunction::new(nvme, 0x1b36, 0x0010)).bar(nvme, cmb).build()?;
+    /// // SAFETY: a simulated machine; nothing reaches hardware.
+    /// let machine = unsafe { Machine::assume(topo) };
+    /// // SAFETY: the simulated CMB is plain memory that nothing else uses.
+    /// let p = unsafe { machine.bar_provider::<Cmb>(nvme, 2)? };
+    /// assert_eq!((p.bar(), p.size()), (2, 1 << 20));
+    /// assert_eq!(format!("{:?}", p.bus_offset()), "BusOffset(-0x40000000)");
+    /// // SAFETY: refused before any use.
+    /// assert_eq!(unsafe { machine.bar_provider::<Cmb>(nvme, 0) }.err(), Some(ProviderError::NoSuchBar { bdf: nvme, bar: 0 }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn bar_provider<PB: Brand>(
+        &self,
+        bdf: Bdf,
+        bar: u8,
+    ) -> Result<crate::provider::Provider<PB>, crate::provider::ProviderError> {
+        use crate::provider::ProviderError;
+        let bars = self
+            .topology
+            .bars(bdf)
+            .ok_or(ProviderError::NotInTopology { bdf })?;
+        let b = bars.get(bar).ok_or(ProviderError::NoSuchBar { bdf, bar })?;
+        if !b.is_memory() {
+            return Err(ProviderError::NotMemory { bdf, bar });
+        }
+        let bus = b
+            .bus_start()
+            .ok_or(ProviderError::BusUnknown { bdf, bar })?;
+        // SAFETY: the range is the BAR's, as the machine's topology holds it
+        // (read from sysfs, or vouched for by `assume`'s caller), and the
+        // caller upholds the rest of `Provider::new`'s contract.
+        unsafe { self.provider(bdf, bar, b.cpu_start(), bus, b.size()) }
     }
 
     pub(crate) fn id(&self) -> MachineId {

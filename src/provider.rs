@@ -1,7 +1,29 @@
 //! P2P providers: a BAR of a PCI device whose memory other devices may
 //! reach, with an allocator that hands out [`P2pAlloc`]s.
+//!
+//! # The allocator
+//!
+//! One bit per granule of the BAR, set while the granule is handed out,
+//! behind a spinlock (the IOVA allocator's), so a provider is `Sync`:
+//! every queue and thread of a driver allocates from one `&Provider`.
+//!
+//! - The granule is [`MIN_GRANULE`] (64 bytes) for BARs up to 64 MiB (256
+//!   KiB without `alloc`) and grows with the BAR beyond, so the bitmap
+//!   stays at most 2^20 bits (128 KiB, on the heap) with `alloc`, 4096 bits
+//!   (512 bytes, inline) without. [`Provider::granule`] says which.
+//! - An allocation is the lowest free run that fits (first fit: never
+//!   refused while a fitting run exists), its length rounded up to whole
+//!   granules, and to whole pages when its alignment is a page or more.
+//! - [`P2pAlloc`] gives its range back when dropped. One that is
+//!   forgotten (`mem::forget`) keeps its granules set: its range leaks,
+//!   it is never handed out twice.
+//!
+//! Through an IOMMU, the crate maps whole 4 KiB granules
+//! ([`crate::iommu::GRANULE`]): a P2P segment whose pages hold memory
+//! outside its allocation (a sub-page allocation) is refused there with
+//! [`MapError::PartialGranule`], as host memory is. The bus-address and
+//! same-device routes do not use the IOMMU and take any allocation.
 
-use core::cell::Cell;
 use core::fmt;
 
 use core::marker::PhantomData;
@@ -13,9 +35,31 @@ use crate::error::MapError;
 use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
 
-/// Bitmap words of the allocator: 64 * 64 = 4096 granules per provider.
-const WORDS: usize = 64;
-const GRANULES: u64 = (WORDS * 64) as u64;
+// The lock is the IOVA allocator's spinlock (closure API, loom-checked);
+// without `alloc` the IOVA allocator is not built, so its file is
+// compiled here.
+#[cfg(feature = "alloc")]
+use crate::iommu::iova_alloc::spin::SpinLock;
+#[cfg(not(feature = "alloc"))]
+#[path = "iommu/iova_alloc/spin.rs"]
+mod spin;
+#[cfg(not(feature = "alloc"))]
+use spin::SpinLock;
+
+/// The smallest granule of a provider's allocator, in bytes: what a
+/// 1-byte allocation occupies in a BAR of up to 64 MiB.
+pub const MIN_GRANULE: u64 = 64;
+
+/// Most granules per provider: the bitmap's size in bits.
+#[cfg(feature = "alloc")]
+const MAX_GRANULES: u64 = 1 << 20;
+#[cfg(not(feature = "alloc"))]
+const MAX_GRANULES: u64 = 4096;
+
+#[cfg(feature = "alloc")]
+type Words = alloc::vec::Vec<u64>;
+#[cfg(not(feature = "alloc"))]
+type Words = [u64; (MAX_GRANULES / 64) as usize];
 
 /// Why a provider could not be set up.
 ///
@@ -43,6 +87,30 @@ pub enum ProviderError {
         /// Its size.
         size: u64,
     },
+    /// The function has no BAR of this index in the machine's topology (no
+    /// `resource` line for it, unassigned, or an index above 5).
+    NoSuchBar {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index asked for.
+        bar: u8,
+    },
+    /// The BAR is an I/O-port BAR: only memory BARs hold P2P memory.
+    NotMemory {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index.
+        bar: u8,
+    },
+    /// The BAR's bus start is not known (its register could not be read or
+    /// does not describe it, or the function is a VF): a provider's bus
+    /// addresses would be guesses.
+    BusUnknown {
+        /// The function.
+        bdf: Bdf,
+        /// The BAR index.
+        bar: u8,
+    },
 }
 
 impl fmt::Display for ProviderError {
@@ -54,6 +122,16 @@ impl fmt::Display for ProviderError {
             ProviderError::BadRange { start, size } => write!(
                 f,
                 "P2P BAR at {start:?} of {size:#x} bytes is empty, not page-aligned, or wraps"
+            ),
+            ProviderError::NoSuchBar { bdf, bar } => {
+                write!(f, "{bdf} has no assigned BAR {bar} in the topology")
+            }
+            ProviderError::NotMemory { bdf, bar } => {
+                write!(f, "BAR {bar} of {bdf} is an I/O BAR, not memory")
+            }
+            ProviderError::BusUnknown { bdf, bar } => write!(
+                f,
+                "the bus address of BAR {bar} of {bdf} is not known (config space too short, a VF, or a register that does not match)"
             ),
         }
     }
@@ -68,6 +146,10 @@ impl core::error::Error for ProviderError {}
 ///   page-aligned, and `bus_offset` its CPU-to-bus translation.
 /// - `id` is unique in the process; segments carry it, and the mapper
 ///   refuses a segment whose provider is not the route's.
+/// - Granule `g` of the bitmap (bytes `[g << shift, (g + 1) << shift)` of
+///   the BAR) is set exactly while a live or forgotten [`P2pAlloc`] holds
+///   it; the bitmap has `size >> shift` granules (a partial tail granule is
+///   never handed out).
 ///
 /// ```
 /// use dmaspace::provider::Provider;
@@ -89,8 +171,9 @@ pub struct Provider<PB: Brand> {
     cpu_start: PhysAddr,
     size: u64,
     bus_offset: BusOffset,
-    granule: u64,
-    used: [Cell<u64>; WORDS],
+    /// log2 of the granule.
+    shift: u32,
+    map: SpinLock<Bitmap>,
     _brand: PhantomData<fn() -> PB>,
 }
 
@@ -147,8 +230,8 @@ impl<PB: Brand> Provider<PB> {
         bus_start: BusAddr,
         size: u64,
     ) -> Result<Self, ProviderError> {
-        // Page-aligned: allocations are whole pages, so an IOMMU granule of
-        // one allocation never holds another's bytes.
+        // Page-aligned: an allocation of whole pages then covers its IOMMU
+        // granules, and alignments up to a page hold for its CPU address.
         if size == 0
             || !cpu_start.is_aligned(PAGE_SIZE)
             || cpu_start.checked_add(size - 1).is_none()
@@ -158,7 +241,11 @@ impl<PB: Brand> Provider<PB> {
                 size,
             });
         }
-        let granule = size.div_ceil(GRANULES).next_power_of_two().max(PAGE_SIZE);
+        let granule = size
+            .div_ceil(MAX_GRANULES)
+            .next_power_of_two()
+            .max(MIN_GRANULE);
+        let shift = granule.trailing_zeros();
         Ok(Self {
             id: ProviderId::fresh(),
             function,
@@ -166,8 +253,8 @@ impl<PB: Brand> Provider<PB> {
             cpu_start,
             size,
             bus_offset: BusOffset::of_bar(cpu_start, bus_start),
-            granule,
-            used: [const { Cell::new(0) }; WORDS],
+            shift,
+            map: SpinLock::new(Bitmap::new(size >> shift)),
             _brand: PhantomData,
         })
     }
@@ -216,8 +303,48 @@ impl<PB: Brand> Provider<PB> {
         self.cpu_start
     }
 
-    /// Allocates `len` bytes of P2P memory (`pci_alloc_p2pmem`), aligned to
-    /// the allocator's granule (at least a page). Freed when dropped.
+    /// The allocator's granule in bytes: every allocation is a whole number
+    /// of them. [`MIN_GRANULE`] for BARs up to 64 MiB (256 KiB without
+    /// `alloc`), larger for larger BARs.
+    ///
+    /// ```
+    /// # use dmaspace::provider::{Provider, MIN_GRANULE};
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// // SAFETY: example values.
+    /// let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
+    /// assert_eq!(p.granule(), MIN_GRANULE);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn granule(&self) -> u64 {
+        1 << self.shift
+    }
+
+    /// Bytes handed out (whole granules) and not given back, forgotten
+    /// allocations included. A snapshot while other threads allocate.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// # // SAFETY: example values.
+    /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
+    /// let a = p.alloc(100)?;
+    /// assert_eq!(p.allocated_bytes(), 128); // two 64-byte granules
+    /// drop(a);
+    /// assert_eq!(p.allocated_bytes(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn allocated_bytes(&self) -> u64 {
+        self.map.with(|m| m.count_used()) << self.shift
+    }
+
+    /// Allocates `len` bytes of P2P memory (`pci_alloc_p2pmem`), freed when
+    /// dropped: [`alloc_aligned`](Self::alloc_aligned) with a page
+    /// alignment for `len` of a page or more (whole pages, so the IOMMU may
+    /// map it), and the 64-byte [`MIN_GRANULE`] below.
     ///
     /// # Errors
     /// [`MapError::ProviderExhausted`] if no free run is large enough,
@@ -233,48 +360,170 @@ impl<PB: Brand> Provider<PB> {
     /// let b = p.alloc(4096)?;
     /// assert!(p.alloc(1).is_err());
     /// drop(a);
-    /// assert!(p.alloc(1).is_ok());
+    /// let small = p.alloc(100)?; // two 64-byte granules
+    /// assert_eq!(small.seg().phys().as_u64(), 0x10_0000);
+    /// assert_eq!(p.alloc(64)?.seg().phys().as_u64(), 0x10_0080);
     /// # drop(b);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn alloc(&self, len: u64) -> Result<P2pAlloc<'_, PB>, MapError> {
+        let align = if len >= PAGE_SIZE {
+            PAGE_SIZE
+        } else {
+            MIN_GRANULE
+        };
+        self.alloc_aligned(len, align)
+    }
+
+    /// Allocates `len` bytes whose CPU physical address is a multiple of
+    /// `align` (a power of two), freed when dropped. The length is rounded
+    /// up to whole granules, and to whole pages when `align` is a page or
+    /// more: such an allocation owns the pages it touches, so the IOMMU may
+    /// map it. The bus address shares the alignment when the provider's bus
+    /// offset is a multiple of `align` (always on x86, where it is zero).
+    /// The lowest fitting place is taken.
+    ///
+    /// # Errors
+    /// [`MapError::EmptySegment`] for `len == 0`;
+    /// [`MapError::BadAlignment`] if `align` is not a power of two, or no
+    /// place in this BAR can have it (an alignment above a page that the
+    /// BAR's start misses by less than a granule);
+    /// [`MapError::ProviderExhausted`] if no free run fits.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::error::MapError;
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// # // SAFETY: example values.
+    /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
+    /// let _head = p.alloc(64)?;
+    /// let q = p.alloc_aligned(100, 512)?;
+    /// assert_eq!(q.seg().phys().as_u64(), 0x10_0200);
+    /// let ring = p.alloc_aligned(100, 4096)?; // a whole page
+    /// assert_eq!(ring.seg().phys().as_u64(), 0x10_1000);
+    /// assert!(ring.seg().covers_granules());
+    /// assert_eq!(p.alloc_aligned(64, 48).unwrap_err(), MapError::BadAlignment { align: 48 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn alloc_aligned(&self, len: u64, align: u64) -> Result<P2pAlloc<'_, PB>, MapError> {
         if len == 0 {
             return Err(MapError::EmptySegment { index: 0 });
         }
-        // Whole granules only: a partial tail granule is never handed out.
-        let total = (self.size / self.granule).min(GRANULES);
-        let want = len.div_ceil(self.granule);
-        let mut run = 0;
-        for g in 0..total {
-            if self.is_used(g) {
-                run = 0;
-                continue;
-            }
-            run += 1;
-            if run == want {
-                let first = g + 1 - want;
-                for i in first..=g {
-                    self.set_used(i, true);
-                }
-                return Ok(P2pAlloc {
-                    provider: self,
-                    first,
-                    count: want,
-                    len,
-                });
-            }
+        if !align.is_power_of_two() {
+            return Err(MapError::BadAlignment { align });
         }
-        Err(MapError::ProviderExhausted { len })
+        let g = self.granule();
+        let cpu = self.cpu_start.as_u64();
+        // Granule `c` starts at `cpu + c * g`; the candidates are the `c`
+        // that put it on a multiple of `align`: `first + k * step`.
+        let (first, step) = if align <= g {
+            if cpu % align != 0 {
+                return Err(MapError::BadAlignment { align });
+            }
+            (0, 1)
+        } else {
+            if cpu % g != 0 {
+                return Err(MapError::BadAlignment { align });
+            }
+            ((align - cpu % align) % align / g, align / g)
+        };
+        let unit = g.max(align.min(PAGE_SIZE));
+        let exhausted = MapError::ProviderExhausted { len };
+        let count = len.checked_next_multiple_of(unit).ok_or(exhausted)? >> self.shift;
+        let start = self
+            .map
+            .with(|m| {
+                let c = m.find_free(count, first, step)?;
+                m.set(c, c + count, true);
+                Some(c)
+            })
+            .ok_or(exhausted)?;
+        Ok(P2pAlloc {
+            provider: self,
+            first: start,
+            count,
+            len,
+        })
+    }
+}
+
+/// One bit per granule, set while handed out.
+struct Bitmap {
+    words: Words,
+    granules: u64,
+}
+
+impl Bitmap {
+    fn new(granules: u64) -> Self {
+        debug_assert!(granules <= MAX_GRANULES);
+        #[cfg(feature = "alloc")]
+        let words = alloc::vec![0; granules.div_ceil(64) as usize];
+        #[cfg(not(feature = "alloc"))]
+        let words = [0; (MAX_GRANULES / 64) as usize];
+        Self { words, granules }
     }
 
-    fn is_used(&self, g: u64) -> bool {
-        self.used[(g / 64) as usize].get() & (1 << (g % 64)) != 0
+    /// The bits `[from, to)` of the word that holds granule `from`, and the
+    /// first granule of the next word.
+    #[inline]
+    fn word_mask(from: u64, to: u64) -> (usize, u64, u64) {
+        let w = from / 64;
+        let next = (w + 1) * 64;
+        let hi = if to >= next {
+            !0
+        } else {
+            (1u64 << (to % 64)) - 1
+        };
+        (w as usize, (!0u64 << (from % 64)) & hi, next)
     }
 
-    fn set_used(&self, g: u64, used: bool) {
-        let w = &self.used[(g / 64) as usize];
-        let bit = 1u64 << (g % 64);
-        w.set(if used { w.get() | bit } else { w.get() & !bit });
+    /// The first granule in `[from, to)` whose bit is `used`, if any.
+    fn first(&self, used: bool, from: u64, to: u64) -> Option<u64> {
+        let mut g = from;
+        while g < to {
+            let (w, mask, next) = Self::word_mask(g, to);
+            let bits = if used { self.words[w] } else { !self.words[w] } & mask;
+            if bits != 0 {
+                return Some(w as u64 * 64 + u64::from(bits.trailing_zeros()));
+            }
+            g = next;
+        }
+        None
+    }
+
+    /// The lowest `c = first + k * step` with `[c, c + n)` free and inside.
+    fn find_free(&self, n: u64, first: u64, step: u64) -> Option<u64> {
+        let mut c = first;
+        loop {
+            let end = c.checked_add(n).filter(|&e| e <= self.granules)?;
+            let Some(used) = self.first(true, c, end) else {
+                return Some(c);
+            };
+            // Past the used run, then up to the next candidate.
+            let free = self.first(false, used + 1, self.granules)?;
+            c = first.checked_add((free - first).div_ceil(step).checked_mul(step)?)?;
+        }
+    }
+
+    /// Sets `[from, to)` used or free.
+    fn set(&mut self, from: u64, to: u64, used: bool) {
+        let mut g = from;
+        while g < to {
+            let (w, mask, next) = Self::word_mask(g, to);
+            if used {
+                debug_assert_eq!(self.words[w] & mask, 0, "granules handed out twice");
+                self.words[w] |= mask;
+            } else {
+                debug_assert_eq!(self.words[w] & mask, mask, "granules freed twice");
+                self.words[w] &= !mask;
+            }
+            g = next;
+        }
+    }
+
+    fn count_used(&self) -> u64 {
+        self.words.iter().map(|w| u64::from(w.count_ones())).sum()
     }
 }
 
@@ -287,12 +536,18 @@ impl<PB: Brand> fmt::Debug for Provider<PB> {
             .field("cpu_start", &self.cpu_start)
             .field("size", &self.size)
             .field("bus_offset", &self.bus_offset)
+            .field("granule", &self.granule())
             .finish()
     }
 }
 
 /// An allocation of P2P memory from provider `PB`; freed when dropped,
 /// which cannot happen while a mapping of it lives.
+///
+/// # Invariants
+/// Granules `[first, first + count)` of the provider's bitmap are set for
+/// this allocation alone, and `len <= count << shift`. Dropping it clears
+/// them; forgetting it leaves them set (a leak, never a second owner).
 pub struct P2pAlloc<'p, PB: Brand> {
     provider: &'p Provider<PB>,
     first: u64,
@@ -306,7 +561,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// See [`Provider::new`].
     #[must_use]
     pub fn phys(&self) -> PhysAddr {
-        self.provider.cpu_start + self.first * self.provider.granule
+        self.provider.cpu_start + (self.first << self.provider.shift)
     }
 
     /// Length in bytes, as asked for.
@@ -332,7 +587,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// See [`Provider::new`].
     #[must_use]
     pub fn seg(&self) -> P2pSeg<'_, PB> {
-        P2pSeg::new(self.phys(), self.len, self.provider.id)
+        self.piece(0, self.len)
     }
 
     /// `[offset, offset + len)` of the allocation as a segment.
@@ -353,15 +608,37 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// ```
     pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, MapError> {
         MapError::check_within(offset, len, self.len)?;
-        Ok(P2pSeg::new(self.phys() + offset, len, self.provider.id))
+        Ok(self.piece(offset, len))
+    }
+
+    /// `[offset, offset + len)` (checked by the caller) as a segment.
+    fn piece(&self, offset: u64, len: u64) -> P2pSeg<'_, PB> {
+        P2pSeg::new(
+            self.phys() + offset,
+            len,
+            self.provider.id,
+            self.covers_granules(offset, len),
+        )
+    }
+
+    /// Whether every IOMMU granule that `[offset, offset + len)` touches
+    /// lies inside this allocation's granules: then an IOMMU mapping of
+    /// those pages reaches no other allocation.
+    fn covers_granules(&self, offset: u64, len: u64) -> bool {
+        // u128: a BAR may end at the top of the 64-bit space.
+        let iommu = u128::from(crate::iommu::GRANULE);
+        let own = u128::from(self.phys().as_u64());
+        let reserved = u128::from(self.count) << self.provider.shift;
+        let start = own + u128::from(offset);
+        let end = (start + u128::from(len)).next_multiple_of(iommu);
+        start / iommu * iommu >= own && end <= own + reserved
     }
 }
 
 impl<PB: Brand> Drop for P2pAlloc<'_, PB> {
     fn drop(&mut self) {
-        for g in self.first..self.first + self.count {
-            self.provider.set_used(g, false);
-        }
+        let (first, end) = (self.first, self.first + self.count);
+        self.provider.map.with(|m| m.set(first, end, false));
     }
 }
 

@@ -23,13 +23,15 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use crate::addr::{BusOffset, PhysAddr};
+use crate::addr::{BusOffset, DmaAddr, PhysAddr};
 use crate::brand::Brand;
 use crate::device::Device;
+use crate::dir::Direction;
+use crate::error::MapError;
 use crate::id::{DeviceId, ProviderId};
 use crate::provider::Provider;
 use crate::sealed::Sealed;
-use crate::vec::P2pSeg;
+use crate::vec::{DeviceVisible, DmaSeg, DmaVec, P2pSeg};
 
 /// The kind of path a [`Route`] takes: [`ViaBusAddr`], [`ViaHostBridge`] or [`SameDevice`].
 pub trait RouteKind: Sealed + 'static {
@@ -217,6 +219,72 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, SameDevice> {
         self.bar
     }
 
+    /// The address device `K` itself uses for an own-BAR segment of
+    /// `mapping` (a [`Via::OwnBar`](crate::vec::Via::OwnBar) segment, made
+    /// with this route): the BAR's bus start plus the segment's offset. An
+    /// NVMe controller puts this, not the offset, into a PRP entry that
+    /// points into its own CMB; it recognises its own BAR and the transfer
+    /// never leaves the device. The address borrows the segment, so it
+    /// cannot outlive the mapping.
+    ///
+    /// # Errors
+    /// [`MapError::RouteMismatch`] if `mapping` is for another device than
+    /// this route's client; [`MapError::NotInMapping`] if `seg` is not one
+    /// of `mapping`'s segments; [`MapError::NotOwnBar`] if it is not in
+    /// this route's BAR (a wire segment, or another BAR of the device);
+    /// [`MapError::Overflow`] if the bus range would pass the top of the
+    /// address space.
+    ///
+    /// ```
+    /// # use dmaspace::prelude::*;
+    /// use dmaspace::dir::ToDevice;
+    /// use dmaspace::vec::SegOf;
+    /// brand!(Cmb);
+    /// brand!(Nvme);
+    /// // SAFETY: the NVMe's CMB as its BAR register shows it: CPU 0x5000_0000,
+    /// // bus 0x1000_0000 (a host bridge that translates).
+    /// let cmb = unsafe { Provider::<Cmb>::new(Bdf::new(0, 3, 0, 0), 2, PhysAddr::new(0x5000_0000), BusAddr::new_unchecked(0x1000_0000), 1 << 20)? };
+    /// // SAFETY: the only driver of this function in the example.
+    /// let nvme = unsafe { Device::<Nvme>::new_unchecked(Bdf::new(0, 3, 0, 0), DmaLimits::BITS_64) };
+    /// let route = Route::same_device(&cmb, &nvme).ok_or("not the same device")?;
+    /// let sq = cmb.alloc(4096)?;
+    /// let p2p: P2pRoute<'_, Cmb, Nvme> = Route::same_device(&cmb, &nvme).ok_or("not the same device")?.into();
+    /// // SAFETY: the simulated NVMe reaches simulated memory by address.
+    /// let mapper = unsafe { Mapper::direct(&nvme) }?;
+    /// let prp = mapper.map_bvec::<ToDevice, _, _>(&[sq.seg().into_bvec_seg()], &p2p, SegBuf::with_capacity(1), |v| {
+    ///     let v = v.sync();
+    ///     let seg = &v.segments(nvme.id())?[0];
+    ///     assert_eq!(seg.bar_offset().map(|(bar, off)| (bar, off.as_u64())), Some((2, 0)));
+    ///     route.own_bar_bus_addr(&v, seg).map(|a| a.as_u64().to_le_bytes())
+    /// })??;
+    /// assert_eq!(u64::from_le_bytes(prp), 0x1000_0000);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn own_bar_bus_addr<'s, D: Direction, S: DeviceVisible>(
+        &self,
+        mapping: &DmaVec<'_, K, D, S>,
+        seg: &'s DmaSeg<K, D>,
+    ) -> Result<DmaAddr<'s, K, D>, MapError> {
+        if mapping.device() != self.client {
+            return Err(MapError::RouteMismatch);
+        }
+        if !mapping.holds(seg) {
+            return Err(MapError::NotInMapping);
+        }
+        let (bar, offset, len) = seg.own_bar_raw().ok_or(MapError::NotOwnBar)?;
+        if bar != self.bar {
+            return Err(MapError::NotOwnBar);
+        }
+        let bus_start = self.bus_offset.apply(self.bar_cpu_start);
+        let overflow = MapError::Overflow {
+            start: bus_start,
+            len: offset.saturating_add(len),
+        };
+        let start = bus_start.checked_add(offset).ok_or(overflow)?;
+        start.checked_add(len - 1).ok_or(overflow)?;
+        Ok(DmaAddr::from_raw(start))
+    }
+
     /// The offset of P2P memory in the client's own BAR. Crate-private:
     /// device addresses come out of mappers only.
     #[inline(always)]
@@ -397,6 +465,27 @@ impl<PB: Brand, K: Brand> P2pRoute<'_, PB, K> {
             P2pRoute::ViaBusAddr(_) => ViaBusAddr::KERNEL_NAME,
             P2pRoute::ViaHostBridge(_) => ViaHostBridge::KERNEL_NAME,
             P2pRoute::SameDevice(_) => SameDevice::KERNEL_NAME,
+        }
+    }
+
+    /// For the [`SameDevice`] route,
+    /// [`Route::own_bar_bus_addr`]: the address the device itself uses
+    /// for an own-BAR segment of `mapping`.
+    ///
+    /// # Errors
+    /// [`MapError::NotOwnBar`] for the other routes (their segments carry
+    /// their wire address: [`DmaSeg::addr`]); otherwise as
+    /// [`Route::own_bar_bus_addr`].
+    ///
+    /// See `tests/route.rs`.
+    pub fn own_bar_bus_addr<'s, D: Direction, S: DeviceVisible>(
+        &self,
+        mapping: &DmaVec<'_, K, D, S>,
+        seg: &'s DmaSeg<K, D>,
+    ) -> Result<DmaAddr<'s, K, D>, MapError> {
+        match self {
+            P2pRoute::SameDevice(r) => r.own_bar_bus_addr(mapping, seg),
+            P2pRoute::ViaBusAddr(_) | P2pRoute::ViaHostBridge(_) => Err(MapError::NotOwnBar),
         }
     }
 

@@ -94,7 +94,11 @@ assert_not_impl_any!(SegSlot: Default, PartialEq);
 assert_not_impl_any!(Route<'static, DevB, DevA, ViaBusAddr>: Clone, Copy, Default);
 assert_not_impl_any!(P2pRoute<'static, DevB, DevA>: Clone, Copy, Default);
 assert_not_impl_any!(dmaspace::device::Device<'static, DevA>: Clone, Default);
-assert_not_impl_any!(dmaspace::provider::Provider<DevA>: Clone, Default, Sync);
+assert_not_impl_any!(dmaspace::provider::Provider<DevA>: Clone, Default);
+// Every queue and thread of a driver allocates from one provider.
+assert_impl_all!(dmaspace::provider::Provider<DevA>: Send, Sync);
+assert_impl_all!(dmaspace::provider::P2pAlloc<'static, DevA>: Send, Sync);
+assert_not_impl_any!(dmaspace::provider::P2pAlloc<'static, DevA>: Clone, Copy);
 // A domain and a mapper are shared by every queue of a device (threads);
 // the ranges they hand out are not copied.
 assert_impl_all!(IommuDomain<DomA>: Send, Sync);

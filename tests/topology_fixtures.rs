@@ -97,6 +97,15 @@ fn loader_equals_builder_on_every_fixture() {
         let lf: Vec<_> = loaded.functions().copied().collect();
         let bf: Vec<_> = built.functions().copied().collect();
         assert_eq!(lf, bf, "{}", spec.name);
+        for f in &lf {
+            assert_eq!(
+                loaded.bars(f.bdf),
+                built.bars(f.bdf),
+                "{} {}",
+                spec.name,
+                f.bdf
+            );
+        }
         let lh: Vec<_> = loaded.host_bridges().copied().collect();
         let bh: Vec<_> = built.host_bridges().copied().collect();
         assert_eq!(lh, bh, "{}", spec.name);

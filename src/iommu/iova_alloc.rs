@@ -55,7 +55,8 @@
 //! ```
 
 mod cache;
-mod spin;
+// Also the P2P provider's lock.
+pub(crate) mod spin;
 mod tree;
 
 use alloc::collections::BTreeMap;

@@ -63,8 +63,8 @@ pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
     }
 }
 
-/// P2P memory through the host bridge: like MMIO. Provider allocations
-/// are whole pages of one BAR, so their granules cover themselves.
+/// P2P memory through the host bridge: like MMIO. Through the IOMMU its
+/// granules must lie inside its allocation, as host memory's must.
 #[inline(always)]
 pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) -> Step {
     match (T::IOMMU, T::MAPS) {
@@ -76,10 +76,18 @@ pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) ->
             addr: s.phys().as_u64(),
             len: s.len(),
             mmio: true,
-            covers: true,
+            covers: p2p_covers(s),
         },
         (true, AddrKind::Virt) => Step::NoCpuMapping,
     }
+}
+
+/// Whether the IOMMU may map the granules of `s` whole: a sub-page P2P
+/// allocation shares its page with other allocations (the plan then
+/// refuses it with `PartialGranule`).
+#[inline(always)]
+fn p2p_covers<PB: Brand>(s: &P2pSeg<'_, PB>) -> bool {
+    s.covers_granules()
 }
 
 #[inline(always)]

@@ -129,6 +129,13 @@ fn find_cap(cfg: &[u8], id: u8) -> Result<Option<usize>, Option<ConfigError>> {
     Err(Some(ConfigError::CapabilityLoop))
 }
 
+/// Whether the standard capability list holds capability `id`; `None` when
+/// the image ends before the list does, or the list loops.
+#[cfg(feature = "std")]
+pub(super) fn has_cap(cfg: &[u8], id: u8) -> Option<bool> {
+    find_cap(cfg, id).ok().map(|pos| pos.is_some())
+}
+
 fn find_ext_cap(cfg: &[u8], id: u16) -> Result<Option<usize>, Option<ConfigError>> {
     let mut pos = CFG_SPACE_SIZE;
     let mut header = dword(cfg, pos).ok_or(None)?;

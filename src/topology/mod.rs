@@ -47,6 +47,8 @@ mod allowlist;
 // Function addresses are core types; the submodules reach them as `super::bdf`.
 use crate::bdf;
 #[cfg(feature = "alloc")]
+mod bar;
+#[cfg(feature = "alloc")]
 mod cache;
 #[cfg(feature = "alloc")]
 mod classify;
@@ -71,6 +73,8 @@ mod tree;
 
 #[cfg(feature = "alloc")]
 pub use allowlist::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, Policy};
+#[cfg(feature = "alloc")]
+pub use bar::{Bar, BarError, BarFlags, Bars};
 pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
 #[cfg(feature = "alloc")]
 pub use cache::VerdictCache;

@@ -1,8 +1,8 @@
 //! Loading a [`Topology`] from a sysfs tree (feature `std`).
 //!
 //! `ROOT/sys/bus/pci/devices/*` are symlinks into `ROOT/sys/devices/.../pciDDDD:BB/...`.
-//! For each function the loader reads `vendor`, `device`, `class`, `config` and the
-//! `physfn` link; the upstream bridge is the directory right above the function when
+//! For each function the loader reads `vendor`, `device`, `class`, `config`, `resource`
+//! (its BARs) and the `physfn` link; the upstream bridge is the directory right above the function when
 //! that is a PCI function; the host bridge is the nearest `pciDDDD:BB` directory above
 //! it (below a PCI function with Intel VMD). The CPU comes from `ROOT/proc/cpuinfo`.
 //! `ROOT = /` reads the live machine.
@@ -15,6 +15,19 @@
 //! facts it does not hold are [`AcsState::Unknown`](super::AcsState::Unknown) /
 //! [`PcieKind::Unknown`](super::PcieKind::Unknown), and verdicts that depend on them
 //! say [`PathAcs::Unknown`](super::PathAcs::Unknown).
+//!
+//! BARs ([`Bar`](super::Bar)): `resource` gives each one's CPU start, end and
+//! `IORESOURCE_*` flags (one line per resource, `0x%016llx 0x%016llx 0x%016llx`;
+//! lines 0 to 5 are the BARs, the rest, ROM, SR-IOV BARs and bridge windows, are
+//! checked for syntax only). All-zero lines are unused BARs, and one the kernel marks
+//! `IORESOURCE_UNSET` or `IORESOURCE_DISABLED` has no address and is left out. A
+//! memory BAR's bus start is read from its BAR register(s) in `config` (offset
+//! `0x10 + 4 * index`, two registers for a 64-bit BAR; the 64 bytes a non-root reader
+//! gets hold them); it is unknown (`None`), never guessed, when `config` is too
+//! short, the header has no such register, the register is of another kind than the
+//! resource or not aligned to its size, the function is a VF (its registers read
+//! zero) or has Enhanced Allocation. No `resource` file: no BARs (older captures).
+//! A malformed line is an error naming the file and the line.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,6 +43,9 @@ use super::cpu::{CpuInfo, CpuVendor};
 use super::error::TopologyError;
 use super::function::PciFunction;
 use super::tree::Topology;
+use resource::parse_resource;
+
+mod resource;
 
 /// Why a sysfs tree could not be loaded. Every variant names a path.
 ///
@@ -334,6 +350,19 @@ pub fn load(root: &Path) -> Result<Topology, SysfsError> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&physfn_link)(e)),
         };
+        let res_path = dir.join("resource");
+        let bars = match fs::symlink_metadata(&res_path) {
+            Ok(_) => {
+                parse_resource(&read_text(&res_path)?, &cfg, physfn.is_some()).map_err(|e| {
+                    SysfsError::Parse {
+                        path: res_path.clone(),
+                        what: e.to_string(),
+                    }
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => super::Bars::NONE,
+            Err(e) => return Err(io_err(&res_path)(e)),
+        };
 
         let mut f = PciFunction::new(bdf, vendor, device)
             .with_class(class)
@@ -347,6 +376,9 @@ pub fn load(root: &Path) -> Result<Topology, SysfsError> {
             f = f.vf_of(pf);
         }
         builder.push(f);
+        for bar in bars.iter() {
+            builder.push_bar(bdf, *bar);
+        }
     }
     for (hb, below) in nested {
         builder = builder.host_bridge_below(hb, below);

@@ -3,6 +3,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use super::bar::{Bar, Bars};
 use super::bdf::{Bdf, HostBridgeId};
 use super::cpu::CpuInfo;
 use super::error::TopologyError;
@@ -60,6 +61,8 @@ fn next_generation() -> u64 {
 #[derive(Clone, Debug)]
 pub struct Topology {
     pub(crate) functions: BTreeMap<Bdf, PciFunction>,
+    /// The BARs of the functions that have any. Verdicts never read them.
+    pub(crate) bars: BTreeMap<Bdf, Bars>,
     pub(crate) host_bridges: BTreeMap<HostBridgeId, HostBridge>,
     pub(crate) cpu: CpuInfo,
     pub(crate) generation: u64,
@@ -108,6 +111,33 @@ impl Topology {
     #[must_use]
     pub fn function(&self, bdf: Bdf) -> Option<&PciFunction> {
         self.functions.get(&bdf)
+    }
+
+    /// The BARs of the function at `bdf` (none for a function that has no
+    /// `resource` file or was built without); `None` if there is no such
+    /// function. BARs play no part in verdicts.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bar, BarFlags, Bdf, PciFunction, Topology};
+    /// use dmaspace::PhysAddr;
+    /// let (nvme, rp) = (Bdf::new(0, 1, 0, 0), Bdf::new(0, 0, 2, 0));
+    /// let cmb = Bar::new(2, PhysAddr::new(0xf700_0000), 16 << 20, BarFlags::MEM | BarFlags::PREFETCH)?;
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(rp, 0x1b36, 0x000c))
+    ///     .function(PciFunction::new(nvme, 0x1b36, 0x0010).under(rp))
+    ///     .bar(nvme, cmb)
+    ///     .build()?;
+    /// assert_eq!(topo.bars(nvme).and_then(|b| b.get(2)), Some(&cmb));
+    /// assert_eq!(topo.bars(rp).map(|b| b.iter().count()), Some(0));
+    /// assert!(topo.bars(Bdf::new(0, 9, 0, 0)).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn bars(&self, bdf: Bdf) -> Option<&Bars> {
+        if !self.functions.contains_key(&bdf) {
+            return None;
+        }
+        Some(self.bars.get(&bdf).unwrap_or(&Bars::NONE))
     }
 
     /// All host bridges, in id order.
@@ -286,6 +316,7 @@ impl Topology {
 #[derive(Clone, Debug, Default)]
 pub struct TopologyBuilder {
     functions: Vec<PciFunction>,
+    bars: Vec<(Bdf, Bar)>,
     nested: Vec<(HostBridgeId, Bdf)>,
     cpu: CpuInfo,
 }
@@ -318,6 +349,37 @@ impl TopologyBuilder {
     /// ```
     pub fn push(&mut self, f: PciFunction) -> &mut Self {
         self.functions.push(f);
+        self
+    }
+
+    /// Gives the function at `bdf` the BAR `bar` (a later BAR of the same
+    /// index replaces an earlier one). See [`Topology::bars`].
+    ///
+    /// # Errors
+    /// [`build`](Self::build) fails with [`TopologyError::UnknownFunction`]
+    /// if no function has this address.
+    ///
+    /// See [`Topology::bars`].
+    #[must_use]
+    pub fn bar(mut self, bdf: Bdf, bar: Bar) -> Self {
+        self.bars.push((bdf, bar));
+        self
+    }
+
+    /// [`bar`](Self::bar) in place (for loops).
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bar, BarFlags, Bdf, PciFunction, Topology, TopologyError};
+    /// use dmaspace::PhysAddr;
+    /// let f = Bdf::new(0, 1, 0, 0);
+    /// let mut b = Topology::builder();
+    /// b.push(PciFunction::new(f, 1, 1));
+    /// b.push_bar(Bdf::new(0, 2, 0, 0), Bar::new(0, PhysAddr::new(0x1000), 0x1000, BarFlags::MEM)?);
+    /// assert_eq!(b.build().err(), Some(TopologyError::UnknownFunction(Bdf::new(0, 2, 0, 0))));
+    /// # Ok::<(), dmaspace::topology::BarError>(())
+    /// ```
+    pub fn push_bar(&mut self, bdf: Bdf, bar: Bar) -> &mut Self {
+        self.bars.push((bdf, bar));
         self
     }
 
@@ -429,6 +491,14 @@ impl TopologyBuilder {
                 },
             );
         }
+        let mut bars: BTreeMap<Bdf, Bars> = BTreeMap::new();
+        for &(bdf, bar) in &self.bars {
+            if !functions.contains_key(&bdf) {
+                return Err(TopologyError::UnknownFunction(bdf));
+            }
+            let set = bars.entry(bdf).or_default();
+            *set = set.with(bar);
+        }
         for &(hb, below) in &self.nested {
             if !functions.contains_key(&below) {
                 return Err(TopologyError::MissingVmdFunction(below));
@@ -443,6 +513,7 @@ impl TopologyBuilder {
         }
         Ok(Topology {
             functions,
+            bars,
             host_bridges,
             cpu: self.cpu,
             generation: next_generation(),

@@ -154,12 +154,22 @@ impl<K: Brand, D: Direction> DmaSeg<K, D> {
     }
 
     /// For a segment in the device's own BAR ([`Via::OwnBar`]): the BAR
-    /// index and the offset of the first byte. `None` otherwise.
+    /// index and the offset of the first byte. `None` otherwise. The
+    /// address the device itself takes for it (an NVMe's PRP entry into its
+    /// CMB) comes from the route:
+    /// [`Route::own_bar_bus_addr`](crate::route::Route::own_bar_bus_addr).
     ///
     /// See `tests/map.rs` (same-device route).
     #[must_use]
     pub fn bar_offset(&self) -> Option<(u8, BarOffset<'_, K, D>)> {
         (self.raw.via == Via::OwnBar).then(|| (self.raw.bar, BarOffset::from_raw(self.raw.addr)))
+    }
+}
+
+impl<K: Brand, D: Direction> DmaSeg<K, D> {
+    /// `(bar, offset, len)` of an own-BAR segment.
+    pub(crate) fn own_bar_raw(&self) -> Option<(u8, u64, u64)> {
+        (self.raw.via == Via::OwnBar).then_some((self.raw.bar, self.raw.addr, self.raw.len))
     }
 }
 
@@ -273,6 +283,14 @@ impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
         if let Some(lease) = self.lease {
             lease.unlink();
         }
+    }
+}
+
+impl<K: Brand, D: Direction, S: SyncState> DmaVec<'_, K, D, S> {
+    /// Whether `seg` is one of this view's segments (by place, not value).
+    pub(crate) fn holds(&self, seg: &DmaSeg<K, D>) -> bool {
+        let at: *const RawSeg = &seg.raw;
+        self.segs.as_ptr_range().contains(&at)
     }
 }
 

@@ -128,6 +128,8 @@ pub struct P2pSeg<'m, PB: Brand> {
     phys: PhysAddr,
     len: u64,
     provider: ProviderId,
+    /// The IOMMU granules it touches lie inside its allocation.
+    covers: bool,
     _mem: SharedOf<'m, PB>,
 }
 
@@ -135,11 +137,14 @@ pub struct P2pSeg<'m, PB: Brand> {
 type SharedOf<'m, PB> = PhantomData<(&'m (), fn() -> PB)>;
 
 impl<PB: Brand> P2pSeg<'_, PB> {
-    pub(crate) fn new(phys: PhysAddr, len: u64, provider: ProviderId) -> Self {
+    /// `covers`: every IOMMU granule the range touches lies inside the
+    /// allocation it was cut from.
+    pub(crate) fn new(phys: PhysAddr, len: u64, provider: ProviderId, covers: bool) -> Self {
         Self {
             phys,
             len,
             provider,
+            covers,
             _mem: PhantomData,
         }
     }
@@ -180,6 +185,30 @@ impl<PB: Brand> P2pSeg<'_, PB> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether every IOMMU granule the segment touches belongs to the
+    /// allocation it was cut from (so an IOMMU may map those granules
+    /// whole). A sub-page allocation shares its page with other
+    /// allocations: mapped through the IOMMU it is refused
+    /// ([`MapError::PartialGranule`](crate::error::MapError::PartialGranule)).
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # dmaspace::brand!(P);
+    /// # // SAFETY: example values.
+    /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
+    /// assert!(!p.alloc(512)?.seg().covers_granules());
+    /// let page = p.alloc(4096)?;
+    /// assert!(page.seg().covers_granules());
+    /// assert!(page.seg_range(512, 512)?.covers_granules()); // its page is the allocation's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn covers_granules(&self) -> bool {
+        self.covers
     }
 
     #[inline(always)]

@@ -14,9 +14,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use dmaspace::topology::{
-    AcsCtrl, AcsState, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType, PciFunction, PciePortType,
-    Topology,
+    AcsCtrl, AcsState, Bar, BarFlags, Bdf, CpuInfo, CpuVendor, HostBridgeId, MapType, PciFunction,
+    PciePortType, Topology,
 };
+use dmaspace::{BusAddr, PhysAddr};
 
 /// A row of the brief's real-kernel table: (row, ACS redirect on (RP1, RP3), provider,
 /// client, plain CPU (distance, map), AMD Zen (distance, map)).
@@ -102,7 +103,27 @@ pub struct Node {
     pub physfn: Option<&'static str>,
     /// Host bridge, for functions on a root bus (`pciDDDD:BB`).
     pub hb: &'static str,
+    /// BARs; a node with any gets a `resource` file and BAR registers.
+    pub bars: Vec<BarSpec>,
 }
+
+/// One BAR of a node: index, CPU start (= bus start: x86), size, and the
+/// kernel's flags word as sysfs `resource` prints it.
+#[derive(Clone, Copy, Debug)]
+pub struct BarSpec {
+    pub index: u8,
+    pub start: u64,
+    pub size: u64,
+    pub flags: u64,
+}
+
+/// `IORESOURCE_MEM | IORESOURCE_MEM_64 | IORESOURCE_SIZEALIGN` and the
+/// register's type bits, as the kernel shows a 64-bit BAR.
+pub const MEM64: u64 = 0x0014_0204;
+/// The same, prefetchable (`IORESOURCE_PREFETCH`, register bit 3).
+pub const MEM64_PREF: u64 = 0x0014_220c;
+/// `IORESOURCE_IO | IORESOURCE_SIZEALIGN` and the register's I/O bit.
+pub const IO: u64 = 0x0004_0101;
 
 pub const EP: u8 = 0;
 pub const RP: u8 = 4;
@@ -121,6 +142,7 @@ pub fn node(bdf: &'static str, vendor: u16, device: u16, class: u32, port: Optio
         parent: None,
         physfn: None,
         hb: "pci0000:00",
+        bars: vec![],
     }
 }
 
@@ -139,6 +161,15 @@ impl Node {
     }
     pub fn hb(mut self, hb: &'static str) -> Self {
         self.hb = hb;
+        self
+    }
+    pub fn bar(mut self, index: u8, start: u64, size: u64, flags: u64) -> Self {
+        self.bars.push(BarSpec {
+            index,
+            start,
+            size,
+            flags,
+        });
         self
     }
 }
@@ -182,13 +213,22 @@ pub fn q35(
             node("0000:00:02.0", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(rp_acs(acs_rp1)),
             node("0000:00:02.1", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(0),
             node("0000:00:02.2", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(rp_acs(acs_rp3)),
-            node("0000:00:03.0", 0x1b36, 0x0010, 0x010802, Some(RCIEP)),
+            node("0000:00:03.0", 0x1b36, 0x0010, 0x010802, Some(RCIEP))
+                .bar(0, 0xfea0_0000, 0x4000, MEM64)
+                .bar(4, 0xc000, 0x40, IO),
             node("0000:00:04.0", 0x1b36, 0x0010, 0x010802, Some(RCIEP)),
             node("0000:01:00.0", 0x104c, 0x8232, 0x060400, Some(USP)).under("0000:00:02.0"),
             node("0000:02:00.0", 0x104c, 0x8233, 0x060400, Some(DSP)).under("0000:01:00.0"),
             node("0000:02:01.0", 0x104c, 0x8233, 0x060400, Some(DSP)).under("0000:01:00.0"),
-            node("0000:03:00.0", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:02:00.0"),
-            node("0000:04:00.0", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:02:01.0"),
+            // A and B: NVMe with a 16 MiB CMB in a 64-bit prefetchable BAR 2 above 4 GiB.
+            node("0000:03:00.0", 0x1b36, 0x0010, 0x010802, Some(EP))
+                .under("0000:02:00.0")
+                .bar(0, 0xfe80_0000, 0x4000, MEM64)
+                .bar(2, 0x8_0000_0000, 16 << 20, MEM64_PREF),
+            node("0000:04:00.0", 0x1b36, 0x0010, 0x010802, Some(EP))
+                .under("0000:02:01.0")
+                .bar(0, 0xfe60_0000, 0x4000, MEM64)
+                .bar(2, 0x8_0100_0000, 16 << 20, MEM64_PREF),
             node("0000:05:00.0", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:00:02.1"),
             node("0000:06:00.0", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:00:02.2"),
             node("0000:06:00.1", 0x1b36, 0x0010, 0x010802, Some(EP)).under("0000:00:02.2"),
@@ -259,10 +299,14 @@ pub fn sriov(name: &'static str) -> Spec {
             node("0000:00:00.0", 0x8086, 0x29c0, 0x060000, None),
             node("0000:00:02.0", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(0),
             node("0000:00:03.0", 0x1b36, 0x000c, 0x060400, Some(RP)).acs(0),
-            node("0000:01:00.0", 0x15b3, 0x101d, 0x020000, Some(EP)).under("0000:00:02.0"),
+            node("0000:01:00.0", 0x15b3, 0x101d, 0x020000, Some(EP))
+                .under("0000:00:02.0")
+                .bar(0, 0xfe00_0000, 1 << 20, MEM64_PREF),
+            // A VF: its BAR registers read zero, so its bus start is unknown.
             node("0000:01:00.1", 0x15b3, 0x101e, 0x020000, Some(EP))
                 .under("0000:00:02.0")
-                .vf_of("0000:01:00.0"),
+                .vf_of("0000:01:00.0")
+                .bar(0, 0xfe10_0000, 0x2000, MEM64_PREF),
             node("0000:01:00.2", 0x15b3, 0x101e, 0x020000, Some(EP))
                 .under("0000:00:02.0")
                 .vf_of("0000:01:00.0"),
@@ -438,6 +482,21 @@ pub fn build(spec: &Spec) -> Topology {
             f = f.vf_of(bdf(p));
         }
         b.push(f);
+        for bar in &n.bars {
+            let mut each = Bar::new(
+                bar.index,
+                PhysAddr::new(bar.start),
+                bar.size,
+                BarFlags::from_bits_truncate(bar.flags),
+            )
+            .expect("test BAR");
+            if n.physfn.is_none() && bar.flags & 0x200 != 0 {
+                // SAFETY: the bus start the generator writes into the BAR register.
+                let bus = unsafe { BusAddr::new_unchecked(bar.start) };
+                each = each.with_bus_start(bus).expect("test bus start");
+            }
+            b.push_bar(bdf(n.bdf), each);
+        }
     }
     b.build().expect("test topology builds")
 }
@@ -456,6 +515,15 @@ pub fn config_blob(n: &Node, truncated: bool) -> Vec<u8> {
     c[11] = ((n.class >> 16) & 0xff) as u8;
     let bridge = (n.class >> 8) == 0x0604;
     c[0x0e] = u8::from(bridge);
+    // BAR registers (a VF's read zero): address | the flags' low type bits.
+    for bar in n.bars.iter().filter(|_| n.physfn.is_none()) {
+        let at = 0x10 + 4 * usize::from(bar.index);
+        let reg = bar.start | (bar.flags & 0xf);
+        c[at..at + 4].copy_from_slice(&(reg as u32).to_le_bytes());
+        if bar.flags & 0x0010_0000 != 0 {
+            c[at + 4..at + 8].copy_from_slice(&((reg >> 32) as u32).to_le_bytes());
+        }
+    }
     if let Some(port) = n.port {
         c[6] = 0x10; // status: capability list
         c[0x34] = 0x40;
@@ -479,6 +547,20 @@ pub fn config_blob(n: &Node, truncated: bool) -> Vec<u8> {
         c.truncate(64);
     }
     c
+}
+
+/// A node's sysfs `resource`: one line per BAR, the ROM and the SR-IOV BARs
+/// (13 lines, as the kernel prints for an endpoint).
+pub fn resource_file(n: &Node) -> String {
+    (0..13u8)
+        .map(|i| {
+            let (start, end, flags) = match n.bars.iter().find(|b| b.index == i) {
+                Some(b) => (b.start, b.start + b.size - 1, b.flags),
+                None => (0, 0, 0),
+            };
+            format!("0x{start:016x} 0x{end:016x} 0x{flags:016x}\n")
+        })
+        .collect()
 }
 
 /// The sysfs path components from `sys/devices` down to a node's directory.
@@ -544,6 +626,9 @@ pub fn write_tree(spec: &Spec, root: &Path) -> io::Result<()> {
         fs::write(dir.join("device"), format!("0x{:04x}\n", n.device))?;
         fs::write(dir.join("class"), format!("0x{:06x}\n", n.class))?;
         fs::write(dir.join("config"), config_blob(n, spec.truncated))?;
+        if !n.bars.is_empty() {
+            fs::write(dir.join("resource"), resource_file(n))?;
+        }
         if let Some(pf) = n.physfn {
             symlink(&Path::new("..").join(pf), &dir.join("physfn"))?;
         }
