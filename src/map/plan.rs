@@ -35,25 +35,33 @@ pub(super) enum Step {
     /// P2P memory the backend cannot reach: it maps process virtual
     /// addresses, and the provider's BAR is not mapped into the process.
     NoCpuMapping,
+    /// Host memory whose physical address is unknown, for a mapper that
+    /// needs it.
+    NoPhysAddr,
 }
 
 /// The host segment behind a step, for cache maintenance; `None` for P2P.
 pub(super) type Src<'a> = Option<&'a HostSeg<'a>>;
 
 /// Host memory: linked at the address the backend maps when the device
-/// has an IOMMU, used at its physical address otherwise.
+/// has an IOMMU, used at its physical address otherwise. Granule coverage
+/// is counted in the addresses the backend maps.
 #[inline(always)]
 pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
+    let needs_phys = !T::IOMMU || matches!(T::MAPS, AddrKind::Phys);
+    if needs_phys && !s.phys_known() {
+        return Step::NoPhysAddr;
+    }
     if T::IOMMU {
-        let addr = match T::MAPS {
-            AddrKind::Phys => s.phys().as_u64(),
-            AddrKind::Virt => s.vaddr() as u64,
+        let (addr, covers) = match T::MAPS {
+            AddrKind::Phys => (s.phys().as_u64(), s.covers_granules()),
+            AddrKind::Virt => (s.vaddr() as u64, s.covers_granules_virt()),
         };
         Step::Link {
             addr,
             len: s.len(),
             mmio: false,
-            covers: s.covers_granules(),
+            covers,
         }
     } else {
         Step::Direct {
@@ -131,6 +139,7 @@ pub(super) fn plan<'a>(
             Step::OwnBar { offset, len, .. } => (offset, len),
             Step::Foreign => return Err(MapError::ForeignProvider { index }),
             Step::NoCpuMapping => return Err(MapError::NoCpuMapping { index }),
+            Step::NoPhysAddr => return Err(MapError::NoPhysAddr { index }),
         };
         if len == 0 {
             return Err(MapError::EmptySegment { index });
