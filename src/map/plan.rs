@@ -6,7 +6,7 @@ use crate::backend::AddrKind;
 use crate::brand::Brand;
 use crate::error::MapError;
 use crate::iommu::LinkCursor;
-use crate::route::{Route, SameDevice, ViaBusAddr};
+use crate::route::{Route, SameDevice, ViaBusAddr, ViaHostBridge};
 use crate::vec::{HostSeg, P2pSeg};
 
 use super::translation::Translation;
@@ -72,9 +72,16 @@ pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
 }
 
 /// P2P memory through the host bridge: like MMIO. Provider allocations
-/// are whole pages of one BAR, so their granules cover themselves.
+/// are whole pages of one BAR, so their granules cover themselves; a
+/// backend that maps process virtual addresses gets the address where the
+/// process sees the provider's BAR
+/// ([`Provider::set_cpu_mapping`](crate::provider::Provider::set_cpu_mapping)),
+/// page-aligned like the BAR.
 #[inline(always)]
-pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) -> Step {
+pub(super) fn host_bridge_step<T: Translation, PB: Brand, K: Brand>(
+    r: &Route<'_, PB, K, ViaHostBridge>,
+    s: &P2pSeg<'_, PB>,
+) -> Step {
     match (T::IOMMU, T::MAPS) {
         (false, _) => Step::Direct {
             phys: s.phys(),
@@ -86,7 +93,15 @@ pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) ->
             mmio: true,
             covers: true,
         },
-        (true, AddrKind::Virt) => Step::NoCpuMapping,
+        (true, AddrKind::Virt) => match r.cpu_vaddr(s) {
+            Some(vaddr) => Step::Link {
+                addr: vaddr as u64,
+                len: s.len(),
+                mmio: true,
+                covers: true,
+            },
+            None => Step::NoCpuMapping,
+        },
     }
 }
 
