@@ -7,7 +7,11 @@ use core::sync::atomic::{Ordering, fence};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use std::vec::Vec;
+
 use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
+use crate::addr::PhysAddr;
+use crate::host::HostPages;
 
 /// The CPU page size (`sysconf(_SC_PAGESIZE)`; 4096 on x86-64).
 #[must_use]
@@ -223,6 +227,81 @@ impl PinnedMemory {
         Ok(())
     }
 
+    /// The whole buffer as [`HostPages`] for a mapper whose IOMMU backend
+    /// maps process virtual addresses (VFIO type1, iommufd): one buffer, its
+    /// physical address unknown ([`HostPages::from_virt`]). While the pages
+    /// (or a mapping made from them) live, the memory is borrowed: the CPU
+    /// uses it again when they are gone.
+    ///
+    /// # Errors
+    ///
+    /// None on Linux (the buffer is far below 2^61 bytes); kept for the
+    /// signature of [`host_pages_phys`](Self::host_pages_phys).
+    ///
+    /// ```no_run
+    /// use dmaspace::linux::PinnedMemory;
+    /// let mut m = PinnedMemory::new(1 << 20)?;
+    /// let mut pages = m.host_pages()?;
+    /// let seg = pages.dma(); // what Mapper::iommu over a VFIO backend maps
+    /// assert!(!seg.phys_known());
+    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// ```
+    pub fn host_pages(&mut self) -> Result<HostPages<'_>> {
+        // SAFETY: the mapping is anonymous RAM of this process (mmap'd in
+        // `new`), valid for `len` bytes while `self` is borrowed, and `&mut
+        // self` makes the pages its only user; it stays mapped until drop.
+        unsafe { HostPages::make(self.ptr, self.len, None) }
+            .map_err(|_| VfioError::invalid("DMA memory too large to describe"))
+    }
+
+    /// The buffer as [`HostPages`] with physical addresses, for a mapper
+    /// without an IOMMU ([`Mapper::direct`](crate::map::Mapper::direct):
+    /// VFIO no-IOMMU mode): one `HostPages` per physically contiguous run of
+    /// pages, in order, their addresses from `/proc/self/pagemap`.
+    ///
+    /// # Safety
+    ///
+    /// The pages must not move while the returned pages, or a mapping made
+    /// from them, live. Locked pages stay resident but the kernel may still
+    /// migrate them (compaction) unless `vm.compact_unevictable_allowed` is
+    /// 0: set it first. (With an IOMMU none of this matters: use
+    /// [`host_pages`](Self::host_pages), the kernel pins what it maps.)
+    ///
+    /// # Errors
+    ///
+    /// As [`phys_addr`](Self::phys_addr): pagemap needs `CAP_SYS_ADMIN`.
+    ///
+    /// ```no_run
+    /// use dmaspace::linux::PinnedMemory;
+    /// let mut m = PinnedMemory::new(1 << 20)?;
+    /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
+    /// let runs = unsafe { m.host_pages_phys()? };
+    /// let total: u64 = runs.iter().map(|r| r.len()).sum();
+    /// assert_eq!(total, 1 << 20);
+    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// ```
+    pub unsafe fn host_pages_phys(&mut self) -> Result<Vec<HostPages<'_>>> {
+        let page = page_size();
+        let mut frames = Vec::with_capacity(self.len / page);
+        for i in 0..self.len / page {
+            frames.push(self.phys_addr(i * page)?);
+        }
+        let mut out = Vec::new();
+        for (first, count) in contiguous_runs(&frames, page as u64) {
+            // SAFETY: in bounds: runs cover `frames`, one per page of the mapping.
+            let ptr = unsafe { self.ptr.add(first * page) };
+            // SAFETY: the runs are disjoint parts of this anonymous mapping,
+            // each borrowed (with `self`) by one `HostPages` only; pagemap
+            // says they lie at these physical addresses, and the caller
+            // keeps them there.
+            let pages =
+                unsafe { HostPages::make(ptr, count * page, Some(PhysAddr::new(frames[first]))) }
+                    .map_err(|_| VfioError::invalid("DMA memory too large to describe"))?;
+            out.push(pages);
+        }
+        Ok(out)
+    }
+
     /// The physical address of byte `offset`, from `/proc/self/pagemap` (needs
     /// `CAP_SYS_ADMIN`). Only no-IOMMU mode needs it. Locked pages stay resident,
     /// but the kernel may still migrate them (compaction) unless
@@ -255,6 +334,19 @@ pub fn phys_addr_of(vaddr: u64) -> Result<u64> {
     f.read_exact_at(&mut entry, (vaddr / page) * 8)
         .map_err(|e| VfioError::os(VfioCall::Pagemap, e.raw_os_error().unwrap_or(libc::EIO)))?;
     decode_pagemap(u64::from_le_bytes(entry), vaddr, page)
+}
+
+/// The runs of physically consecutive frames in `frames` (physical
+/// addresses of consecutive pages), as `(first index, count)`.
+fn contiguous_runs(frames: &[u64], page: u64) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &f) in frames.iter().enumerate() {
+        match runs.last_mut() {
+            Some((first, count)) if frames[*first] + *count as u64 * page == f => *count += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
 }
 
 /// Decodes one pagemap entry for `vaddr`.
@@ -303,6 +395,41 @@ mod tests {
             decode_pagemap(present | (0xff << 55) | 1, 0, page).unwrap(),
             4096
         );
+    }
+
+    #[test]
+    fn physical_runs_join_consecutive_frames() {
+        let p = 4096;
+        assert_eq!(contiguous_runs(&[], p), []);
+        assert_eq!(
+            contiguous_runs(&[0x1000, 0x2000, 0x3000, 0x9000, 0x8000, 0x9000], p),
+            [(0, 3), (3, 1), (4, 2)]
+        );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap/mlock are foreign calls")]
+    fn pinned_memory_is_described_by_its_virtual_address() {
+        let Ok(mut m) = PinnedMemory::new(3 * page_size()) else {
+            return; // RLIMIT_MEMLOCK too small on this machine
+        };
+        let vaddr = m.vaddr();
+        let mut pages = m.host_pages().unwrap();
+        assert_eq!(pages.phys_addr(), None);
+        assert_eq!(pages.len(), 3 * page_size() as u64);
+        let seg = pages.dma_range(0x200, 0x1000).unwrap();
+        assert!(!seg.phys_known());
+        assert_eq!(seg.vaddr() as u64, vaddr + 0x200);
+        // Without CAP_SYS_ADMIN pagemap hides frames: a typed error.
+        // SAFETY: nothing is mapped for a device in this test.
+        match unsafe { m.host_pages_phys() } {
+            Ok(runs) => {
+                let total: u64 = runs.iter().map(HostPages::len).sum();
+                assert_eq!(total, 3 * page_size() as u64);
+                assert!(runs.iter().all(|r| r.phys_addr().is_some()));
+            }
+            Err(e) => assert!(matches!(e.kind(), VfioErrorKind::NoPhysAddr { .. }), "{e}"),
+        }
     }
 
     #[test]
