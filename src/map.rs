@@ -59,7 +59,7 @@ pub use translation::Direct;
 #[cfg(feature = "alloc")]
 pub use translation::Iommu;
 pub(crate) use translation::Lease;
-use translation::Translation;
+pub use translation::Translation;
 #[cfg(feature = "alloc")]
 use {crate::backend::IommuBackend, crate::iommu::IommuDomain};
 
