@@ -241,7 +241,7 @@ impl PinnedMemory {
     /// ([`record_phys`](Self::record_phys)), which a mapper without an IOMMU
     /// needs. While the pages (or a mapping made from them) live, the memory
     /// is borrowed: the CPU uses it again when they are gone. The same as
-    /// [`DmaBuffer::pages`], for a mapping that owns the memory.
+    /// [`DmaBuffer::pages`](crate::host::DmaBuffer::pages), for a mapping that owns the memory.
     ///
     /// ```no_run
     /// use dmaspace::linux::PinnedMemory;
