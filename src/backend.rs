@@ -10,12 +10,19 @@
 //! | backend | maps | where |
 //! |---|---|---|
 //! | [`SoftIommu`](crate::iommu::SoftIommu) | physical addresses, into a software page table you can `translate` | `alloc` |
-//! | VFIO type1 container (`VFIO_IOMMU_MAP_DMA`) | process virtual addresses | `vfio` feature, Linux |
-//! | iommufd IOAS (`IOMMU_IOAS_MAP`) | process virtual addresses | `vfio` feature, Linux |
+//! | [`VfioType1`](vfio::VfioType1): VFIO type1 container (`VFIO_IOMMU_MAP_DMA`) | process virtual addresses | `vfio` feature, Linux |
+//! | [`IommufdIoas`](iommufd::IommufdIoas): iommufd IOAS (`IOMMU_IOAS_MAP`) | process virtual addresses | `vfio` feature, Linux |
 //!
 //! A device without an IOMMU (VFIO's no-IOMMU mode, dma-direct) has no
 //! backend: [`Mapper::direct`](crate::map::Mapper::direct) uses physical
 //! addresses as they are.
+
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod iommufd;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+mod kernel;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod vfio;
 
 use core::fmt;
 

@@ -158,6 +158,14 @@ pub enum MapError {
         /// Its device address.
         addr: u64,
     },
+    /// Host memory whose physical address is unknown
+    /// ([`HostPages::from_virt`](crate::host::HostPages::from_virt)) given to
+    /// a mapper that needs it: no IOMMU ([`Mapper::direct`](crate::map::Mapper::direct)),
+    /// or a backend that maps physical addresses.
+    NoPhysAddr {
+        /// Index of the segment in the request.
+        index: usize,
+    },
     /// An output segment would start at an address the device cannot take
     /// ([`DmaLimits::alignment`](crate::limits::DmaLimits::alignment)).
     Misaligned {
@@ -244,6 +252,7 @@ impl MapError {
             | MapError::DeviceLocal
             | MapError::NotOwnBar
             | MapError::NoCpuMapping { .. }
+            | MapError::NoPhysAddr { .. }
             | MapError::TooManySegments { .. }
             | MapError::PoolSlotSplit { .. }
             | MapError::Misaligned { .. } => MapErrorKind::InvalidRequest,
@@ -326,6 +335,10 @@ impl fmt::Display for MapError {
             MapError::NoCpuMapping { index } => write!(
                 f,
                 "segment {index} is P2P memory the IOMMU backend cannot reach: it maps process virtual addresses and the provider's BAR is not mapped into the process"
+            ),
+            MapError::NoPhysAddr { index } => write!(
+                f,
+                "segment {index} is host memory whose physical address is unknown, and this mapper needs it (no IOMMU, or a backend that maps physical addresses)"
             ),
             MapError::TooManySegments { max, needed } => write!(
                 f,

@@ -41,14 +41,19 @@ use crate::vec::HostSeg;
 ///
 /// # Invariants
 /// `ptr` is valid for reads and writes of `len` bytes for `'b`, exclusively
-/// this value's (it stands for a `&'b mut [u8]`), and those bytes lie at
-/// `[phys, phys + len)` of host memory.
+/// this value's (it stands for a `&'b mut [u8]`), `len` is below 2^61, and
+/// those bytes are host RAM, at `[phys, phys + len)` when `phys` is known
+/// (`Some`).
 pub struct HostPages<'b> {
     ptr: NonNull<u8>,
     len: usize,
-    phys: PhysAddr,
+    phys: Option<PhysAddr>,
     _bytes: PhantomData<&'b mut [u8]>,
 }
+
+/// Buffers are shorter than this: [`HostSeg`] keeps flags in the top bits
+/// of its length.
+const MAX_LEN: u64 = 1 << 61;
 
 // SAFETY: a `HostPages` is a `&mut [u8]` with an address: it may move to
 // another thread, and `&HostPages` only reads.
@@ -58,7 +63,10 @@ unsafe impl Sync for HostPages<'_> {}
 
 impl fmt::Debug for HostPages<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HostPages({:?} + {:#x})", self.phys, self.len)
+        match self.phys {
+            Some(phys) => write!(f, "HostPages({phys:?} + {:#x})", self.len),
+            None => write!(f, "HostPages(vaddr {:p} + {:#x})", self.ptr, self.len),
+        }
     }
 }
 
@@ -73,7 +81,8 @@ impl<'b> HostPages<'b> {
     /// device given these addresses writes to that physical memory.
     ///
     /// # Errors
-    /// [`MapError::Overflow`] if the range passes the top of the address space.
+    /// [`MapError::Overflow`] if the range passes the top of the address
+    /// space, or the buffer is 2^61 bytes or longer.
     ///
     /// ```
     /// use dmaspace::{host::HostPages, PhysAddr};
@@ -89,6 +98,38 @@ impl<'b> HostPages<'b> {
         unsafe { Self::from_raw(NonNull::from(bytes).cast(), len, phys) }
     }
 
+    /// Describes `bytes` as host RAM whose physical address the caller does
+    /// not know: what a backend that maps process virtual addresses needs
+    /// (VFIO type1, iommufd; the kernel pins and translates the pages). A
+    /// mapper that needs the physical address (no IOMMU, or a backend that
+    /// maps physical addresses) refuses its segments with
+    /// [`MapError::NoPhysAddr`]; [`phys`](Self::phys) is `PhysAddr(0)`.
+    ///
+    /// # Safety
+    /// `bytes` must be host RAM of this process (anonymous or file-backed
+    /// memory, not a mapping of a device's BAR or other MMIO), and stay
+    /// mapped at its address while this value or any mapping made from it
+    /// lives: a backend given the address lets devices reach the pages
+    /// behind it.
+    ///
+    /// # Errors
+    /// [`MapError::Overflow`] if the buffer is 2^61 bytes or longer.
+    ///
+    /// ```
+    /// use dmaspace::host::HostPages;
+    /// let mut buf = [0u8; 64];
+    /// // SAFETY: a buffer of this process; nothing maps it for a device here.
+    /// let mut pages = unsafe { HostPages::from_virt(&mut buf) }?;
+    /// assert_eq!(pages.phys_addr(), None);
+    /// assert!(!pages.dma().phys_known());
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    pub unsafe fn from_virt(bytes: &'b mut [u8]) -> Result<Self, MapError> {
+        let len = bytes.len();
+        // SAFETY: the slice is valid and exclusive for 'b, as the invariant needs.
+        unsafe { Self::make(NonNull::from(bytes).cast(), len, None) }
+    }
+
     /// A buffer from its parts.
     ///
     /// # Safety
@@ -99,12 +140,24 @@ impl<'b> HostPages<'b> {
         len: usize,
         phys: PhysAddr,
     ) -> Result<Self, MapError> {
+        // SAFETY: forwarded.
+        unsafe { Self::make(ptr, len, Some(phys)) }
+    }
+
+    /// A buffer from its parts, physical address unknown when `phys` is `None`.
+    ///
+    /// # Safety
+    /// As the type's invariants: `ptr` valid and exclusively this value's
+    /// for `len` bytes and `'b`, host RAM, at physical `phys` if known.
+    pub(crate) unsafe fn make(
+        ptr: NonNull<u8>,
+        len: usize,
+        phys: Option<PhysAddr>,
+    ) -> Result<Self, MapError> {
         let len64 = len as u64;
-        if len64 > 0 && phys.checked_add(len64 - 1).is_none() {
-            return Err(MapError::Overflow {
-                start: phys.as_u64(),
-                len: len64,
-            });
+        let start = phys.map_or(ptr.as_ptr() as u64, PhysAddr::as_u64);
+        if len64 >= MAX_LEN || (len64 > 0 && start.checked_add(len64 - 1).is_none()) {
+            return Err(MapError::Overflow { start, len: len64 });
         }
         Ok(Self {
             ptr,
@@ -114,7 +167,23 @@ impl<'b> HostPages<'b> {
         })
     }
 
-    /// Physical address of the first byte.
+    /// The physical address of the first byte, `None` if unknown
+    /// ([`HostPages::from_virt`]).
+    ///
+    /// ```
+    /// # let mut b = [0u8; 1];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(8)) }?;
+    /// assert_eq!(p.phys_addr(), Some(dmaspace::PhysAddr::new(8)));
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn phys_addr(&self) -> Option<PhysAddr> {
+        self.phys
+    }
+
+    /// Physical address of the first byte (`PhysAddr(0)` if unknown: see
+    /// [`phys_addr`](Self::phys_addr)).
     ///
     /// ```
     /// # let mut b = [0u8; 1];
@@ -125,7 +194,7 @@ impl<'b> HostPages<'b> {
     /// ```
     #[must_use]
     pub fn phys(&self) -> PhysAddr {
-        self.phys
+        self.phys.unwrap_or(PhysAddr::new(0))
     }
 
     /// Length in bytes.
@@ -175,10 +244,20 @@ impl<'b> HostPages<'b> {
 
     /// `[offset, offset + len)` (checked by the caller) as a segment.
     fn seg(&mut self, offset: u64, len: u64) -> HostSeg<'_> {
-        let covers = self.covers_granules(offset, len);
+        let own_virt = self.ptr.as_ptr() as u64;
+        let covers = self
+            .phys
+            .is_some_and(|p| covers_granules(p.as_u64(), self.len(), offset, len));
+        let covers_virt = covers_granules(own_virt, self.len(), offset, len);
         // `offset` lies inside the buffer, so the pointer stays in it.
         let vaddr = self.ptr.as_ptr() as usize + offset as usize;
-        HostSeg::new(self.phys + offset, vaddr, len, covers)
+        HostSeg::new(
+            self.phys.map(|p| p + offset),
+            vaddr,
+            len,
+            covers,
+            covers_virt,
+        )
     }
 
     /// Hands `[offset, offset + len)` of the buffer to the device side.
@@ -225,7 +304,7 @@ impl<'b> HostPages<'b> {
         Ok(HostPages {
             ptr,
             len: len as usize,
-            phys: self.phys + offset,
+            phys: self.phys.map(|p| p + offset),
             _bytes: PhantomData,
         })
     }
@@ -234,21 +313,21 @@ impl<'b> HostPages<'b> {
     pub(crate) fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
+}
 
-    /// Whether every IOMMU granule that `[offset, offset + len)` touches
-    /// lies inside this buffer: then a device given those granules reaches
-    /// only bytes the CPU handed over with the exclusive borrow.
-    fn covers_granules(&self, offset: u64, len: u64) -> bool {
-        // The buffer's first granule and the one after its last byte; a
-        // buffer may end at the very top of the 64-bit space.
-        let own = self.phys.as_u64();
-        let start = own + offset;
-        let first_ok = start & !(GRANULE - 1) >= own;
-        // `start + len <= own + self.len`, which fits (checked in `from_raw`).
-        let last = start + (len.max(1) - 1);
-        let buf_last = own + (self.len().max(1) - 1);
-        first_ok && (last | (GRANULE - 1)) <= buf_last
-    }
+/// Whether every IOMMU granule that `[offset, offset + len)` of a buffer
+/// at `own` (of `size` bytes, `[own, own + size)` within the 64-bit space)
+/// touches lies inside the buffer: then a device given those granules
+/// reaches only bytes the CPU handed over with the exclusive borrow.
+fn covers_granules(own: u64, size: u64, offset: u64, len: u64) -> bool {
+    // The buffer's first granule and the one after its last byte; a buffer
+    // may end at the very top of the 64-bit space.
+    let start = own + offset;
+    let first_ok = start & !(GRANULE - 1) >= own;
+    // `start + len <= own + size`, which fits (checked where buffers are made).
+    let last = start + (len.max(1) - 1);
+    let buf_last = own + (size.max(1) - 1);
+    first_ok && (last | (GRANULE - 1)) <= buf_last
 }
 
 /// Memory the CPU may read and write through a kernel mapping: host RAM.
@@ -349,7 +428,6 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let mut byte = [0u8; 1];
         let rounds = if cfg!(miri) { 300 } else { 200_000u64 };
         for i in 0..rounds {
             let r = next();
@@ -365,14 +443,8 @@ mod tests {
             };
             let offset = next() % buf_len;
             let len = 1 + next() % (buf_len - offset);
-            let pages = HostPages {
-                ptr: NonNull::from(&mut byte).cast(),
-                len: buf_len as usize,
-                phys: PhysAddr::new(phys),
-                _bytes: PhantomData,
-            };
             assert_eq!(
-                pages.covers_granules(offset, len),
+                covers_granules(phys, buf_len, offset, len),
                 reference(phys, buf_len, offset, len),
                 "phys {phys:#x} buffer {buf_len:#x} range {offset:#x}+{len:#x}"
             );

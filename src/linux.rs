@@ -33,7 +33,7 @@ mod mem;
 mod sys;
 mod sysfs;
 
-pub use container::{VfioContainer, VfioGroup, VfioGroupStatus, VfioIommuType};
+pub use container::{VfioContainer, VfioGroup, VfioGroupStatus, VfioIommuInfo, VfioIommuType};
 pub use device::{MappedBar, VfioDevice, VfioDeviceInfo, VfioRegionInfo};
 pub use error::{Ioctl, VfioCall, VfioError, VfioErrorKind, errno_name};
 pub use iommufd::{Ioas, Iommufd};

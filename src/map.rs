@@ -59,7 +59,7 @@ pub use translation::Direct;
 #[cfg(feature = "alloc")]
 pub use translation::Iommu;
 pub(crate) use translation::Lease;
-use translation::Translation;
+pub use translation::Translation;
 #[cfg(feature = "alloc")]
 use {crate::backend::IommuBackend, crate::iommu::IommuDomain};
 
@@ -271,7 +271,9 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         }
         match route {
             P2pRoute::ViaBusAddr(r) => with_p2p_rule!(|s| plan::bus_step(r, s)),
-            P2pRoute::ViaHostBridge(_) => with_p2p_rule!(|s| plan::host_bridge_step::<T, _>(s)),
+            P2pRoute::ViaHostBridge(r) => {
+                with_p2p_rule!(|s| plan::host_bridge_step::<T, _, _>(r, s))
+            }
             P2pRoute::SameDevice(r) => with_p2p_rule!(|s| plan::own_bar_step(r, s)),
         }
     }

@@ -111,6 +111,14 @@ pub enum ProviderError {
         /// The BAR index.
         bar: u8,
     },
+    /// The process mapping given for the BAR is not page-aligned, or the
+    /// BAR's size from it passes the top of the address space.
+    BadCpuMapping {
+        /// The virtual address given.
+        vaddr: usize,
+        /// The BAR's size.
+        size: u64,
+    },
 }
 
 impl fmt::Display for ProviderError {
@@ -132,6 +140,10 @@ impl fmt::Display for ProviderError {
             ProviderError::BusUnknown { bdf, bar } => write!(
                 f,
                 "the bus address of BAR {bar} of {bdf} is not known (config space too short, a VF, or a register that does not match)"
+            ),
+            ProviderError::BadCpuMapping { vaddr, size } => write!(
+                f,
+                "process mapping of the P2P BAR at {vaddr:#x} ({size:#x} bytes) is not page-aligned, or wraps"
             ),
         }
     }
@@ -174,6 +186,8 @@ pub struct Provider<PB: Brand> {
     /// log2 of the granule.
     shift: u32,
     map: SpinLock<Bitmap>,
+    /// Where this process sees the BAR's first byte, if it maps it.
+    cpu_map: Option<usize>,
     _brand: PhantomData<fn() -> PB>,
 }
 
@@ -255,6 +269,7 @@ impl<PB: Brand> Provider<PB> {
             bus_offset: BusOffset::of_bar(cpu_start, bus_start),
             shift,
             map: SpinLock::new(Bitmap::new(size >> shift)),
+            cpu_map: None,
             _brand: PhantomData,
         })
     }
@@ -319,6 +334,63 @@ impl<PB: Brand> Provider<PB> {
     #[must_use]
     pub fn granule(&self) -> u64 {
         1 << self.shift
+    }
+
+    /// Records where this process sees the BAR: the virtual address of its
+    /// first byte (for VFIO, `linux::MappedBar::vaddr` of the same BAR). An IOMMU
+    /// backend that maps process virtual addresses (VFIO type1) needs it to
+    /// map the BAR for a client through the host bridge; without it the
+    /// mapper refuses with [`MapError::NoCpuMapping`]. Needs `&mut self`: no
+    /// allocation or route of the provider lives.
+    ///
+    /// # Safety
+    /// `[vaddr, vaddr + size)` must be this process's mapping of exactly
+    /// this provider's range `[cpu_start, cpu_start + size)` (a shared
+    /// mapping of the BAR, such as VFIO's `mmap` of the region), and stay
+    /// mapped, to the same BAR, while the provider lives: an IOMMU backend
+    /// hands devices whatever pages lie behind these addresses.
+    ///
+    /// # Errors
+    /// [`ProviderError::BadCpuMapping`] if `vaddr` is not page-aligned or
+    /// the range wraps; the provider is unchanged.
+    ///
+    /// ```
+    /// # use dmaspace::provider::Provider;
+    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// dmaspace::brand!(Cmb);
+    /// // SAFETY: example values standing for a real BAR.
+    /// let mut p = unsafe { Provider::<Cmb>::new(Bdf::new(0, 5, 0, 0), 2, PhysAddr::new(0xe000_0000), BusAddr::new_unchecked(0xe000_0000), 1 << 20)? };
+    /// assert_eq!(p.cpu_mapping(), None);
+    /// // SAFETY: in this example 0x7f00_0000_0000 stands for the BAR's mmap; nothing is mapped for a device.
+    /// unsafe { p.set_cpu_mapping(0x7f00_0000_0000)? };
+    /// assert_eq!(p.cpu_mapping(), Some(0x7f00_0000_0000));
+    /// // SAFETY: as above; refused before anything changes.
+    /// assert!(unsafe { p.set_cpu_mapping(0x7f00_0000_0010) }.is_err());
+    /// # Ok::<(), dmaspace::provider::ProviderError>(())
+    /// ```
+    pub unsafe fn set_cpu_mapping(&mut self, vaddr: usize) -> Result<(), ProviderError> {
+        let fits = (vaddr as u64).checked_add(self.size - 1).is_some()
+            && usize::try_from(self.size - 1)
+                .ok()
+                .and_then(|last| vaddr.checked_add(last))
+                .is_some();
+        if vaddr as u64 % PAGE_SIZE != 0 || !fits {
+            return Err(ProviderError::BadCpuMapping {
+                vaddr,
+                size: self.size,
+            });
+        }
+        self.cpu_map = Some(vaddr);
+        Ok(())
+    }
+
+    /// Where this process sees the BAR's first byte, if recorded
+    /// ([`set_cpu_mapping`](Self::set_cpu_mapping)).
+    ///
+    /// See [`Provider::set_cpu_mapping`].
+    #[must_use]
+    pub fn cpu_mapping(&self) -> Option<usize> {
+        self.cpu_map
     }
 
     /// Bytes handed out (whole granules) and not given back, forgotten
@@ -537,6 +609,10 @@ impl<PB: Brand> fmt::Debug for Provider<PB> {
             .field("size", &self.size)
             .field("bus_offset", &self.bus_offset)
             .field("granule", &self.granule())
+            .field(
+                "cpu_mapping",
+                &self.cpu_map.map(core::ptr::without_provenance::<u8>),
+            )
             .finish()
     }
 }

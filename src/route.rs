@@ -73,6 +73,8 @@ pub struct Route<'r, PB: Brand, K: Brand, R: RouteKind> {
     bus_offset: BusOffset,
     bar: u8,
     bar_cpu_start: PhysAddr,
+    /// Where the process sees the BAR's first byte, if it maps it.
+    bar_vaddr: Option<usize>,
     provider: ProviderId,
     client: DeviceId,
     _witness: Witness<'r, PB, K, R>,
@@ -88,6 +90,7 @@ impl<'r, PB: Brand, K: Brand, R: RouteKind> Route<'r, PB, K, R> {
             bus_offset: provider.bus_offset(),
             bar: provider.bar(),
             bar_cpu_start: provider.cpu_start(),
+            bar_vaddr: provider.cpu_mapping(),
             provider: provider.id(),
             client: client.id(),
             _witness: PhantomData,
@@ -181,6 +184,20 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, ViaHostBridge> {
         distance: u32,
     ) -> Self {
         Self::new(provider, client, distance)
+    }
+
+    /// Where the process sees P2P memory of this route's provider (what a
+    /// backend that maps process virtual addresses maps), if the provider's
+    /// BAR is mapped into the process.
+    #[inline(always)]
+    pub(crate) fn cpu_vaddr(&self, seg: &P2pSeg<'_, PB>) -> Option<usize> {
+        // `seg` lies in this provider's BAR, and the provider checked that
+        // its whole mapping fits in the address space.
+        let offset = seg
+            .phys()
+            .as_u64()
+            .wrapping_sub(self.bar_cpu_start.as_u64());
+        self.bar_vaddr.map(|v| v + offset as usize)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::vec::Vec;
 
 use super::device::{MappedBar, VfioDevice, device_name};
 use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
@@ -158,11 +159,27 @@ impl VfioContainer {
     }
 
     fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {
+        self.map_vaddr(vaddr, len, iova, true, true)
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA` of any virtual range, readable and/or writable by
+    /// the devices. Crate-private: the callers vouch for the memory (the type1
+    /// backend's `map` is `unsafe`).
+    pub(crate) fn map_vaddr(
+        &self,
+        vaddr: u64,
+        len: u64,
+        iova: u64,
+        device_reads: bool,
+        device_writes: bool,
+    ) -> Result<()> {
         self.require_type1()?;
         check_map_args(vaddr, len, iova)?;
+        let flag = |on: bool, f: u32| if on { f } else { 0 };
         let mut m = sys::VfioIommuType1DmaMap {
             argsz: sys::argsz::<sys::VfioIommuType1DmaMap>(),
-            flags: sys::VFIO_DMA_MAP_FLAG_READ | sys::VFIO_DMA_MAP_FLAG_WRITE,
+            flags: flag(device_reads, sys::VFIO_DMA_MAP_FLAG_READ)
+                | flag(device_writes, sys::VFIO_DMA_MAP_FLAG_WRITE),
             vaddr,
             iova,
             size: len,
@@ -194,6 +211,44 @@ impl VfioContainer {
         self.map_raw(bar.vaddr(), bar.len() as u64, iova)
     }
 
+    /// What the type1 IOMMU of this container offers (`VFIO_IOMMU_GET_INFO`):
+    /// its page sizes, the IOVA ranges devices may use (the aperture less the
+    /// reserved regions of every attached group, such as x86's MSI window),
+    /// and how many more mappings it accepts. Attach every group first: a
+    /// group attached later may reserve more.
+    ///
+    /// # Errors
+    ///
+    /// [`VfioErrorKind::InvalidArgument`] without a type1 IOMMU set, or when the
+    /// kernel's answer is malformed; the ioctl's errno.
+    pub fn iommu_info(&self) -> Result<VfioIommuInfo> {
+        self.require_type1()?;
+        let fixed = core::mem::size_of::<sys::VfioIommuType1Info>();
+        let mut words = 64usize; // 512 bytes: the fixed part and a few ranges
+        for _ in 0..4 {
+            let mut buf = std::vec![0u64; words];
+            let argsz = u32::try_from(words * 8).unwrap_or(u32::MAX);
+            buf[0] = u64::from(argsz); // argsz (low half), flags = 0
+            // SAFETY: VFIO_IOMMU_GET_INFO takes a struct vfio_iommu_type1_info
+            // at the start of the buffer, argsz set to the buffer's size; the
+            // kernel writes at most argsz bytes.
+            unsafe { sys::ioctl_buf(self.fd(), Ioctl::IommuGetInfo, &mut buf) }?;
+            let bytes = zerocopy::IntoBytes::as_bytes(buf.as_slice());
+            let need = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+            if need > bytes.len() && need <= (1 << 20) {
+                words = need.div_ceil(8).max(fixed / 8);
+                continue;
+            }
+            return parse_type1_info(bytes);
+        }
+        Err(VfioError::new(
+            VfioCall::Ioctl(Ioctl::IommuGetInfo),
+            VfioErrorKind::InvalidArgument {
+                what: "VFIO_IOMMU_GET_INFO kept asking for a larger buffer",
+            },
+        ))
+    }
+
     /// Unmaps `[iova, iova + len)` (`VFIO_IOMMU_UNMAP_DMA`); returns the bytes
     /// unmapped (0 when nothing was mapped there).
     ///
@@ -214,6 +269,126 @@ impl VfioContainer {
         unsafe { sys::ioctl_ptr(self.fd(), Ioctl::IommuUnmapDma, &mut u) }?;
         Ok(u.size)
     }
+}
+
+/// What `VFIO_IOMMU_GET_INFO` says about a type1 container
+/// ([`VfioContainer::iommu_info`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VfioIommuInfo {
+    /// Bitmap of the IOMMU page sizes (bit `n`: 2^n bytes); 0 if not reported.
+    pub page_sizes: u64,
+    /// The IOVA ranges devices may use, `(first, last)` inclusive, in
+    /// ascending order; `None` when the kernel reports no range capability
+    /// (then every IOVA is valid).
+    pub iova_ranges: Option<Vec<(u64, u64)>>,
+    /// How many more DMA mappings the container accepts (the module's
+    /// `dma_entry_limit` less the live ones), if reported.
+    pub dma_avail: Option<u32>,
+}
+
+impl VfioIommuInfo {
+    /// The smallest IOMMU page size, if reported.
+    ///
+    /// ```
+    /// use dmaspace::linux::VfioIommuInfo;
+    /// let i = VfioIommuInfo { page_sizes: 0x4020_1000, iova_ranges: None, dma_avail: None };
+    /// assert_eq!(i.min_page_size(), Some(4096));
+    /// ```
+    #[must_use]
+    pub fn min_page_size(&self) -> Option<u64> {
+        (self.page_sizes != 0).then(|| 1u64 << self.page_sizes.trailing_zeros())
+    }
+}
+
+/// Decodes `VFIO_IOMMU_GET_INFO`'s answer: the fixed part, then the
+/// capability chain (each capability's `next` is an offset from the start of
+/// the buffer; 0 ends the chain). Unknown capabilities are skipped; a chain
+/// that leaves the answer, goes backwards or is truncated is an error.
+pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
+    let bad = |what: &'static str| {
+        VfioError::new(
+            VfioCall::Ioctl(Ioctl::IommuGetInfo),
+            VfioErrorKind::InvalidArgument { what },
+        )
+    };
+    let u16_at = |o: usize| buf.get(o..o + 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        buf.get(o..o + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        buf.get(o..o + 8)
+            .map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    let fixed = core::mem::size_of::<sys::VfioIommuType1Info>();
+    let argsz =
+        u32_at(0).ok_or(bad("VFIO_IOMMU_GET_INFO answer shorter than its header"))? as usize;
+    let flags = u32_at(4).ok_or(bad("VFIO_IOMMU_GET_INFO answer shorter than its header"))?;
+    if argsz < fixed || buf.len() < fixed {
+        return Err(bad("VFIO_IOMMU_GET_INFO answer shorter than its header"));
+    }
+    let end = argsz.min(buf.len());
+    let page_sizes = if flags & sys::VFIO_IOMMU_INFO_PGSIZES != 0 {
+        u64_at(8).unwrap_or(0)
+    } else {
+        0
+    };
+    let mut info = VfioIommuInfo {
+        page_sizes,
+        iova_ranges: None,
+        dma_avail: None,
+    };
+    if flags & sys::VFIO_IOMMU_INFO_CAPS == 0 {
+        return Ok(info);
+    }
+    let mut at = u32_at(16).unwrap_or(0) as usize;
+    let mut seen = 0;
+    while at != 0 {
+        seen += 1;
+        if seen > 64 || at < fixed || at + 8 > end {
+            return Err(bad(
+                "VFIO_IOMMU_GET_INFO capability chain leaves the answer",
+            ));
+        }
+        let id = u16_at(at).unwrap_or(0);
+        let next = u32_at(at + 4).unwrap_or(0) as usize;
+        match id {
+            sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE => {
+                let n = u32_at(at + 8)
+                    .filter(|_| at + 16 <= end)
+                    .ok_or(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"))?
+                    as usize;
+                let first = at + 16;
+                if n > (end - first) / 16 {
+                    return Err(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"));
+                }
+                let mut ranges = Vec::with_capacity(n);
+                for i in 0..n {
+                    let o = first + 16 * i;
+                    let (a, b) = (u64_at(o).unwrap_or(0), u64_at(o + 8).unwrap_or(0));
+                    if b < a {
+                        return Err(bad("VFIO_IOMMU_GET_INFO IOVA range ends before it starts"));
+                    }
+                    ranges.push((a, b));
+                }
+                ranges.sort_unstable();
+                info.iova_ranges = Some(ranges);
+            }
+            sys::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL => {
+                info.dma_avail = Some(
+                    u32_at(at + 8)
+                        .filter(|_| at + 12 <= end)
+                        .ok_or(bad("VFIO_IOMMU_GET_INFO DMA capability truncated"))?,
+                );
+            }
+            _ => {}
+        }
+        if next != 0 && next <= at {
+            return Err(bad("VFIO_IOMMU_GET_INFO capability chain goes backwards"));
+        }
+        at = next;
+    }
+    Ok(info)
 }
 
 /// `VFIO_GROUP_GET_STATUS`'s answer.
@@ -344,6 +519,109 @@ mod tests {
             let e = check_map_args(v, l, i).unwrap_err();
             assert_eq!(e.call(), &VfioCall::Argument, "{v:#x} {l:#x} {i:#x}");
         }
+    }
+
+    /// A `VFIO_IOMMU_GET_INFO` answer: fixed part, then the capabilities
+    /// given as (id, payload) in order.
+    fn info_answer(flags: u32, pgsizes: u64, caps: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut b = vec![0u8; 24];
+        b[4..8].copy_from_slice(&flags.to_ne_bytes());
+        b[8..16].copy_from_slice(&pgsizes.to_ne_bytes());
+        if !caps.is_empty() {
+            b[16..20].copy_from_slice(&24u32.to_ne_bytes());
+        }
+        for (i, (id, payload)) in caps.iter().enumerate() {
+            let at = b.len();
+            let next = if i + 1 == caps.len() {
+                0
+            } else {
+                at + 8 + payload.len()
+            };
+            b.extend_from_slice(&id.to_ne_bytes());
+            b.extend_from_slice(&1u16.to_ne_bytes());
+            b.extend_from_slice(&(next as u32).to_ne_bytes());
+            b.extend_from_slice(payload);
+        }
+        let argsz = b.len() as u32;
+        b[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        b
+    }
+
+    fn ranges_payload(r: &[(u64, u64)]) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(r.len() as u32).to_ne_bytes());
+        p.extend_from_slice(&0u32.to_ne_bytes());
+        for (a, b) in r {
+            p.extend_from_slice(&a.to_ne_bytes());
+            p.extend_from_slice(&b.to_ne_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn iommu_info_answers_decode() {
+        // What Linux 6.12's intel-iommu gives with aw-bits=48: the MSI window cut out.
+        let ranges = [(0xfef0_0000, 0xffff_ffff_ffff), (0, 0xfedf_ffff)];
+        let caps = [
+            (99, vec![1, 2, 3, 4]), // unknown: skipped
+            (
+                sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+                ranges_payload(&ranges),
+            ),
+            (
+                sys::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+                65535u32.to_ne_bytes().to_vec(),
+            ),
+        ];
+        let b = info_answer(3, 0x40_201000, &caps);
+        let i = parse_type1_info(&b).unwrap();
+        assert_eq!(i.min_page_size(), Some(4096));
+        assert_eq!(
+            i.iova_ranges,
+            Some(vec![(0, 0xfedf_ffff), (0xfef0_0000, 0xffff_ffff_ffff)])
+        );
+        assert_eq!(i.dma_avail, Some(65535));
+        // No capabilities (an old kernel): every IOVA, page sizes only.
+        let i = parse_type1_info(&info_answer(1, 0x1000, &[])).unwrap();
+        assert_eq!(
+            (i.iova_ranges, i.dma_avail, i.page_sizes),
+            (None, None, 0x1000)
+        );
+    }
+
+    #[test]
+    fn malformed_iommu_info_is_an_error_not_a_panic() {
+        let caps = [(
+            sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+            ranges_payload(&[(0, 0xffff)]),
+        )];
+        let good = info_answer(3, 0x1000, &caps);
+        // Truncated anywhere: an error or a shorter answer, never a panic.
+        for cut in 0..good.len() {
+            let _ = parse_type1_info(&good[..cut]);
+        }
+        // A range count larger than the answer.
+        let mut b = good.clone();
+        b[32..36].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(parse_type1_info(&b).is_err());
+        // A chain that loops back.
+        let mut b = good.clone();
+        b[28..32].copy_from_slice(&24u32.to_ne_bytes());
+        assert!(parse_type1_info(&b).is_err());
+        // A range that ends before it starts.
+        let b = info_answer(
+            3,
+            0x1000,
+            &[(
+                sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+                ranges_payload(&[(0x2000, 0x1000)]),
+            )],
+        );
+        assert!(parse_type1_info(&b).is_err());
+        // A cap offset inside the fixed part.
+        let mut b = good;
+        b[16..20].copy_from_slice(&8u32.to_ne_bytes());
+        assert!(parse_type1_info(&b).is_err());
     }
 
     #[test]

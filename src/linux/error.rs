@@ -26,6 +26,8 @@ pub enum Ioctl {
     DeviceGetRegionInfo,
     /// `VFIO_DEVICE_RESET` on a device.
     DeviceReset,
+    /// `VFIO_IOMMU_GET_INFO` on a type1 container.
+    IommuGetInfo,
     /// `VFIO_IOMMU_MAP_DMA` on a type1 container.
     IommuMapDma,
     /// `VFIO_IOMMU_UNMAP_DMA` on a type1 container.
@@ -65,6 +67,7 @@ impl Ioctl {
             Self::DeviceGetInfo => "VFIO_DEVICE_GET_INFO",
             Self::DeviceGetRegionInfo => "VFIO_DEVICE_GET_REGION_INFO",
             Self::DeviceReset => "VFIO_DEVICE_RESET",
+            Self::IommuGetInfo => "VFIO_IOMMU_GET_INFO",
             Self::IommuMapDma => "VFIO_IOMMU_MAP_DMA",
             Self::IommuUnmapDma => "VFIO_IOMMU_UNMAP_DMA",
             Self::DeviceBindIommufd => "VFIO_DEVICE_BIND_IOMMUFD",
@@ -378,6 +381,7 @@ fn meaning(call: &VfioCall, errno: i32) -> &'static str {
         (VfioCall::Ioctl(Ioctl::IommuMapDma), EPERM) => {
             "the IOVA range is reserved (MSI window) or outside the aperture"
         }
+        (VfioCall::Ioctl(Ioctl::IommuGetInfo), EINVAL) => "no IOMMU type is set on the container",
         (VfioCall::Ioctl(Ioctl::IommuUnmapDma), EINVAL) => {
             "unaligned range, or it would split an existing mapping"
         }

@@ -95,12 +95,27 @@ impl Ioas {
     }
 
     fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {
+        self.map_vaddr(vaddr, len, iova, true, true)
+    }
+
+    /// `IOMMU_IOAS_MAP` of any virtual range at exactly `iova`, readable
+    /// and/or writable by the devices. Crate-private: the callers vouch for
+    /// the memory (the iommufd backend's `map` is `unsafe`).
+    pub(crate) fn map_vaddr(
+        &self,
+        vaddr: u64,
+        len: u64,
+        iova: u64,
+        device_reads: bool,
+        device_writes: bool,
+    ) -> Result<()> {
         check_map_args(vaddr, len, iova)?;
+        let flag = |on: bool, f: u32| if on { f } else { 0 };
         let mut m = sys::IommuIoasMap {
             size: sys::argsz::<sys::IommuIoasMap>(),
             flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
-                | sys::IOMMU_IOAS_MAP_READABLE
-                | sys::IOMMU_IOAS_MAP_WRITEABLE,
+                | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
+                | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
             ioas_id: self.id,
             reserved: 0,
             user_va: vaddr,

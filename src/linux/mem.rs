@@ -7,7 +7,11 @@ use core::sync::atomic::{Ordering, fence};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use std::vec::Vec;
+
 use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
+use crate::addr::PhysAddr;
+use crate::host::HostPages;
 
 /// The CPU page size (`sysconf(_SC_PAGESIZE)`; 4096 on x86-64).
 #[must_use]
@@ -49,6 +53,9 @@ pub fn page_size() -> usize {
 pub struct PinnedMemory {
     ptr: NonNull<u8>,
     len: usize,
+    /// Physical address of byte 0 when recorded ([`PinnedMemory::record_phys`]):
+    /// the pages are physically contiguous.
+    phys: Option<PhysAddr>,
 }
 
 // SAFETY: the mapping is owned by this value; shared access (&self) only reads,
@@ -63,7 +70,7 @@ impl PinnedMemory {
     /// # Errors
     ///
     /// [`VfioErrorKind::InvalidArgument`] for a zero length or one that overflows when
-    /// rounded; the `errno` of `mmap` or `mlock` otherwise (`mlock` fails with
+    /// rounded (or reaches 2^61 bytes); the `errno` of `mmap` or `mlock` otherwise (`mlock` fails with
     /// `ENOMEM`/`EPERM` under a small `RLIMIT_MEMLOCK`).
     pub fn new(len: usize) -> Result<Self> {
         if len == 0 {
@@ -73,6 +80,7 @@ impl PinnedMemory {
         let len = len
             .checked_add(page - 1)
             .map(|l| l & !(page - 1))
+            .filter(|&l| (l as u64) < (1 << 61))
             .ok_or(VfioError::invalid(
                 "DMA memory length overflows when rounded to pages",
             ))?;
@@ -94,7 +102,11 @@ impl PinnedMemory {
         let Some(ptr) = NonNull::new(p.cast::<u8>()) else {
             return Err(VfioError::os(VfioCall::MmapMemory, libc::ENOMEM));
         };
-        let mem = Self { ptr, len };
+        let mem = Self {
+            ptr,
+            len,
+            phys: None,
+        };
         // SAFETY: [ptr, ptr + len) is the mapping made above.
         if unsafe { libc::mlock(p, len) } != 0 {
             return Err(VfioError::last_os(VfioCall::Mlock)); // `mem` is unmapped on drop
@@ -223,6 +235,129 @@ impl PinnedMemory {
         Ok(())
     }
 
+    /// The whole buffer as [`HostPages`]: at its virtual address, which is
+    /// what a mapper over VFIO type1 or iommufd maps (the kernel pins the
+    /// pages), and with its physical address only if it was recorded
+    /// ([`record_phys`](Self::record_phys)), which a mapper without an IOMMU
+    /// needs. While the pages (or a mapping made from them) live, the memory
+    /// is borrowed: the CPU uses it again when they are gone. The same as
+    /// [`DmaBuffer::pages`](crate::host::DmaBuffer::pages), for a mapping that owns the memory.
+    ///
+    /// ```no_run
+    /// use dmaspace::linux::PinnedMemory;
+    /// let mut m = PinnedMemory::new(1 << 20)?;
+    /// let mut pages = m.host_pages();
+    /// let seg = pages.dma(); // what Mapper::iommu over a VFIO backend maps
+    /// assert!(!seg.phys_known());
+    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// ```
+    pub fn host_pages(&mut self) -> HostPages<'_> {
+        // SAFETY: the mapping is anonymous RAM of this process (mmap'd in
+        // `new`), valid for `len` bytes while `self` is borrowed, and `&mut
+        // self` makes the pages its only user; it stays mapped until drop.
+        // `phys`, when set, was read from pagemap for these pages, and the
+        // caller of `record_phys` keeps them there.
+        match unsafe { HostPages::make(self.ptr, self.len, self.phys) } {
+            Ok(p) => p,
+            // `new` keeps lengths below 2^61 and `record_phys` checked the
+            // physical range: `make` cannot refuse.
+            Err(_) => unreachable!("pinned memory below 2^61 bytes"),
+        }
+    }
+
+    /// Reads the buffer's physical address from `/proc/self/pagemap` and
+    /// records it, so that [`host_pages`](Self::host_pages) (and a mapping
+    /// that owns the buffer) carries it: for a mapper without an IOMMU
+    /// ([`Mapper::direct`](crate::map::Mapper::direct): VFIO no-IOMMU mode).
+    /// The buffer must be physically contiguous: one page always is.
+    ///
+    /// # Safety
+    ///
+    /// The pages must not move while the buffer lives. Locked pages stay
+    /// resident but the kernel may still migrate them (compaction) unless
+    /// `vm.compact_unevictable_allowed` is 0: set it first. (With an IOMMU
+    /// none of this matters: the kernel pins what it maps.)
+    ///
+    /// # Errors
+    ///
+    /// As [`phys_addr`](Self::phys_addr) (pagemap needs `CAP_SYS_ADMIN`);
+    /// [`VfioErrorKind::InvalidArgument`] if the pages are not physically
+    /// contiguous.
+    ///
+    /// ```no_run
+    /// use dmaspace::linux::{PinnedMemory, page_size};
+    /// let mut ring = PinnedMemory::new(page_size())?;
+    /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
+    /// let phys = unsafe { ring.record_phys()? };
+    /// assert_eq!(ring.host_pages().phys_addr(), Some(phys));
+    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// ```
+    pub unsafe fn record_phys(&mut self) -> Result<PhysAddr> {
+        let page = page_size();
+        let first = self.phys_addr(0)?;
+        for i in 1..self.len / page {
+            if self.phys_addr(i * page)? != first + (i * page) as u64 {
+                return Err(VfioError::invalid(
+                    "DMA memory is not physically contiguous",
+                ));
+            }
+        }
+        if first.checked_add(self.len as u64 - 1).is_none() {
+            return Err(VfioError::invalid("DMA memory wraps the physical space"));
+        }
+        let phys = PhysAddr::new(first);
+        self.phys = Some(phys);
+        Ok(phys)
+    }
+
+    /// The buffer as [`HostPages`] with physical addresses, for a mapper
+    /// without an IOMMU ([`Mapper::direct`](crate::map::Mapper::direct):
+    /// VFIO no-IOMMU mode): one `HostPages` per physically contiguous run of
+    /// pages, in order, their addresses from `/proc/self/pagemap`.
+    ///
+    /// # Safety
+    ///
+    /// The pages must not move while the returned pages, or a mapping made
+    /// from them, live. Locked pages stay resident but the kernel may still
+    /// migrate them (compaction) unless `vm.compact_unevictable_allowed` is
+    /// 0: set it first. (With an IOMMU none of this matters: use
+    /// [`host_pages`](Self::host_pages), the kernel pins what it maps.)
+    ///
+    /// # Errors
+    ///
+    /// As [`phys_addr`](Self::phys_addr): pagemap needs `CAP_SYS_ADMIN`.
+    ///
+    /// ```no_run
+    /// use dmaspace::linux::PinnedMemory;
+    /// let mut m = PinnedMemory::new(1 << 20)?;
+    /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
+    /// let runs = unsafe { m.host_pages_phys()? };
+    /// let total: u64 = runs.iter().map(|r| r.len()).sum();
+    /// assert_eq!(total, 1 << 20);
+    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// ```
+    pub unsafe fn host_pages_phys(&mut self) -> Result<Vec<HostPages<'_>>> {
+        let page = page_size();
+        let mut frames = Vec::with_capacity(self.len / page);
+        for i in 0..self.len / page {
+            frames.push(self.phys_addr(i * page)?);
+        }
+        let mut out = Vec::new();
+        for (first, count) in contiguous_runs(&frames, page as u64) {
+            // SAFETY: in bounds: runs cover `frames`, one per page of the mapping.
+            let ptr = unsafe { self.ptr.add(first * page) };
+            // SAFETY: the runs are disjoint parts of this anonymous mapping,
+            // each borrowed (with `self`) by one `HostPages` only; pagemap
+            // says they lie at these physical addresses, and the caller
+            // keeps them there.
+            let pages =
+                unsafe { HostPages::make(ptr, count * page, Some(PhysAddr::new(frames[first]))) }
+                    .map_err(|_| VfioError::invalid("DMA memory too large to describe"))?;
+            out.push(pages);
+        }
+        Ok(out)
+    }
+
     /// The physical address of byte `offset`, from `/proc/self/pagemap` (needs
     /// `CAP_SYS_ADMIN`). Only no-IOMMU mode needs it. Locked pages stay resident,
     /// but the kernel may still migrate them (compaction) unless
@@ -257,6 +392,19 @@ pub fn phys_addr_of(vaddr: u64) -> Result<u64> {
     decode_pagemap(u64::from_le_bytes(entry), vaddr, page)
 }
 
+/// The runs of physically consecutive frames in `frames` (physical
+/// addresses of consecutive pages), as `(first index, count)`.
+fn contiguous_runs(frames: &[u64], page: u64) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &f) in frames.iter().enumerate() {
+        match runs.last_mut() {
+            Some((first, count)) if frames[*first] + *count as u64 * page == f => *count += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
+}
+
 /// Decodes one pagemap entry for `vaddr`.
 fn decode_pagemap(entry: u64, vaddr: u64, page: u64) -> Result<u64> {
     const PRESENT: u64 = 1 << 63;
@@ -269,6 +417,21 @@ fn decode_pagemap(entry: u64, vaddr: u64, page: u64) -> Result<u64> {
         ));
     }
     Ok(pfn * page + vaddr % page)
+}
+
+// SAFETY: the contract of `DmaBuffer`:
+// 1. `pages` describes the mapping made in `new` (pointer, length) and the
+//    physical address recorded once by `record_phys`: the same every call.
+// 2. The memory is this value's alone: it is freed (munmap) only in `drop`,
+//    and the CPU reaches it only through `&self`/`&mut self` methods, which
+//    the owner of the value (a mapping that owns it) does not give out.
+// 3. `pages` builds the description from the pointer; it touches no byte.
+// 4. The pointer is the mapping's own (from `mmap`), not derived from a
+//    reference made by the call, and valid until drop.
+unsafe impl crate::host::DmaBuffer for PinnedMemory {
+    fn pages(&mut self) -> HostPages<'_> {
+        self.host_pages()
+    }
 }
 
 impl Drop for PinnedMemory {
@@ -303,6 +466,50 @@ mod tests {
             decode_pagemap(present | (0xff << 55) | 1, 0, page).unwrap(),
             4096
         );
+    }
+
+    #[test]
+    fn physical_runs_join_consecutive_frames() {
+        let p = 4096;
+        assert_eq!(contiguous_runs(&[], p), []);
+        assert_eq!(
+            contiguous_runs(&[0x1000, 0x2000, 0x3000, 0x9000, 0x8000, 0x9000], p),
+            [(0, 3), (3, 1), (4, 2)]
+        );
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap/mlock are foreign calls")]
+    fn pinned_memory_is_described_by_its_virtual_address() {
+        let Ok(mut m) = PinnedMemory::new(3 * page_size()) else {
+            return; // RLIMIT_MEMLOCK too small on this machine
+        };
+        let vaddr = m.vaddr();
+        let mut pages = m.host_pages();
+        assert_eq!(pages.phys_addr(), None);
+        assert_eq!(pages.len(), 3 * page_size() as u64);
+        let seg = pages.dma_range(0x200, 0x1000).unwrap();
+        assert!(!seg.phys_known());
+        assert_eq!(seg.vaddr() as u64, vaddr + 0x200);
+        // Without CAP_SYS_ADMIN pagemap hides frames: a typed error.
+        // SAFETY: nothing is mapped for a device in this test.
+        match unsafe { m.host_pages_phys() } {
+            Ok(runs) => {
+                let total: u64 = runs.iter().map(HostPages::len).sum();
+                assert_eq!(total, 3 * page_size() as u64);
+                assert!(runs.iter().all(|r| r.phys_addr().is_some()));
+            }
+            Err(e) => assert!(matches!(e.kind(), VfioErrorKind::NoPhysAddr { .. }), "{e}"),
+        }
+        let mut one = PinnedMemory::new(page_size()).unwrap();
+        // SAFETY: as above.
+        match unsafe { one.record_phys() } {
+            Ok(p) => assert_eq!(one.host_pages().phys_addr(), Some(p)),
+            Err(e) => {
+                assert!(matches!(e.kind(), VfioErrorKind::NoPhysAddr { .. }), "{e}");
+                assert_eq!(one.host_pages().phys_addr(), None);
+            }
+        }
     }
 
     #[test]

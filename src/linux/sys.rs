@@ -32,6 +32,7 @@ impl Ioctl {
             Self::DeviceGetInfo => io(VFIO_TYPE, VFIO_BASE + 7),
             Self::DeviceGetRegionInfo => io(VFIO_TYPE, VFIO_BASE + 8),
             Self::DeviceReset => io(VFIO_TYPE, VFIO_BASE + 11),
+            Self::IommuGetInfo => io(VFIO_TYPE, VFIO_BASE + 12),
             Self::IommuMapDma => io(VFIO_TYPE, VFIO_BASE + 13),
             Self::IommuUnmapDma => io(VFIO_TYPE, VFIO_BASE + 14),
             Self::DeviceBindIommufd => io(VFIO_TYPE, VFIO_BASE + 18),
@@ -55,6 +56,10 @@ pub(crate) const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
 pub(crate) const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
 pub(crate) const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
 pub(crate) const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+pub(crate) const VFIO_IOMMU_INFO_PGSIZES: u32 = 1 << 0;
+pub(crate) const VFIO_IOMMU_INFO_CAPS: u32 = 1 << 1;
+pub(crate) const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: u16 = 1;
+pub(crate) const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: u16 = 3;
 pub(crate) const VFIO_DMA_MAP_FLAG_READ: u32 = 1 << 0;
 pub(crate) const VFIO_DMA_MAP_FLAG_WRITE: u32 = 1 << 1;
 /// `VFIO_PCI_CONFIG_REGION_INDEX`.
@@ -93,6 +98,19 @@ pub(crate) struct VfioRegionInfo {
     pub cap_offset: u32,
     pub size: u64,
     pub offset: u64,
+}
+
+/// `struct vfio_iommu_type1_info` (the fixed part; capabilities follow it in
+/// the caller's buffer, at `cap_offset`, each starting with a
+/// `struct vfio_info_cap_header { u16 id; u16 version; u32 next; }`).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct VfioIommuType1Info {
+    pub argsz: u32,
+    pub flags: u32,
+    pub iova_pgsizes: u64,
+    pub cap_offset: u32,
+    pub pad: u32,
 }
 
 /// `struct vfio_iommu_type1_dma_map`.
@@ -201,6 +219,7 @@ const _: () = {
     assert!(size_of::<VfioGroupStatus>() == 8);
     assert!(size_of::<VfioDeviceInfo>() == 24);
     assert!(size_of::<VfioRegionInfo>() == 32);
+    assert!(size_of::<VfioIommuType1Info>() == 24);
     assert!(size_of::<VfioIommuType1DmaMap>() == 32);
     assert!(size_of::<VfioIommuType1DmaUnmap>() == 24);
     assert!(size_of::<VfioDeviceBindIommufd>() == 16);
@@ -231,6 +250,32 @@ pub(crate) unsafe fn ioctl_ptr<T>(fd: BorrowedFd<'_>, req: Ioctl, arg: &mut T) -
     // SAFETY: the fd is open (borrowed); the caller guarantees that `T` is what
     // the kernel reads and writes for `req`; `p` is valid for size_of::<T>() bytes.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), req.request() as libc::Ioctl, p) };
+    if r < 0 {
+        Err(VfioError::last_os(VfioCall::Ioctl(req)))
+    } else {
+        Ok(r)
+    }
+}
+
+/// An ioctl whose argument is a buffer the kernel reads and writes, whose
+/// first bytes are the argument struct (with its `argsz` set to at most the
+/// buffer's size) and the rest room for what the kernel appends
+/// (capabilities); returns the non-negative result.
+///
+/// # Safety
+///
+/// The buffer must start with the argument struct the kernel expects for `req`
+/// on the file behind `fd`, its `argsz` no larger than the buffer.
+pub(crate) unsafe fn ioctl_buf(fd: BorrowedFd<'_>, req: Ioctl, buf: &mut [u64]) -> Result<i32> {
+    // SAFETY: the fd is open (borrowed); the caller guarantees the layout and
+    // that the kernel touches at most `argsz <= buf.len() * 8` bytes of it.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            req.request() as libc::Ioctl,
+            buf.as_mut_ptr(),
+        )
+    };
     if r < 0 {
         Err(VfioError::last_os(VfioCall::Ioctl(req)))
     } else {
@@ -274,6 +319,7 @@ mod tests {
             (Ioctl::DeviceGetInfo, 0x3b6b),
             (Ioctl::DeviceGetRegionInfo, 0x3b6c),
             (Ioctl::DeviceReset, 0x3b6f),
+            (Ioctl::IommuGetInfo, 0x3b70),
             (Ioctl::IommuMapDma, 0x3b71),
             (Ioctl::IommuUnmapDma, 0x3b72),
             (Ioctl::DeviceBindIommufd, 0x3b76),

@@ -59,7 +59,7 @@ where
             Step::Bus { raw, len } => RawSeg::wire(raw, len, Via::BusAddr),
             Step::OwnBar { bar, offset, len } => RawSeg::own_bar(bar, offset, len),
             // The plan refused such requests.
-            Step::Foreign | Step::NoCpuMapping => continue,
+            Step::Foreign | Step::NoCpuMapping | Step::NoPhysAddr => continue,
         };
         if run_len != 0 {
             slots[n - 1].raw_mut().len = run_len;

@@ -283,10 +283,10 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
         (pages.as_ptr(), pages.len() as usize)
     }
 
-    /// Physical address of the buffer's first byte.
+    /// Physical address of the buffer's first byte, if known.
     #[cfg(feature = "alloc")]
-    pub(super) fn phys(&mut self) -> crate::addr::PhysAddr {
-        self.buf.pages().phys()
+    pub(super) fn phys(&mut self) -> Option<crate::addr::PhysAddr> {
+        self.buf.pages().phys_addr()
     }
 
     /// The segments, for the crate's own owners (a pool).

@@ -6,7 +6,7 @@ use crate::backend::AddrKind;
 use crate::brand::Brand;
 use crate::error::MapError;
 use crate::iommu::LinkCursor;
-use crate::route::{Route, SameDevice, ViaBusAddr};
+use crate::route::{Route, SameDevice, ViaBusAddr, ViaHostBridge};
 use crate::vec::{HostSeg, P2pSeg};
 
 use super::translation::Translation;
@@ -35,25 +35,33 @@ pub(super) enum Step {
     /// P2P memory the backend cannot reach: it maps process virtual
     /// addresses, and the provider's BAR is not mapped into the process.
     NoCpuMapping,
+    /// Host memory whose physical address is unknown, for a mapper that
+    /// needs it.
+    NoPhysAddr,
 }
 
 /// The host segment behind a step, for cache maintenance; `None` for P2P.
 pub(super) type Src<'a> = Option<&'a HostSeg<'a>>;
 
 /// Host memory: linked at the address the backend maps when the device
-/// has an IOMMU, used at its physical address otherwise.
+/// has an IOMMU, used at its physical address otherwise. Granule coverage
+/// is counted in the addresses the backend maps.
 #[inline(always)]
 pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
+    let needs_phys = !T::IOMMU || matches!(T::MAPS, AddrKind::Phys);
+    if needs_phys && !s.phys_known() {
+        return Step::NoPhysAddr;
+    }
     if T::IOMMU {
-        let addr = match T::MAPS {
-            AddrKind::Phys => s.phys().as_u64(),
-            AddrKind::Virt => s.vaddr() as u64,
+        let (addr, covers) = match T::MAPS {
+            AddrKind::Phys => (s.phys().as_u64(), s.covers_granules()),
+            AddrKind::Virt => (s.vaddr() as u64, s.covers_granules_virt()),
         };
         Step::Link {
             addr,
             len: s.len(),
             mmio: false,
-            covers: s.covers_granules(),
+            covers,
         }
     } else {
         Step::Direct {
@@ -64,9 +72,16 @@ pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
 }
 
 /// P2P memory through the host bridge: like MMIO. Through the IOMMU its
-/// granules must lie inside its allocation, as host memory's must.
+/// granules must lie inside its allocation, as host memory's must. A
+/// backend that maps process virtual addresses gets the address where the
+/// process sees the provider's BAR
+/// ([`Provider::set_cpu_mapping`](crate::provider::Provider::set_cpu_mapping)),
+/// page-aligned like the BAR, so granule coverage is the same in both.
 #[inline(always)]
-pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) -> Step {
+pub(super) fn host_bridge_step<T: Translation, PB: Brand, K: Brand>(
+    r: &Route<'_, PB, K, ViaHostBridge>,
+    s: &P2pSeg<'_, PB>,
+) -> Step {
     match (T::IOMMU, T::MAPS) {
         (false, _) => Step::Direct {
             phys: s.phys(),
@@ -78,7 +93,15 @@ pub(super) fn host_bridge_step<T: Translation, PB: Brand>(s: &P2pSeg<'_, PB>) ->
             mmio: true,
             covers: p2p_covers(s),
         },
-        (true, AddrKind::Virt) => Step::NoCpuMapping,
+        (true, AddrKind::Virt) => match r.cpu_vaddr(s) {
+            Some(vaddr) => Step::Link {
+                addr: vaddr as u64,
+                len: s.len(),
+                mmio: true,
+                covers: p2p_covers(s),
+            },
+            None => Step::NoCpuMapping,
+        },
     }
 }
 
@@ -139,6 +162,7 @@ pub(super) fn plan<'a>(
             Step::OwnBar { offset, len, .. } => (offset, len),
             Step::Foreign => return Err(MapError::ForeignProvider { index }),
             Step::NoCpuMapping => return Err(MapError::NoCpuMapping { index }),
+            Step::NoPhysAddr => return Err(MapError::NoPhysAddr { index }),
         };
         if len == 0 {
             return Err(MapError::EmptySegment { index });

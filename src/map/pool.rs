@@ -136,7 +136,7 @@ pub struct RegisteredPool<
 > {
     map: MappedBuf<'q, K, Bidirectional, Buf, T, C>,
     base: Base,
-    phys: PhysAddr,
+    phys: Option<PhysAddr>,
     slot_size: usize,
     slots: Slots,
 }
@@ -266,7 +266,7 @@ impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
             index,
             ptr,
             len: self.slot_size,
-            phys: self.phys + offset,
+            phys: self.phys.map(|p| p + offset),
             raw,
             device: self.map.device(),
             _state: PhantomData,
@@ -350,7 +350,7 @@ pub struct PoolSlot<
     index: usize,
     ptr: NonNull<u8>,
     len: usize,
-    phys: PhysAddr,
+    phys: Option<PhysAddr>,
     raw: RawSeg,
     device: DeviceId,
     _state: StateOf<K, D, O>,
@@ -376,6 +376,7 @@ impl<'p, K: Brand, D: Direction, C: CacheMaintenance, O: Owner> PoolSlot<'p, K, 
             self.phys,
             self.ptr.as_ptr() as usize,
             self.len as u64,
+            false,
             false,
         )
     }

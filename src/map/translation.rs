@@ -45,6 +45,16 @@ pub trait LeaseLink {
 }
 
 /// How a mapper's device reaches memory. Sealed: [`Direct`] or [`Iommu`].
+/// Nameable so that a driver can be generic over its mapper (one code path
+/// for a VFIO backend and for no-IOMMU mode); its items are the crate's.
+///
+/// ```
+/// use dmaspace::map::{Mapper, Translation};
+/// use dmaspace::Brand;
+/// fn device_of<K: Brand, T: Translation>(m: &Mapper<'_, K, T>) -> dmaspace::DeviceId {
+///     m.device().id()
+/// }
+/// ```
 pub trait Translation: Sealed {
     /// The reserved run of an IOMMU mapping.
     #[doc(hidden)]

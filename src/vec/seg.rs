@@ -10,9 +10,19 @@ use crate::addr::PhysAddr;
 use crate::brand::Brand;
 use crate::id::ProviderId;
 
-/// Bit of [`HostSeg`]'s length word: the segment's IOMMU granules lie inside
-/// its buffer. Lengths come from slices, so bit 63 is free.
+/// Bit of [`HostSeg`]'s length word: the segment's IOMMU granules, counted
+/// in physical addresses, lie inside its buffer. Lengths come from buffers
+/// shorter than 2^61 bytes (checked where they are made), so bits 61-63 are
+/// free.
 const COVERS: u64 = 1 << 63;
+/// Bit of the length word: the same, counted in process virtual addresses
+/// (what a VFIO or iommufd backend maps).
+const COVERS_VIRT: u64 = 1 << 62;
+/// Bit of the length word: the physical address is unknown
+/// ([`HostPages::from_virt`](crate::host::HostPages::from_virt)).
+const NO_PHYS: u64 = 1 << 61;
+/// The flag bits of the length word.
+const FLAGS: u64 = COVERS | COVERS_VIRT | NO_PHYS;
 
 /// A physically contiguous range of host RAM handed to the device side.
 /// Made by [`crate::host::HostPages::dma`]; while it (or a mapping of it)
@@ -27,14 +37,25 @@ pub struct HostSeg<'m> {
 }
 
 impl HostSeg<'_> {
-    /// `covers`: every IOMMU granule the range touches lies inside the
-    /// buffer it was cut from.
-    pub(crate) fn new(phys: PhysAddr, vaddr: usize, len: u64, covers: bool) -> Self {
-        debug_assert!(len & COVERS == 0, "slice lengths stay below 2^63");
+    /// `phys`: the physical address, `None` if unknown. `covers` /
+    /// `covers_virt`: every IOMMU granule the range touches, in physical /
+    /// virtual addresses, lies inside the buffer it was cut from.
+    pub(crate) fn new(
+        phys: Option<PhysAddr>,
+        vaddr: usize,
+        len: u64,
+        covers: bool,
+        covers_virt: bool,
+    ) -> Self {
+        debug_assert!(len & FLAGS == 0, "buffer lengths stay below 2^61");
+        let flag = |on: bool, bit: u64| if on { bit } else { 0 };
         Self {
-            phys,
+            phys: phys.unwrap_or(PhysAddr::new(0)),
             vaddr,
-            len: len | if covers { COVERS } else { 0 },
+            len: len
+                | flag(covers && phys.is_some(), COVERS)
+                | flag(covers_virt, COVERS_VIRT)
+                | flag(phys.is_none(), NO_PHYS),
             _mem: PhantomData,
         }
     }
@@ -47,7 +68,11 @@ impl HostSeg<'_> {
         self.vaddr
     }
 
-    /// Physical address of the first byte.
+    /// Physical address of the first byte. For memory described by its
+    /// virtual address only ([`HostPages::from_virt`](crate::host::HostPages::from_virt))
+    /// it is unknown: then this is `PhysAddr(0)`, [`phys_known`](Self::phys_known)
+    /// is false, and mappers that need it refuse the segment
+    /// ([`MapError::NoPhysAddr`](crate::error::MapError::NoPhysAddr)).
     ///
     /// ```
     /// # let mut b = [0u8; 8];
@@ -62,6 +87,25 @@ impl HostSeg<'_> {
         self.phys
     }
 
+    /// Whether [`phys`](Self::phys) is the segment's physical address
+    /// (false for memory described by its virtual address only).
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
+    /// assert!(p.dma().phys_known());
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// # let mut v = unsafe { dmaspace::host::HostPages::from_virt(&mut b) }?;
+    /// assert!(!v.dma().phys_known());
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[inline(always)]
+    #[must_use]
+    pub fn phys_known(&self) -> bool {
+        self.len & NO_PHYS == 0
+    }
+
     /// Length in bytes.
     ///
     /// ```
@@ -74,7 +118,7 @@ impl HostSeg<'_> {
     #[inline(always)]
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.len & !COVERS
+        self.len & !FLAGS
     }
 
     /// Whether the segment is empty (mappers refuse empty segments).
@@ -92,7 +136,8 @@ impl HostSeg<'_> {
     }
 
     /// Whether every IOMMU granule the segment touches belongs to the buffer
-    /// it was cut from (so an IOMMU may map those granules whole).
+    /// it was cut from (so an IOMMU may map those granules whole), counted
+    /// in physical addresses (false when the physical address is unknown).
     ///
     /// ```
     /// # let mut b = [0u8; 8];
@@ -106,6 +151,13 @@ impl HostSeg<'_> {
     pub fn covers_granules(&self) -> bool {
         self.len & COVERS != 0
     }
+
+    /// [`covers_granules`](Self::covers_granules) counted in process
+    /// virtual addresses: what a backend that maps virtual addresses needs.
+    #[inline(always)]
+    pub(crate) fn covers_granules_virt(&self) -> bool {
+        self.len & COVERS_VIRT != 0
+    }
 }
 
 impl Clone for HostSeg<'_> {
@@ -116,7 +168,11 @@ impl Clone for HostSeg<'_> {
 impl Copy for HostSeg<'_> {}
 impl fmt::Debug for HostSeg<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HostSeg({:?} + {:#x})", self.phys, self.len())
+        if self.phys_known() {
+            write!(f, "HostSeg({:?} + {:#x})", self.phys, self.len())
+        } else {
+            write!(f, "HostSeg(vaddr {:#x} + {:#x})", self.vaddr, self.len())
+        }
     }
 }
 

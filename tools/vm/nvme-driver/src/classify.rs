@@ -1,42 +1,25 @@
-//! Which route a peer-to-peer transfer takes: dmaspace's classification of the
-//! pair from the guest's own sysfs (`dmaspace::topology`), checked against the
-//! guest kernel's answer (`pci_p2pdma_distance`, from the oracle module's
-//! `/proc/p2p_oracle`). The only use of the crate's topology API in the driver.
+//! The machine as dmaspace sees it (`Machine::from_sysfs`: the guest's own
+//! sysfs, classified with Linux 6.12's allowlist), and the guest kernel's
+//! own answer for a pair (`pci_p2pdma_distance`, from the oracle module's
+//! `/proc/p2p_oracle`) to check the crate's classification against.
 
-use std::path::Path;
-
+use dmaspace::Bdf;
 use dmaspace::linux::PciAddress;
-use dmaspace::topology::{Bdf, MapType, Policy, sysfs};
+use dmaspace::machine::Machine;
+use dmaspace::topology::Policy;
 
-/// The crate's verdict for one (provider, client) pair, and the kernel's distance.
-#[derive(Clone, Debug)]
-pub struct Route {
-    /// The crate's map type.
-    pub map_type: MapType,
-    /// What the crate says `pci_p2pdma_distance` returns (-1: not supported).
-    pub crate_distance: i32,
-    /// What the guest kernel's `pci_p2pdma_distance` returned, if the oracle module ran.
-    pub kernel_distance: Option<i32>,
-}
-
-fn bdf(a: PciAddress) -> Result<Bdf, String> {
+/// The crate's address of a function.
+pub fn bdf(a: PciAddress) -> Result<Bdf, String> {
     a.to_string()
         .parse::<Bdf>()
         .map_err(|e| format!("{a}: {e:?}"))
 }
 
-/// Classifies `provider` → `client` from the live sysfs (Linux 6.12's
-/// allowlist, the guest's CPU) and reads the kernel's distance for the same pair.
-pub fn classify(provider: PciAddress, client: PciAddress) -> Result<Route, String> {
-    let topo = sysfs::load(Path::new("/")).map_err(|e| format!("sysfs: {e}"))?;
-    let v = topo
-        .verdict(bdf(provider)?, bdf(client)?, &Policy::linux_6_12())
-        .map_err(|e| format!("classify {provider} -> {client}: {e}"))?;
-    Ok(Route {
-        map_type: v.map_type,
-        crate_distance: v.kernel_distance(),
-        kernel_distance: kernel_distance(provider, client),
-    })
+/// This guest, from its sysfs: the only machine routes are classified on.
+pub fn machine() -> Result<Machine, String> {
+    Ok(Machine::from_sysfs()
+        .map_err(|e| format!("sysfs: {e}"))?
+        .with_policy(Policy::linux_6_12()))
 }
 
 /// `pci_p2pdma_distance(provider, client)` as the oracle module recorded it:

@@ -10,8 +10,9 @@
 //! nvme-e2e identify BDF           bring the controller up and print what it says
 //! ```
 //!
-//! Every address the driver gives the controller passes through one function,
-//! [`seam::device_addr`]; see that module.
+//! Every address the driver gives a controller is a [`seam::DevAddr`], made
+//! from dmaspace's typed mappings (VFIO type1 / iommufd backends, or no-IOMMU
+//! mode) and routes classified from the guest's sysfs; see that module.
 
 mod classify;
 mod dma;
@@ -76,13 +77,13 @@ fn open(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
         .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
-    let (dma, devs) = scenarios::open_vfio(&[a])?;
-    let info = devs[0].info().map_err(|e| e.to_string())?;
+    let o = dma::open_vfio(&[a])?;
+    let info = o.devices[0].info().map_err(|e| e.to_string())?;
     Ok(format!(
         "ok {a}: {} regions, reset {}, backend {}",
         info.num_regions,
         info.can_reset(),
-        dma.backend().name()
+        o.backend.name()
     ))
 }
 
@@ -90,17 +91,24 @@ fn identify(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
         .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
-    let (dma, mut devs) = scenarios::open_vfio(&[a])?;
-    let c = nvme::Controller::init(devs.remove(0), dma).map_err(|e| e.to_string())?;
-    let ns = c.namespace().map_err(|e| e.to_string())?;
-    Ok(format!(
-        "{a}: {} / {}: namespace 1 {} blocks of {} bytes, MDTS {:?}",
-        c.model,
-        c.serial,
-        ns.blocks,
-        ns.lba_size,
-        c.mdts_bytes()
-    ))
+    let o = dma::open_vfio(&[a])?;
+    let machine = classify::machine()?;
+    let dev = machine
+        .device::<dma::Nvme>(classify::bdf(a)?, nvme::base_limits())
+        .map_err(|e| e.to_string())?;
+    with_mapper!(&o.backend, &dev, |m| {
+        let c = nvme::Controller::init(&o.devices[0], &m, o.backend.mode(), false)
+            .map_err(|e| e.to_string())?;
+        let ns = c.namespace().map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{a}: {} / {}: namespace 1 {} blocks of {} bytes, MDTS {:?}",
+            c.model,
+            c.serial,
+            ns.blocks,
+            ns.lba_size,
+            c.mdts_bytes()
+        ))
+    })
 }
 
 fn main() -> ExitCode {

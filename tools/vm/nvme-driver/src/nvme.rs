@@ -1,21 +1,36 @@
-//! A small NVMe controller driver: reset, admin queue, Identify, one I/O queue
-//! pair, Read/Write with PRPs (lists chained over several pages), and the
-//! Controller Memory Buffer (discovery, and enabling through CMBMSC).
+//! A small NVMe controller driver on dmaspace's types: reset, admin queue,
+//! Identify, one I/O queue pair, Read/Write with PRPs (lists chained over
+//! several pages), and the Controller Memory Buffer (discovery, and enabling
+//! through CMBMSC).
 //!
-//! Polled, one command in flight at a time: a command's buffers are borrowed
-//! for the call, and the call returns only after the completion (or after the
-//! controller has been disabled on a timeout), so no buffer can go away while
-//! the device may still use it.
+//! Memory the controller reaches comes from one mapper of the controller's
+//! device (`Mapper<Nvme, T>`): the queues and PRP list pages are coherent
+//! mappings made once (`Mapper::map_coherent`), data is mapped per transfer
+//! (`map_host` for host buffers, `map_bvec` with a classified route for P2P
+//! memory) and unmapped when the call returns. Every address written into a
+//! command or register is a [`DevAddr`] from [`seam`].
+//!
+//! Polled, one command in flight at a time: a transfer's mapping lives for
+//! the call that submits it, which returns only after the completion (or
+//! after the controller has been disabled on a timeout), so no mapping goes
+//! away while the device may still use it.
 
 use std::fmt;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use dmaspace::linux::{MappedBar, PciAddress, VfioDevice, VfioError as SysError, page_size};
+use dmaspace::dir::{Direction, FromDevice, ToDevice};
+use dmaspace::error::{MapBufError, MapError};
+use dmaspace::limits::DmaLimits;
+use dmaspace::linux::{
+    MappedBar, PciAddress, PinnedMemory, VfioDevice, VfioError as SysError, page_size,
+};
+use dmaspace::map::{Coherent, Mapper, Translation};
+use dmaspace::route::P2pRoute;
+use dmaspace::vec::{DmaSeg, P2pSeg, SegBuf, SegOf, Via};
 
-use crate::dma::{Dma, DmaError, HostBuf};
-use crate::prp::{self, PrpError};
-use crate::seam::{self, DevAddr, SeamError, Target};
+use crate::dma::{self, CmbMem, Mode, Nvme};
+use crate::prp::{self, ListEntry, Prp2, PrpError};
+use crate::seam::{self, CmbWindow, DevAddr, SeamError};
 
 // Controller registers (BAR0).
 const REG_CAP: usize = 0x00;
@@ -30,16 +45,17 @@ const REG_CMBMSC: usize = 0x50;
 const REG_CMBSTS: usize = 0x58;
 const DOORBELLS: usize = 0x1000;
 
+const PAGE: usize = 4096;
 const ADMIN_DEPTH: u16 = 32;
 const IO_DEPTH: u16 = 64;
 /// Most data pages (PRP entries) per command. QEMU 7.2's NVMe refuses a
 /// command whose PRPs map more than IOV_MAX (1024) pieces ("too many prp/sgl
-/// mappings", Internal Error), whatever MDTS says: an unaligned 4 MiB
-/// transfer spans 1025 pages, so it is split.
+/// mappings", Internal Error), whatever MDTS says: the device's `DmaLimits`
+/// carry it as a 4 MiB segment boundary, so no segment spans more.
 const MAX_PRP_ENTRIES: usize = 1024;
-/// PRP list pages per controller (one command at a time): 8 pages chain to
-/// 8 * 511 + 1 entries, about 16 MiB.
-const PRP_LIST_PAGES: usize = 8;
+/// PRP list pages per controller (one command at a time): 1024 entries need
+/// three (511 + chain, 511 + chain, 2).
+const PRP_LIST_PAGES: usize = 4;
 
 /// Admin and NVM command opcodes used here.
 mod op {
@@ -51,13 +67,31 @@ mod op {
     pub const READ: u8 = 0x02;
 }
 
+/// What an NVMe controller can take before Identify: 64-bit DMA, PRP1
+/// dword-aligned, and QEMU's 1024 pieces per command.
+pub fn base_limits() -> DmaLimits {
+    let window = (MAX_PRP_ENTRIES * PAGE) as u64;
+    DmaLimits::BITS_64
+        .alignment(4)
+        .segment_boundary(window - 1)
+        .max_segment_size(window)
+}
+
+/// [`base_limits`] with MDTS (bytes, from Identify Controller) as the
+/// largest segment: every segment the mapper hands out fits one command.
+pub fn limits(mdts_bytes: Option<usize>) -> DmaLimits {
+    let window = (MAX_PRP_ENTRIES * PAGE) as u64;
+    let max = mdts_bytes.map_or(window, |m| (m as u64).min(window));
+    base_limits().max_segment_size(max)
+}
+
 /// An error of the driver.
 #[derive(Debug)]
 pub enum NvmeError {
     /// VFIO, iommufd, memory.
     Sys(SysError),
-    /// The DMA domain.
-    Dma(DmaError),
+    /// A mapping was refused (dmaspace's typed error).
+    Map(MapError),
     /// The seam refused an address.
     Seam(SeamError),
     /// A PRP layout was impossible.
@@ -85,7 +119,7 @@ impl fmt::Display for NvmeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sys(e) => write!(f, "{e}"),
-            Self::Dma(e) => write!(f, "{e}"),
+            Self::Map(e) => write!(f, "mapping: {e}"),
             Self::Seam(e) => write!(f, "seam: {e}"),
             Self::Prp(s) => write!(f, "PRP: {s}"),
             Self::Timeout(s) => write!(f, "timeout: {s}"),
@@ -110,9 +144,14 @@ impl From<SysError> for NvmeError {
         Self::Sys(e)
     }
 }
-impl From<DmaError> for NvmeError {
-    fn from(e: DmaError) -> Self {
-        Self::Dma(e)
+impl From<MapError> for NvmeError {
+    fn from(e: MapError) -> Self {
+        Self::Map(e)
+    }
+}
+impl<B> From<MapBufError<B>> for NvmeError {
+    fn from(e: MapBufError<B>) -> Self {
+        Self::Map(e.error)
     }
 }
 impl From<SeamError> for NvmeError {
@@ -120,285 +159,55 @@ impl From<SeamError> for NvmeError {
         Self::Seam(e)
     }
 }
+impl From<String> for NvmeError {
+    fn from(e: String) -> Self {
+        Self::Protocol(e)
+    }
+}
 
 /// Result of the driver.
 pub type Result<T> = std::result::Result<T, NvmeError>;
 
-/// One submission/completion queue pair in host memory.
-struct QueuePair {
-    qid: u16,
-    depth: u16,
-    sq: HostBuf,
-    cq: HostBuf,
-    tail: u16,
-    head: u16,
-    phase: bool,
-    cid: u16,
-}
+/// Coherent memory of the controller: a ring, a PRP list page.
+pub type Ring<'m, E, T> = Coherent<'m, Nvme, E, PinnedMemory, T>;
 
-/// A 64-byte submission queue entry, built field by field; addresses only as [`DevAddr`].
-#[derive(Clone, Copy, Default)]
-struct Sqe {
-    opcode: u8,
-    nsid: u32,
-    prp1: Option<DevAddr>,
-    prp2: Option<DevAddr>,
-    cdw: [u32; 6], // cdw10..cdw15
-}
-
-impl Sqe {
-    fn bytes(&self, cid: u16) -> [u8; 64] {
-        let mut b = [0u8; 64];
-        let dw0 = u32::from(self.opcode) | (u32::from(cid) << 16);
-        b[0..4].copy_from_slice(&dw0.to_le_bytes());
-        b[4..8].copy_from_slice(&self.nsid.to_le_bytes());
-        b[24..32].copy_from_slice(&self.prp1.map_or(0, DevAddr::raw).to_le_bytes());
-        b[32..40].copy_from_slice(&self.prp2.map_or(0, DevAddr::raw).to_le_bytes());
-        for (i, d) in self.cdw.iter().enumerate() {
-            b[40 + 4 * i..44 + 4 * i].copy_from_slice(&d.to_le_bytes());
-        }
-        b
-    }
-}
-
-/// The namespace this driver reads and writes.
-#[derive(Clone, Copy, Debug)]
-pub struct Namespace {
-    /// Namespace id.
-    pub nsid: u32,
-    /// Bytes per logical block.
-    pub lba_size: usize,
-    /// Logical blocks.
-    pub blocks: u64,
-}
-
-/// A controller's own Controller Memory Buffer, enabled.
-#[derive(Debug)]
-pub struct Cmb {
-    owner: PciAddress,
-    base: u64,
-    bar_offset: usize,
-    len: usize,
-    bar: MappedBar,
-    /// CMBLOC and CMBSZ as the previous driver left them.
-    pub regs_left: (u32, u32),
-    /// CMBLOC and CMBSZ with CMBMSC.CRE = 0 (QEMU 7.2: both 0 until CRE is set).
-    pub regs_before: (u32, u32),
-    /// CMBLOC and CMBSZ after.
-    pub regs_after: (u32, u32),
-}
-
-impl Cmb {
-    /// The controller it belongs to.
-    pub fn owner(&self) -> PciAddress {
-        self.owner
-    }
-
-    /// The controller memory space address of the CMB's first byte (CMBMSC.CBA
-    /// plus CMBLOC.OFST): what the controller recognises as its own memory.
-    pub fn controller_base(&self) -> u64 {
-        self.base
-    }
-
-    /// Size in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The CPU's view (BAR2 mapped into this process).
-    pub fn bar(&self) -> &MappedBar {
-        &self.bar
-    }
-
-    /// Where the CMB starts inside BAR2 (CMBLOC.OFST).
-    pub fn bar_offset(&self) -> usize {
-        self.bar_offset
-    }
-
-    /// The CPU reads CMB bytes at `offset` (through the BAR mapping).
-    pub fn cpu_read(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
-        if offset.checked_add(dst.len()).is_none_or(|e| e > self.len) {
-            return Err(NvmeError::Protocol(format!(
-                "CMB read {offset:#x}+{:#x} past {:#x}",
-                dst.len(),
-                self.len
-            )));
-        }
-        Ok(self.bar.read_bytes(self.bar_offset + offset, dst)?)
-    }
-
-    /// The CPU writes CMB bytes at `offset` (through the BAR mapping).
-    pub fn cpu_write(&self, offset: usize, src: &[u8]) -> Result<()> {
-        if offset.checked_add(src.len()).is_none_or(|e| e > self.len) {
-            return Err(NvmeError::Protocol(format!(
-                "CMB write {offset:#x}+{:#x} past {:#x}",
-                src.len(),
-                self.len
-            )));
-        }
-        // SAFETY: the range is inside the CMB (checked), which is data memory of
-        // the controller: writing it starts no DMA.
-        unsafe { self.bar.write_bytes(self.bar_offset + offset, src) }?;
-        Ok(())
-    }
-}
-
-/// A controller, driven through VFIO.
-pub struct Controller {
-    addr: PciAddress,
-    dev: VfioDevice,
+/// The controller's registers and its clock.
+struct Regs {
     bar0: MappedBar,
-    dma: Rc<Dma>,
     dstrd: usize,
     timeout: Duration,
-    admin: QueuePair,
-    io: Option<QueuePair>,
-    prp_lists: HostBuf,
-    ns: Option<Namespace>,
-    mdts_bytes: Option<usize>,
     io_submitted: u64,
-    cmb: Option<Rc<Cmb>>,
-    /// Model number from Identify Controller.
-    pub model: String,
-    /// Serial number from Identify Controller.
-    pub serial: String,
 }
 
-fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-fn le64(b: &[u8], off: usize) -> u64 {
-    u64::from(le32(b, off)) | (u64::from(le32(b, off + 4)) << 32)
-}
-
-impl Controller {
-    /// Resets and enables the controller `dev` in DMA domain `dma`, creates the
-    /// admin queue, identifies controller and namespace 1, creates one I/O queue
-    /// pair. `dev` must be open (group or cdev) and attached to `dma`.
-    pub fn init(dev: VfioDevice, dma: Rc<Dma>) -> Result<Self> {
-        // Start from a clean function (FLR where offered): whatever the previous
-        // driver left enabled (queues, the CMB) is gone.
-        if dev.info()?.can_reset() {
-            dev.reset()?;
-        }
-        dev.enable_bus_master()?;
-        let bar0 = dev.map_bar(0)?;
-        let cap = u64::from(bar0.read32(REG_CAP)?) | (u64::from(bar0.read32(REG_CAP + 4)?) << 32);
-        let dstrd = 4usize << ((cap >> 32) & 0xf);
-        let to = Duration::from_millis(500 * ((cap >> 24) & 0xff).max(1)) + Duration::from_secs(5);
-        let mpsmin = 12 + ((cap >> 48) & 0xf);
-        if mpsmin != 12 || page_size() != 4096 {
-            return Err(NvmeError::Protocol(format!(
-                "controller minimum page size 2^{mpsmin}, host page {}: only 4 KiB is supported",
-                page_size()
-            )));
-        }
-        let admin = QueuePair {
-            qid: 0,
-            depth: ADMIN_DEPTH,
-            sq: dma.alloc(usize::from(ADMIN_DEPTH) * 64)?,
-            cq: dma.alloc(usize::from(ADMIN_DEPTH) * 16)?,
-            tail: 0,
-            head: 0,
-            phase: true,
-            cid: 0,
-        };
-        let prp_lists = dma.alloc(PRP_LIST_PAGES * page_size())?;
-        let mut c = Self {
-            addr: dev.address(),
-            dev,
-            bar0,
-            dma,
-            dstrd,
-            timeout: to,
-            admin,
-            io: None,
-            prp_lists,
-            ns: None,
-            mdts_bytes: None,
-            io_submitted: 0,
-            cmb: None,
-            model: String::new(),
-            serial: String::new(),
-        };
-        c.disable()?;
-        let asq = c.addr_of(Target::Host(&c.admin.sq, 0))?;
-        let acq = c.addr_of(Target::Host(&c.admin.cq, 0))?;
-        let aqa = (u32::from(ADMIN_DEPTH - 1) << 16) | u32::from(ADMIN_DEPTH - 1);
-        c.write_reg(REG_AQA, aqa)?;
-        c.write_reg64(REG_ASQ, asq)?;
-        c.write_reg64(REG_ACQ, acq)?;
-        // EN, CSS=NVM, MPS=4 KiB, AMS=RR, IOSQES=6 (64 B), IOCQES=4 (16 B).
-        c.write_reg(REG_CC, 1 | (6 << 16) | (4 << 20))?;
-        c.wait_ready(true)?;
-        c.identify()?;
-        c.create_io_queues()?;
-        Ok(c)
-    }
-
-    /// The function's address.
-    pub fn address(&self) -> PciAddress {
-        self.addr
-    }
-
-    /// The VFIO device.
-    pub fn device(&self) -> &VfioDevice {
-        &self.dev
-    }
-
-    /// The DMA domain.
-    pub fn dma(&self) -> &Rc<Dma> {
-        &self.dma
-    }
-
-    /// Namespace 1.
-    pub fn namespace(&self) -> Result<Namespace> {
-        self.ns
-            .ok_or_else(|| NvmeError::Protocol("no namespace 1".into()))
-    }
-
-    /// Largest transfer per command, if the controller limits it (MDTS).
-    pub fn mdts_bytes(&self) -> Option<usize> {
-        self.mdts_bytes
-    }
-
-    /// I/O commands submitted so far (to show that a refusal issued none).
-    pub fn io_submitted(&self) -> u64 {
-        self.io_submitted
-    }
-
-    /// The seam, for this controller.
-    pub fn addr_of(&self, t: Target<'_>) -> std::result::Result<DevAddr, SeamError> {
-        seam::device_addr(self.dma.id(), self.addr, t)
-    }
-
+impl Regs {
     /// The one register write of the driver.
-    fn write_reg(&self, off: usize, v: u32) -> Result<()> {
+    fn write(&self, off: usize, v: u32) -> Result<()> {
         // SAFETY: a register write can start DMA (CC.EN, doorbells, CMBMSC).
         // Every address this controller can use was written by this driver as
-        // a `DevAddr`, which only the seam makes (or `DevAddr::assume_valid`,
-        // whose caller answers for it): host buffers mapped in this controller's
-        // domain, peer windows mapped or classified for it, its own CMB. The
-        // queues and PRP lists live as long as `self`; a command's data buffers
-        // are borrowed by the call that submits it, which returns only after the
+        // a `DevAddr`, which comes from a live mapping of dmaspace for this
+        // controller's device (or from `DevAddr::assume_valid`, whose caller
+        // answers for it): its rings and PRP pages are coherent mappings that
+        // live as long as the controller value, which disables the controller
+        // before they are unmapped (drop); a transfer's data mapping lives for
+        // the call that submits the command, which returns only after the
         // completion, or after disabling the controller on a timeout.
         unsafe { self.bar0.write32(off, v) }?;
         Ok(())
     }
 
-    fn write_reg64(&self, off: usize, a: DevAddr) -> Result<()> {
-        self.write_reg(off, a.raw() as u32)?;
-        self.write_reg(off + 4, (a.raw() >> 32) as u32)
+    fn write64(&self, off: usize, a: DevAddr<'_>) -> Result<()> {
+        self.write(off, a.raw() as u32)?;
+        self.write(off + 4, (a.raw() >> 32) as u32)
     }
 
-    fn csts(&self) -> Result<u32> {
-        Ok(self.bar0.read32(REG_CSTS)?)
+    fn read(&self, off: usize) -> Result<u32> {
+        Ok(self.bar0.read32(off)?)
     }
 
     fn wait_ready(&self, ready: bool) -> Result<()> {
         let start = Instant::now();
         loop {
-            let s = self.csts()?;
+            let s = self.read(REG_CSTS)?;
             if s & 2 != 0 && ready {
                 return Err(NvmeError::Fatal);
             }
@@ -416,10 +225,10 @@ impl Controller {
     }
 
     /// Clears CC.EN and waits for CSTS.RDY = 0: the controller stops all DMA.
-    pub fn disable(&self) -> Result<()> {
-        let cc = self.bar0.read32(REG_CC)?;
+    fn disable(&self) -> Result<()> {
+        let cc = self.read(REG_CC)?;
         if cc & 1 != 0 {
-            self.write_reg(REG_CC, cc & !1)?;
+            self.write(REG_CC, cc & !1)?;
         }
         self.wait_ready(false)
     }
@@ -427,11 +236,383 @@ impl Controller {
     fn doorbell(&self, qid: u16, completion: bool) -> usize {
         DOORBELLS + (2 * usize::from(qid) + usize::from(completion)) * self.dstrd
     }
+}
 
-    /// Submits `cmd` on the admin queue (`admin`) or the I/O queue and waits for
-    /// its completion; returns the completion's dword 0.
-    fn submit(&mut self, admin: bool, cmd: Sqe) -> Result<u32> {
-        let timeout = self.timeout;
+/// One submission/completion queue pair in coherent memory.
+struct QueuePair<'m, T: Translation> {
+    qid: u16,
+    depth: u16,
+    sq: Ring<'m, [u8; 64], T>,
+    /// Completion entries as dwords (dword 3 holds the phase bit, read first).
+    cq: Ring<'m, u32, T>,
+    tail: u16,
+    head: u16,
+    phase: bool,
+    cid: u16,
+}
+
+/// A 64-byte submission queue entry; addresses only as [`DevAddr`].
+#[derive(Clone, Copy, Default)]
+struct Sqe<'a> {
+    opcode: u8,
+    nsid: u32,
+    prp1: Option<DevAddr<'a>>,
+    prp2: Option<DevAddr<'a>>,
+    cdw: [u32; 6], // cdw10..cdw15
+}
+
+impl Sqe<'_> {
+    fn bytes(&self, cid: u16) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        let dw0 = u32::from(self.opcode) | (u32::from(cid) << 16);
+        b[0..4].copy_from_slice(&dw0.to_le_bytes());
+        b[4..8].copy_from_slice(&self.nsid.to_le_bytes());
+        b[24..32].copy_from_slice(&self.prp1.map_or(0, DevAddr::raw).to_le_bytes());
+        b[32..40].copy_from_slice(&self.prp2.map_or(0, DevAddr::raw).to_le_bytes());
+        for (i, d) in self.cdw.iter().enumerate() {
+            b[40 + 4 * i..44 + 4 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        b
+    }
+}
+
+/// Submits `cmd` on `q` and waits for its completion; returns dword 0.
+fn submit<T: Translation>(
+    regs: &mut Regs,
+    q: &mut QueuePair<'_, T>,
+    admin: bool,
+    cmd: &Sqe<'_>,
+) -> Result<u32> {
+    let cid = q.cid;
+    q.cid = q.cid.wrapping_add(1);
+    q.sq.write(usize::from(q.tail), cmd.bytes(cid))?;
+    q.tail = (q.tail + 1) % q.depth;
+    if !admin {
+        regs.io_submitted += 1;
+    }
+    regs.write(regs.doorbell(q.qid, false), u32::from(q.tail))?;
+    let start = Instant::now();
+    loop {
+        let at = usize::from(q.head) * 4;
+        let dw3 = q.cq.read(at + 3)?;
+        if (dw3 >> 16) & 1 == u32::from(q.phase) {
+            let result = q.cq.read(at)?;
+            let got_cid = (dw3 & 0xffff) as u16;
+            let status = (dw3 >> 17) & 0x7fff;
+            q.head = (q.head + 1) % q.depth;
+            if q.head == 0 {
+                q.phase = !q.phase;
+            }
+            regs.write(regs.doorbell(q.qid, true), u32::from(q.head))?;
+            if got_cid != cid {
+                return Err(NvmeError::Protocol(format!(
+                    "completion for cid {got_cid}, expected {cid}"
+                )));
+            }
+            if status != 0 {
+                return Err(NvmeError::Status {
+                    opcode: cmd.opcode,
+                    admin,
+                    sct: ((status >> 8) & 0x7) as u8,
+                    sc: (status & 0xff) as u8,
+                });
+            }
+            return Ok(result);
+        }
+        if start.elapsed() > regs.timeout {
+            // Stop the controller before the caller's mappings can go away.
+            let _ = regs.disable();
+            return Err(NvmeError::Timeout(format!(
+                "command {:#04x} (cid {cid})",
+                cmd.opcode
+            )));
+        }
+        if regs.read(REG_CSTS)? & 2 != 0 {
+            return Err(NvmeError::Fatal);
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// The namespace this driver reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Namespace {
+    /// Namespace id.
+    pub nsid: u32,
+    /// Bytes per logical block.
+    pub lba_size: usize,
+    /// Logical blocks.
+    pub blocks: u64,
+}
+
+/// The CMB registers around enabling, for the report.
+#[derive(Clone, Copy, Debug)]
+pub struct CmbRegs {
+    /// CMBLOC and CMBSZ as the previous driver left them.
+    pub left: (u32, u32),
+    /// CMBLOC and CMBSZ with CMBMSC.CRE = 0 (QEMU 7.2: both 0 until CRE is set).
+    pub before: (u32, u32),
+    /// CMBLOC and CMBSZ after.
+    pub after: (u32, u32),
+    /// Where the controller now takes addresses as its CMB.
+    pub window: CmbWindow,
+}
+
+/// What a transfer took.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoStats {
+    /// Commands issued.
+    pub commands: usize,
+    /// Most PRP list pages one command used.
+    pub max_list_pages: usize,
+    /// Segments the mapper handed out.
+    pub segments: usize,
+    /// How the first segment reached its memory, and the first address
+    /// the controller was given.
+    pub first: Option<(Via, u64)>,
+}
+
+/// A controller, driven through VFIO, reaching memory through `mapper`.
+pub struct Controller<'m, 'd, T: Translation> {
+    addr: PciAddress,
+    mapper: &'m Mapper<'d, Nvme, T>,
+    mode: Mode,
+    regs: Regs,
+    admin: QueuePair<'m, T>,
+    io: Option<QueuePair<'m, T>>,
+    prp: Vec<Ring<'m, u64, T>>,
+    ns: Option<Namespace>,
+    mdts_bytes: Option<usize>,
+    cmb: Option<CmbWindow>,
+    /// Model number from Identify Controller.
+    pub model: String,
+    /// Serial number from Identify Controller.
+    pub serial: String,
+}
+
+fn le32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+fn le64(b: &[u8], off: usize) -> u64 {
+    u64::from(le32(b, off)) | (u64::from(le32(b, off + 4)) << 32)
+}
+
+/// Where transfer byte `x` lies in `segs`: (segment index, offset in it).
+fn locate<D: Direction>(segs: &[DmaSeg<Nvme, D>], x: u64) -> Option<(usize, u64)> {
+    let mut start = 0;
+    for (i, s) in segs.iter().enumerate() {
+        if x < start + s.len() {
+            return Some((i, x - start));
+        }
+        start += s.len();
+    }
+    None
+}
+
+/// Cuts a transfer over `segs` into commands `[s, e)`: each at most
+/// `max_bytes` and `max_pages` pages, a whole number of `block`s, and joining
+/// segments only where both sides are page-aligned (a PRP entry is one page
+/// run in device space).
+fn commands<D: Direction>(
+    segs: &[DmaSeg<Nvme, D>],
+    cmb: Option<&CmbWindow>,
+    block: u64,
+    max_bytes: u64,
+    max_pages: u64,
+) -> Result<Vec<(u64, u64)>> {
+    let len: u64 = segs.iter().map(DmaSeg::len).sum();
+    let at = |x: u64| -> Result<u64> {
+        let (i, o) = locate(segs, x).ok_or(NvmeError::Protocol(format!(
+            "offset {x:#x} past the transfer"
+        )))?;
+        Ok(seam::device_addr(cmb, &segs[i], o)?.raw())
+    };
+    let mut out = Vec::new();
+    let mut s = 0;
+    while s < len {
+        let lead = at(s)? % PAGE as u64;
+        let mut e = len
+            .min(s.saturating_add(max_bytes))
+            .min(s.saturating_add(max_pages * PAGE as u64 - lead));
+        // Segment boundaries inside: a join must be page-aligned on both sides.
+        let mut b = 0;
+        for seg in segs {
+            b += seg.len();
+            if b <= s {
+                continue;
+            }
+            if b >= e {
+                break;
+            }
+            if (at(b - 1)? + 1) % PAGE as u64 != 0 || at(b)? % PAGE as u64 != 0 {
+                e = b;
+                break;
+            }
+        }
+        let e2 = s + (e - s) / block * block;
+        if e2 == s {
+            return Err(NvmeError::Protocol(format!(
+                "the mapping cannot be cut into commands of whole {block}-byte blocks at {s:#x} (a segment boundary inside a block)"
+            )));
+        }
+        out.push((s, e2));
+        s = e2;
+    }
+    Ok(out)
+}
+
+impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
+    /// Resets and enables the controller `dev`, whose DMA goes through
+    /// `mapper` (a mapper of this controller's device, in the domain `dev` is
+    /// attached to), creates the admin queue in coherent memory, identifies
+    /// controller and namespace 1, and (with `io_queue`) creates one I/O
+    /// queue pair.
+    pub fn init(
+        dev: &'m VfioDevice,
+        mapper: &'m Mapper<'d, Nvme, T>,
+        mode: Mode,
+        io_queue: bool,
+    ) -> Result<Self> {
+        // Start from a clean function (FLR where offered): whatever the previous
+        // driver left enabled (queues, the CMB) is gone.
+        if dev.info()?.can_reset() {
+            dev.reset()?;
+        }
+        dev.enable_bus_master()?;
+        let bar0 = dev.map_bar(0)?;
+        let cap = u64::from(bar0.read32(REG_CAP)?) | (u64::from(bar0.read32(REG_CAP + 4)?) << 32);
+        let mpsmin = 12 + ((cap >> 48) & 0xf);
+        if mpsmin != 12 || page_size() != PAGE {
+            return Err(NvmeError::Protocol(format!(
+                "controller minimum page size 2^{mpsmin}, host page {}: only 4 KiB is supported",
+                page_size()
+            )));
+        }
+        let regs = Regs {
+            bar0,
+            dstrd: 4usize << ((cap >> 32) & 0xf),
+            timeout: Duration::from_millis(500 * ((cap >> 24) & 0xff).max(1))
+                + Duration::from_secs(5),
+            io_submitted: 0,
+        };
+        let admin = QueuePair {
+            qid: 0,
+            depth: ADMIN_DEPTH,
+            sq: Self::ring(mapper, mode, usize::from(ADMIN_DEPTH) * 64)?,
+            cq: Self::ring(mapper, mode, usize::from(ADMIN_DEPTH) * 16)?,
+            tail: 0,
+            head: 0,
+            phase: true,
+            cid: 0,
+        };
+        let prp = (0..PRP_LIST_PAGES)
+            .map(|_| Self::ring(mapper, mode, PAGE))
+            .collect::<Result<Vec<_>>>()?;
+        regs.disable()?;
+        let id = mapper.device().id();
+        let aqa = (u32::from(ADMIN_DEPTH - 1) << 16) | u32::from(ADMIN_DEPTH - 1);
+        regs.write(REG_AQA, aqa)?;
+        regs.write64(REG_ASQ, admin.sq.addr_of(0, id)?.into())?;
+        regs.write64(REG_ACQ, admin.cq.addr_of(0, id)?.into())?;
+        // EN, CSS=NVM, MPS=4 KiB, AMS=RR, IOSQES=6 (64 B), IOCQES=4 (16 B).
+        regs.write(REG_CC, 1 | (6 << 16) | (4 << 20))?;
+        regs.wait_ready(true)?;
+        let mut c = Self {
+            addr: dev.address(),
+            mapper,
+            mode,
+            regs,
+            admin,
+            io: None,
+            prp,
+            ns: None,
+            mdts_bytes: None,
+            cmb: None,
+            model: String::new(),
+            serial: String::new(),
+        };
+        c.identify()?;
+        if io_queue {
+            c.create_io_queues()?;
+        }
+        Ok(c)
+    }
+
+    /// `len` bytes of coherent memory for the controller, zeroed, as `E`s.
+    fn ring<E: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        mapper: &'m Mapper<'d, Nvme, T>,
+        mode: Mode,
+        len: usize,
+    ) -> Result<Ring<'m, E, T>> {
+        Ok(mapper.map_coherent(dma::ring_page(mode, len)?)?)
+    }
+
+    /// The function's address.
+    pub fn address(&self) -> PciAddress {
+        self.addr
+    }
+
+    /// Namespace 1.
+    pub fn namespace(&self) -> Result<Namespace> {
+        self.ns
+            .ok_or_else(|| NvmeError::Protocol("no namespace 1".into()))
+    }
+
+    /// Largest transfer per command, if the controller limits it (MDTS).
+    pub fn mdts_bytes(&self) -> Option<usize> {
+        self.mdts_bytes
+    }
+
+    /// I/O commands submitted so far.
+    pub fn io_submitted(&self) -> u64 {
+        self.regs.io_submitted
+    }
+
+    /// The mapper this controller's DMA goes through.
+    pub fn mapper(&self) -> &'m Mapper<'d, Nvme, T> {
+        self.mapper
+    }
+
+    /// Builds the PRPs of one command of `n` bytes whose byte `off` is at
+    /// `data_at(off)`, fills the PRP list pages, and submits it on the admin
+    /// or the I/O queue with the other fields of `cmd`. Returns the
+    /// completion's dword 0 and the list pages used.
+    fn submit_with_prps<'s>(
+        &mut self,
+        admin: bool,
+        cmd: Sqe<'s>,
+        n: usize,
+        data_at: impl FnMut(usize) -> std::result::Result<DevAddr<'s>, SeamError>,
+    ) -> Result<(u32, usize)> {
+        let id = self.mapper.device().id();
+        let plan = prp::plan(n, PAGE, self.prp.len(), data_at).map_err(|e| match e {
+            PrpError::Addr(s) => NvmeError::Seam(s),
+            other => NvmeError::Prp(format!("{other:?}")),
+        })?;
+        for (i, list) in plan.lists.iter().enumerate() {
+            for (j, e) in list.iter().enumerate() {
+                let v = match *e {
+                    ListEntry::Data(a) => a.raw(),
+                    ListEntry::Chain(k) => DevAddr::from(self.prp[k].addr_of(0, id)?).raw(),
+                };
+                self.prp[i].write(j, v)?;
+            }
+        }
+        let list0 = match plan.prp2 {
+            Prp2::List => Some(DevAddr::from(self.prp[0].addr_of(0, id)?)),
+            _ => None,
+        };
+        // The list page's address borrows the PRP pages for less than 's:
+        // the command is built for that shorter borrow (and completes in it).
+        let cmd = Sqe {
+            prp1: Some(plan.prp1),
+            prp2: match plan.prp2 {
+                Prp2::None => None,
+                Prp2::Data(a) => Some(a),
+                Prp2::List => list0,
+            },
+            ..cmd
+        };
         let q = if admin {
             &mut self.admin
         } else {
@@ -439,155 +620,117 @@ impl Controller {
                 .as_mut()
                 .ok_or_else(|| NvmeError::Protocol("no I/O queue".into()))?
         };
-        let cid = q.cid;
-        q.cid = q.cid.wrapping_add(1);
-        q.sq.mem_mut()
-            .write(usize::from(q.tail) * 64, &cmd.bytes(cid))
-            .map_err(NvmeError::Sys)?;
-        q.tail = (q.tail + 1) % q.depth;
-        let (qid, tail) = (q.qid, q.tail);
-        if !admin {
-            self.io_submitted += 1;
-        }
-        self.write_reg(self.doorbell(qid, false), u32::from(tail))?;
-        let start = Instant::now();
-        loop {
-            let q = if admin {
-                &self.admin
-            } else {
-                self.io.as_ref().unwrap_or(&self.admin)
-            };
-            let off = usize::from(q.head) * 16;
-            let dw3 = q.cq.mem().read_u32_volatile(off + 12)?;
-            if (dw3 >> 16) & 1 == u32::from(q.phase) {
-                let mut e = [0u8; 16];
-                q.cq.mem().read(off, &mut e)?;
-                let result = le32(&e, 0);
-                let got_cid = (dw3 & 0xffff) as u16;
-                let status = (dw3 >> 17) & 0x7fff;
-                let q = if admin {
-                    &mut self.admin
-                } else {
-                    self.io.as_mut().unwrap_or(&mut self.admin)
-                };
-                q.head = (q.head + 1) % q.depth;
-                if q.head == 0 {
-                    q.phase = !q.phase;
-                }
-                let (qid, head) = (q.qid, q.head);
-                self.write_reg(self.doorbell(qid, true), u32::from(head))?;
-                if got_cid != cid {
-                    return Err(NvmeError::Protocol(format!(
-                        "completion for cid {got_cid}, expected {cid}"
-                    )));
-                }
-                if status != 0 {
-                    return Err(NvmeError::Status {
-                        opcode: cmd.opcode,
-                        admin,
-                        sct: ((status >> 8) & 0x7) as u8,
-                        sc: (status & 0xff) as u8,
-                    });
-                }
-                return Ok(result);
-            }
-            if start.elapsed() > timeout {
-                // Stop the controller before the caller's buffers can go away.
-                let _ = self.disable();
-                return Err(NvmeError::Timeout(format!(
-                    "command {:#04x} (cid {cid})",
-                    cmd.opcode
-                )));
-            }
-            if self.csts()? & 2 != 0 {
-                return Err(NvmeError::Fatal);
-            }
-            std::hint::spin_loop();
-        }
+        let r = submit(&mut self.regs, q, admin, &cmd)?;
+        Ok((r, plan.lists.len()))
+    }
+
+    /// Maps `[off, off + len)` of host memory `mem` for this controller in
+    /// direction `D` and runs `f` with the segments; unmaps when `f` returns.
+    pub fn with_host<D: Direction, R>(
+        &mut self,
+        mem: &mut PinnedMemory,
+        off: u64,
+        len: u64,
+        f: impl FnOnce(&mut Self, &[DmaSeg<Nvme, D>]) -> Result<R>,
+    ) -> Result<R> {
+        let mapper = self.mapper;
+        let mut runs = dma::host_pages(self.mode, mem)?;
+        let segs = dma::host_segs(&mut runs, off, len)?;
+        let room = segs.len() + 8;
+        mapper.map_host::<D, _>(&segs, SegBuf::with_capacity(room), |v| {
+            let v = v.sync();
+            let s = v.segments(mapper.device().id())?;
+            f(self, s)
+        })?
     }
 
     fn identify(&mut self) -> Result<()> {
-        let buf = self.dma.alloc(4096)?;
-        let prp1 = self.addr_of(Target::Host(&buf, 0))?;
-        self.submit(
-            true,
-            Sqe {
-                opcode: op::IDENTIFY,
-                prp1: Some(prp1),
-                cdw: [1, 0, 0, 0, 0, 0],
-                ..Sqe::default()
-            },
-        )?;
-        let mut id = vec![0u8; 4096];
-        buf.mem().read(0, &mut id)?;
-        let text = |r: std::ops::Range<usize>| String::from_utf8_lossy(&id[r]).trim().to_string();
-        self.serial = text(4..24);
-        self.model = text(24..64);
-        let mdts = id[77];
-        self.mdts_bytes = (mdts != 0).then(|| 4096usize << mdts);
-
-        let mut buf = buf;
-        buf.mem_mut().fill(0, 4096, 0)?;
-        self.submit(
-            true,
-            Sqe {
-                opcode: op::IDENTIFY,
-                nsid: 1,
-                prp1: Some(prp1),
-                cdw: [0, 0, 0, 0, 0, 0],
-                ..Sqe::default()
-            },
-        )?;
-        buf.mem().read(0, &mut id)?;
-        let blocks = le64(&id, 0);
-        let flbas = usize::from(id[26] & 0xf);
-        let lbaf = le32(&id, 128 + 4 * flbas);
-        let lbads = (lbaf >> 16) & 0xff;
-        if blocks == 0 || !(9..=16).contains(&lbads) {
-            return Err(NvmeError::Protocol(format!(
-                "namespace 1: {blocks} blocks of 2^{lbads} bytes"
-            )));
+        let mut buf = PinnedMemory::new(PAGE)?;
+        for (cns, nsid) in [(1u32, 0u32), (0, 1)] {
+            self.with_host::<FromDevice, _>(&mut buf, 0, PAGE as u64, |c, segs| {
+                let cmb = c.cmb;
+                let cmd = Sqe {
+                    opcode: op::IDENTIFY,
+                    nsid,
+                    cdw: [cns, 0, 0, 0, 0, 0],
+                    ..Sqe::default()
+                };
+                c.submit_with_prps(true, cmd, PAGE, |off| {
+                    let (i, o) =
+                        locate(segs, off as u64).ok_or(SeamError::Map(MapError::OutOfBounds {
+                            offset: off as u64,
+                            len: 1,
+                            size: PAGE as u64,
+                        }))?;
+                    seam::device_addr(cmb.as_ref(), &segs[i], o)
+                })
+                .map(drop)
+            })?;
+            let mut id = vec![0u8; PAGE];
+            buf.read(0, &mut id)?;
+            if cns == 1 {
+                let text =
+                    |r: std::ops::Range<usize>| String::from_utf8_lossy(&id[r]).trim().to_string();
+                self.serial = text(4..24);
+                self.model = text(24..64);
+                let mdts = id[77];
+                self.mdts_bytes = (mdts != 0).then(|| PAGE << mdts);
+            } else {
+                let blocks = le64(&id, 0);
+                let flbas = usize::from(id[26] & 0xf);
+                let lbaf = le32(&id, 128 + 4 * flbas);
+                let lbads = (lbaf >> 16) & 0xff;
+                if blocks == 0 || !(9..=16).contains(&lbads) {
+                    return Err(NvmeError::Protocol(format!(
+                        "namespace 1: {blocks} blocks of 2^{lbads} bytes"
+                    )));
+                }
+                self.ns = Some(Namespace {
+                    nsid: 1,
+                    lba_size: 1 << lbads,
+                    blocks,
+                });
+            }
         }
-        self.ns = Some(Namespace {
-            nsid: 1,
-            lba_size: 1 << lbads,
-            blocks,
-        });
         Ok(())
     }
 
     fn create_io_queues(&mut self) -> Result<()> {
         // Number of Queues: one SQ and one CQ (0-based).
-        self.submit(
+        submit(
+            &mut self.regs,
+            &mut self.admin,
             true,
-            Sqe {
+            &Sqe {
                 opcode: op::SET_FEATURES,
                 cdw: [0x07, 0, 0, 0, 0, 0],
                 ..Sqe::default()
             },
         )?;
-        let sq = self.dma.alloc(usize::from(IO_DEPTH) * 64)?;
-        let cq = self.dma.alloc(usize::from(IO_DEPTH) * 16)?;
-        let (sqa, cqa) = (
-            self.addr_of(Target::Host(&sq, 0))?,
-            self.addr_of(Target::Host(&cq, 0))?,
-        );
+        let sq: Ring<'m, [u8; 64], T> =
+            Self::ring(self.mapper, self.mode, usize::from(IO_DEPTH) * 64)?;
+        let cq: Ring<'m, u32, T> = Self::ring(self.mapper, self.mode, usize::from(IO_DEPTH) * 16)?;
+        let id = self.mapper.device().id();
         let size_qid = (u32::from(IO_DEPTH - 1) << 16) | 1;
-        // Physically contiguous (PC), no interrupts.
-        self.submit(
+        // Physically contiguous (PC: one segment, checked by map_coherent), no interrupts.
+        submit(
+            &mut self.regs,
+            &mut self.admin,
             true,
-            Sqe {
+            &Sqe {
                 opcode: op::CREATE_CQ,
-                prp1: Some(cqa),
+                prp1: Some(cq.addr_of(0, id)?.into()),
                 cdw: [size_qid, 1, 0, 0, 0, 0],
                 ..Sqe::default()
             },
         )?;
-        self.submit(
+        submit(
+            &mut self.regs,
+            &mut self.admin,
             true,
-            Sqe {
+            &Sqe {
                 opcode: op::CREATE_SQ,
-                prp1: Some(sqa),
+                prp1: Some(sq.addr_of(0, id)?.into()),
                 cdw: [size_qid, (1 << 16) | 1, 0, 0, 0, 0],
                 ..Sqe::default()
             },
@@ -605,129 +748,205 @@ impl Controller {
         Ok(())
     }
 
-    /// Largest bytes per command: MDTS, and what the PRP list pages can chain.
-    fn max_transfer(&self) -> usize {
-        let by_lists = (PRP_LIST_PAGES * (page_size() / 8 - 1)) * page_size();
-        self.mdts_bytes.map_or(by_lists, |m| m.min(by_lists))
-    }
-
-    /// Reads `len` bytes (whole blocks) from `lba` into `target`.
-    pub fn read(&mut self, lba: u64, target: Target<'_>, len: usize) -> Result<IoStats> {
-        self.rw(op::READ, lba, len, |c, off| c.addr_of(target.advance(off)))
-    }
-
-    /// Writes `len` bytes (whole blocks) from `target` to `lba`.
-    pub fn write(&mut self, lba: u64, target: Target<'_>, len: usize) -> Result<IoStats> {
-        self.rw(op::WRITE, lba, len, |c, off| c.addr_of(target.advance(off)))
-    }
-
-    /// Reads into whatever `addr_at(offset)` names, addresses that did not come
-    /// through a [`Target`] (the negative control's stale IOVA).
-    pub fn read_with(
-        &mut self,
-        lba: u64,
-        len: usize,
-        addr_at: impl Fn(&Self, usize) -> std::result::Result<DevAddr, SeamError>,
-    ) -> Result<IoStats> {
-        self.rw(op::READ, lba, len, addr_at)
-    }
-
-    fn rw(
-        &mut self,
-        opcode: u8,
-        lba: u64,
-        len: usize,
-        addr_at: impl Fn(&Self, usize) -> std::result::Result<DevAddr, SeamError>,
-    ) -> Result<IoStats> {
+    /// Checks `len` bytes at `lba` against namespace 1.
+    fn check_range(&self, lba: u64, len: u64) -> Result<Namespace> {
         let ns = self.namespace()?;
-        if len == 0 || len % ns.lba_size != 0 {
+        let bs = ns.lba_size as u64;
+        if len == 0 || len % bs != 0 {
             return Err(NvmeError::Protocol(format!(
-                "{len} bytes is not a whole number of {}-byte blocks",
-                ns.lba_size
+                "{len} bytes is not a whole number of {bs}-byte blocks"
             )));
         }
-        let blocks = (len / ns.lba_size) as u64;
+        let blocks = len / bs;
         if lba.checked_add(blocks).is_none_or(|end| end > ns.blocks) {
             return Err(NvmeError::Protocol(format!(
                 "LBAs {lba}+{blocks} past the namespace ({})",
                 ns.blocks
             )));
         }
-        let max = self.max_transfer() / ns.lba_size * ns.lba_size;
-        let mut stats = IoStats::default();
-        let mut done = 0usize;
-        while done < len {
-            let lead = addr_at(self, done)?.raw() as usize % page_size();
-            let by_entries = (MAX_PRP_ENTRIES * page_size() - lead) / ns.lba_size * ns.lba_size;
-            let n = (len - done).min(max).min(by_entries);
-            let plan = prp::plan(
-                n,
-                page_size(),
-                PRP_LIST_PAGES,
-                |off| addr_at(self, done + off),
-                |i| self.addr_of(Target::Host(&self.prp_lists, i * page_size())),
-            )
-            .map_err(|e| match e {
-                PrpError::Addr(s) => NvmeError::Seam(s),
-                other => NvmeError::Prp(format!("{other:?}")),
+        Ok(ns)
+    }
+
+    /// Reads or writes the mapped segments `segs` at `lba`: cut into
+    /// commands by the device's limits (MDTS, QEMU's 1024 PRP entries), each
+    /// command's PRPs from the seam.
+    fn rw<D: Direction>(
+        &mut self,
+        opcode: u8,
+        lba: u64,
+        segs: &[DmaSeg<Nvme, D>],
+    ) -> Result<IoStats> {
+        let len: u64 = segs.iter().map(DmaSeg::len).sum();
+        let ns = self.check_range(lba, len)?;
+        let limits = self.mapper.device().limits();
+        let max_pages = (limits.segment_boundary_mask().saturating_add(1) / PAGE as u64)
+            .clamp(1, (1 + PRP_LIST_PAGES * (PAGE / 8 - 1)) as u64);
+        let cmb = self.cmb;
+        let cmds = commands(
+            segs,
+            cmb.as_ref(),
+            ns.lba_size as u64,
+            limits.max_segment_size_bytes(),
+            max_pages,
+        )?;
+        let mut stats = IoStats {
+            segments: segs.len(),
+            first: match segs.first() {
+                Some(s0) => Some((s0.via(), seam::device_addr(cmb.as_ref(), s0, 0)?.raw())),
+                None => None,
+            },
+            ..IoStats::default()
+        };
+        for (s, e) in cmds {
+            let slba = lba + s / ns.lba_size as u64;
+            let nlb = ((e - s) / ns.lba_size as u64 - 1) as u32;
+            let cmd = Sqe {
+                opcode,
+                nsid: ns.nsid,
+                cdw: [slba as u32, (slba >> 32) as u32, nlb, 0, 0, 0],
+                ..Sqe::default()
+            };
+            let (_, lists) = self.submit_with_prps(false, cmd, (e - s) as usize, |off| {
+                let x = s + off as u64;
+                let (i, o) = locate(segs, x).ok_or(SeamError::Map(MapError::OutOfBounds {
+                    offset: x,
+                    len: 1,
+                    size: len,
+                }))?;
+                seam::device_addr(cmb.as_ref(), &segs[i], o)
             })?;
-            for (i, list) in plan.lists.iter().enumerate() {
-                let mut page = Vec::with_capacity(list.len() * 8);
-                for a in list {
-                    page.extend_from_slice(&a.raw().to_le_bytes());
-                }
-                self.prp_lists.mem_mut().write(i * page_size(), &page)?;
-            }
             stats.commands += 1;
-            stats.max_list_pages = stats.max_list_pages.max(plan.lists.len());
-            let slba = lba + (done / ns.lba_size) as u64;
-            let nlb = (n / ns.lba_size - 1) as u32;
-            self.submit(
-                false,
-                Sqe {
-                    opcode,
-                    nsid: ns.nsid,
-                    prp1: Some(plan.prp1),
-                    prp2: plan.prp2,
-                    cdw: [slba as u32, (slba >> 32) as u32, nlb, 0, 0, 0],
-                },
-            )?;
-            done += n;
+            stats.max_list_pages = stats.max_list_pages.max(lists);
         }
         Ok(stats)
     }
 
-    /// Discovers and enables the CMB: CAP.CMBS must be set; CMBMSC gets the
-    /// bus address of BAR2 as CBA with CRE|CMSE; CMBLOC/CMBSZ then describe it.
-    /// The window is excluded from this domain's IOVAs.
-    pub fn enable_cmb(&mut self) -> Result<Rc<Cmb>> {
-        let cap_hi = self.bar0.read32(REG_CAP + 4)?;
+    /// Writes `[off, off + len)` of host memory `mem` to `lba`.
+    pub fn write_host(
+        &mut self,
+        lba: u64,
+        mem: &mut PinnedMemory,
+        off: u64,
+        len: u64,
+    ) -> Result<IoStats> {
+        self.with_host::<ToDevice, _>(mem, off, len, |c, segs| c.rw(op::WRITE, lba, segs))
+    }
+
+    /// Reads `len` bytes at `lba` into `[off, off + len)` of host memory `mem`.
+    pub fn read_host(
+        &mut self,
+        lba: u64,
+        mem: &mut PinnedMemory,
+        off: u64,
+        len: u64,
+    ) -> Result<IoStats> {
+        self.with_host::<FromDevice, _>(mem, off, len, |c, segs| c.rw(op::READ, lba, segs))
+    }
+
+    /// Maps P2P memory `seg` for this controller by `route` in direction `D`
+    /// and runs `f` with the segments; unmaps when `f` returns.
+    fn with_p2p<D: Direction, R>(
+        &mut self,
+        seg: P2pSeg<'_, CmbMem>,
+        route: &P2pRoute<'_, CmbMem, Nvme>,
+        f: impl FnOnce(&mut Self, &[DmaSeg<Nvme, D>]) -> Result<R>,
+    ) -> Result<R> {
+        let mapper = self.mapper;
+        let bvec = [seg.into_bvec_seg()];
+        mapper.map_bvec::<D, _, _>(&bvec, route, SegBuf::with_capacity(4), |v| {
+            let v = v.sync();
+            let s = v.segments(mapper.device().id())?;
+            f(self, s)
+        })?
+    }
+
+    /// Reads `seg.len()` bytes at `lba` into P2P memory, reached by `route`
+    /// (a peer's BAR by bus address or through the IOMMU, or this
+    /// controller's own CMB).
+    pub fn read_p2p(
+        &mut self,
+        lba: u64,
+        seg: P2pSeg<'_, CmbMem>,
+        route: &P2pRoute<'_, CmbMem, Nvme>,
+    ) -> Result<IoStats> {
+        self.with_p2p::<FromDevice, _>(seg, route, |c, segs| c.rw(op::READ, lba, segs))
+    }
+
+    /// Writes `seg.len()` bytes of P2P memory, reached by `route`, to `lba`.
+    pub fn write_p2p(
+        &mut self,
+        lba: u64,
+        seg: P2pSeg<'_, CmbMem>,
+        route: &P2pRoute<'_, CmbMem, Nvme>,
+    ) -> Result<IoStats> {
+        self.with_p2p::<ToDevice, _>(seg, route, |c, segs| c.rw(op::WRITE, lba, segs))
+    }
+
+    /// Reads `len` bytes at `lba` into whatever `addr_at(offset)` names: an
+    /// address that comes from no mapping (the negative control's stale
+    /// IOVA). One command.
+    pub fn read_raw(
+        &mut self,
+        lba: u64,
+        len: u64,
+        addr_at: impl Fn(u64) -> DevAddr<'static>,
+    ) -> Result<IoStats> {
+        let ns = self.check_range(lba, len)?;
+        let cmd = Sqe {
+            opcode: op::READ,
+            nsid: ns.nsid,
+            cdw: [
+                lba as u32,
+                (lba >> 32) as u32,
+                (len / ns.lba_size as u64 - 1) as u32,
+                0,
+                0,
+                0,
+            ],
+            ..Sqe::default()
+        };
+        let (_, lists) =
+            self.submit_with_prps(false, cmd, len as usize, |off| Ok(addr_at(off as u64)))?;
+        Ok(IoStats {
+            commands: 1,
+            max_list_pages: lists,
+            segments: 0,
+            first: None,
+        })
+    }
+
+    /// Discovers and enables the CMB: CAP.CMBS must be set; CMBMSC gets `cba`
+    /// (the bus address of BAR2, which is also the provider's bus start) with
+    /// CRE|CMSE; CMBLOC/CMBSZ then describe it. The CMB must fill BAR2 from
+    /// offset 0 (`bar2_len` bytes at most), so that a BAR offset from a
+    /// same-device route is a CMB offset: controller address `cba + offset`.
+    pub fn enable_cmb(&mut self, cba: u64, bar2_len: u64) -> Result<CmbRegs> {
+        let cap_hi = self.regs.read(REG_CAP + 4)?;
         if cap_hi & (1 << (57 - 32)) == 0 {
             return Err(NvmeError::Protocol(
                 "CAP.CMBS is 0: no CMB memory space control".into(),
             ));
         }
-        let left = (self.bar0.read32(REG_CMBLOC)?, self.bar0.read32(REG_CMBSZ)?);
+        let left = (self.regs.read(REG_CMBLOC)?, self.regs.read(REG_CMBSZ)?);
         // Start from a disabled CMB (CRE = 0): the previous driver (Linux's nvme
         // enables it to publish P2P memory) may have left it on, and neither a
         // controller reset nor QEMU's FLR clears CMBMSC.
-        self.write_reg(REG_CMBMSC, 0)?;
-        self.write_reg(REG_CMBMSC + 4, 0)?;
-        let before = (self.bar0.read32(REG_CMBLOC)?, self.bar0.read32(REG_CMBSZ)?);
-        let cba = self.dev.bar_bus_address(2)?;
+        self.regs.write(REG_CMBMSC, 0)?;
+        self.regs.write(REG_CMBMSC + 4, 0)?;
+        let before = (self.regs.read(REG_CMBLOC)?, self.regs.read(REG_CMBSZ)?);
         if cba % 4096 != 0 || cba == 0 {
             return Err(NvmeError::Protocol(format!(
                 "BAR2 bus address {cba:#x} unusable as CBA"
             )));
         }
-        self.write_reg(REG_CMBMSC + 4, (cba >> 32) as u32)?;
-        self.write_reg(REG_CMBMSC, (cba as u32 & !0xfff) | 0b11)?;
-        if self.bar0.read32(REG_CMBSTS)? & 1 != 0 {
+        self.regs.write(REG_CMBMSC + 4, (cba >> 32) as u32)?;
+        self.regs.write(REG_CMBMSC, (cba as u32 & !0xfff) | 0b11)?;
+        if self.regs.read(REG_CMBSTS)? & 1 != 0 {
             return Err(NvmeError::Protocol(format!(
                 "CMBSTS.CBAI: CBA {cba:#x} refused"
             )));
         }
-        let (loc, sz) = (self.bar0.read32(REG_CMBLOC)?, self.bar0.read32(REG_CMBSZ)?);
+        let (loc, sz) = (self.regs.read(REG_CMBLOC)?, self.regs.read(REG_CMBSZ)?);
         if sz == 0 {
             return Err(NvmeError::Protocol("CMBSZ still 0 after CMBMSC.CRE".into()));
         }
@@ -735,9 +954,9 @@ impl Controller {
         let unit = 4096u64 << (4 * ((sz >> 8) & 0xf));
         let size = u64::from(sz >> 12) * unit;
         let ofst = u64::from(loc >> 12) * unit;
-        if bir != 2 {
+        if bir != 2 || ofst != 0 || size > bar2_len {
             return Err(NvmeError::Protocol(format!(
-                "CMB in BAR{bir}, expected BAR2"
+                "CMB in BAR{bir} at offset {ofst:#x}, {size:#x} bytes: expected BAR2 from offset 0, at most {bar2_len:#x}"
             )));
         }
         if sz & (1 << 3) == 0 || sz & (1 << 4) == 0 {
@@ -745,41 +964,22 @@ impl Controller {
                 "CMBSZ {sz:#x}: no read/write data support (RDS/WDS)"
             )));
         }
-        let bar = self.dev.map_bar(2)?;
-        if ofst + size > bar.len() as u64 {
-            return Err(NvmeError::Protocol(format!(
-                "CMB {ofst:#x}+{size:#x} outside BAR2"
-            )));
-        }
-        self.dma.exclude(cba + ofst, size)?;
-        let cmb = Rc::new(Cmb {
-            owner: self.addr,
-            base: cba + ofst,
-            bar_offset: ofst as usize,
-            len: size as usize,
-            bar,
-            regs_left: left,
-            regs_before: before,
-            regs_after: (loc, sz),
-        });
-        self.cmb = Some(Rc::clone(&cmb));
-        Ok(cmb)
+        let window = CmbWindow { bar: 2, cba, size };
+        self.cmb = Some(window);
+        Ok(CmbRegs {
+            left,
+            before,
+            after: (loc, sz),
+            window,
+        })
     }
 }
 
-/// What a transfer took.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IoStats {
-    /// Commands issued.
-    pub commands: usize,
-    /// Most PRP list pages one command used.
-    pub max_list_pages: usize,
-}
-
-impl Drop for Controller {
+impl<T: Translation> Drop for Controller<'_, '_, T> {
     fn drop(&mut self) {
-        // Stop DMA before the queues and PRP lists are unmapped and freed.
-        let _ = self.disable();
+        // Stop DMA before the rings and PRP pages are unmapped (the fields
+        // drop after this).
+        let _ = self.regs.disable();
     }
 }
 
@@ -811,5 +1011,15 @@ mod tests {
         assert_eq!(le32(&b, 40), 10);
         assert_eq!(le32(&b, 60), 15);
         assert_eq!(Sqe::default().bytes(0), [0u8; 64]);
+    }
+
+    #[test]
+    fn limits_carry_mdts_and_the_prp_window() {
+        let l = limits(Some(512 << 10));
+        assert_eq!(l.max_segment_size_bytes(), 512 << 10);
+        assert_eq!(l.segment_boundary_mask(), (4 << 20) - 1);
+        assert_eq!(l.segment_alignment(), 4);
+        assert_eq!(limits(None).max_segment_size_bytes(), 4 << 20);
+        assert_eq!(limits(Some(16 << 20)).max_segment_size_bytes(), 4 << 20);
     }
 }

@@ -1,21 +1,44 @@
-//! PRP (Physical Region Page) layout of one transfer (NVMe base spec 4.1.1):
+//! PRP (Physical Region Page) layout of one command (NVMe base spec 4.1.1):
 //! PRP1 may start anywhere in a page (dword-aligned); every later entry is a
 //! page start. Two pages fit in PRP1/PRP2; more need a PRP list, whose pages
 //! hold `page / 8` entries each, the last slot of a full page pointing to the
 //! next list page.
+//!
+//! Data entries are [`DevAddr`]s of the command's mapping; the list pages are
+//! named by index here and resolved by the caller, whose PRP list memory is
+//! mapped separately (coherent pages).
 
 use crate::seam::DevAddr;
 
-/// Where the entries of one transfer go.
+/// One slot of a PRP list page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEntry<'a> {
+    /// A data page.
+    Data(DevAddr<'a>),
+    /// The next list page (by index), in the last slot of a full page.
+    Chain(usize),
+}
+
+/// What PRP2 holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prp2<'a> {
+    /// Nothing: the data fits PRP1's page.
+    None,
+    /// The second data page.
+    Data(DevAddr<'a>),
+    /// List page 0.
+    List,
+}
+
+/// Where the entries of one command go.
 #[derive(Debug, PartialEq, Eq)]
-pub struct PrpPlan {
+pub struct PrpPlan<'a> {
     /// PRP1: the first data address.
-    pub prp1: DevAddr,
-    /// PRP2: the second data page, or the first list page, or none.
-    pub prp2: Option<DevAddr>,
-    /// The contents of each list page used (data entries, then the chain pointer
-    /// to the next list page in the last slot of a full page).
-    pub lists: Vec<Vec<DevAddr>>,
+    pub prp1: DevAddr<'a>,
+    /// PRP2.
+    pub prp2: Prp2<'a>,
+    /// The contents of each list page used.
+    pub lists: Vec<Vec<ListEntry<'a>>>,
 }
 
 /// Why a layout is impossible.
@@ -39,16 +62,15 @@ pub enum PrpError<E> {
     Addr(E),
 }
 
-/// Lays out a transfer of `len` bytes. `data_at(off)` is the device address of
-/// transfer byte `off` (called for 0 and for each later page start);
-/// `list_page(i)` the device address of list page `i` (at most `max_lists`).
-pub fn plan<E>(
+/// Lays out a command of `len` bytes. `data_at(off)` is the device address of
+/// byte `off` of the command's data (called for 0 and for each later page
+/// start); at most `max_lists` list pages.
+pub fn plan<'a, E>(
     len: usize,
     page: usize,
     max_lists: usize,
-    mut data_at: impl FnMut(usize) -> Result<DevAddr, E>,
-    mut list_page: impl FnMut(usize) -> Result<DevAddr, E>,
-) -> Result<PrpPlan, PrpError<E>> {
+    mut data_at: impl FnMut(usize) -> Result<DevAddr<'a>, E>,
+) -> Result<PrpPlan<'a>, PrpError<E>> {
     if len == 0 {
         return Err(PrpError::Empty);
     }
@@ -67,9 +89,9 @@ pub fn plan<E>(
         entries.push(a);
         off += page;
     }
-    let prp2 = match entries.len() {
-        0 => None,
-        1 => Some(entries[0]),
+    let (prp2, lists) = match entries.len() {
+        0 => (Prp2::None, Vec::new()),
+        1 => (Prp2::Data(entries[0]), Vec::new()),
         n => {
             let per = page / 8;
             // Each full page but the last carries per-1 entries and a chain pointer.
@@ -87,30 +109,21 @@ pub fn plan<E>(
             let mut lists = Vec::with_capacity(need);
             let mut rest = &entries[..];
             for i in 0..need {
-                let mut l: Vec<DevAddr> = Vec::with_capacity(per);
+                let mut l: Vec<ListEntry<'a>> = Vec::with_capacity(per);
                 if rest.len() <= per {
-                    l.extend_from_slice(rest);
+                    l.extend(rest.iter().map(|&a| ListEntry::Data(a)));
                     rest = &[];
                 } else {
-                    l.extend_from_slice(&rest[..per - 1]);
+                    l.extend(rest[..per - 1].iter().map(|&a| ListEntry::Data(a)));
                     rest = &rest[per - 1..];
-                    l.push(list_page(i + 1).map_err(PrpError::Addr)?);
+                    l.push(ListEntry::Chain(i + 1));
                 }
                 lists.push(l);
             }
-            let first = list_page(0).map_err(PrpError::Addr)?;
-            return Ok(PrpPlan {
-                prp1,
-                prp2: Some(first),
-                lists,
-            });
+            (Prp2::List, lists)
         }
     };
-    Ok(PrpPlan {
-        prp1,
-        prp2,
-        lists: Vec::new(),
-    })
+    Ok(PrpPlan { prp1, prp2, lists })
 }
 
 #[cfg(test)]
@@ -119,40 +132,50 @@ mod tests {
 
     const PAGE: usize = 4096;
 
-    fn addr(x: u64) -> DevAddr {
+    fn addr(x: u64) -> DevAddr<'static> {
         // SAFETY: test values, never given to a device.
         unsafe { DevAddr::assume_valid(x) }
     }
 
-    fn run(base: u64, len: usize, max_lists: usize) -> Result<PrpPlan, PrpError<()>> {
-        plan(
-            len,
-            PAGE,
-            max_lists,
-            |off| Ok(addr(base + off as u64)),
-            |i| Ok(addr(0x9000_0000 + (i * PAGE) as u64)),
-        )
+    fn run(base: u64, len: usize, max_lists: usize) -> Result<PrpPlan<'static>, PrpError<()>> {
+        plan(len, PAGE, max_lists, |off| Ok(addr(base + off as u64)))
+    }
+
+    fn data(l: &[ListEntry<'_>]) -> Vec<u64> {
+        l.iter()
+            .filter_map(|e| match e {
+                ListEntry::Data(a) => Some(a.raw()),
+                ListEntry::Chain(_) => None,
+            })
+            .collect()
     }
 
     #[test]
     fn one_and_two_pages_need_no_list() {
         let p = run(0x10_0000, 512, 4).unwrap();
-        assert_eq!((p.prp1, p.prp2, p.lists.len()), (addr(0x10_0000), None, 0));
+        assert_eq!(
+            (p.prp1, p.prp2, p.lists.len()),
+            (addr(0x10_0000), Prp2::None, 0)
+        );
         let p = run(0x10_0000, PAGE, 4).unwrap();
-        assert_eq!(p.prp2, None);
+        assert_eq!(p.prp2, Prp2::None);
         let p = run(0x10_0000, PAGE + 1, 4).unwrap();
-        assert_eq!(p.prp2, Some(addr(0x10_1000)));
+        assert_eq!(p.prp2, Prp2::Data(addr(0x10_1000)));
         // Unaligned first page: 4 KiB spans two pages.
         let p = run(0x10_0200, PAGE, 4).unwrap();
-        assert_eq!((p.prp1, p.prp2), (addr(0x10_0200), Some(addr(0x10_1000))));
+        assert_eq!(
+            (p.prp1, p.prp2),
+            (addr(0x10_0200), Prp2::Data(addr(0x10_1000)))
+        );
     }
 
     #[test]
     fn a_list_holds_512_entries_then_chains() {
         // 3 pages: PRP2 points at a list of 2.
         let p = run(0x10_0000, 3 * PAGE, 4).unwrap();
-        assert_eq!(p.prp2, Some(addr(0x9000_0000)));
-        assert_eq!(p.lists, vec![vec![addr(0x10_1000), addr(0x10_2000)]]);
+        assert_eq!(p.prp2, Prp2::List);
+        assert_eq!(p.lists.len(), 1);
+        assert_eq!(data(&p.lists[0]), [0x10_1000, 0x10_2000]);
         // 513 pages: 512 list entries fit in one list page exactly.
         let p = run(0x10_0000, 513 * PAGE, 4).unwrap();
         assert_eq!(p.lists.len(), 1);
@@ -162,12 +185,15 @@ mod tests {
         let p = run(0x10_0200, 4 << 20, 8).unwrap();
         let lens: Vec<usize> = p.lists.iter().map(Vec::len).collect();
         assert_eq!(lens, vec![512, 512, 2]);
-        assert_eq!(p.lists[0][511], addr(0x9000_1000), "chain to list page 1");
-        assert_eq!(p.lists[1][511], addr(0x9000_2000), "chain to list page 2");
-        assert_eq!(p.lists[0][0], addr(0x10_1000));
-        assert_eq!(*p.lists[2].last().unwrap(), addr(0x10_0000 + (1024 << 12)));
-        let data: usize = lens.iter().sum::<usize>() - 2;
-        assert_eq!(data, 1024);
+        assert_eq!(p.lists[0][511], ListEntry::Chain(1), "chain to list page 1");
+        assert_eq!(p.lists[1][511], ListEntry::Chain(2), "chain to list page 2");
+        assert_eq!(p.lists[0][0], ListEntry::Data(addr(0x10_1000)));
+        assert_eq!(
+            *p.lists[2].last().unwrap(),
+            ListEntry::Data(addr(0x10_0000 + (1024 << 12)))
+        );
+        let n: usize = p.lists.iter().map(|l| data(l).len()).sum();
+        assert_eq!(n, 1024);
     }
 
     #[test]
@@ -189,10 +215,9 @@ mod tests {
                 0x20_0008 + off as u64
             }))
         };
-        let r: Result<PrpPlan, PrpError<()>> = plan(3 * PAGE, PAGE, 4, scattered, |_| Ok(addr(0)));
+        let r: Result<PrpPlan<'_>, PrpError<()>> = plan(3 * PAGE, PAGE, 4, scattered);
         assert_eq!(r, Err(PrpError::EntryUnaligned(0x20_1008)));
-        let r: Result<PrpPlan, PrpError<&str>> =
-            plan(PAGE, PAGE, 4, |_| Err("refused"), |_| Ok(addr(0)));
+        let r: Result<PrpPlan<'_>, PrpError<&str>> = plan(PAGE, PAGE, 4, |_| Err("refused"));
         assert_eq!(r, Err(PrpError::Addr("refused")));
     }
 }

@@ -1,24 +1,38 @@
 //! The scenarios of issue 10, each one verdict: `Ok(detail)` or `Err(why)`.
 //! Every transfer is proven by comparing bytes: QEMU 7.2's NVMe completes a
 //! command with success even when the IOMMU blocked its DMA.
+//!
+//! Each scenario opens its functions through VFIO (type1 or no-IOMMU) or
+//! iommufd under one of dmaspace's backends, reads the guest's machine from
+//! sysfs, claims the controllers as `Device<Nvme>`s with their `DmaLimits`,
+//! and classifies P2P pairs with `P2pRoute::classify`: the route's kind
+//! decides the driver's path, and a refused pair is the crate's typed
+//! `RouteError::NotSupported`.
 
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use dmaspace::linux::{
-    Iommufd, PciAddress, Sysfs, VfioContainer, VfioDevice, VfioErrorKind, VfioGroup, VfioIommuType,
-    page_size,
-};
-use dmaspace::topology::MapType;
+use dmaspace::backend::BackendErrorKind;
+use dmaspace::device::Device;
+use dmaspace::dir::FromDevice;
+use dmaspace::error::MapError;
+use dmaspace::limits::DmaLimits;
+use dmaspace::linux::{MappedBar, PciAddress, PinnedMemory, Sysfs, VfioDevice};
+use dmaspace::machine::Machine;
+use dmaspace::map::Translation;
+use dmaspace::provider::Provider;
+use dmaspace::route::{P2pRoute, RouteError};
+use dmaspace::vec::Via;
+use dmaspace::{BusAddr, PhysAddr};
 
-use crate::classify;
-use crate::dma::{Backend, Dma, DmaError, HostBuf, PeerWindow};
-use crate::nvme::{Cmb, Controller};
-use crate::seam::{DevAddr, SeamError, Target};
+use crate::classify::{bdf, kernel_distance, machine};
+use crate::dma::{Backend, CmbMem, Nvme, Opened, open_iommufd, open_vfio};
+use crate::nvme::{self, Controller, NvmeError};
+use crate::seam::DevAddr;
+use crate::with_mapper;
 
 /// A scenario's verdict: what it showed, or why it failed.
 pub type Outcome = Result<String, String>;
@@ -62,93 +76,74 @@ pub fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
     }
 }
 
-fn read_back(buf: &HostBuf, off: usize, len: usize) -> Result<Vec<u8>, String> {
+fn read_back(mem: &PinnedMemory, off: usize, len: usize) -> Result<Vec<u8>, String> {
     let mut v = vec![0u8; len];
-    buf.mem().read(off, &mut v).map_err(s("read buffer"))?;
+    mem.read(off, &mut v).map_err(s("read buffer"))?;
     Ok(v)
 }
 
-/// Opens `addrs` through VFIO groups in one container: type1, or no-IOMMU when
-/// the groups are no-IOMMU groups. Checks sysfs first, so each bad input gets
-/// its own typed error.
-pub fn open_vfio(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<VfioDevice>), String> {
-    let sysfs = Sysfs::live();
-    for &a in addrs {
-        sysfs.require_vfio_pci(a).map_err(|e| e.to_string())?;
-    }
-    let mut container = VfioContainer::open(&sysfs).map_err(|e| e.to_string())?;
-    let mut groups: Vec<VfioGroup> = Vec::new();
-    let mut which = Vec::new();
-    for &a in addrs {
-        let node = sysfs.group(a).map_err(|e| e.to_string())?;
-        match groups.iter().position(|g| g.node().id == node.id) {
-            Some(i) => which.push(i),
-            None => {
-                let g = VfioGroup::open_for_device(&sysfs, a).map_err(|e| e.to_string())?;
-                g.set_container(&container).map_err(|e| e.to_string())?;
-                which.push(groups.len());
-                groups.push(g);
-            }
-        }
-    }
-    let noiommu = groups.iter().all(|g| g.node().noiommu);
-    let t = if noiommu {
-        VfioIommuType::NoIommu
-    } else {
-        VfioIommuType::Type1v2
-    };
-    container.set_iommu(t).map_err(|e| e.to_string())?;
-    let mut devs = Vec::new();
-    for (&a, &i) in addrs.iter().zip(&which) {
-        devs.push(groups[i].device(a).map_err(|e| e.to_string())?);
-    }
-    let backend = if noiommu {
-        Backend::NoIommu {
-            _container: container,
-            _groups: groups,
-        }
-    } else {
-        Backend::Type1 {
-            container,
-            _groups: groups,
-        }
-    };
-    Ok((Dma::new(backend), devs))
+/// Pinned host memory holding `data` at `off`.
+fn filled(off: usize, data: &[u8]) -> Result<PinnedMemory, String> {
+    let mut m = PinnedMemory::new(off + data.len()).map_err(s("alloc"))?;
+    m.write(off, data).map_err(s("fill"))?;
+    Ok(m)
 }
 
-/// Opens `addrs` through their VFIO device cdevs, bound to one iommufd and
-/// attached to one IOAS.
-pub fn open_iommufd(addrs: &[PciAddress]) -> Result<(Rc<Dma>, Vec<VfioDevice>), String> {
-    let sysfs = Sysfs::live();
-    let fd = Iommufd::open(&sysfs).map_err(|e| e.to_string())?;
-    let ioas = fd.alloc_ioas().map_err(|e| e.to_string())?;
-    let mut devs = Vec::new();
-    for &a in addrs {
-        let d = VfioDevice::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
-        d.bind_iommufd(&fd).map_err(|e| e.to_string())?;
-        d.attach_ioas(&ioas).map_err(|e| e.to_string())?;
-        devs.push(d);
-    }
-    Ok((Dma::new(Backend::Iommufd { _fd: fd, ioas }), devs))
+/// Pinned host memory of `len` bytes, every byte `byte`.
+fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
+    let mut m = PinnedMemory::new(len).map_err(s("alloc"))?;
+    let l = m.len();
+    m.fill(0, l, byte).map_err(s("fill"))?;
+    Ok(m)
 }
 
-fn controllers(dma: &Rc<Dma>, devs: Vec<VfioDevice>) -> Result<Vec<Controller>, String> {
-    devs.into_iter()
-        .map(|d| {
-            let a = d.address();
-            Controller::init(d, Rc::clone(dma)).map_err(|e| format!("init {a}: {e}"))
-        })
-        .collect()
+/// Claims controller `i` of `o` as an NVMe device of `machine`, with the
+/// limits it reports: a first claim with the limits any NVMe has, for
+/// Identify (MDTS), then the device with MDTS and QEMU's PRP limit in its
+/// `DmaLimits`.
+fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nvme>, String> {
+    let vdev = &o.devices[i];
+    let at = bdf(vdev.address())?;
+    let limits = {
+        let dev = machine
+            .device::<Nvme>(at, nvme::base_limits())
+            .map_err(|e| e.to_string())?;
+        let mdts = with_mapper!(&o.backend, &dev, |m| {
+            let c = Controller::init(vdev, &m, o.backend.mode(), false)
+                .map_err(|e| format!("identify {}: {e}", vdev.address()))?;
+            c.mdts_bytes()
+        });
+        nvme::limits(mdts)
+    };
+    machine
+        .device::<Nvme>(at, limits)
+        .map_err(|e| e.to_string())
+}
+
+fn init<'m, 'd, T: Translation>(
+    vdev: &'m VfioDevice,
+    m: &'m dmaspace::map::Mapper<'d, Nvme, T>,
+    o: &Opened,
+) -> Result<Controller<'m, 'd, T>, String> {
+    Controller::init(vdev, m, o.backend.mode(), true)
+        .map_err(|e| format!("init {}: {e}", vdev.address()))
+}
+
+fn limits_text(l: DmaLimits) -> String {
+    format!(
+        "DmaLimits: segments up to {} KiB, none across a {} KiB boundary",
+        l.max_segment_size_bytes() >> 10,
+        (l.segment_boundary_mask() + 1) >> 10
+    )
 }
 
 /// Several MiB of seeded data written from host buffers and read back into fresh
 /// ones: a 4 MiB transfer from an unaligned first byte (PRP list over three
 /// pages), a 2 MiB aligned one, a two-page one through PRP2, a one-block one.
-pub fn host_io(c: &mut Controller, seed: u64) -> Outcome {
+pub fn host_io<T: Translation>(c: &mut Controller<'_, '_, T>, seed: u64) -> Outcome {
     let ns = c.namespace().map_err(s("namespace"))?;
     let bs = ns.lba_size;
-    let dma = Rc::clone(c.dma());
-    let page = page_size();
+    let page = 4096;
     // (write offset, read offset, length, first LBA)
     let cases: [(usize, usize, usize, u64); 4] = [
         (0x200, 0x400, 4 << 20, 0),
@@ -164,30 +159,27 @@ pub fn host_io(c: &mut Controller, seed: u64) -> Outcome {
         ));
     }
     let t0 = Instant::now();
-    let mut total = 0usize;
-    let mut commands = 0;
-    let mut lists = 0;
+    let (mut total, mut commands, mut lists, mut segments) = (0usize, 0, 0, 0);
     let mut writes = Vec::new();
     for (i, &(woff, _, len, lba)) in cases.iter().enumerate() {
         let data = pattern(seed + i as u64, len);
-        let mut w = dma.alloc(woff + len).map_err(s("alloc"))?;
-        w.mem_mut().write(woff, &data).map_err(s("fill"))?;
+        let mut w = filled(woff, &data)?;
         let st = c
-            .write(lba, Target::Host(&w, woff), len)
+            .write_host(lba, &mut w, woff as u64, len as u64)
             .map_err(s("write"))?;
         commands += st.commands;
+        segments += st.segments;
         lists = lists.max(st.max_list_pages);
         total += len;
         writes.push(data);
     }
     for (i, &(_, roff, len, lba)) in cases.iter().enumerate() {
-        let mut r = dma.alloc(roff + len).map_err(s("alloc"))?;
-        let rlen = r.len();
-        r.mem_mut().fill(0, rlen, 0xa5).map_err(s("fill"))?;
+        let mut r = poisoned(roff + len, 0xa5)?;
         let st = c
-            .read(lba, Target::Host(&r, roff), len)
+            .read_host(lba, &mut r, roff as u64, len as u64)
             .map_err(s("read"))?;
         commands += st.commands;
+        segments += st.segments;
         lists = lists.max(st.max_list_pages);
         compare(
             &format!("case {i} ({len} bytes at LBA {lba})"),
@@ -197,87 +189,198 @@ pub fn host_io(c: &mut Controller, seed: u64) -> Outcome {
     }
     let secs = t0.elapsed().as_secs_f64();
     Ok(format!(
-        "{} via {}: {:.1} MiB written and read back in {commands} commands, PRP lists up to {lists} pages, unaligned first pages, {:.1} s ({:.1} MiB/s)",
+        "{}: {:.1} MiB written and read back in {commands} commands from {segments} mapped segments, PRP lists up to {lists} pages, unaligned first pages, {:.1} s ({:.1} MiB/s); {}",
         c.address(),
-        dma.backend().name(),
         total as f64 / f64::from(1 << 20),
         secs,
-        2.0 * total as f64 / f64::from(1 << 20) / secs.max(1e-9)
+        2.0 * total as f64 / f64::from(1 << 20) / secs.max(1e-9),
+        limits_text(c.mapper().device().limits()),
     ))
+}
+
+fn aperture_text(b: &Backend) -> String {
+    match b.aperture() {
+        Some((base, len)) => format!("{} domain, aperture {base:#x}+{len:#x}", b.name()),
+        None => format!("{}, physical addresses", b.name()),
+    }
 }
 
 /// `host-iova-type1`.
 pub fn host_iova_type1(a: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a])?;
-    if !matches!(dma.backend(), Backend::Type1 { .. }) {
+    let o = open_vfio(&[a])?;
+    if !matches!(o.backend, Backend::Type1 { .. }) {
         return Err("the group is a no-IOMMU group, expected an IOMMU".into());
     }
-    let mut c = controllers(&dma, devs)?.remove(0);
-    let d = host_io(&mut c, 0x7e51)?;
-    Ok(format!("{d}; {} {}", c.model, c.serial))
+    let machine = machine()?;
+    let dev = claim(&machine, &o, 0)?;
+    with_mapper!(&o.backend, &dev, |m| {
+        let mut c = init(&o.devices[0], &m, &o)?;
+        let d = host_io(&mut c, 0x7e51)?;
+        Ok(format!(
+            "{d}; {}; {} {}",
+            aperture_text(&o.backend),
+            c.model,
+            c.serial
+        ))
+    })
 }
 
 /// `host-iova-iommufd`.
 pub fn host_iova_iommufd(a: PciAddress) -> Outcome {
-    let (dma, devs) = open_iommufd(&[a])?;
-    let mut c = controllers(&dma, devs)?.remove(0);
-    host_io(&mut c, 0x10fd)
+    let o = open_iommufd(&[a])?;
+    let machine = machine()?;
+    let dev = claim(&machine, &o, 0)?;
+    with_mapper!(&o.backend, &dev, |m| {
+        let mut c = init(&o.devices[0], &m, &o)?;
+        let d = host_io(&mut c, 0x10fd)?;
+        Ok(format!("{d}; {}", aperture_text(&o.backend)))
+    })
+}
+
+/// A controller's CMB as P2P memory: the provider (BAR2 of the function, as
+/// the guest's sysfs `resource` and its BAR register give it) and the
+/// process mapping of BAR2 (for the CPU's checks, and for an IOMMU backend
+/// that maps virtual addresses). Fields drop in order: the provider before
+/// the mapping it records.
+struct CmbBar {
+    provider: Provider<CmbMem>,
+    bar: MappedBar,
+    cpu_start: u64,
+    bus_start: u64,
+}
+
+impl CmbBar {
+    /// Publishes BAR2 of `vdev` on `machine` as P2P memory.
+    fn of(machine: &Machine, vdev: &VfioDevice) -> Result<Self, String> {
+        let a = vdev.address();
+        let (start, end, _) = Sysfs::live().resource(a, 2).map_err(s("BAR2 resource"))?;
+        if start == 0 || end < start {
+            return Err(format!("{a}: no BAR2 (resource {start:#x}-{end:#x})"));
+        }
+        let size = end - start + 1;
+        let bus = vdev.bar_bus_address(2).map_err(s("BAR2 register"))?;
+        let bar = vdev.map_bar(2).map_err(s("mmap BAR2"))?;
+        if bar.len() as u64 != size {
+            return Err(format!(
+                "{a}: BAR2 is {size:#x} bytes in sysfs, {:#x} through VFIO",
+                bar.len()
+            ));
+        }
+        // SAFETY: BAR2 of this function of this machine, its CPU range from
+        // sysfs `resource` and its bus start from the BAR register; the
+        // function is driven only by this process (bound to vfio-pci, opened
+        // above); BAR2 is the NVMe CMB, plain memory that nothing else uses
+        // while the provider lives.
+        let mut provider = unsafe {
+            machine.provider::<CmbMem>(
+                bdf(a)?,
+                2,
+                PhysAddr::new(start),
+                BusAddr::new_unchecked(bus),
+                size,
+            )
+        }
+        .map_err(s("provider"))?;
+        // SAFETY: `bar` is VFIO's mmap of region 2 of the same function: all
+        // of BAR2, shared; it moves into the same `CmbBar`, which drops the
+        // provider first.
+        unsafe { provider.set_cpu_mapping(bar.vaddr() as usize) }.map_err(s("provider"))?;
+        Ok(Self {
+            provider,
+            bar,
+            cpu_start: start,
+            bus_start: bus,
+        })
+    }
+
+    /// Where P2P memory at `phys` lies in the BAR mapping.
+    fn offset(&self, phys: PhysAddr) -> usize {
+        (phys.as_u64() - self.cpu_start) as usize
+    }
+
+    fn cpu_read(&self, phys: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
+        let mut v = vec![0u8; len];
+        self.bar
+            .read_bytes(self.offset(phys), &mut v)
+            .map_err(s("CPU read of the CMB"))?;
+        Ok(v)
+    }
 }
 
 /// `own-cmb`: the controller reads LBAs into its own CMB and writes them from it
-/// (addresses are CMB offsets, which never leave the device); the CPU checks
-/// the CMB through BAR2 and the host reads the namespace back.
+/// (same-device route: BAR offsets, which never leave the device); the CPU
+/// checks the CMB through BAR2 and the host reads the namespace back.
 pub fn own_cmb(a: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a])?;
-    let mut c = controllers(&dma, devs)?.remove(0);
-    let cmb = c.enable_cmb().map_err(s("enable CMB"))?;
-    let bs = c.namespace().map_err(s("namespace"))?.lba_size;
-    let len = (1usize << 20).min(cmb.len() / 2) / bs * bs;
-    let (lba_p, lba_q) = (((8 << 20) / bs) as u64, ((10 << 20) / bs) as u64);
-    // Host → namespace → CMB (controller reads into its own CMB).
-    let p = pattern(0xc0b, len);
-    let mut h = dma.alloc(len).map_err(s("alloc"))?;
-    h.mem_mut().write(0, &p).map_err(s("fill"))?;
-    c.write(lba_p, Target::Host(&h, 0), len)
-        .map_err(s("host write"))?;
-    let st = c
-        .read(lba_p, Target::OwnCmb(&cmb, 0), len)
-        .map_err(s("read into CMB"))?;
-    let mut v = vec![0u8; len];
-    cmb.cpu_read(0, &mut v).map_err(s("CPU read of CMB"))?;
-    compare("CMB after the controller read into it", &v, &p)?;
-    // CPU → CMB → namespace (controller writes from its own CMB) → host.
-    let q = pattern(0xc0c, len);
-    cmb.cpu_write(len, &q).map_err(s("CPU write of CMB"))?;
-    c.write(lba_q, Target::OwnCmb(&cmb, len), len)
-        .map_err(s("write from CMB"))?;
-    let mut r = dma.alloc(len).map_err(s("alloc"))?;
-    r.mem_mut().fill(0, len, 0xa5).map_err(s("fill"))?;
-    c.read(lba_q, Target::Host(&r, 0), len)
-        .map_err(s("host read"))?;
-    compare(
-        "namespace written from the CMB",
-        &read_back(&r, 0, len)?,
-        &q,
-    )?;
-    if cmb.regs_before != (0, 0) {
+    let o = open_vfio(&[a])?;
+    let machine = machine()?;
+    let cmb = CmbBar::of(&machine, &o.devices[0])?;
+    let dev = claim(&machine, &o, 0)?;
+    let route = P2pRoute::classify(&machine, &cmb.provider, &dev).map_err(s("classify"))?;
+    if !matches!(route, P2pRoute::SameDevice(_)) {
         return Err(format!(
-            "CMBLOC/CMBSZ {:#x}/{:#x} with CMBMSC.CRE = 0: expected both hidden (QEMU 7.2)",
-            cmb.regs_before.0, cmb.regs_before.1
+            "own CMB classified as {}, expected the same-device route",
+            route.kernel_name()
         ));
     }
-    Ok(format!(
-        "{a}: CMB {} KiB at controller address {:#x} (BAR2 bus address); CMBLOC/CMBSZ {:#x}/{:#x} as the nvme driver left them, {:#x}/{:#x} with CRE = 0, {:#x}/{:#x} after CRE|CMSE; {len} bytes each way, {} commands",
-        cmb.len() >> 10,
-        cmb.controller_base(),
-        cmb.regs_left.0,
-        cmb.regs_left.1,
-        cmb.regs_before.0,
-        cmb.regs_before.1,
-        cmb.regs_after.0,
-        cmb.regs_after.1,
-        st.commands
-    ))
+    with_mapper!(&o.backend, &dev, |m| {
+        let mut c = init(&o.devices[0], &m, &o)?;
+        let regs = c
+            .enable_cmb(cmb.bus_start, cmb.bar.len() as u64)
+            .map_err(s("enable CMB"))?;
+        let bs = c.namespace().map_err(s("namespace"))?.lba_size;
+        let len = (1usize << 20).min(regs.window.size as usize / 2) / bs * bs;
+        let (lba_p, lba_q) = (((8 << 20) / bs) as u64, ((10 << 20) / bs) as u64);
+        let pa = cmb.provider.alloc(len as u64).map_err(s("CMB alloc"))?;
+        let qa = cmb.provider.alloc(len as u64).map_err(s("CMB alloc"))?;
+        // Host → namespace → CMB (the controller reads into its own CMB).
+        let p = pattern(0xc0b, len);
+        c.write_host(lba_p, &mut filled(0, &p)?, 0, len as u64)
+            .map_err(s("host write"))?;
+        let st = c
+            .read_p2p(lba_p, pa.seg(), &route)
+            .map_err(s("read into CMB"))?;
+        compare(
+            "CMB after the controller read into it",
+            &cmb.cpu_read(pa.phys(), len)?,
+            &p,
+        )?;
+        // CPU → CMB → namespace (the controller writes from its own CMB) → host.
+        let q = pattern(0xc0c, len);
+        // SAFETY: `qa` is CMB memory this scenario allocated and no mapping of
+        // it is live: a plain memory write of the CMB starts no DMA.
+        unsafe { cmb.bar.write_bytes(cmb.offset(qa.phys()), &q) }.map_err(s("CPU write of CMB"))?;
+        c.write_p2p(lba_q, qa.seg(), &route)
+            .map_err(s("write from CMB"))?;
+        let mut r = poisoned(len, 0xa5)?;
+        c.read_host(lba_q, &mut r, 0, len as u64)
+            .map_err(s("host read"))?;
+        compare(
+            "namespace written from the CMB",
+            &read_back(&r, 0, len)?,
+            &q,
+        )?;
+        if regs.before != (0, 0) {
+            return Err(format!(
+                "CMBLOC/CMBSZ {:#x}/{:#x} with CMBMSC.CRE = 0: expected both hidden (QEMU 7.2)",
+                regs.before.0, regs.before.1
+            ));
+        }
+        let (via, first) = st.first.ok_or("no segment")?;
+        Ok(format!(
+            "{a}: route {} (same device); CMB {} KiB, CBA {:#x} = BAR2 bus start (the provider's); {via:?} segment at BAR offset {:#x} -> controller address {first:#x}; CMBLOC/CMBSZ {:#x}/{:#x} as left, {:#x}/{:#x} with CRE = 0, {:#x}/{:#x} after CRE|CMSE; {len} bytes each way, {} commands",
+            route.kernel_name(),
+            regs.window.size >> 10,
+            regs.window.cba,
+            cmb.offset(pa.phys()),
+            regs.left.0,
+            regs.left.1,
+            regs.before.0,
+            regs.before.1,
+            regs.after.0,
+            regs.after.1,
+            st.commands
+        ))
+    })
 }
 
 /// The kernel log from now on (`/dev/kmsg`, non-blocking).
@@ -332,219 +435,227 @@ fn dmar_fault_in(lines: &[String], lo: u64, hi: u64) -> Option<String> {
 /// points at its IOVA (built with the `unsafe` escape) must not change a byte of
 /// it, and the guest kernel logs a DMAR fault for that address.
 pub fn iommu_contains(a: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a])?;
-    if !matches!(dma.backend(), Backend::Type1 { .. }) {
+    let o = open_vfio(&[a])?;
+    if !matches!(o.backend, Backend::Type1 { .. }) {
         return Err("needs an IOMMU (type1)".into());
     }
-    let mut c = controllers(&dma, devs)?.remove(0);
-    let len = 64 << 10;
-    let lba = ((12 << 20) / c.namespace().map_err(s("namespace"))?.lba_size) as u64;
-    let p = pattern(0xdead, len);
-    let mut w = dma.alloc(len).map_err(s("alloc"))?;
-    w.mem_mut().write(0, &p).map_err(s("fill"))?;
-    c.write(lba, Target::Host(&w, 0), len).map_err(s("write"))?;
-    // Positive control: the same buffer, mapped, does receive the data.
-    let mut r = dma.alloc(len).map_err(s("alloc"))?;
-    r.mem_mut().fill(0, len, 0x5a).map_err(s("fill"))?;
-    c.read(lba, Target::Host(&r, 0), len)
-        .map_err(s("read (mapped)"))?;
-    compare("positive control", &read_back(&r, 0, len)?, &p)?;
-    // Unmap, refill, and check the seam now refuses the buffer.
-    r.mem_mut().fill(0, len, 0x5a).map_err(s("fill"))?;
-    let stale = dma
-        .unmap(&mut r)
-        .map_err(s("unmap"))?
-        .ok_or("the buffer had no IOVA")?;
-    match c.addr_of(Target::Host(&r, 0)) {
-        Err(SeamError::NotMapped) => {}
-        other => return Err(format!("the seam gave {other:?} for an unmapped buffer")),
-    }
-    let mut kmsg = Kmsg::from_now()?;
-    let status = c.read_with(lba, len, |_, off| {
-        // SAFETY: `stale` was this domain's IOVA of `r` and was just unmapped; the
-        // allocator never hands it out again, so nothing is mapped there and the
-        // IOMMU blocks the device. Were it not blocked, the writes would land in
-        // `r`'s pages, which stay alive and owned here: no memory is reached
-        // that this scenario does not own and check.
-        Ok(unsafe { DevAddr::assume_valid(stale + off as u64) })
-    });
-    compare(
-        "unmapped buffer after a read aimed at its stale IOVA",
-        &read_back(&r, 0, len)?,
-        &vec![0x5a; len],
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut seen = Vec::new();
-    let fault = loop {
-        seen.extend(kmsg.records());
-        if let Some(l) = dmar_fault_in(&seen, stale, stale + len as u64) {
-            break l;
+    let machine = machine()?;
+    let dev = claim(&machine, &o, 0)?;
+    with_mapper!(&o.backend, &dev, |m| {
+        let mut c = init(&o.devices[0], &m, &o)?;
+        let len = 64usize << 10;
+        let lba = ((12 << 20) / c.namespace().map_err(s("namespace"))?.lba_size) as u64;
+        let p = pattern(0xdead, len);
+        c.write_host(lba, &mut filled(0, &p)?, 0, len as u64)
+            .map_err(s("write"))?;
+        // Positive control: the same buffer, mapped, does receive the data.
+        let mut r = poisoned(len, 0x5a)?;
+        c.read_host(lba, &mut r, 0, len as u64)
+            .map_err(s("read (mapped)"))?;
+        compare("positive control", &read_back(&r, 0, len)?, &p)?;
+        // Map it once more and keep only the number of its IOVA: once the
+        // mapping is gone no typed address of it exists any more.
+        let l = r.len();
+        r.fill(0, l, 0x5a).map_err(s("fill"))?;
+        let (segs, stale) = c
+            .with_host::<FromDevice, _>(&mut r, 0, len as u64, |_, segs| {
+                Ok((segs.len(), segs[0].at(0)?.as_u64()))
+            })
+            .map_err(s("map"))?;
+        if segs != 1 {
+            return Err(format!("{segs} segments for one buffer through the IOMMU"));
         }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no DMAR fault logged for {stale:#x}+{len:#x}; kernel said: {:?}",
-                seen.iter().rev().take(3).collect::<Vec<_>>()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Ok(format!(
-        "{a}: stale IOVA {stale:#x} blocked, {len} bytes untouched, command status {}; kernel: {fault}",
-        match status {
-            Ok(_) => "success (QEMU 7.2 reports success although the DMA was blocked)".to_string(),
-            Err(e) => format!("error ({e})"),
-        }
-    ))
+        let mut kmsg = Kmsg::from_now()?;
+        let status = c.read_raw(lba, len as u64, |off| {
+            // SAFETY: `stale` was this domain's IOVA of `r` and its mapping was
+            // just unmapped; nothing was mapped since, so nothing is mapped there
+            // and the IOMMU blocks the device. Were it not blocked, the writes
+            // would land in `r`'s pages, which stay alive and owned here: no
+            // memory is reached that this scenario does not own and check.
+            unsafe { DevAddr::assume_valid(stale + off) }
+        });
+        compare(
+            "unmapped buffer after a read aimed at its stale IOVA",
+            &read_back(&r, 0, len)?,
+            &vec![0x5a; len],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut seen = Vec::new();
+        let fault = loop {
+            seen.extend(kmsg.records());
+            if let Some(l) = dmar_fault_in(&seen, stale, stale + len as u64) {
+                break l;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no DMAR fault logged for {stale:#x}+{len:#x}; kernel said: {:?}",
+                    seen.iter().rev().take(3).collect::<Vec<_>>()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Ok(format!(
+            "{a}: stale IOVA {stale:#x} (from the crate's allocator, unmapped by the VfioType1 backend) blocked, {len} bytes untouched, command status {}; kernel: {fault}",
+            match status {
+                Ok(_) =>
+                    "success (QEMU 7.2 reports success although the DMA was blocked)".to_string(),
+                Err(e) => format!("error ({e})"),
+            }
+        ))
+    })
 }
 
-/// The route from client `a` to provider `b`'s CMB, as dmaspace classifies the
-/// pair from the guest's sysfs — checked against the guest kernel — and the
-/// window that realizes it.
-fn peer_route(
-    a: &Controller,
-    b: &Controller,
-    cmb: &Cmb,
-) -> Result<(Result<PeerWindow, String>, classify::Route), String> {
-    let r = classify::classify(b.address(), a.address())?;
-    match r.kernel_distance {
-        Some(k) if k == r.crate_distance => {}
-        Some(k) => {
-            return Err(format!(
-                "dmaspace says {} (distance {}), the guest kernel's pci_p2pdma_distance says {k}",
-                r.map_type, r.crate_distance
-            ));
-        }
-        None => {
-            return Err("no P2P_DIST line in /proc/p2p_oracle (oracle module not loaded?)".into());
-        }
-    }
-    let w = match r.map_type {
-        MapType::NotSupported => Err(format!(
-            "refused: P2P {} -> {} is not supported (dmaspace and the kernel agree: distance -1)",
-            b.address(),
-            a.address()
+/// The crate's route from provider `cmb` (B's CMB) to client `dev` (A),
+/// classified on the guest's machine and checked against the guest kernel.
+fn classify_checked<'r>(
+    machine: &'r Machine,
+    cmb: &'r CmbBar,
+    dev: &'r Device<'_, Nvme>,
+    a: PciAddress,
+    b: PciAddress,
+) -> Result<Result<P2pRoute<'r, CmbMem, Nvme>, RouteError>, String> {
+    let route = P2pRoute::classify(machine, &cmb.provider, dev);
+    let crate_distance = match &route {
+        Ok(r) => i32::try_from(r.distance()).unwrap_or(i32::MAX),
+        Err(RouteError::NotSupported(v)) => v.kernel_distance(),
+        Err(e) => return Err(format!("classify {b} -> {a}: {e}")),
+    };
+    match kernel_distance(b, a) {
+        Some(k) if k == crate_distance => Ok(route),
+        Some(k) => Err(format!(
+            "dmaspace says distance {crate_distance}, the guest kernel's pci_p2pdma_distance says {k}"
         )),
-        MapType::ThruHostBridge => a
-            .dma()
-            .map_peer_bar(cmb.bar(), a.address())
-            .map_err(|e| format!("map {}'s BAR2 for {}: {e}", b.address(), a.address())),
-        MapType::BusAddr => b
-            .device()
-            .bar_bus_address(2)
-            .map(|base| PeerWindow::bus_addr(a.address(), base, cmb.bar().len()))
-            .map_err(|e| e.to_string()),
-    };
-    Ok((w, r))
+        None => Err("no P2P_DIST line in /proc/p2p_oracle (oracle module not loaded?)".into()),
+    }
 }
 
-/// A reads its LBAs straight into B's CMB; B writes them from its CMB to its own
-/// namespace; the host reads B's namespace back and compares with A's data.
-fn p2p_copy(a: &mut Controller, b: &mut Controller, expect: MapType) -> Outcome {
-    let cmb = b.enable_cmb().map_err(s("enable B's CMB"))?;
-    let (window, route) = peer_route(a, b, &cmb)?;
-    if route.map_type != expect {
-        return Err(format!(
-            "route is {} (distance {}), the scenario expects {expect}",
-            route.map_type, route.crate_distance
-        ));
-    }
-    let window = window?;
-    let bs = a.namespace().map_err(s("namespace"))?.lba_size;
-    let len = (1usize << 20).min(cmb.len()) / bs * bs;
+/// A reads its LBAs straight into B's CMB by `route_ab`; B writes them from its
+/// CMB to its own namespace (same-device route `route_bb`); the host reads B's
+/// namespace back and compares with A's data.
+fn p2p_copy<T: Translation>(
+    ca: &mut Controller<'_, '_, T>,
+    cb: &mut Controller<'_, '_, T>,
+    cmb: &CmbBar,
+    route_ab: &P2pRoute<'_, CmbMem, Nvme>,
+    route_bb: &P2pRoute<'_, CmbMem, Nvme>,
+) -> Outcome {
+    let regs = cb
+        .enable_cmb(cmb.bus_start, cmb.bar.len() as u64)
+        .map_err(s("enable B's CMB"))?;
+    let bs = ca.namespace().map_err(s("namespace"))?.lba_size;
+    let len = (1usize << 20).min(regs.window.size as usize) / bs * bs;
     let (lba_a, lba_b) = (0u64, ((4 << 20) / bs) as u64);
     // B's target LBAs hold something else first.
     let z = pattern(0xb0, len);
-    let mut hb = b.dma().alloc(len).map_err(s("alloc"))?;
-    hb.mem_mut().write(0, &z).map_err(s("fill"))?;
-    b.write(lba_b, Target::Host(&hb, 0), len)
+    cb.write_host(lba_b, &mut filled(0, &z)?, 0, len as u64)
         .map_err(s("B host write"))?;
     // A's data.
     let p = pattern(0xa0, len);
-    let mut ha = a.dma().alloc(len).map_err(s("alloc"))?;
-    ha.mem_mut().write(0, &p).map_err(s("fill"))?;
-    a.write(lba_a, Target::Host(&ha, 0), len)
+    ca.write_host(lba_a, &mut filled(0, &p)?, 0, len as u64)
         .map_err(s("A host write"))?;
     // A → B's CMB, by the classified route.
-    let st = a
-        .read(lba_a, Target::Peer(&window, cmb.bar_offset()), len)
+    let peer = cmb.provider.alloc(len as u64).map_err(s("B's CMB alloc"))?;
+    let st = ca
+        .read_p2p(lba_a, peer.seg(), route_ab)
         .map_err(s("A reads into B's CMB"))?;
-    let mut v = vec![0u8; len];
-    cmb.cpu_read(0, &mut v).map_err(s("CPU read of B's CMB"))?;
-    compare("B's CMB after A's peer-to-peer read", &v, &p)?;
+    compare(
+        "B's CMB after A's peer-to-peer read",
+        &cmb.cpu_read(peer.phys(), len)?,
+        &p,
+    )?;
     // B: CMB → namespace; host reads it back.
-    b.write(lba_b, Target::OwnCmb(&cmb, 0), len)
+    cb.write_p2p(lba_b, peer.seg(), route_bb)
         .map_err(s("B writes from its CMB"))?;
-    let mut r = b.dma().alloc(len).map_err(s("alloc"))?;
-    r.mem_mut().fill(0, len, 0xa5).map_err(s("fill"))?;
-    b.read(lba_b, Target::Host(&r, 0), len)
+    let mut r = poisoned(len, 0xa5)?;
+    cb.read_host(lba_b, &mut r, 0, len as u64)
         .map_err(s("host read of B"))?;
     compare("B's namespace vs A's data", &read_back(&r, 0, len)?, &p)?;
-    let how = match window.route() {
-        crate::dma::PeerRoute::Iova { base, .. } => {
-            format!("B's BAR2 mapped at IOVA {base:#x} in A's container")
-        }
-        crate::dma::PeerRoute::BusAddr { base } => format!("B's BAR2 bus address {base:#x}"),
+    let how = match st.first {
+        Some((Via::Iommu, a)) => format!(
+            "B's CMB mapped at IOVA {a:#x} of A's domain (MMIO, through the VfioType1 backend)"
+        ),
+        Some((Via::BusAddr, a)) => format!("B's CMB at bus address {a:#x} (IOMMU bypassed)"),
+        Some((via, a)) => format!("{via:?} at {a:#x}"),
+        None => "nothing".into(),
     };
     Ok(format!(
-        "{} -> {}: dmaspace {} distance {} = kernel {}; {len} bytes via {how}, {} commands, verified",
-        b.address(),
-        a.address(),
-        route.map_type,
-        route.crate_distance,
-        route.kernel_distance.unwrap_or(i32::MIN),
+        "{len} bytes via {how}, {} commands, verified",
         st.commands
+    ))
+}
+
+/// `p2p-host-bridge` and `p2p-bus-addr`: classify (B's CMB → A) on the guest's
+/// machine; the route's kind decides the path.
+fn p2p(o: &Opened, expect: &str) -> Outcome {
+    let (va, vb) = (&o.devices[0], &o.devices[1]);
+    let (a, b) = (va.address(), vb.address());
+    let machine = machine()?;
+    let cmb = CmbBar::of(&machine, vb)?;
+    let dev_a = claim(&machine, o, 0)?;
+    let dev_b = claim(&machine, o, 1)?;
+    let route_ab =
+        classify_checked(&machine, &cmb, &dev_a, a, b)?.map_err(|e| format!("refused: {e}"))?;
+    if route_ab.kernel_name() != expect {
+        return Err(format!(
+            "route is {} (distance {}), the scenario expects {expect}",
+            route_ab.kernel_name(),
+            route_ab.distance()
+        ));
+    }
+    let route_bb =
+        P2pRoute::classify(&machine, &cmb.provider, &dev_b).map_err(s("classify B -> B"))?;
+    let d = with_mapper!(&o.backend, &dev_a, &dev_b, |ma, mb| {
+        let mut ca = init(va, &ma, o)?;
+        let mut cb = init(vb, &mb, o)?;
+        p2p_copy(&mut ca, &mut cb, &cmb, &route_ab, &route_bb)?
+    });
+    Ok(format!(
+        "{b} -> {a}: dmaspace {} distance {} = kernel (sysfs of the guest); {d}",
+        route_ab.kernel_name(),
+        route_ab.distance()
     ))
 }
 
 /// `p2p-host-bridge` (AMD Zen CPU model: the host-bridge route is allowed).
 pub fn p2p_host_bridge(a: PciAddress, b: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a, b])?;
-    if !matches!(dma.backend(), Backend::Type1 { .. }) {
+    let o = open_vfio(&[a, b])?;
+    if !matches!(o.backend, Backend::Type1 { .. }) {
         return Err("needs an IOMMU (type1)".into());
     }
-    let mut cs = controllers(&dma, devs)?;
-    let mut cb = cs.pop().ok_or("no B")?;
-    let mut ca = cs.pop().ok_or("no A")?;
-    p2p_copy(&mut ca, &mut cb, MapType::ThruHostBridge)
+    p2p(&o, "thru_host_bridge")
 }
 
 /// `p2p-bus-addr` (both below one switch, no-IOMMU mode).
 pub fn p2p_bus_addr(a: PciAddress, b: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a, b])?;
-    if !matches!(dma.backend(), Backend::NoIommu { .. }) {
+    let o = open_vfio(&[a, b])?;
+    if !matches!(o.backend, Backend::NoIommu { .. }) {
         return Err(
             "expects no-IOMMU mode (QEMU routes every DMA through its IOMMU, even inside a switch)"
                 .into(),
         );
     }
-    let mut cs = controllers(&dma, devs)?;
-    let mut cb = cs.pop().ok_or("no B")?;
-    let mut ca = cs.pop().ok_or("no A")?;
-    p2p_copy(&mut ca, &mut cb, MapType::BusAddr)
+    p2p(&o, "bus_addr")
 }
 
-/// `p2p-refused`: where Linux says not supported, the driver refuses before
-/// issuing any I/O.
+/// `p2p-refused`: where Linux says not supported, the crate refuses the route
+/// with its typed error, before any controller is enabled or anything mapped.
 pub fn p2p_refused(a: PciAddress, b: PciAddress) -> Outcome {
-    let (dma, devs) = open_vfio(&[a, b])?;
-    let mut cs = controllers(&dma, devs)?;
-    let mut cb = cs.pop().ok_or("no B")?;
-    let ca = cs.pop().ok_or("no A")?;
-    let cmb = cb.enable_cmb().map_err(s("enable B's CMB"))?;
-    let before = (ca.io_submitted(), cb.io_submitted());
-    let (window, route) = peer_route(&ca, &cb, &cmb)?;
-    let after = (ca.io_submitted(), cb.io_submitted());
-    match window {
-        Ok(_) => Err(format!(
+    let o = open_vfio(&[a, b])?;
+    let machine = machine()?;
+    let cmb = CmbBar::of(&machine, &o.devices[1])?;
+    // No Identify: claiming with the limits every NVMe has issues no DMA.
+    let dev = machine
+        .device::<Nvme>(bdf(a)?, nvme::base_limits())
+        .map_err(|e| e.to_string())?;
+    match classify_checked(&machine, &cmb, &dev, a, b)? {
+        Err(e @ RouteError::NotSupported(_)) => Ok(format!(
+            "RouteError::NotSupported: {e}; the guest kernel agrees (distance -1); refused before any controller was enabled or memory mapped"
+        )),
+        Err(e) => Err(format!("refused for another reason: {e}")),
+        Ok(r) => Err(format!(
             "the route was allowed ({}, distance {}): expected not supported",
-            route.map_type, route.crate_distance
-        )),
-        Err(why) if before == after && route.map_type == MapType::NotSupported => Ok(format!(
-            "{why}; kernel distance {}; no I/O issued",
-            route.kernel_distance.unwrap_or(i32::MIN)
-        )),
-        Err(why) => Err(format!(
-            "refused, but I/O was issued or the reason is wrong: {why}"
+            r.kernel_name(),
+            r.distance()
         )),
     }
 }
@@ -553,57 +664,82 @@ pub fn p2p_refused(a: PciAddress, b: PciAddress) -> Outcome {
 /// the backend says so with a typed error, nothing is half-mapped, and the IOAS
 /// still works.
 pub fn p2p_iommufd_refused(a: PciAddress, b: PciAddress) -> Outcome {
-    let (dma, mut devs) = open_iommufd(&[a, b])?;
-    let db = devs.pop().ok_or("no B")?;
-    let bar = db.map_bar(2).map_err(s("mmap B's BAR2"))?;
-    let mut ca = controllers(&dma, devs)?.remove(0);
-    let route = classify::classify(b, a)?;
-    let Backend::Iommufd { ioas, .. } = dma.backend() else {
+    let o = open_iommufd(&[a, b])?;
+    let Backend::Iommufd { domain } = &o.backend else {
         return Err("not an iommufd backend".into());
     };
-    let iova = dma.peek_iova();
-    let err = match dma.map_peer_bar(&bar, a) {
+    let machine = machine()?;
+    let cmb = CmbBar::of(&machine, &o.devices[1])?;
+    let dev = claim(&machine, &o, 0)?;
+    let route =
+        classify_checked(&machine, &cmb, &dev, a, b)?.map_err(|e| format!("refused: {e}"))?;
+    if !matches!(route, P2pRoute::ViaHostBridge(_)) {
+        return Err(format!(
+            "route {}: expected thru_host_bridge",
+            route.kernel_name()
+        ));
+    }
+    let m = dmaspace::map::Mapper::iommu(&dev, domain).map_err(|e| e.to_string())?;
+    let mut c = init(&o.devices[0], &m, &o)?;
+    let len = 64u64 << 10;
+    let peer = cmb.provider.alloc(len).map_err(s("B's CMB alloc"))?;
+    let before = (
+        domain.reserved_bytes(),
+        domain.backend().mapped_bytes(),
+        c.io_submitted(),
+    );
+    let err = match c.read_p2p(0, peer.seg(), &route) {
         Ok(_) => {
             return Err(
                 "iommufd mapped a PFNMAP BAR: this kernel can do P2P through iommufd".into(),
             );
         }
-        Err(DmaError::Sys(e)) if e.kind() == &VfioErrorKind::PfnmapNotMappable => e,
-        Err(e) => return Err(format!("expected PfnmapNotMappable, got: {e}")),
+        Err(NvmeError::Map(MapError::Backend(e))) if e.kind() == BackendErrorKind::Unmappable => e,
+        Err(e) => {
+            return Err(format!(
+                "expected a BackendError of kind Unmappable, got: {e}"
+            ));
+        }
     };
-    // Nothing half-mapped: the range unmaps as empty, and host memory maps there.
-    match ioas.unmap(iova, bar.len() as u64) {
+    let after = (
+        domain.reserved_bytes(),
+        domain.backend().mapped_bytes(),
+        c.io_submitted(),
+    );
+    if before != after {
+        return Err(format!(
+            "after the refusal (reserved IOVA, mapped bytes, I/O commands) went from {before:?} to {after:?}"
+        ));
+    }
+    // The range the refused mapping had is what the allocator hands out again
+    // for that size: the kernel holds nothing there.
+    let probe = domain.alloc(len).map_err(s("IOVA probe"))?;
+    let at = probe.start().as_u64();
+    match domain.backend().ioas().unmap(at, probe.len()) {
         Err(e) if e.errno() == Some(libc::ENOENT) => {}
         other => {
             return Err(format!(
-                "after the refusal, unmap of the range gave {other:?}"
+                "after the refusal, IOMMU_IOAS_UNMAP of {at:#x}+{len:#x} gave {other:?}"
             ));
         }
     }
-    let probe = dmaspace::linux::PinnedMemory::new(bar.len()).map_err(s("alloc"))?;
-    ioas.map(&probe, iova)
-        .map_err(s("map host memory at the refused range"))?;
-    ioas.unmap(iova, bar.len() as u64)
-        .map_err(s("unmap probe"))?;
+    drop(probe);
     // And the IOAS still carries host DMA.
-    let d = host_io_small(&mut ca)?;
+    let d = host_io_small(&mut c)?;
     Ok(format!(
-        "route {} (distance {}) needs {b}'s BAR2 in {a}'s IOAS; iommufd: {err}; range {iova:#x}+{:#x} left empty; {d}",
-        route.map_type,
-        route.crate_distance,
-        bar.len()
+        "route {} (distance {}) needs {b}'s BAR2 in {a}'s IOAS; MapError::Backend: {err}; nothing mapped or reserved after it, no command issued, IOMMU_IOAS_UNMAP of {at:#x}+{len:#x} says ENOENT; {d}",
+        route.kernel_name(),
+        route.distance(),
     ))
 }
 
-fn host_io_small(c: &mut Controller) -> Outcome {
-    let len = 64 << 10;
-    let dma = Rc::clone(c.dma());
+fn host_io_small<T: Translation>(c: &mut Controller<'_, '_, T>) -> Outcome {
+    let len = 64usize << 10;
     let p = pattern(0x5a11, len);
-    let mut w = dma.alloc(len).map_err(s("alloc"))?;
-    w.mem_mut().write(0, &p).map_err(s("fill"))?;
-    c.write(0, Target::Host(&w, 0), len).map_err(s("write"))?;
-    let r = dma.alloc(len).map_err(s("alloc"))?;
-    c.read(0, Target::Host(&r, 0), len).map_err(s("read"))?;
+    c.write_host(0, &mut filled(0, &p)?, 0, len as u64)
+        .map_err(s("write"))?;
+    let mut r = poisoned(len, 0)?;
+    c.read_host(0, &mut r, 0, len as u64).map_err(s("read"))?;
     compare("host I/O after the refusal", &read_back(&r, 0, len)?, &p)?;
     Ok("host I/O on the same IOAS verified".into())
 }

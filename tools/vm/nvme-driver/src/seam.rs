@@ -1,47 +1,53 @@
-//! THE seam: the one place where this driver produces a device-visible address.
+//! THE seam: the one place where this driver turns something into an address
+//! it writes for a controller.
 //!
-//! Every address the driver writes for the controller — PRP1, PRP2, each PRP
-//! list entry and list pointer, the admin queue base registers (ASQ/ACQ), the
-//! base of every I/O queue in Create I/O SQ/CQ — is a [`DevAddr`], and a
-//! `DevAddr` comes only from [`device_addr`] (or from the `unsafe` escape
-//! [`DevAddr::assume_valid`], used once, by the `iommu-contains` negative
-//! control). Nothing else in the crate turns an integer into an address.
+//! Every address the driver gives a controller — PRP1, PRP2, each PRP list
+//! entry and list pointer, the admin queue bases (ASQ/ACQ), the base of every
+//! I/O queue in Create I/O SQ/CQ — is a [`DevAddr`], and a `DevAddr` comes
+//! only from dmaspace's typed mappings:
+//! - a [`DmaAddr`] of a live mapping for an NVMe device ([`DevAddr::from`]):
+//!   a ring's address ([`Coherent::addr_of`](dmaspace::map::Coherent::addr_of)),
+//!   or a data segment's address at an offset (`DmaSeg::at`) — an IOVA of the
+//!   VFIO type1 / iommufd backend, a physical address in no-IOMMU mode, a bus
+//!   address of a peer's BAR (bus-address route) or an IOVA of a peer's BAR
+//!   (host-bridge route);
+//! - a [`BarOffset`] of the controller's own CMB (a
+//!   same-device route), placed in the controller's CMB window
+//!   ([`device_addr`] with the [`CmbWindow`] the controller was programmed
+//!   with);
+//! - or the `unsafe` escape [`DevAddr::assume_valid`], used once, by the
+//!   `iommu-contains` negative control.
 //!
-//! When dmaspace's typed mapping API (issue 9) lands, this function is what
-//! switches to it:
-//! - [`Target::Host`] becomes a `DmaAddr<B>` from the crate's VFIO type1 /
-//!   iommufd / direct backend (today: the raw IOVA or the pagemap physical
-//!   address recorded in [`HostBuf`]);
-//! - [`Target::Peer`] becomes the route `P2pRoute::classify` chose from the
-//!   guest's sysfs: a `BusAddr` (switch) or an IOVA of the peer's BAR mapped
-//!   into this domain (host bridge) (today: [`PeerWindow`]);
-//! - [`Target::OwnCmb`] becomes a `BarOffset` of this controller (today:
-//!   [`Cmb`]'s controller base address plus the offset).
-//!
-//! The checks made here are the ones the types will make at compile time: the
-//! buffer is mapped, in this controller's DMA domain, the offset is inside it,
-//! a peer window was classified for this client, the CMB is this controller's.
+//! A `DevAddr` borrows the mapping it came from: it cannot outlive it. The
+//! device it is for is checked where the segments are taken from the mapping
+//! (`DmaVec::segments(device_id)`), its kind (`Nvme`) and direction by type.
 
 use core::fmt;
+use core::marker::PhantomData;
 
-use dmaspace::linux::PciAddress;
+use dmaspace::dir::Direction;
+use dmaspace::error::MapError;
+use dmaspace::vec::{DmaSeg, Via};
+use dmaspace::{BarOffset, DmaAddr};
 
-use crate::dma::{DomainId, HostBuf, HostDma, PeerRoute, PeerWindow};
-use crate::nvme::Cmb;
+use crate::dma::Nvme;
 
-/// A device-visible DMA address, valid for one controller. No arithmetic: a
-/// new one comes from [`device_addr`] again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DevAddr(u64);
+/// A device-visible DMA address for one controller, valid while `'a` (the
+/// mapping it came from) lives. No arithmetic: an address further into a
+/// mapping comes from the mapping again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DevAddr<'a>(u64, PhantomData<&'a ()>);
 
-impl DevAddr {
+impl DevAddr<'_> {
     /// The value written into the command or register.
     #[must_use]
     pub fn raw(self) -> u64 {
         self.0
     }
+}
 
-    /// An address from a bare integer, bypassing the seam.
+impl DevAddr<'static> {
+    /// An address from a bare integer, bypassing the types.
     ///
     /// # Safety
     ///
@@ -52,161 +58,223 @@ impl DevAddr {
     /// negative control relies on the latter, for an IOVA it has just unmapped.
     #[must_use]
     pub unsafe fn assume_valid(raw: u64) -> Self {
-        Self(raw)
+        Self(raw, PhantomData)
     }
 }
 
-impl fmt::LowerHex for DevAddr {
+impl<'a, D: Direction> From<DmaAddr<'a, Nvme, D>> for DevAddr<'a> {
+    fn from(a: DmaAddr<'a, Nvme, D>) -> Self {
+        Self(a.as_u64(), PhantomData)
+    }
+}
+
+impl fmt::Debug for DevAddr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DevAddr({:#x})", self.0)
+    }
+}
+
+impl fmt::LowerHex for DevAddr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::LowerHex::fmt(&self.0, f)
     }
 }
 
-/// What a command may point at.
-#[derive(Clone, Copy, Debug)]
-pub enum Target<'a> {
-    /// Host memory mapped by the controller's DMA backend, at `offset`.
-    Host(&'a HostBuf, usize),
-    /// A peer's BAR, reached by the route classified for this client, at `offset`.
-    Peer(&'a PeerWindow, usize),
-    /// The controller's own CMB, at `offset` (a BAR offset: never on the wire).
-    OwnCmb(&'a Cmb, usize),
+/// Where a controller sees its own CMB: it takes an address in `[cba, cba +
+/// size)` as CMB memory (CMBMSC.CBA with CMSE set) and never sends it to the
+/// bus. With the CMB at offset 0 of BAR `bar` (CMBLOC.OFST = 0, checked when
+/// it was enabled), BAR offset `o` is controller address `cba + o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmbWindow {
+    /// The BAR that holds the CMB.
+    pub bar: u8,
+    /// The controller address of BAR offset 0 (what CMBMSC.CBA holds).
+    pub cba: u64,
+    /// Size of the CMB.
+    pub size: u64,
 }
 
-impl<'a> Target<'a> {
-    /// The same target, `more` bytes further.
-    #[must_use]
-    pub fn advance(self, more: usize) -> Self {
-        match self {
-            Self::Host(b, o) => Self::Host(b, o.saturating_add(more)),
-            Self::Peer(w, o) => Self::Peer(w, o.saturating_add(more)),
-            Self::OwnCmb(c, o) => Self::OwnCmb(c, o.saturating_add(more)),
+impl CmbWindow {
+    fn place(
+        &self,
+        bar: u8,
+        o: BarOffset<'_, Nvme, impl Direction>,
+        offset: u64,
+    ) -> Result<u64, SeamError> {
+        if bar != self.bar {
+            return Err(SeamError::OtherBar {
+                bar,
+                cmb_bar: self.bar,
+            });
         }
+        let at = o.as_u64().checked_add(offset).filter(|&x| x < self.size);
+        at.map(|x| self.cba + x).ok_or(SeamError::OutsideCmb {
+            offset: o.as_u64().saturating_add(offset),
+            size: self.size,
+        })
     }
 }
 
 /// Why the seam refused to produce an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SeamError {
-    /// The buffer is not mapped (any more) in its domain.
-    NotMapped,
-    /// The buffer or window belongs to another DMA domain than the controller's.
-    WrongDomain {
-        /// The controller's domain.
-        want: DomainId,
-        /// The buffer's.
-        got: DomainId,
+    /// The mapping refused the offset (past the segment's end).
+    Map(MapError),
+    /// A segment in the controller's own BAR, but no CMB is enabled.
+    NoCmb,
+    /// A segment in another BAR than the CMB's.
+    OtherBar {
+        /// The segment's BAR.
+        bar: u8,
+        /// The CMB's.
+        cmb_bar: u8,
     },
-    /// The peer window was classified for another client.
-    WrongClient {
-        /// The controller asking.
-        client: PciAddress,
-        /// The client the route was classified for.
-        route_for: PciAddress,
+    /// Past the end of the CMB.
+    OutsideCmb {
+        /// BAR offset asked for.
+        offset: u64,
+        /// CMB size.
+        size: u64,
     },
-    /// The CMB is another controller's.
-    NotOwnCmb {
-        /// The controller asking.
-        who: PciAddress,
-        /// The CMB's owner.
-        owner: PciAddress,
-    },
-    /// The offset is past the end.
-    OutOfRange {
-        /// Offset asked for.
-        offset: usize,
-        /// Length of the buffer, window or CMB.
-        len: usize,
-    },
+    /// A kind of segment this driver does not take (a platform DMA address).
+    Unsupported(Via),
 }
 
 impl fmt::Display for SeamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotMapped => f.write_str("buffer is not mapped for DMA"),
-            Self::WrongDomain { want, got } => {
-                write!(
-                    f,
-                    "buffer of DMA domain {got:?} used by a controller of domain {want:?}"
-                )
+            Self::Map(e) => write!(f, "{e}"),
+            Self::NoCmb => {
+                f.write_str("a segment in the controller's own BAR, but its CMB is not enabled")
             }
-            Self::WrongClient { client, route_for } => {
-                write!(f, "peer route classified for {route_for}, used by {client}")
+            Self::OtherBar { bar, cmb_bar } => {
+                write!(f, "a segment in BAR{bar}, the CMB is in BAR{cmb_bar}")
             }
-            Self::NotOwnCmb { who, owner } => write!(f, "CMB of {owner} used as own CMB by {who}"),
-            Self::OutOfRange { offset, len } => {
-                write!(f, "offset {offset:#x} outside {len:#x} bytes")
+            Self::OutsideCmb { offset, size } => {
+                write!(f, "CMB offset {offset:#x} outside its {size:#x} bytes")
             }
+            Self::Unsupported(via) => write!(f, "a {via:?} segment"),
         }
     }
 }
 
-/// THE seam: the device address of `target` for the controller `who`, whose
-/// DMA domain is `domain`.
+impl From<MapError> for SeamError {
+    fn from(e: MapError) -> Self {
+        Self::Map(e)
+    }
+}
+
+/// THE seam: the address a controller uses for byte `offset` of the mapped
+/// segment `seg`; `cmb` is the controller's own CMB window, if enabled.
 ///
 /// # Errors
 ///
-/// [`SeamError`] when the target is not reachable by this controller.
-pub fn device_addr(
-    domain: DomainId,
-    who: PciAddress,
-    target: Target<'_>,
-) -> Result<DevAddr, SeamError> {
-    let within = |offset: usize, len: usize| {
-        if offset < len {
-            Ok(offset as u64)
-        } else {
-            Err(SeamError::OutOfRange { offset, len })
+/// [`SeamError`] when the offset is outside the segment, or the segment is in
+/// the controller's own BAR and no (or another) CMB window covers it.
+pub fn device_addr<'a, D: Direction>(
+    cmb: Option<&CmbWindow>,
+    seg: &'a DmaSeg<Nvme, D>,
+    offset: u64,
+) -> Result<DevAddr<'a>, SeamError> {
+    match seg.via() {
+        Via::Iommu | Via::Direct | Via::BusAddr => Ok(seg.at(offset)?.into()),
+        Via::OwnBar => {
+            if offset >= seg.len() {
+                return Err(SeamError::Map(MapError::OutOfBounds {
+                    offset,
+                    len: 1,
+                    size: seg.len(),
+                }));
+            }
+            let (bar, o) = seg
+                .bar_offset()
+                .ok_or(SeamError::Unsupported(Via::OwnBar))?;
+            let cmb = cmb.ok_or(SeamError::NoCmb)?;
+            Ok(DevAddr(cmb.place(bar, o, offset)?, PhantomData))
         }
-    };
-    match target {
-        Target::Host(buf, offset) => {
-            if buf.domain() != domain {
-                return Err(SeamError::WrongDomain {
-                    want: domain,
-                    got: buf.domain(),
-                });
-            }
-            let off = within(offset, buf.len())?;
-            match buf.dma() {
-                HostDma::Iova(base) => Ok(DevAddr(base + off)),
-                HostDma::Phys { pages, page } => {
-                    let p = pages[offset / page];
-                    Ok(DevAddr(p + (offset % page) as u64))
-                }
-                HostDma::Unmapped => Err(SeamError::NotMapped),
-            }
-        }
-        Target::Peer(w, offset) => {
-            if w.client() != who {
-                return Err(SeamError::WrongClient {
-                    client: who,
-                    route_for: w.client(),
-                });
-            }
-            let off = within(offset, w.len())?;
-            match w.route() {
-                PeerRoute::Iova { domain: d, base } => {
-                    if d != domain {
-                        return Err(SeamError::WrongDomain {
-                            want: domain,
-                            got: d,
-                        });
-                    }
-                    Ok(DevAddr(base + off))
-                }
-                PeerRoute::BusAddr { base } => Ok(DevAddr(base + off)),
-            }
-        }
-        Target::OwnCmb(cmb, offset) => {
-            if cmb.owner() != who {
-                return Err(SeamError::NotOwnCmb {
-                    who,
-                    owner: cmb.owner(),
-                });
-            }
-            let off = within(offset, cmb.len())?;
-            Ok(DevAddr(cmb.controller_base() + off))
-        }
+        via => Err(SeamError::Unsupported(via)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmaspace::dir::{FromDevice, ToDevice};
+    use dmaspace::host::SimulatedRam;
+    use dmaspace::prelude::*;
+    use dmaspace::vec::SegOf;
+
+    dmaspace::brand!(TestDom);
+    dmaspace::brand!(TestCmb);
+
+    #[test]
+    fn host_segments_give_their_iovas_and_own_cmb_segments_the_cmb_window() {
+        let bdf = Bdf::new(0, 0, 3, 0);
+        // SAFETY: a simulated device, memory and BAR; nothing reaches hardware.
+        let (dev, mut ram, cmb) = unsafe {
+            (
+                Device::<Nvme>::new_unchecked(bdf, DmaLimits::BITS_64),
+                SimulatedRam::new(PhysAddr::new(0x10_0000), 2),
+                Provider::<TestCmb>::new(
+                    bdf,
+                    2,
+                    PhysAddr::new(0xfe00_0000),
+                    BusAddr::new_unchecked(0xfe00_0000),
+                    1 << 20,
+                )
+                .unwrap(),
+            )
+        };
+        let dom = IommuDomain::<TestDom>::software(0x1000_0000, 1 << 20).unwrap();
+        let m = Mapper::iommu(&dev, &dom).unwrap();
+        let mut pages = ram.pages().next().unwrap();
+        let seg = pages.dma();
+        m.map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
+            let v = v.sync();
+            let s = &v.segments(dev.id()).unwrap()[0];
+            let base = s.addr().unwrap().as_u64();
+            assert_eq!(device_addr(None, s, 0x10).unwrap().raw(), base + 0x10);
+            assert!(matches!(
+                device_addr(None, s, 0x1000),
+                Err(SeamError::Map(MapError::OutOfBounds { .. }))
+            ));
+        })
+        .unwrap();
+        // The controller's own CMB: the BAR offset lands in its CMB window.
+        let route: P2pRoute<'_, TestCmb, Nvme> = Route::same_device(&cmb, &dev).unwrap().into();
+        let _skip = cmb.alloc(0x2000).unwrap();
+        let a = cmb.alloc(0x1000).unwrap();
+        let w = CmbWindow {
+            bar: 2,
+            cba: 0xfe00_0000,
+            size: 1 << 20,
+        };
+        m.map_bvec::<FromDevice, _, _>(
+            &[a.seg().into_bvec_seg()],
+            &route,
+            SegBuf::with_capacity(1),
+            |v| {
+                let v = v.sync();
+                let s = &v.segments(dev.id()).unwrap()[0];
+                assert_eq!(s.via(), Via::OwnBar);
+                assert_eq!(device_addr(Some(&w), s, 0x20).unwrap().raw(), 0xfe00_2020);
+                assert_eq!(device_addr(None, s, 0), Err(SeamError::NoCmb));
+                let other = CmbWindow { bar: 4, ..w };
+                assert!(matches!(
+                    device_addr(Some(&other), s, 0),
+                    Err(SeamError::OtherBar { .. })
+                ));
+                let small = CmbWindow { size: 0x2000, ..w };
+                assert!(matches!(
+                    device_addr(Some(&small), s, 0),
+                    Err(SeamError::OutsideCmb { .. })
+                ));
+                assert!(
+                    device_addr(Some(&w), s, 0x1000).is_err(),
+                    "past the segment"
+                );
+            },
+        )
+        .unwrap();
     }
 }
