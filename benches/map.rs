@@ -235,7 +235,7 @@ fn bench(c: &mut Criterion) {
                     p2p: false,
                     covers: s.covers_granules(),
                     provider: 0,
-                    phys: s.phys().as_u64(),
+                    phys: s.phys().unwrap().as_u64(),
                     len: s.len(),
                 });
                 bvec.push(s.into_bvec_seg());

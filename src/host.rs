@@ -36,7 +36,7 @@ use crate::vec::HostSeg;
 /// let seg = pages.dma();            // the device owns it now
 /// assert_eq!(seg.len(), 4096);
 /// // pages.cpu_bytes_mut()[0] = 0;  // would not compile while `seg` is used below
-/// assert_eq!(seg.phys().as_u64(), 0x10_0000);
+/// assert_eq!(seg.phys(), Some(dmaspace::PhysAddr::new(0x10_0000)));
 /// ```
 ///
 /// # Invariants
@@ -89,7 +89,7 @@ impl<'b> HostPages<'b> {
     /// let mut buf = [0u8; 64];
     /// // SAFETY: in this example nothing maps it for a real device.
     /// let pages = unsafe { HostPages::new(&mut buf, PhysAddr::new(0x1000)) }?;
-    /// assert_eq!(pages.phys(), PhysAddr::new(0x1000));
+    /// assert_eq!(pages.phys(), Some(PhysAddr::new(0x1000)));
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     pub unsafe fn new(bytes: &'b mut [u8], phys: PhysAddr) -> Result<Self, MapError> {
@@ -103,7 +103,7 @@ impl<'b> HostPages<'b> {
     /// (VFIO type1, iommufd; the kernel pins and translates the pages). A
     /// mapper that needs the physical address (no IOMMU, or a backend that
     /// maps physical addresses) refuses its segments with
-    /// [`MapError::NoPhysAddr`]; [`phys`](Self::phys) is `PhysAddr(0)`.
+    /// [`MapError::NoPhysAddr`]; [`phys`](Self::phys) is `None`.
     ///
     /// # Safety
     /// `bytes` must be host RAM of this process (anonymous or file-backed
@@ -120,8 +120,8 @@ impl<'b> HostPages<'b> {
     /// let mut buf = [0u8; 64];
     /// // SAFETY: a buffer of this process; nothing maps it for a device here.
     /// let mut pages = unsafe { HostPages::from_virt(&mut buf) }?;
-    /// assert_eq!(pages.phys_addr(), None);
-    /// assert!(!pages.dma().phys_known());
+    /// assert_eq!(pages.phys(), None);
+    /// assert_eq!(pages.dma().phys(), None);
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     pub unsafe fn from_virt(bytes: &'b mut [u8]) -> Result<Self, MapError> {
@@ -167,34 +167,19 @@ impl<'b> HostPages<'b> {
         })
     }
 
-    /// The physical address of the first byte, `None` if unknown
-    /// ([`HostPages::from_virt`]).
+    /// The physical address of the first byte, `None` for memory known by
+    /// its virtual address only ([`HostPages::from_virt`]).
     ///
     /// ```
     /// # let mut b = [0u8; 1];
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(8)) }?;
-    /// assert_eq!(p.phys_addr(), Some(dmaspace::PhysAddr::new(8)));
+    /// assert_eq!(p.phys(), Some(dmaspace::PhysAddr::new(8)));
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     #[must_use]
-    pub fn phys_addr(&self) -> Option<PhysAddr> {
+    pub fn phys(&self) -> Option<PhysAddr> {
         self.phys
-    }
-
-    /// Physical address of the first byte (`PhysAddr(0)` if unknown: see
-    /// [`phys_addr`](Self::phys_addr)).
-    ///
-    /// ```
-    /// # let mut b = [0u8; 1];
-    /// # // SAFETY: doc example, never mapped for hardware.
-    /// # let p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(8)) }?;
-    /// assert_eq!(p.phys().as_u64(), 8);
-    /// # Ok::<(), dmaspace::error::MapError>(())
-    /// ```
-    #[must_use]
-    pub fn phys(&self) -> PhysAddr {
-        self.phys.unwrap_or(PhysAddr::new(0))
     }
 
     /// Length in bytes.
@@ -234,7 +219,7 @@ impl<'b> HostPages<'b> {
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x1000)) }?;
     /// let seg = p.dma();
-    /// assert_eq!((seg.phys().as_u64(), seg.len()), (0x1000, 16));
+    /// assert_eq!((seg.phys(), seg.len()), (Some(dmaspace::PhysAddr::new(0x1000)), 16));
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     #[must_use]
@@ -270,7 +255,7 @@ impl<'b> HostPages<'b> {
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x1000)) }?;
     /// let seg = p.dma_range(4, 8)?;
-    /// assert_eq!(seg.phys().as_u64(), 0x1004);
+    /// assert_eq!(seg.phys(), Some(dmaspace::PhysAddr::new(0x1004)));
     /// assert!(p.dma_range(12, 8).is_err());
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
@@ -292,7 +277,7 @@ impl<'b> HostPages<'b> {
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x1000)) }?;
     /// let mut part = p.sub_pages(8, 8)?;
     /// part.cpu_bytes_mut().fill(7);
-    /// assert_eq!(part.phys().as_u64(), 0x1008);
+    /// assert_eq!(part.phys(), Some(dmaspace::PhysAddr::new(0x1008)));
     /// assert_eq!(p.cpu_bytes()[8..], [7; 8]);
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```

@@ -453,14 +453,17 @@ fn empty_segment_and_exhausted_domain_are_errors() {
 struct Recorder(RefCell<Vec<(u64, u64, &'static str, &'static str)>>);
 impl CacheMaintenance for &Recorder {
     fn sync_for_device<D: Direction>(&self, seg: &HostSeg<'_>) {
-        self.0
-            .borrow_mut()
-            .push((seg.phys().as_u64(), seg.len(), D::NAME, "for_device"));
+        self.0.borrow_mut().push((
+            seg.phys().unwrap().as_u64(),
+            seg.len(),
+            D::NAME,
+            "for_device",
+        ));
     }
     fn sync_for_cpu<D: Direction>(&self, seg: &HostSeg<'_>) {
         self.0
             .borrow_mut()
-            .push((seg.phys().as_u64(), seg.len(), D::NAME, "for_cpu"));
+            .push((seg.phys().unwrap().as_u64(), seg.len(), D::NAME, "for_cpu"));
     }
 }
 

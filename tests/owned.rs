@@ -66,7 +66,7 @@ fn an_owned_mapping_reaches_its_buffer_and_gives_it_back() {
     let mut back = mapped.unmap();
     assert!(dom.translate(iova, IommuPerm::WRITE).is_err(), "unmapped");
     assert_eq!(dom.reserved_granules(), 0);
-    assert_eq!(back.pages().phys().as_u64(), BASE + 8192);
+    assert_eq!(back.pages().phys().unwrap().as_u64(), BASE + 8192);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn a_forgotten_owned_mapping_keeps_its_iova_and_its_memory() {
     assert_eq!(refused.error, MapError::IovaExhausted { len: 4096 });
     // The refused buffer comes back whole.
     let mut back = refused.buffer;
-    assert_eq!(back.pages().phys().as_u64(), BASE + 2 * 4096);
+    assert_eq!(back.pages().phys().unwrap().as_u64(), BASE + 2 * 4096);
     drop(next);
     assert_eq!(dom.reserved_granules(), 1, "only the leaked range");
     let mut got = [0; 4];
@@ -165,12 +165,12 @@ impl CacheMaintenance for &Recorder {
     fn sync_for_device<D: Direction>(&self, seg: &HostSeg<'_>) {
         self.0
             .borrow_mut()
-            .push(("device", seg.phys().as_u64(), seg.len()));
+            .push(("device", seg.phys().unwrap().as_u64(), seg.len()));
     }
     fn sync_for_cpu<D: Direction>(&self, seg: &HostSeg<'_>) {
         self.0
             .borrow_mut()
-            .push(("cpu", seg.phys().as_u64(), seg.len()));
+            .push(("cpu", seg.phys().unwrap().as_u64(), seg.len()));
     }
 }
 
@@ -300,7 +300,7 @@ fn coherent_memory_refuses_a_misaligned_buffer_and_gives_it_back() {
     let err = m.map_coherent::<u64, _>(second).unwrap_err();
     assert_eq!(err.error, MapError::Misaligned { addr, align: 8 });
     let mut back = err.buffer;
-    assert_eq!(back.pages().phys().as_u64(), BASE + 12);
+    assert_eq!(back.pages().phys().unwrap().as_u64(), BASE + 12);
     // The first one is aligned and holds one u64.
     let ring = m.map_coherent::<u64, _>(bufs.remove(0)).unwrap();
     assert_eq!(ring.len(), 1);

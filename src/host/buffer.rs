@@ -34,7 +34,7 @@ use super::HostPages;
 /// let mut bufs = ram.into_buffers(4096);
 /// let mut b = bufs.pop().unwrap();
 /// b.pages().cpu_bytes_mut()[0] = 1;
-/// assert_eq!(b.pages().phys().as_u64(), 0x10_1000);
+/// assert_eq!(b.pages().phys(), Some(dmaspace::PhysAddr::new(0x10_1000)));
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a buffer a mapping may own",

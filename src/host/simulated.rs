@@ -45,7 +45,7 @@ impl Drop for Backing {
 /// use dmaspace::{host::SimulatedRam, PhysAddr};
 /// // SAFETY: these addresses only reach the software IOMMU in this example.
 /// let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x8000_0000), 4) };
-/// let bases: Vec<_> = ram.pages().map(|p| p.phys().as_u64()).collect();
+/// let bases: Vec<_> = ram.pages().filter_map(|p| p.phys()).map(|p| p.as_u64()).collect();
 /// assert_eq!(bases, [0x8000_0000, 0x8000_1000, 0x8000_2000, 0x8000_3000]);
 /// ```
 pub struct SimulatedRam {

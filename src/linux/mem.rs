@@ -248,7 +248,7 @@ impl PinnedMemory {
     /// let mut m = PinnedMemory::new(1 << 20)?;
     /// let mut pages = m.host_pages();
     /// let seg = pages.dma(); // what Mapper::iommu over a VFIO backend maps
-    /// assert!(!seg.phys_known());
+    /// assert_eq!(seg.phys(), None);
     /// # Ok::<(), dmaspace::linux::VfioError>(())
     /// ```
     pub fn host_pages(&mut self) -> HostPages<'_> {
@@ -289,7 +289,7 @@ impl PinnedMemory {
     /// let mut ring = PinnedMemory::new(page_size())?;
     /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
     /// let phys = unsafe { ring.record_phys()? };
-    /// assert_eq!(ring.host_pages().phys_addr(), Some(phys));
+    /// assert_eq!(ring.host_pages().phys(), Some(phys));
     /// # Ok::<(), dmaspace::linux::VfioError>(())
     /// ```
     pub unsafe fn record_phys(&mut self) -> Result<PhysAddr> {
@@ -486,10 +486,10 @@ mod tests {
         };
         let vaddr = m.vaddr();
         let mut pages = m.host_pages();
-        assert_eq!(pages.phys_addr(), None);
+        assert_eq!(pages.phys(), None);
         assert_eq!(pages.len(), 3 * page_size() as u64);
         let seg = pages.dma_range(0x200, 0x1000).unwrap();
-        assert!(!seg.phys_known());
+        assert_eq!(seg.phys(), None);
         assert_eq!(seg.vaddr() as u64, vaddr + 0x200);
         // Without CAP_SYS_ADMIN pagemap hides frames: a typed error.
         // SAFETY: nothing is mapped for a device in this test.
@@ -497,17 +497,17 @@ mod tests {
             Ok(runs) => {
                 let total: u64 = runs.iter().map(HostPages::len).sum();
                 assert_eq!(total, 3 * page_size() as u64);
-                assert!(runs.iter().all(|r| r.phys_addr().is_some()));
+                assert!(runs.iter().all(|r| r.phys().is_some()));
             }
             Err(e) => assert!(matches!(e.kind(), VfioErrorKind::NoPhysAddr { .. }), "{e}"),
         }
         let mut one = PinnedMemory::new(page_size()).unwrap();
         // SAFETY: as above.
         match unsafe { one.record_phys() } {
-            Ok(p) => assert_eq!(one.host_pages().phys_addr(), Some(p)),
+            Ok(p) => assert_eq!(one.host_pages().phys(), Some(p)),
             Err(e) => {
                 assert!(matches!(e.kind(), VfioErrorKind::NoPhysAddr { .. }), "{e}");
-                assert_eq!(one.host_pages().phys_addr(), None);
+                assert_eq!(one.host_pages().phys(), None);
             }
         }
     }

@@ -286,7 +286,7 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// Physical address of the buffer's first byte, if known.
     #[cfg(feature = "alloc")]
     pub(super) fn phys(&mut self) -> Option<crate::addr::PhysAddr> {
-        self.buf.pages().phys_addr()
+        self.buf.pages().phys()
     }
 
     /// The segments, for the crate's own owners (a pool).

@@ -49,12 +49,12 @@ pub(super) type Src<'a> = Option<&'a HostSeg<'a>>;
 #[inline(always)]
 pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
     let needs_phys = !T::IOMMU || matches!(T::MAPS, AddrKind::Phys);
-    if needs_phys && !s.phys_known() {
+    if needs_phys && s.phys().is_none() {
         return Step::NoPhysAddr;
     }
     if T::IOMMU {
         let (addr, covers) = match T::MAPS {
-            AddrKind::Phys => (s.phys().as_u64(), s.covers_granules()),
+            AddrKind::Phys => (s.phys_raw().as_u64(), s.covers_granules()),
             AddrKind::Virt => (s.vaddr() as u64, s.covers_granules_virt()),
         };
         Step::Link {
@@ -65,7 +65,7 @@ pub(super) fn host_step<T: Translation>(s: &HostSeg<'_>) -> Step {
         }
     } else {
         Step::Direct {
-            phys: s.phys(),
+            phys: s.phys_raw(),
             len: s.len(),
         }
     }

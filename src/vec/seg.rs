@@ -68,42 +68,37 @@ impl HostSeg<'_> {
         self.vaddr
     }
 
-    /// Physical address of the first byte. For memory described by its
-    /// virtual address only ([`HostPages::from_virt`](crate::host::HostPages::from_virt))
-    /// it is unknown: then this is `PhysAddr(0)`, [`phys_known`](Self::phys_known)
-    /// is false, and mappers that need it refuse the segment
+    /// Physical address of the first byte; `None` for memory described by
+    /// its virtual address only
+    /// ([`HostPages::from_virt`](crate::host::HostPages::from_virt)), which
+    /// mappers that need the physical address refuse
     /// ([`MapError::NoPhysAddr`](crate::error::MapError::NoPhysAddr)).
     ///
     /// ```
     /// # let mut b = [0u8; 8];
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
-    /// assert_eq!(p.dma().phys().as_u64(), 0x3000);
-    /// # Ok::<(), dmaspace::error::MapError>(())
-    /// ```
-    #[inline(always)]
-    #[must_use]
-    pub fn phys(&self) -> PhysAddr {
-        self.phys
-    }
-
-    /// Whether [`phys`](Self::phys) is the segment's physical address
-    /// (false for memory described by its virtual address only).
-    ///
-    /// ```
-    /// # let mut b = [0u8; 8];
-    /// # // SAFETY: doc example, never mapped for hardware.
-    /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0x3000)) }?;
-    /// assert!(p.dma().phys_known());
+    /// assert_eq!(p.dma().phys(), Some(dmaspace::PhysAddr::new(0x3000)));
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut v = unsafe { dmaspace::host::HostPages::from_virt(&mut b) }?;
-    /// assert!(!v.dma().phys_known());
+    /// assert_eq!(v.dma().phys(), None);
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     #[inline(always)]
     #[must_use]
-    pub fn phys_known(&self) -> bool {
-        self.len & NO_PHYS == 0
+    pub fn phys(&self) -> Option<PhysAddr> {
+        if self.len & NO_PHYS == 0 {
+            Some(self.phys)
+        } else {
+            None
+        }
+    }
+
+    /// The physical address as stored (meaningless when unknown): for the
+    /// mapper's passes, which check [`phys`](Self::phys)'s `None` first.
+    #[inline(always)]
+    pub(crate) fn phys_raw(&self) -> PhysAddr {
+        self.phys
     }
 
     /// Length in bytes.
@@ -168,7 +163,7 @@ impl Clone for HostSeg<'_> {
 impl Copy for HostSeg<'_> {}
 impl fmt::Debug for HostSeg<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.phys_known() {
+        if self.phys().is_some() {
             write!(f, "HostSeg({:?} + {:#x})", self.phys, self.len())
         } else {
             write!(f, "HostSeg(vaddr {:#x} + {:#x})", self.vaddr, self.len())

@@ -321,7 +321,10 @@ mod tests {
             ]
         };
         let segs = host_segs(&mut runs, 0x800, 0x1000).unwrap();
-        let got: Vec<(u64, u64)> = segs.iter().map(|s| (s.phys().as_u64(), s.len())).collect();
+        let got: Vec<(u64, u64)> = segs
+            .iter()
+            .map(|s| (s.phys().unwrap().as_u64(), s.len()))
+            .collect();
         assert_eq!(got, [(0x10_0800, 0x800), (0x50_0000, 0x800)]);
         assert!(host_segs(&mut runs, 0x2800, 0x1000).is_err());
         let one = host_segs(&mut runs, 0x1000, 0x2000).unwrap();
