@@ -252,6 +252,7 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
         ($mapper:expr, $d:ty) => {{
             let mapper = $mapper;
             let mut checked: Result<usize, String> = Err("the closure did not run".into());
+            let mut ran = false;
             let r =
                 mapper.map_bvec::<$d, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
                     let v = v.sync();
@@ -260,7 +261,7 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
                         Err(e) => Err(format!("segments: {e}")),
                     };
                 });
-            (r, checked)
+            (r, checked, ran)
         }};
     }
     macro_rules! by_dir {
@@ -272,7 +273,7 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
             }
         };
     }
-    let (r, checked) = if spec.iommu {
+    let (r, checked, ran) = if spec.iommu {
         let m = Mapper::iommu(&nic, &dom).map_err(|e| format!("attach: {e}"))?;
         by_dir!(&m)
     } else {
@@ -294,6 +295,7 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
     }
     match r {
         Ok(()) => checked.map(Outcome::Mapped),
+        Err(e) if ran => Err(format!("the closure ran, then the call failed: {e}")),
         Err(e) => Ok(Outcome::Refused(e)),
     }
 }
