@@ -255,6 +255,7 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
             let mut ran = false;
             let r =
                 mapper.map_bvec::<$d, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
+                    ran = true;
                     let v = v.sync();
                     checked = match v.segments(id) {
                         Ok(out) => ctx.mapped::<$d>(out),
