@@ -86,3 +86,36 @@ fn agrees_with_linux_on_every_captured_pair() {
         disagreements.join("\n")
     );
 }
+
+/// The same captured pairs through the other two paths: the kernel's walk as
+/// `explain` records it, and the all-pairs matrix.
+#[test]
+fn the_walk_and_all_pairs_agree_with_linux_too() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernel");
+    let policy = Policy::linux_6_12();
+    let mut pairs = 0usize;
+    for entry in fs::read_dir(&dir).expect("tests/fixtures/kernel") {
+        let base = entry.expect("dir entry").path();
+        let topo = sysfs::load(&base.join("root")).expect("loads");
+        let matrix = topo.all_pairs(&policy).expect("no cycle");
+        let text = fs::read_to_string(base.join("verdicts.json")).expect("verdicts.json");
+        let json: Value = serde_json::from_str(&text).expect("json");
+        for pair in json["pairs"].as_array().expect("pairs") {
+            let bdf = |k: &str| -> Bdf { pair[k].as_str().expect(k).parse().expect("bdf") };
+            let (p, c) = (bdf("provider"), bdf("client"));
+            let want = pair["distance"].as_i64().expect("distance");
+            let walk = topo.verdict_by_walk(p, c, &policy).expect("walk");
+            let cell = matrix.get(p, c).expect("in the matrix");
+            assert_eq!(i64::from(walk.kernel_distance()), want, "{p} -> {c}");
+            assert_eq!(i64::from(cell.kernel_distance()), want, "{p} -> {c}");
+            if pair["observed"].as_bool() == Some(true) {
+                let kernel_type = pair["map_type"].as_str().expect("map_type");
+                assert_eq!(walk.map_type.as_str(), kernel_type, "{p} -> {c}");
+                assert_eq!(cell.map_type.as_str(), kernel_type, "{p} -> {c}");
+            }
+            pairs += 1;
+        }
+    }
+    println!("walk and matrix agree on {pairs} pairs");
+    assert!(pairs > 6000, "{pairs}");
+}

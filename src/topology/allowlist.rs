@@ -1,5 +1,6 @@
 //! The host-bridge allowlist (`pci_p2pdma_whitelist[]`) as data, and the policy.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 bitflags::bitflags! {
@@ -148,6 +149,10 @@ const CURRENT_ADDITIONS: &[AllowlistEntry] = &[
 /// A host-bridge allowlist. The kernel takes the first entry that matches the host
 /// bridge device's (vendor, device); so does [`Allowlist::lookup`].
 ///
+/// The entries are shared and never change after construction: a clone is a pointer
+/// copy, and comparing a list with a clone of itself is a pointer comparison (what
+/// lets [`VerdictCache`](super::VerdictCache) check its policy on every lookup).
+///
 /// ```
 /// use dmaspace::topology::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch};
 /// assert!(Allowlist::current().lookup(0x1ae0, 0x0001).is_some());
@@ -156,9 +161,32 @@ const CURRENT_ADDITIONS: &[AllowlistEntry] = &[
 /// assert!(mine.lookup(0x1022, 0x1480).is_some());
 /// assert!(Allowlist::empty().entries().is_empty());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Eq)]
 pub struct Allowlist {
-    entries: Vec<AllowlistEntry>,
+    entries: Arc<[AllowlistEntry]>,
+}
+
+impl PartialEq for Allowlist {
+    /// Equal entries; a list and its clones compare by pointer.
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.entries, &other.entries) || self.same_entries(other)
+    }
+}
+
+impl core::hash::Hash for Allowlist {
+    /// The entries (equal lists hash alike, shared or not).
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.entries.hash(state);
+    }
+}
+
+impl Allowlist {
+    #[cold]
+    #[inline(never)]
+    fn same_entries(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl Allowlist {
@@ -169,8 +197,10 @@ impl Allowlist {
     /// assert_eq!(Allowlist::new(Vec::new()), Allowlist::empty());
     /// ```
     #[must_use]
-    pub const fn new(entries: Vec<AllowlistEntry>) -> Self {
-        Self { entries }
+    pub fn new(entries: Vec<AllowlistEntry>) -> Self {
+        Self {
+            entries: entries.into(),
+        }
     }
 
     /// No entries: only the CPU rule can allow host-bridge routes.
@@ -180,10 +210,8 @@ impl Allowlist {
     /// assert!(Allowlist::empty().lookup(0x8086, 0x2030).is_none());
     /// ```
     #[must_use]
-    pub const fn empty() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+    pub fn empty() -> Self {
+        Self::new(Vec::new())
     }
 
     /// The list of Linux 6.12.

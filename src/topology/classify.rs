@@ -4,12 +4,13 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::allowlist::{AllowFlags, Policy};
+use super::allowlist::{AllowFlags, AllowlistEntry, Policy};
 use super::bdf::{Bdf, HostBridgeId};
 use super::error::TopologyError;
 use super::explain::{HostBridgeCheck, Side, Step};
+use super::index::{self, NONE};
 use super::registers::AcsState;
-use super::tree::Topology;
+use super::tree::{Topology, host_bridge_dev_of};
 
 /// How a provider's memory reaches a client: the kernel's `enum pci_p2pdma_map_type`
 /// (less `UNKNOWN`, which is the kernel's "not computed yet", and `NONE`, host memory).
@@ -231,21 +232,21 @@ pub struct Closest {
 
 /// Tri-state for the allowlist decision.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tri {
+pub(crate) enum Tri {
     Yes,
     No,
     Unknown(Bdf),
 }
 
-/// Receives the steps of one classification. [`Topology::verdict`] passes [`NoTrace`]
-/// (every step closure is dropped unevaluated), [`Topology::explain`] a recorder: one
-/// code path decides both.
+/// Receives the steps of one classification. [`Topology::verdict_by_walk`] passes
+/// [`NoTrace`] (every step closure is dropped unevaluated), [`Topology::explain`] a
+/// recorder: one code path decides both.
 pub(crate) trait Tracer {
     /// One step, built only if the tracer keeps it.
     fn step(&mut self, step: impl FnOnce() -> Step);
 }
 
-/// The tracer of [`Topology::verdict`]: keeps nothing.
+/// The tracer of [`Topology::verdict_by_walk`]: keeps nothing.
 pub(crate) struct NoTrace;
 
 impl Tracer for NoTrace {
@@ -263,6 +264,52 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The decision of `__host_bridge_whitelist()` for a host bridge whose
+/// `pci_host_bridge_dev()` has IDs `dev` and whose first root-bus function has IDs
+/// `first` (`unknown`: that function is not 00.0 and its port type is unreadable).
+/// Returns the first matching entry and `Some(allowed)`, or `None` when not known.
+fn allow_decision(
+    dev: Option<(u16, u16)>,
+    first: Option<(u16, u16)>,
+    unknown: bool,
+    same: bool,
+    policy: &Policy,
+) -> (Option<AllowlistEntry>, Option<bool>) {
+    match (dev, first) {
+        (Some((vendor, device)), _) => {
+            let entry = policy.allowlist.lookup(vendor, device).copied();
+            let allowed = match entry {
+                Some(e) if e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) && !same => false,
+                Some(_) => true,
+                None => false,
+            };
+            (entry, Some(allowed))
+        }
+        (None, Some((vendor, device))) if unknown => {
+            // The first function is not 00.0 and its port type is unreadable: the
+            // answer depends on it only if its IDs would be allowed.
+            let entry = policy.allowlist.lookup(vendor, device).copied();
+            match entry {
+                Some(e) if same || !e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) => {
+                    (entry, None)
+                }
+                _ => (entry, Some(false)),
+            }
+        }
+        _ => (None, Some(false)),
+    }
+}
+
+/// `host_bridge_whitelist()` over two decisions: one when both sit below one host
+/// bridge, else both must allow.
+const fn both(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Tri::No, _) | (_, Tri::No) => Tri::No,
+        (Tri::Unknown(x), _) | (_, Tri::Unknown(x)) => Tri::Unknown(x),
+        (Tri::Yes, Tri::Yes) => Tri::Yes,
+    }
+}
+
 impl Topology {
     fn hb_of(&self, bdf: Bdf) -> Result<HostBridgeId, TopologyError> {
         self.function(bdf)
@@ -270,40 +317,26 @@ impl Topology {
             .ok_or(TopologyError::UnknownFunction(bdf))
     }
 
-    /// `__host_bridge_whitelist()`, with what it looked at.
+    /// `__host_bridge_whitelist()`, with what it looked at (the plain walk's: the root
+    /// bus is scanned, not looked up).
     fn host_bridge_check(&self, hb: HostBridgeId, same: bool, policy: &Policy) -> HostBridgeCheck {
-        let (dev, unknown) = self.host_bridge_dev(hb);
-        let first = self.first_on_root_bus(hb).copied();
-        let mut check = HostBridgeCheck {
+        let first = self.first_on_root_bus_scan(hb);
+        let (dev, unknown) = host_bridge_dev_of(first);
+        let (entry, allowed) = allow_decision(
+            dev.map(|d| (d.vendor, d.device)),
+            first.map(|f| (f.vendor, f.device)),
+            unknown,
+            same,
+            policy,
+        );
+        HostBridgeCheck {
             host_bridge: hb,
             same_host_bridge: same,
             device: dev.copied(),
-            first_function: first,
-            entry: None,
-            allowed: Some(false),
-        };
-        match (dev, first) {
-            (Some(d), _) => {
-                check.entry = policy.allowlist.lookup(d.vendor, d.device).copied();
-                check.allowed = Some(match check.entry {
-                    Some(e) if e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) && !same => false,
-                    Some(_) => true,
-                    None => false,
-                });
-            }
-            (None, Some(f)) if unknown => {
-                // The first function is not 00.0 and its port type is unreadable: the
-                // answer depends on it only if its IDs would be allowed.
-                check.entry = policy.allowlist.lookup(f.vendor, f.device).copied();
-                if let Some(e) = check.entry {
-                    if same || !e.flags.contains(AllowFlags::REQ_SAME_HOST_BRIDGE) {
-                        check.allowed = None;
-                    }
-                }
-            }
-            _ => {}
+            first_function: first.copied(),
+            entry,
+            allowed,
         }
-        check
     }
 
     /// `host_bridge_whitelist()`: one check when both sit below one host bridge, else
@@ -327,12 +360,7 @@ impl Topology {
         }
         let a = self.host_bridge_check(ha, false, policy);
         let b = self.host_bridge_check(hb, false, policy);
-        let both = match (tri(&a), tri(&b)) {
-            (Tri::No, _) | (_, Tri::No) => Tri::No,
-            (Tri::Unknown(x), _) | (_, Tri::Unknown(x)) => Tri::Unknown(x),
-            (Tri::Yes, Tri::Yes) => Tri::Yes,
-        };
-        Ok((both, a, Some(b)))
+        Ok((both(tri(&a), tri(&b)), a, Some(b)))
     }
 
     /// The upstream chain of `bdf`, the function itself first (bounded by the number of
@@ -356,11 +384,16 @@ impl Topology {
 
     /// The kernel's `calc_map_type_and_dist(provider, client)`.
     ///
-    /// The provider's chain is walked from the provider up; each node is first checked
-    /// for ACS redirect, then searched in the client's chain. The client side then
-    /// checks the nodes strictly below the common upstream bridge. See [`Verdict`] for
-    /// what happens when config space was unreadable, and [`Topology::explain`] for the
-    /// same decision with every step recorded.
+    /// The kernel walks the provider's chain from the provider up; each node is first
+    /// checked for ACS redirect, then searched in the client's chain. The client side
+    /// then checks the nodes strictly below the common upstream bridge. This answers
+    /// the same from the topology's precomputed tables, without walking: the common
+    /// upstream bridge is the lowest common ancestor (found by depth), and the first
+    /// redirecting node on the walk is one of the two nearest redirecting nodes above
+    /// each end (see `src/topology/index.rs`); O(depth), no allocation. The walk itself
+    /// runs in [`Topology::explain`], with every step recorded, and the two are checked
+    /// equal on random trees (`tests/topology_fast_path.rs`). See [`Verdict`] for what
+    /// happens when config space was unreadable.
     ///
     /// ```
     /// use dmaspace::topology::{Bdf, MapType, PciFunction, PciePortType, Policy, Topology};
@@ -377,6 +410,126 @@ impl Topology {
     /// # Ok::<(), dmaspace::topology::TopologyError>(())
     /// ```
     pub fn verdict(
+        &self,
+        provider: Bdf,
+        client: Bdf,
+        policy: &Policy,
+    ) -> Result<Verdict, TopologyError> {
+        // The kernel walk's errors, in its order: the provider's chain, then the client's.
+        let p = self.index.walkable(provider)?;
+        let c = self.index.walkable(client)?;
+        Ok(self.verdict_at(p, c, policy))
+    }
+
+    /// [`verdict`](Self::verdict) of two walkable functions, by dense index.
+    pub(crate) fn verdict_at(&self, p: usize, c: usize, policy: &Policy) -> Verdict {
+        let ix = &self.index;
+        let (np, nc) = (&ix.nodes[p], &ix.nodes[c]);
+        let mut verdict = Verdict {
+            provider: ix.bdfs[p],
+            client: ix.bdfs[c],
+            generation: self.generation,
+            map_type: MapType::ThruHostBridge,
+            distance: 0,
+            acs: PathAcs::Known,
+            common_upstream: None,
+            acs_redirect: None,
+            unknown_at: None,
+        };
+        let bdf = |i: u32| ix.bdfs.get(i as usize).copied();
+        match ix.common(p, c) {
+            Some((bridge, l)) => {
+                verdict.common_upstream = Some(ix.bdfs[bridge]);
+                verdict.distance = (np.depth - l).saturating_add(nc.depth - l);
+                let redirect = index::first_on_walk(
+                    np.redirect,
+                    np.redirect_d1,
+                    nc.redirect,
+                    nc.redirect_d1,
+                    l,
+                );
+                if redirect == NONE {
+                    let unknown = index::first_on_walk(
+                        np.unknown,
+                        np.unknown_d1,
+                        nc.unknown,
+                        nc.unknown_d1,
+                        l,
+                    );
+                    if unknown == NONE {
+                        verdict.map_type = MapType::BusAddr;
+                    } else {
+                        verdict.map_type = MapType::NotSupported;
+                        verdict.acs = PathAcs::Unknown;
+                        verdict.unknown_at = bdf(unknown);
+                    }
+                    return verdict;
+                }
+                verdict.acs_redirect = bdf(redirect);
+            }
+            None => {
+                // Both walks ran to the end: the two chain lengths.
+                verdict.distance = (np.depth + 1).saturating_add(nc.depth + 1);
+            }
+        }
+        if !self.cpu.supports_p2pdma() {
+            match self.hb_tri(np.hb, nc.hb, policy) {
+                Tri::Yes => {}
+                Tri::No => verdict.map_type = MapType::NotSupported,
+                Tri::Unknown(u) => {
+                    verdict.map_type = MapType::NotSupported;
+                    verdict.acs = PathAcs::Unknown;
+                    verdict.unknown_at = Some(u);
+                }
+            }
+        }
+        verdict
+    }
+
+    /// `host_bridge_whitelist()` from the index, host bridges by dense index.
+    pub(crate) fn hb_tri(&self, hp: u32, hc: u32, policy: &Policy) -> Tri {
+        let check = |h: u32, same: bool| {
+            let Some(info) = self.index.hb(h) else {
+                return Tri::No;
+            };
+            let ids = |i: u32| (i != NONE).then_some(info.ids);
+            let (_, allowed) =
+                allow_decision(ids(info.dev), ids(info.first), info.unknown, same, policy);
+            match allowed {
+                Some(true) => Tri::Yes,
+                Some(false) => Tri::No,
+                None => Tri::Unknown(self.index.bdfs[info.first as usize]),
+            }
+        };
+        if hp == hc {
+            check(hp, true)
+        } else {
+            both(check(hp, false), check(hc, false))
+        }
+    }
+
+    /// [`verdict`](Self::verdict) by the kernel's own walk, step for step (both chains
+    /// built, the client's searched for each node of the provider's, the root bus
+    /// scanned for the host bridge device): the code [`Topology::explain`] records. It
+    /// answers exactly as `verdict` does, more slowly; it is there to check one against
+    /// the other.
+    ///
+    /// ```
+    /// use dmaspace::topology::{Bdf, PciFunction, Policy, Topology};
+    /// let rp = Bdf::new(0, 0, 2, 0);
+    /// let (d0, e) = (Bdf::new(0, 1, 0, 0), Bdf::new(0, 0, 3, 0));
+    /// let topo = Topology::builder()
+    ///     .function(PciFunction::new(rp, 1, 1))
+    ///     .function(PciFunction::new(d0, 1, 2).under(rp))
+    ///     .function(PciFunction::new(e, 1, 2))
+    ///     .build()?;
+    /// let policy = Policy::default();
+    /// for (p, c) in [(d0, e), (e, d0), (d0, rp), (rp, rp)] {
+    ///     assert_eq!(topo.verdict_by_walk(p, c, &policy)?, topo.verdict(p, c, &policy)?);
+    /// }
+    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// ```
+    pub fn verdict_by_walk(
         &self,
         provider: Bdf,
         client: Bdf,

@@ -1,9 +1,12 @@
 //! The kernel's reasoning for one pair, step by step, and the nearest fix.
 //!
-//! [`Topology::explain`] runs the very code that [`Topology::verdict`] runs (one generic
-//! walk, with a recorder instead of a no-op), so the steps cannot disagree with the
-//! verdict. The fixes are found by changing one thing (ACS redirect off, the allowlist,
-//! the CPU) on a copy and asking [`Topology::verdict`] again.
+//! [`Topology::explain`] runs the kernel's walk itself (the code of
+//! [`Topology::verdict_by_walk`], one generic walk with a recorder instead of a no-op),
+//! so the steps cannot disagree with its verdict. [`Topology::verdict`] answers from
+//! precomputed tables instead; the two are checked equal, field by field, on random
+//! trees (`tests/topology_fast_path.rs`) and on every captured kernel pair
+//! (`tests/kernel_parity.rs`). The fixes are found by changing one thing (ACS redirect
+//! off, the allowlist, the CPU) on a copy and asking [`Topology::verdict`] again.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -662,8 +665,9 @@ fn rank(v: &Verdict) -> u8 {
 
 impl Topology {
     /// The kernel's reasoning for (provider, client), step by step, with the nearest
-    /// fixes. The steps come from the same code as [`Topology::verdict`], so
-    /// `explain(..)?.verdict == verdict(..)?` always.
+    /// fixes. The steps come from the same code as [`Topology::verdict_by_walk`], so
+    /// `explain(..)?.verdict == verdict_by_walk(..)?` always, and that equals
+    /// [`Topology::verdict`] (checked by `tests/topology_fast_path.rs`).
     ///
     /// ```
     /// use dmaspace::topology::{Bdf, MapType, PciFunction, PciePortType, Policy, Step, Topology};

@@ -63,7 +63,11 @@ mod explain;
 #[cfg(feature = "alloc")]
 mod function;
 #[cfg(feature = "alloc")]
+mod index;
+#[cfg(feature = "alloc")]
 mod islands;
+#[cfg(feature = "alloc")]
+mod pairs;
 #[cfg(feature = "alloc")]
 mod registers;
 #[cfg(feature = "std")]
@@ -92,6 +96,8 @@ pub use explain::{Explanation, Fix, FixAction, HostBridgeCheck, Side, Step};
 pub use function::PciFunction;
 #[cfg(feature = "alloc")]
 pub use islands::Island;
+#[cfg(feature = "alloc")]
+pub use pairs::{PairMatrix, PairVerdict};
 #[cfg(feature = "alloc")]
 pub use registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
 #[cfg(feature = "alloc")]

@@ -8,6 +8,7 @@ use super::bdf::{Bdf, HostBridgeId};
 use super::cpu::CpuInfo;
 use super::error::TopologyError;
 use super::function::PciFunction;
+use super::index::Index;
 use super::registers::{AcsState, PcieKind};
 
 /// A host bridge and, when it sits below a PCI function (Intel VMD), that function.
@@ -66,6 +67,9 @@ pub struct Topology {
     pub(crate) host_bridges: BTreeMap<HostBridgeId, HostBridge>,
     pub(crate) cpu: CpuInfo,
     pub(crate) generation: u64,
+    /// What the classification precomputes (`index.rs`); rebuilt whenever `functions`
+    /// changes.
+    pub(crate) index: Index,
 }
 
 impl Topology {
@@ -229,13 +233,7 @@ impl Topology {
     /// ```
     #[must_use]
     pub fn host_bridge_dev(&self, hb: HostBridgeId) -> (Option<&PciFunction>, bool) {
-        match self.first_on_root_bus(hb) {
-            None => (None, false),
-            Some(f) if f.bdf.devfn() == 0 => (Some(f), false),
-            Some(f) if f.pcie.is_root_port() => (Some(f), false),
-            Some(f) if f.pcie == PcieKind::Unknown => (None, true),
-            Some(_) => (None, false),
-        }
+        host_bridge_dev_of(self.first_on_root_bus(hb))
     }
 
     /// The first function on the root bus of `hb` in kernel scan order (physical
@@ -252,6 +250,14 @@ impl Topology {
     /// ```
     #[must_use]
     pub fn first_on_root_bus(&self, hb: HostBridgeId) -> Option<&PciFunction> {
+        let first = self.index.hb_by_id(hb)?.first;
+        self.functions.get(self.index.bdfs.get(first as usize)?)
+    }
+
+    /// [`first_on_root_bus`](Self::first_on_root_bus) by a scan of every function, as
+    /// the plain walk of [`Topology::explain`] asks it (kept apart from the index so
+    /// that the two paths check each other).
+    pub(crate) fn first_on_root_bus_scan(&self, hb: HostBridgeId) -> Option<&PciFunction> {
         self.functions
             .values()
             .filter(|f| {
@@ -280,6 +286,7 @@ impl Topology {
             .get_mut(&bdf)
             .ok_or(TopologyError::UnknownFunction(bdf))?;
         f.acs = acs;
+        self.index.refresh_acs(&self.functions);
         self.generation = next_generation();
         Ok(())
     }
@@ -296,6 +303,18 @@ impl Topology {
     pub fn set_cpu(&mut self, cpu: CpuInfo) {
         self.cpu = cpu;
         self.generation = next_generation();
+    }
+}
+
+/// `pci_host_bridge_dev()` given the first function on the root bus: it, if it is devfn
+/// 00.0 or a Root Port; `true` when its unreadable PCIe capability leaves it unknown.
+pub(crate) fn host_bridge_dev_of(first: Option<&PciFunction>) -> (Option<&PciFunction>, bool) {
+    match first {
+        None => (None, false),
+        Some(f) if f.bdf.devfn() == 0 => (Some(f), false),
+        Some(f) if f.pcie.is_root_port() => (Some(f), false),
+        Some(f) if f.pcie == PcieKind::Unknown => (None, true),
+        Some(_) => (None, false),
     }
 }
 
@@ -511,12 +530,14 @@ impl TopologyBuilder {
                 },
             );
         }
+        let index = Index::new(&functions, &host_bridges);
         Ok(Topology {
             functions,
             bars,
             host_bridges,
             cpu: self.cpu,
             generation: next_generation(),
+            index,
         })
     }
 }

@@ -1,0 +1,193 @@
+//! Instruction counts (Callgrind, through `gungraun`) of the two paths of
+//! `benches/map.rs`: `map_bvec/typed` (one `map_bvec` through a queue of a
+//! software-IOMMU mapper, the closure syncing and reading the segments, the
+//! unmap) and `map_bvec/plain_u64` (the same work on plain integers and a
+//! flat page table, `benches/support/plain_map.rs`), at 128 and 65,536
+//! segments. Counts are deterministic, so the noisy machine does not matter;
+//! the target is typed within +1% of plain.
+//!
+//! Needs valgrind and `gungraun-runner` of the same version as the `gungraun`
+//! dev-dependency: `cargo install gungraun-runner --version 0.20.0`, then
+//! `cargo bench --bench map_instructions`.
+#![expect(missing_docs, reason = "gungraun's macros generate undocumented items")]
+
+use std::hint::black_box;
+
+use dmaspace::PAGE_SIZE;
+use dmaspace::host::{CacheCoherent, HostPages, SimulatedRam};
+use dmaspace::iommu::SoftIommu;
+use dmaspace::map::{Iommu, MapQueue};
+use dmaspace::prelude::*;
+use dmaspace::vec::{BvecSeg, SegOf};
+use gungraun::{library_benchmark, library_benchmark_group, main};
+
+#[path = "support/plain_map.rs"]
+mod plain;
+use plain::{BAR_BUS, BAR_CPU, HOST_BASE, IOVA_BASE, PROVIDER, PlainDomain, PlainSeg};
+
+brand!(Cmb);
+brand!(Nic);
+brand!(Dom);
+
+type Queue = MapQueue<'static, 'static, Nic, Iommu<'static, SoftIommu>, CacheCoherent>;
+
+/// Everything the typed path needs, leaked so that it outlives the setup.
+pub struct Typed {
+    queue: Queue,
+    bvec: Vec<BvecSeg<'static, Cmb>>,
+    route: P2pRoute<'static, Cmb, Nic>,
+    slots: Vec<SegSlot>,
+    id: DeviceId,
+}
+
+/// The plain path's state.
+pub struct Plain {
+    dom: PlainDomain,
+    segs: Vec<PlainSeg>,
+    out: Vec<(u64, u64)>,
+    bus_offset: u64,
+}
+
+fn leak<T>(t: T) -> &'static mut T {
+    Box::leak(Box::new(t))
+}
+
+/// The request of `benches/map.rs`: 3 host pages then 1 P2P page, repeated.
+fn typed_setup(n: usize) -> Typed {
+    let hosts = n / 4 * 3;
+    let p2ps = n - hosts;
+    // SAFETY: simulated addresses, only the software IOMMU sees them.
+    let ram = leak(unsafe { SimulatedRam::new(PhysAddr::new(HOST_BASE), hosts) });
+    let pages: &'static mut Vec<HostPages<'static>> = leak(ram.pages().collect());
+    // SAFETY: a simulated BAR.
+    let cmb = leak(
+        unsafe {
+            Provider::<Cmb>::new(
+                Bdf::new(0, 3, 0, 0),
+                2,
+                PhysAddr::new(BAR_CPU),
+                BusAddr::new_unchecked(BAR_BUS),
+                (p2ps as u64 * PAGE_SIZE).next_power_of_two(),
+            )
+        }
+        .expect("provider"),
+    );
+    let alloc = leak(cmb.alloc(p2ps as u64 * PAGE_SIZE).expect("BAR room"));
+    // SAFETY: a simulated device.
+    let nic =
+        leak(unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) });
+    let dom = leak(IommuDomain::<Dom>::software(IOVA_BASE, (n * 2) as u64 * 4096).expect("domain"));
+    // SAFETY: the simulated provider and client share a switch.
+    let route: P2pRoute<'static, Cmb, Nic> = unsafe { Route::assume_bus_addr(cmb, nic, 4) }.into();
+    let mut bvec = Vec::with_capacity(n);
+    let mut host_iter = pages.iter_mut();
+    for i in 0..n {
+        if i % 4 == 3 {
+            let s = alloc
+                .seg_range((i / 4) as u64 * PAGE_SIZE, PAGE_SIZE)
+                .expect("in the allocation");
+            bvec.push(s.into_bvec_seg());
+        } else {
+            bvec.push(host_iter.next().expect("a page").dma().into_bvec_seg());
+        }
+    }
+    let mapper = leak(Mapper::iommu(nic, dom).expect("attach"));
+    let id = nic.id();
+    let mut t = Typed {
+        queue: mapper.queue(),
+        bvec,
+        route,
+        slots: vec![SegSlot::EMPTY; n],
+        id,
+    };
+    // Warm: page-table levels and the queue's IOVA cache come into being here.
+    typed_io(&mut t);
+    t
+}
+
+fn plain_setup(n: usize) -> Plain {
+    let bus_offset = BAR_BUS.wrapping_sub(BAR_CPU);
+    let segs = (0..n)
+        .map(|i| {
+            if i % 4 == 3 {
+                PlainSeg {
+                    p2p: true,
+                    covers: true,
+                    provider: PROVIDER,
+                    phys: BAR_CPU + (i / 4) as u64 * PAGE_SIZE,
+                    len: PAGE_SIZE,
+                }
+            } else {
+                PlainSeg {
+                    p2p: false,
+                    covers: true,
+                    provider: 0,
+                    phys: HOST_BASE + (i - i / 4) as u64 * PAGE_SIZE,
+                    len: PAGE_SIZE,
+                }
+            }
+        })
+        .collect();
+    let mut p = Plain {
+        dom: PlainDomain {
+            table: vec![0; n * 2],
+            rover: 0,
+        },
+        segs,
+        out: vec![(0, 0); n],
+        bus_offset,
+    };
+    plain_io(&mut p);
+    p
+}
+
+fn typed_io(t: &mut Typed) {
+    let id = t.id;
+    t.queue
+        .map_bvec::<ToDevice, _, _>(
+            black_box(&t.bvec),
+            &t.route,
+            SegBuf::from_slots(&mut t.slots),
+            |v| {
+                let v = v.sync();
+                black_box(v.segments(id).map(<[_]>::len).unwrap_or(0));
+            },
+        )
+        .expect("maps");
+}
+
+fn plain_io(p: &mut Plain) {
+    let (lease, written) = plain::plain_map(
+        &mut p.dom,
+        black_box(&p.segs),
+        p.bus_offset,
+        black_box(u64::MAX),
+        &mut p.out,
+    )
+    .expect("maps");
+    black_box(written);
+    plain::plain_unmap(&mut p.dom, lease);
+}
+
+#[library_benchmark]
+#[bench::n128(args = (128), setup = typed_setup)]
+#[bench::n65536(args = (65536), setup = typed_setup)]
+fn typed(mut t: Typed) -> Typed {
+    typed_io(&mut t);
+    t
+}
+
+#[library_benchmark]
+#[bench::n128(args = (128), setup = plain_setup)]
+#[bench::n65536(args = (65536), setup = plain_setup)]
+fn plain_u64(mut p: Plain) -> Plain {
+    plain_io(&mut p);
+    p
+}
+
+library_benchmark_group!(
+    name = map_bvec;
+    benchmarks = typed, plain_u64
+);
+
+main!(library_benchmark_groups = map_bvec);
