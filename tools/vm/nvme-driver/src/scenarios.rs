@@ -15,6 +15,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
+use dmaspace::PhysAddr;
 use dmaspace::backend::BackendErrorKind;
 use dmaspace::device::Device;
 use dmaspace::dir::FromDevice;
@@ -26,7 +27,6 @@ use dmaspace::map::Translation;
 use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, RouteError};
 use dmaspace::vec::Via;
-use dmaspace::{BusAddr, PhysAddr};
 
 use crate::classify::{bdf, kernel_distance, machine};
 use crate::dma::{Backend, CmbMem, Nvme, Opened, open_iommufd, open_vfio};
@@ -266,21 +266,21 @@ impl CmbBar {
                 bar.len()
             ));
         }
-        // SAFETY: BAR2 of this function of this machine, its CPU range from
-        // sysfs `resource` and its bus start from the BAR register; the
-        // function is driven only by this process (bound to vfio-pci, opened
-        // above); BAR2 is the NVMe CMB, plain memory that nothing else uses
-        // while the provider lives.
-        let mut provider = unsafe {
-            machine.provider::<CmbMem>(
-                bdf(a)?,
-                2,
-                PhysAddr::new(start),
-                BusAddr::new_unchecked(bus),
-                size,
-            )
+        // SAFETY: BAR2 of this function, as the machine loaded it from the
+        // guest's sysfs (`resource` and the BAR register); the function is
+        // driven only by this process (bound to vfio-pci, opened above);
+        // BAR2 is the NVMe CMB, plain memory that nothing else uses while
+        // the provider lives.
+        let mut provider =
+            unsafe { machine.bar_provider::<CmbMem>(bdf(a)?, 2) }.map_err(s("provider"))?;
+        // The machine's view and the driver's own reading must agree.
+        if provider.size() != size
+            || provider.bus_offset().as_i64() != bus.wrapping_sub(start) as i64
+        {
+            return Err(format!(
+                "{a}: BAR2 in the machine's topology differs from sysfs and the BAR register"
+            ));
         }
-        .map_err(s("provider"))?;
         // SAFETY: `bar` is VFIO's mmap of region 2 of the same function: all
         // of BAR2, shared; it moves into the same `CmbBar`, which drops the
         // provider first.
