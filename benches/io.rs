@@ -1,16 +1,20 @@
 //! Per-I/O cost of the driver path, typed against plain `u64` code doing
-//! the same job with the same parts (the IOVA allocator and its queue
-//! cache, the software page table), in one run:
+//! the same job, in one run. One I/O: map the data buffer, build the NVMe
+//! PRP entries from its device addresses, unmap.
 //!
-//! - `map_unmap_1page`: map one owned 4 KiB buffer for a queue through the
-//!   software IOMMU, take its device address, unmap. Plain: allocate an
-//!   IOVA from the queue's cache, map the page table entry, sync, read the
-//!   address, unmap, free.
-//! - `pool_slot`: take a slot of a registered pool, hand it to the device,
-//!   take its address, take it back, return it. Plain: claim a bit in an
-//!   atomic bitmap, compute the slot's address, release the bit.
-//! - `threads`: `map_unmap_1page` on 1 and 2 threads at once, each with its
-//!   own queue of one shared mapper and domain: time per I/O of the whole.
+//! - `io/iommu_1page`, `io/iommu_8page`: an owned buffer (`MappedBuf`)
+//!   mapped for a queue through the software IOMMU (IOVA from the queue's
+//!   cache, page table linked and synced), PRP entries from its segment,
+//!   unmapped (buffer back).
+//! - `io/plain_1page`: the zero-cost limit: the same IOVA cache, a bare
+//!   page-table array of `u64`s, the PRP entry by arithmetic.
+//! - `io/direct_1page`: a direct (no IOMMU) mapper: the physical address.
+//! - `io/pool_1page`: a slot of a registered pool (mapped once): take it,
+//!   hand it to the device, PRP entry, take it back, return it;
+//!   `io/plain_pool_1page`: the same bitmap discipline on integers.
+//! - `io/iommu_1page_2threads`: `io/iommu_1page` on two threads at once,
+//!   each with its own queue of one mapper and domain; wall time divided by
+//!   the I/Os of both threads, so it compares with `io/iommu_1page`.
 //!
 //! Run: `cargo bench --bench io`.
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented fn")]
@@ -19,109 +23,153 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use dmaspace::backend::IommuBackend;
-use dmaspace::host::{SimBuf, SimulatedRam};
-use dmaspace::iommu::iova_alloc::IovaAllocator;
-use dmaspace::iommu::{IommuPerm, SoftIommu};
+use criterion::{Criterion, criterion_group, criterion_main};
+use dmaspace::host::{CacheCoherent, SimBuf, SimulatedRam};
+use dmaspace::iommu::SoftIommu;
+use dmaspace::iommu::iova_alloc::{IovaAllocator, IovaCache};
+use dmaspace::map::{Iommu, MapQueue, Translation};
 use dmaspace::prelude::*;
 
 brand!(Nvme);
 brand!(Dom);
 
+const PAGE: u64 = 4096;
 const IOVA_BASE: u64 = 1 << 32;
 const IOVA_LEN: u64 = 1 << 32;
 const MASK: u64 = (1 << 48) - 1;
+const RAM: u64 = 1 << 40;
 
 fn device(bus: u8) -> Device<'static, Nvme> {
     // SAFETY: a simulated device; nothing reaches hardware.
     unsafe { Device::new_unchecked(Bdf::new(0, bus, 0, 0), DmaLimits::bits(48)) }
 }
 
-fn buffers(base: u64, pages: usize, chunk: usize) -> Vec<SimBuf> {
+fn buffer(base: u64, pages: usize) -> SimBuf {
     // SAFETY: simulated memory, only given to the software IOMMU.
-    unsafe { SimulatedRam::new(PhysAddr::new(base), pages) }.into_buffers(chunk)
+    let ram = unsafe { SimulatedRam::new(PhysAddr::new(base), pages) };
+    let mut bufs = ram.into_buffers(pages * PAGE as usize);
+    bufs.remove(0)
 }
 
-/// One typed I/O: map an owned page for the queue, read its address, unmap.
-fn typed_io<'q>(
-    queue: &dmaspace::map::MapQueue<
-        'q,
-        '_,
-        Nvme,
-        dmaspace::map::Iommu<'_, SoftIommu>,
-        dmaspace::host::CacheCoherent,
-    >,
+/// PRP1 and PRP2 of a segment (PRP2: the second page, or 0; a list is not
+/// built, the entries are only computed).
+fn prp<D: Direction>(seg: &DmaSeg<Nvme, D>) -> (u64, u64) {
+    let prp1 = seg.at(0).map_or(0, DmaAddr::as_u64);
+    let mut prp2 = 0;
+    let mut off = PAGE;
+    while off < seg.len() {
+        prp2 ^= seg.at(off).map_or(0, DmaAddr::as_u64);
+        off += PAGE;
+    }
+    (prp1, prp2)
+}
+
+/// One typed I/O through `queue`: map, PRPs, unmap.
+fn typed_io<T: Translation>(
+    queue: &MapQueue<'_, '_, Nvme, T, CacheCoherent>,
     id: DeviceId,
     buf: SimBuf,
 ) -> SimBuf {
-    let m = queue
-        .map_buf::<ToDevice, _>(buf)
-        .map_err(|e| e.error)
-        .unwrap();
-    black_box(m.segments(id).unwrap()[0].addr().map(DmaAddr::as_u64));
-    m.unmap()
+    match queue.map_buf::<ToDevice, _>(buf) {
+        Ok(m) => {
+            if let Ok(segs) = m.segments(id) {
+                black_box(prp(&segs[0]));
+            }
+            m.unmap()
+        }
+        Err(e) => panic!("bench mapping refused: {}", e.error),
+    }
 }
 
-/// The same I/O with integers: the queue cache, the page table, no types.
-fn plain_io(cache: &dmaspace::iommu::iova_alloc::IovaCache<'_>, table: &SoftIommu, phys: u64) {
-    let iova = cache.alloc(4096, 4096, MASK).unwrap();
-    // SAFETY: the range was just reserved; the memory is simulated.
-    unsafe { table.map(iova, phys, 4096, IommuPerm::READ, false) }.unwrap();
-    table.sync(iova, 4096);
-    black_box(iova);
-    // SAFETY: the range is ours.
-    unsafe { table.unmap(iova, 4096) };
-    cache.free(iova, 4096);
+/// The zero-cost limit: the same IOVA cache, a bare page table.
+struct PlainIo<'a> {
+    cache: IovaCache<'a>,
+    table: Vec<u64>,
 }
 
-fn map_unmap_1page(c: &mut Criterion) {
-    let mut g = c.benchmark_group("io/map_unmap_1page");
+impl PlainIo<'_> {
+    fn io(&mut self, phys: u64, pages: u64) {
+        let len = pages * PAGE;
+        let iova = self.cache.alloc(len, PAGE, MASK).expect("bench IOVA");
+        let first = ((iova - IOVA_BASE) / PAGE) as usize;
+        for (i, e) in self.table[first..first + pages as usize]
+            .iter_mut()
+            .enumerate()
+        {
+            *e = (phys + i as u64 * PAGE) | 0b11; // present | read
+        }
+        let prp1 = iova;
+        let prp2 = if pages == 2 { iova + PAGE } else { 0 };
+        black_box((prp1, prp2));
+        self.table[first..first + pages as usize].fill(0);
+        self.cache.free(iova, len);
+    }
+}
+
+fn one_io(c: &mut Criterion) {
+    let mut g = c.benchmark_group("io");
     let dev = device(1);
     let domain = IommuDomain::<Dom>::software(IOVA_BASE, IOVA_LEN).unwrap();
     let mapper = Mapper::iommu(&dev, &domain).unwrap();
     let queue = mapper.queue();
     let id = dev.id();
-    let mut buf = Some(buffers(1 << 40, 1, 4096).remove(0));
-    g.bench_function("typed", |b| {
-        b.iter(|| buf = Some(typed_io(&queue, id, buf.take().unwrap())));
-    });
-    let alloc = IovaAllocator::new(IOVA_BASE, IOVA_LEN, 4096).unwrap();
-    let cache = alloc.cache();
-    let table = SoftIommu::new(IOVA_BASE, IOVA_LEN).unwrap();
-    g.bench_function("plain", |b| {
-        b.iter(|| plain_io(&cache, &table, black_box(1 << 40)))
+    for (name, pages) in [("iommu_1page", 1), ("iommu_8page", 8)] {
+        let mut buf = Some(buffer(RAM, pages));
+        g.bench_function(name, |b| {
+            b.iter(|| buf = buf.take().map(|x| typed_io(&queue, id, x)));
+        });
+    }
+    let alloc = IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).unwrap();
+    // The plain twin's table: one entry per page of the aperture.
+    let mut plain = PlainIo {
+        cache: alloc.cache(),
+        table: vec![0; (IOVA_LEN / PAGE) as usize],
+    };
+    g.bench_function("plain_1page", |b| b.iter(|| plain.io(black_box(RAM), 1)));
+
+    let dev2 = device(2);
+    // SAFETY: the simulated device reaches simulated memory by physical address.
+    let direct = unsafe { Mapper::direct(&dev2) }.unwrap();
+    let dqueue = direct.queue();
+    let mut buf = Some(buffer(RAM, 1));
+    g.bench_function("direct_1page", |b| {
+        b.iter(|| buf = buf.take().map(|x| typed_io(&dqueue, dev2.id(), x)));
     });
     g.finish();
 }
 
-fn pool_slot(c: &mut Criterion) {
-    let mut g = c.benchmark_group("io/pool_slot");
-    let dev = device(2);
+fn pool_io(c: &mut Criterion) {
+    let mut g = c.benchmark_group("io");
+    let dev = device(3);
     let domain = IommuDomain::<Dom>::software(IOVA_BASE, IOVA_LEN).unwrap();
     let mapper = Mapper::iommu(&dev, &domain).unwrap();
     let pool = mapper
-        .register_pool(buffers(1 << 40, 64, 64 * 4096).remove(0), 4096)
+        .register_pool(buffer(RAM, 64), PAGE as usize)
         .map_err(|e| e.error)
         .unwrap();
     let id = dev.id();
-    g.bench_function("typed", |b| {
+    g.bench_function("pool_1page", |b| {
         b.iter(|| {
-            let slot = pool.take::<FromDevice>().unwrap().sync_for_device();
-            black_box(slot.segment(id).unwrap().addr().map(DmaAddr::as_u64));
+            let slot = pool
+                .take::<FromDevice>()
+                .expect("a free slot")
+                .sync_for_device();
+            if let Ok(seg) = slot.segment(id) {
+                black_box(prp(seg));
+            }
             drop(slot.sync_for_cpu());
         });
     });
-    // Plain: the same bitmap discipline, the address by arithmetic.
+    // The same bitmap discipline, the address by arithmetic.
     let words: Vec<AtomicU64> = (0..1).map(|_| AtomicU64::new(0)).collect();
     let base = black_box(IOVA_BASE);
-    g.bench_function("plain", |b| {
+    g.bench_function("plain_pool_1page", |b| {
         b.iter(|| {
             let w = &words[0];
             let seen = w.load(Ordering::Relaxed);
             let bit = (!seen).trailing_zeros();
             w.fetch_or(1 << bit, Ordering::Acquire);
-            black_box(base + u64::from(bit) * 4096);
+            black_box((base + u64::from(bit) * PAGE, 0u64));
             w.fetch_and(!(1 << bit), Ordering::Release);
         });
     });
@@ -131,17 +179,17 @@ fn pool_slot(c: &mut Criterion) {
 /// `iters` typed I/Os split over `threads` threads, each with its own queue
 /// of one mapper: the wall time of the whole.
 fn threaded(threads: u64, iters: u64) -> Duration {
-    let dev = device(3);
+    let dev = device(4);
     let domain = IommuDomain::<Dom>::software(IOVA_BASE, IOVA_LEN).unwrap();
     let mapper = Mapper::iommu(&dev, &domain).unwrap();
     let id = dev.id();
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let mapper = &mapper;
+            let mapper: &Mapper<'_, Nvme, Iommu<'_, SoftIommu>> = &mapper;
             s.spawn(move || {
                 let queue = mapper.queue();
-                let mut buf = buffers((t + 1) << 40, 1, 4096).remove(0);
+                let mut buf = buffer(RAM + (t << 32), 1);
                 for _ in 0..iters / threads {
                     buf = typed_io(&queue, id, buf);
                 }
@@ -151,15 +199,13 @@ fn threaded(threads: u64, iters: u64) -> Duration {
     start.elapsed()
 }
 
-fn threads(c: &mut Criterion) {
-    let mut g = c.benchmark_group("io/threads");
-    for n in [1u64, 2] {
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            b.iter_custom(|iters| threaded(n, iters.max(n)));
-        });
-    }
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("io");
+    g.bench_function("iommu_1page_2threads", |b| {
+        b.iter_custom(|iters| threaded(2, iters.max(2)));
+    });
     g.finish();
 }
 
-criterion_group!(benches, map_unmap_1page, pool_slot, threads);
+criterion_group!(benches, one_io, pool_io, two_threads);
 criterion_main!(benches);
