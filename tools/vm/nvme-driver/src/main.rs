@@ -20,6 +20,7 @@ mod nvme;
 mod prp;
 mod scenarios;
 mod seam;
+mod sgl;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,8 @@
 //! A small NVMe controller driver on dmaspace's types: reset, admin queue,
 //! Identify, one I/O queue pair, Read/Write with PRPs (lists chained over
-//! several pages), and the Controller Memory Buffer (discovery, and enabling
-//! through CMBMSC).
+//! several pages) or, where the controller offers them, SGLs (a descriptor
+//! per mapped segment, any alignment; segments chained over list pages), and
+//! the Controller Memory Buffer (discovery, and enabling through CMBMSC).
 //!
 //! Memory the controller reaches comes from one mapper of the controller's
 //! device (`Mapper<Nvme, T>`): the queues and PRP list pages are coherent
@@ -31,6 +32,7 @@ use dmaspace::vec::{DmaSeg, P2pSeg, SegBuf, SegOf, Via};
 use crate::dma::{self, CmbMem, Mode, Nvme};
 use crate::prp::{self, ListEntry, Prp2, PrpError};
 use crate::seam::{self, CmbWindow, DevAddr, SeamError};
+use crate::sgl::{self, Desc, Kind};
 
 // Controller registers (BAR0).
 const REG_CAP: usize = 0x00;
@@ -54,8 +56,12 @@ const IO_DEPTH: u16 = 64;
 /// carry it as a 4 MiB segment boundary, so no segment spans more.
 const MAX_PRP_ENTRIES: usize = 1024;
 /// PRP list pages per controller (one command at a time): 1024 entries need
-/// three (511 + chain, 511 + chain, 2).
+/// three (511 + chain, 511 + chain, 2). The same pages hold a command's SGL
+/// segments (256 descriptors a page).
 const PRP_LIST_PAGES: usize = 4;
+/// Most data descriptors of one SGL command: the list pages, chained
+/// (255 + 255 + 255 + 256), within QEMU's 1024 pieces.
+const MAX_SGL_DATA: usize = PRP_LIST_PAGES * (PAGE / sgl::DESC - 1) + 1;
 
 /// Admin and NVM command opcodes used here.
 mod op {
@@ -258,17 +264,27 @@ struct Sqe<'a> {
     nsid: u32,
     prp1: Option<DevAddr<'a>>,
     prp2: Option<DevAddr<'a>>,
+    /// An SGL descriptor as the data pointer instead of PRP1/PRP2 (PSDT 01).
+    sgl: Option<(DevAddr<'a>, u32, Kind)>,
     cdw: [u32; 6], // cdw10..cdw15
 }
 
 impl Sqe<'_> {
     fn bytes(&self, cid: u16) -> [u8; 64] {
         let mut b = [0u8; 64];
-        let dw0 = u32::from(self.opcode) | (u32::from(cid) << 16);
+        let psdt = u32::from(self.sgl.is_some()) << 14;
+        let dw0 = u32::from(self.opcode) | psdt | (u32::from(cid) << 16);
         b[0..4].copy_from_slice(&dw0.to_le_bytes());
         b[4..8].copy_from_slice(&self.nsid.to_le_bytes());
-        b[24..32].copy_from_slice(&self.prp1.map_or(0, DevAddr::raw).to_le_bytes());
-        b[32..40].copy_from_slice(&self.prp2.map_or(0, DevAddr::raw).to_le_bytes());
+        let [d0, d1] = match self.sgl {
+            Some((a, len, kind)) => sgl::words(a.raw(), len, kind),
+            None => [
+                self.prp1.map_or(0, DevAddr::raw),
+                self.prp2.map_or(0, DevAddr::raw),
+            ],
+        };
+        b[24..32].copy_from_slice(&d0.to_le_bytes());
+        b[32..40].copy_from_slice(&d1.to_le_bytes());
         for (i, d) in self.cdw.iter().enumerate() {
             b[40 + 4 * i..44 + 4 * i].copy_from_slice(&d.to_le_bytes());
         }
@@ -367,6 +383,8 @@ pub struct IoStats {
     pub max_list_pages: usize,
     /// Segments the mapper handed out.
     pub segments: usize,
+    /// SGL data descriptors written (0 for PRP transfers).
+    pub descriptors: usize,
     /// How the first segment reached its memory, and the first address
     /// the controller was given.
     pub first: Option<(Via, u64)>,
@@ -383,6 +401,8 @@ pub struct Controller<'m, 'd, T: Translation> {
     prp: Vec<Ring<'m, u64, T>>,
     ns: Option<Namespace>,
     mdts_bytes: Option<usize>,
+    /// Identify Controller SGLS (bits 1:0 non-zero: SGLs on I/O commands).
+    sgls: u32,
     cmb: Option<CmbWindow>,
     /// Model number from Identify Controller.
     pub model: String,
@@ -407,6 +427,36 @@ fn locate<D: Direction>(segs: &[DmaSeg<Nvme, D>], x: u64) -> Option<(usize, u64)
         start += s.len();
     }
     None
+}
+
+/// A piece of a mapped segment: (segment, offset in it, length).
+type Part<'s, D> = (&'s DmaSeg<Nvme, D>, u64, u64);
+
+/// `[off, off + len)` of the mapping made of `segs` (in order), as pieces of
+/// its segments.
+fn parts_of<D: Direction>(
+    segs: &[DmaSeg<Nvme, D>],
+    off: u64,
+    len: u64,
+) -> Result<Vec<Part<'_, D>>> {
+    let total: u64 = segs.iter().map(DmaSeg::len).sum();
+    if len == 0 || off.checked_add(len).is_none_or(|e| e > total) {
+        return Err(NvmeError::Map(MapError::OutOfBounds {
+            offset: off,
+            len,
+            size: total,
+        }));
+    }
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for s in segs {
+        let (lo, hi) = (off.max(at), (off + len).min(at + s.len()));
+        if lo < hi {
+            out.push((s, lo - at, hi - lo));
+        }
+        at += s.len();
+    }
+    Ok(out)
 }
 
 /// Cuts a transfer over `segs` into commands `[s, e)`: each at most
@@ -527,6 +577,7 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
             prp,
             ns: None,
             mdts_bytes: None,
+            sgls: 0,
             cmb: None,
             model: String::new(),
             serial: String::new(),
@@ -566,6 +617,12 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
     /// I/O commands submitted so far.
     pub fn io_submitted(&self) -> u64 {
         self.regs.io_submitted
+    }
+
+    /// Whether the controller takes SGLs on I/O commands (Identify
+    /// Controller SGLS bits 1:0).
+    pub fn sgl_supported(&self) -> bool {
+        self.sgls & 3 != 0
     }
 
     /// The mapper this controller's DMA goes through.
@@ -624,6 +681,52 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         Ok((r, plan.lists.len()))
     }
 
+    /// Submits I/O command `cmd` whose data are the blocks `data`: one inline
+    /// Data Block descriptor, or the descriptors in the list pages (chained
+    /// by Segment / Last Segment descriptors). Returns the completion's dword
+    /// 0 and the list pages used.
+    fn submit_with_sgl<'s>(
+        &mut self,
+        cmd: Sqe<'s>,
+        data: &[(DevAddr<'s>, u32)],
+    ) -> Result<(u32, usize)> {
+        let id = self.mapper.device().id();
+        let plan = sgl::plan(data, PAGE, self.prp.len())
+            .map_err(|e| NvmeError::Prp(format!("SGL: {e:?}")))?;
+        for (i, list) in plan.lists.iter().enumerate() {
+            for (j, d) in list.iter().enumerate() {
+                let [w0, w1] = match *d {
+                    Desc::Data(a, len) => sgl::words(a.raw(), len, Kind::Data),
+                    Desc::List { page, len, kind } => sgl::words(
+                        DevAddr::from(self.prp[page].addr_of(0, id)?).raw(),
+                        len,
+                        kind,
+                    ),
+                };
+                self.prp[i].write(2 * j, w0)?;
+                self.prp[i].write(2 * j + 1, w1)?;
+            }
+        }
+        let dptr = match plan.dptr {
+            Desc::Data(a, len) => (a, len, Kind::Data),
+            Desc::List { page, len, kind } => {
+                (DevAddr::from(self.prp[page].addr_of(0, id)?), len, kind)
+            }
+        };
+        let cmd = Sqe {
+            prp1: None,
+            prp2: None,
+            sgl: Some(dptr),
+            ..cmd
+        };
+        let q = self
+            .io
+            .as_mut()
+            .ok_or_else(|| NvmeError::Protocol("no I/O queue".into()))?;
+        let r = submit(&mut self.regs, q, false, &cmd)?;
+        Ok((r, plan.lists.len()))
+    }
+
     /// Maps `[off, off + len)` of host memory `mem` for this controller in
     /// direction `D` and runs `f` with the segments; unmaps when `f` returns.
     pub fn with_host<D: Direction, R>(
@@ -642,6 +745,40 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
             let s = v.segments(mapper.device().id())?;
             f(self, s)
         })?
+    }
+
+    /// Maps each buffer of `bufs` whole as an owned mapping
+    /// ([`dmaspace::map::MappedBuf`]) for this controller in direction `D`,
+    /// and runs `f` with the pieces `[off, off + len)` of each, in order, as
+    /// (segment, offset in it, length); unmaps all and gives the buffers back
+    /// when `f` returns. (One request over all pieces would need granule-
+    /// aligned joins through an IOMMU, the `dma_iova_link` rule; separate
+    /// mappings do not, and an SGL names each piece on its own.)
+    fn with_bufs<D: Direction, R>(
+        &mut self,
+        bufs: Vec<(PinnedMemory, u64, u64)>,
+        f: impl FnOnce(&mut Self, &[Part<'_, D>]) -> Result<R>,
+    ) -> Result<(R, Vec<PinnedMemory>)> {
+        let mapper = self.mapper;
+        let id = mapper.device().id();
+        let mut mapped = Vec::with_capacity(bufs.len());
+        let mut ranges = Vec::with_capacity(bufs.len());
+        for (b, off, len) in bufs {
+            mapped.push(mapper.map_buf::<D, _>(b)?);
+            ranges.push((off, len));
+        }
+        let r = (|| {
+            let mut parts = Vec::new();
+            for (m, &(off, len)) in mapped.iter().zip(&ranges) {
+                parts.extend(parts_of(m.segments(id)?, off, len)?);
+            }
+            f(self, &parts)
+        })();
+        let bufs = mapped
+            .into_iter()
+            .map(dmaspace::map::MappedBuf::unmap)
+            .collect();
+        Ok((r?, bufs))
     }
 
     fn identify(&mut self) -> Result<()> {
@@ -675,6 +812,7 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
                 self.model = text(24..64);
                 let mdts = id[77];
                 self.mdts_bytes = (mdts != 0).then(|| PAGE << mdts);
+                self.sgls = le32(&id, 536);
             } else {
                 let blocks = le64(&id, 0);
                 let flbas = usize::from(id[26] & 0xf);
@@ -821,6 +959,94 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         Ok(stats)
     }
 
+    /// Reads or writes the pieces `parts` of mapped segments at `lba` with
+    /// SGLs: each command takes up to MDTS bytes in at most [`MAX_SGL_DATA`]
+    /// data blocks, a whole number of logical blocks; a piece is cut only
+    /// where a command ends. Every descriptor's address comes from the seam.
+    fn rw_sgl<D: Direction>(
+        &mut self,
+        opcode: u8,
+        lba: u64,
+        parts: &[Part<'_, D>],
+    ) -> Result<IoStats> {
+        if !self.sgl_supported() {
+            return Err(NvmeError::Protocol(format!(
+                "the controller offers no SGLs (SGLS {:#x})",
+                self.sgls
+            )));
+        }
+        let lens: Vec<u64> = parts.iter().map(|p| p.2).collect();
+        let len: u64 = lens.iter().sum();
+        let ns = self.check_range(lba, len)?;
+        let max_bytes = self
+            .mapper
+            .device()
+            .limits()
+            .max_segment_size_bytes()
+            .min(u64::from(u32::MAX));
+        let cmb = self.cmb;
+        let cmds = sgl::commands(&lens, ns.lba_size as u64, max_bytes, MAX_SGL_DATA)
+            .map_err(NvmeError::Prp)?;
+        let mut stats = IoStats {
+            segments: parts.len(),
+            first: match parts.first() {
+                Some(&(s0, o, _)) => {
+                    Some((s0.via(), seam::device_addr(cmb.as_ref(), s0, o)?.raw()))
+                }
+                None => None,
+            },
+            ..IoStats::default()
+        };
+        let mut s = 0u64;
+        for pieces in cmds {
+            let data = pieces
+                .iter()
+                .map(|&(i, off, l)| {
+                    let (seg, base, _) = parts[i];
+                    let a = seam::device_addr(cmb.as_ref(), seg, base + off)?;
+                    let l = u32::try_from(l)
+                        .map_err(|_| NvmeError::Prp(format!("{l} bytes in one descriptor")))?;
+                    Ok((a, l))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let n: u64 = data.iter().map(|&(_, l)| u64::from(l)).sum();
+            let slba = lba + s / ns.lba_size as u64;
+            let nlb = (n / ns.lba_size as u64 - 1) as u32;
+            let cmd = Sqe {
+                opcode,
+                nsid: ns.nsid,
+                cdw: [slba as u32, (slba >> 32) as u32, nlb, 0, 0, 0],
+                ..Sqe::default()
+            };
+            let (_, lists) = self.submit_with_sgl(cmd, &data)?;
+            s += n;
+            stats.commands += 1;
+            stats.descriptors += data.len();
+            stats.max_list_pages = stats.max_list_pages.max(lists);
+        }
+        Ok(stats)
+    }
+
+    /// Writes the pieces of `bufs` (buffer, offset, length), in order, to
+    /// `lba` with SGLs (a gather write); gives the buffers back.
+    pub fn write_host_sgl(
+        &mut self,
+        lba: u64,
+        bufs: Vec<(PinnedMemory, u64, u64)>,
+    ) -> Result<(IoStats, Vec<PinnedMemory>)> {
+        self.with_bufs::<ToDevice, _>(bufs, |c, parts| c.rw_sgl(op::WRITE, lba, parts))
+    }
+
+    /// Reads from `lba` into the pieces of `bufs` (buffer, offset, length),
+    /// in order, with SGLs (a scatter read); gives the buffers back.
+    pub fn read_host_sgl(
+        &mut self,
+        lba: u64,
+        bufs: Vec<(PinnedMemory, u64, u64)>,
+    ) -> Result<(IoStats, Vec<PinnedMemory>)> {
+        self.with_bufs::<FromDevice, _>(bufs, |c, parts| c.rw_sgl(op::READ, lba, parts))
+    }
+
     /// Writes `[off, off + len)` of host memory `mem` to `lba`.
     pub fn write_host(
         &mut self,
@@ -910,8 +1136,7 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         Ok(IoStats {
             commands: 1,
             max_list_pages: lists,
-            segments: 0,
-            first: None,
+            ..IoStats::default()
         })
     }
 
@@ -1002,7 +1227,21 @@ mod tests {
             prp1: Some(a),
             prp2: Some(b),
             cdw: [10, 11, 12, 13, 14, 15],
+            ..Sqe::default()
         };
+        let sg = Sqe {
+            prp1: None,
+            prp2: None,
+            sgl: Some((a, 0x3000, Kind::LastSegment)),
+            ..s
+        }
+        .bytes(7);
+        // PSDT 01 (SGL), the descriptor in DPTR: address, length, type 0x30.
+        assert_eq!(le32(&sg, 0), 0x0007_4002);
+        assert_eq!(le64(&sg, 24), 0x1122_3344_5566_7788);
+        assert_eq!(le32(&sg, 32), 0x3000);
+        assert_eq!(&sg[36..40], &[0, 0, 0, 0x30]);
+        assert_eq!(le32(&sg, 40), 10);
         let b = s.bytes(0xabcd);
         assert_eq!(le32(&b, 0), 0xabcd_0002);
         assert_eq!(le32(&b, 4), 1);
