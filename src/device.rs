@@ -112,6 +112,27 @@ impl<'m, K: Brand> Device<'m, K> {
         self.limits
     }
 
+    /// Replaces the device's limits, for a driver that learns them from the
+    /// device itself (NVMe's MDTS comes from Identify, which needs a first
+    /// mapping made under limits any controller takes).
+    ///
+    /// Takes `&mut self`: no mapper of the device lives, and so no mapping,
+    /// coherent buffer or pool (each borrows its mapper): every mapping made
+    /// afterwards is cut and checked by the new limits, and none made before
+    /// is left to break them.
+    ///
+    /// ```
+    /// # use dmaspace::prelude::*;
+    /// brand!(Ssd);
+    /// // SAFETY: the only driver of 0000:07:00.0 in this example.
+    /// let mut d = unsafe { Device::<Ssd>::new_unchecked(Bdf::new(0, 7, 0, 0), DmaLimits::BITS_64) };
+    /// d.set_limits(DmaLimits::BITS_64.max_segment_size(512 << 10));
+    /// assert_eq!(d.limits().max_segment_size_bytes(), 512 << 10);
+    /// ```
+    pub fn set_limits(&mut self, limits: DmaLimits) {
+        self.limits = limits;
+    }
+
     pub(crate) fn function(&self) -> FunctionId {
         self.function
     }

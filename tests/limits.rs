@@ -43,6 +43,29 @@ fn an_iova_run_is_split_at_the_maximum_segment_size() {
 }
 
 #[test]
+fn limits_set_after_a_first_mapping_cut_the_next_one() {
+    // A driver maps under limits any device of its kind takes, learns the
+    // real ones from the device (NVMe: MDTS from Identify), then narrows.
+    let mut dev = device(DmaLimits::BITS_64);
+    let dom = IommuDomain::<Dom>::software(0x10_0000, 3 * 4096).unwrap();
+    let mut mem = ram(0x20_0000, 3);
+    let run = |dev: &Device<'_, Dev>, mem: &mut SimulatedRam| {
+        let mut pages: Vec<_> = mem.pages().collect();
+        let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+        let m = Mapper::iommu(dev, &dom).unwrap();
+        m.map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(4), segs)
+            .unwrap()
+    };
+    assert_eq!(run(&dev, &mut mem), [(0x10_0000, 0x3000)]);
+    dev.set_limits(DmaLimits::BITS_64.max_segment_size(0x1000));
+    assert_eq!(dev.limits().max_segment_size_bytes(), 0x1000);
+    assert_eq!(
+        run(&dev, &mut mem),
+        [(0x10_0000, 0x1000), (0x10_1000, 0x1000), (0x10_2000, 0x1000)]
+    );
+}
+
+#[test]
 fn segments_never_cross_the_boundary() {
     // A 64 KiB boundary; the IOVA run starts 8 KiB below one.
     let dev = device(DmaLimits::BITS_64.segment_boundary(0xffff));

@@ -98,26 +98,22 @@ fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
 }
 
 /// Claims controller `i` of `o` as an NVMe device of `machine`, with the
-/// limits it reports: a first claim with the limits any NVMe has, for
-/// Identify (MDTS), then the device with MDTS and QEMU's PRP limit in its
-/// `DmaLimits`.
+/// limits it reports: claimed with the limits any NVMe has, for Identify
+/// (MDTS), then narrowed (`Device::set_limits`, once that first mapper is
+/// gone) to MDTS and QEMU's PRP limit.
 fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nvme>, String> {
     let vdev = &o.devices[i];
     let at = bdf(vdev.address())?;
-    let limits = {
-        let dev = machine
-            .device::<Nvme>(at, nvme::base_limits())
-            .map_err(|e| e.to_string())?;
-        let mdts = with_mapper!(&o.backend, &dev, |m| {
-            let c = Controller::init(vdev, &m, o.backend.mode(), false)
-                .map_err(|e| format!("identify {}: {e}", vdev.address()))?;
-            c.mdts_bytes()
-        });
-        nvme::limits(mdts)
-    };
-    machine
-        .device::<Nvme>(at, limits)
-        .map_err(|e| e.to_string())
+    let mut dev = machine
+        .device::<Nvme>(at, nvme::base_limits())
+        .map_err(|e| e.to_string())?;
+    let mdts = with_mapper!(&o.backend, &dev, |m| {
+        let c = Controller::init(vdev, &m, o.backend.mode(), false)
+            .map_err(|e| format!("identify {}: {e}", vdev.address()))?;
+        c.mdts_bytes()
+    });
+    dev.set_limits(nvme::limits(mdts));
+    Ok(dev)
 }
 
 fn init<'m, 'd, T: Translation>(
