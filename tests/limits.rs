@@ -61,7 +61,11 @@ fn limits_set_after_a_first_mapping_cut_the_next_one() {
     assert_eq!(dev.limits().max_segment_size_bytes(), 0x1000);
     assert_eq!(
         run(&dev, &mut mem),
-        [(0x10_0000, 0x1000), (0x10_1000, 0x1000), (0x10_2000, 0x1000)]
+        [
+            (0x10_0000, 0x1000),
+            (0x10_1000, 0x1000),
+            (0x10_2000, 0x1000)
+        ]
     );
 }
 
