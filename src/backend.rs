@@ -16,6 +16,10 @@
 //! A device without an IOMMU (VFIO's no-IOMMU mode, dma-direct) has no
 //! backend: [`Mapper::direct`](crate::map::Mapper::direct) uses physical
 //! addresses as they are.
+//!
+//! Peer memory on the same seam: [`VfioBarProvider`](vfio_bar::VfioBarProvider)
+//! publishes a BAR of a function opened through VFIO as P2P memory, with
+//! the process mapping that the virtual-address backends map for a peer.
 
 #[cfg(all(feature = "vfio", target_os = "linux"))]
 pub mod iommufd;
@@ -23,6 +27,8 @@ pub mod iommufd;
 mod kernel;
 #[cfg(all(feature = "vfio", target_os = "linux"))]
 pub mod vfio;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod vfio_bar;
 
 use core::fmt;
 

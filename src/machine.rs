@@ -348,6 +348,12 @@ impl Machine {
     pub(crate) fn id(&self) -> MachineId {
         self.id
     }
+
+    /// Whether this is the host's machine, read from its sysfs.
+    #[cfg(all(feature = "vfio", target_os = "linux"))]
+    pub(crate) fn is_host(&self) -> bool {
+        self.is_host
+    }
 }
 
 impl Drop for Machine {

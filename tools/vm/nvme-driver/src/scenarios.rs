@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use dmaspace::PhysAddr;
 use dmaspace::backend::BackendErrorKind;
+use dmaspace::backend::vfio_bar::VfioBarProvider;
 use dmaspace::device::Device;
 use dmaspace::dir::FromDevice;
 use dmaspace::error::MapError;
 use dmaspace::limits::DmaLimits;
-use dmaspace::linux::{MappedBar, PciAddress, PinnedMemory, Sysfs, VfioDevice};
+use dmaspace::linux::{MappedBar, PciAddress, PinnedMemory, VfioDevice};
 use dmaspace::machine::Machine;
 use dmaspace::map::Translation;
 use dmaspace::provider::Provider;
@@ -363,71 +364,46 @@ pub fn host_iova_iommufd(a: PciAddress) -> Outcome {
     })
 }
 
-/// A controller's CMB as P2P memory: the provider (BAR2 of the function, as
-/// the guest's sysfs `resource` and its BAR register give it) and the
-/// process mapping of BAR2 (for the CPU's checks, and for an IOMMU backend
-/// that maps virtual addresses). Fields drop in order: the provider before
-/// the mapping it records.
+/// A controller's CMB as P2P memory: BAR2 of the function published by
+/// dmaspace's [`VfioBarProvider`] (the machine's record of BAR2 checked
+/// against VFIO's region and the BAR register, the process mapping kept as
+/// long as the provider), and BAR2's bus address, which the driver writes
+/// as CBA.
 struct CmbBar {
-    provider: Provider<CmbMem>,
-    bar: MappedBar,
-    cpu_start: u64,
+    p: VfioBarProvider<CmbMem>,
     bus_start: u64,
 }
 
 impl CmbBar {
     /// Publishes BAR2 of `vdev` on `machine` as P2P memory.
     fn of(machine: &Machine, vdev: &VfioDevice) -> Result<Self, String> {
-        let a = vdev.address();
-        let (start, end, _) = Sysfs::live().resource(a, 2).map_err(s("BAR2 resource"))?;
-        if start == 0 || end < start {
-            return Err(format!("{a}: no BAR2 (resource {start:#x}-{end:#x})"));
-        }
-        let size = end - start + 1;
-        let bus = vdev.bar_bus_address(2).map_err(s("BAR2 register"))?;
-        let bar = vdev.map_bar(2).map_err(s("mmap BAR2"))?;
-        if bar.len() as u64 != size {
-            return Err(format!(
-                "{a}: BAR2 is {size:#x} bytes in sysfs, {:#x} through VFIO",
-                bar.len()
-            ));
-        }
-        // SAFETY: BAR2 of this function, as the machine loaded it from the
-        // guest's sysfs (`resource` and the BAR register); the function is
-        // driven only by this process (bound to vfio-pci, opened above);
-        // BAR2 is the NVMe CMB, plain memory that nothing else uses while
-        // the provider lives.
-        let mut provider =
-            unsafe { machine.bar_provider::<CmbMem>(bdf(a)?, 2) }.map_err(s("provider"))?;
-        // The machine's view and the driver's own reading must agree.
-        if provider.size() != size
-            || provider.bus_offset().as_i64() != bus.wrapping_sub(start) as i64
-        {
-            return Err(format!(
-                "{a}: BAR2 in the machine's topology differs from sysfs and the BAR register"
-            ));
-        }
-        // SAFETY: `bar` is VFIO's mmap of region 2 of the same function: all
-        // of BAR2, shared; it moves into the same `CmbBar`, which drops the
-        // provider first.
-        unsafe { provider.set_cpu_mapping(bar.vaddr() as usize) }.map_err(s("provider"))?;
-        Ok(Self {
-            provider,
-            bar,
-            cpu_start: start,
-            bus_start: bus,
-        })
+        // SAFETY: BAR2 of an NVMe controller with CAP.CMBS is its CMB, plain
+        // memory; this process drives the function alone (bound to vfio-pci,
+        // opened above) and keeps the provider until its mappings are gone.
+        let p = unsafe { VfioBarProvider::new(machine, vdev, 2) }.map_err(s("provider"))?;
+        let bus_start = vdev.bar_bus_address(2).map_err(s("BAR2 register"))?;
+        Ok(Self { p, bus_start })
+    }
+
+    fn provider(&self) -> &Provider<CmbMem> {
+        self.p.provider()
+    }
+
+    fn bar(&self) -> &MappedBar {
+        self.p.bar()
     }
 
     /// Where P2P memory at `phys` lies in the BAR mapping.
-    fn offset(&self, phys: PhysAddr) -> usize {
-        (phys.as_u64() - self.cpu_start) as usize
+    fn offset(&self, phys: PhysAddr) -> Result<usize, String> {
+        self.p
+            .bar_offset(phys)
+            .ok_or_else(|| format!("{phys:?} is not in BAR2"))
     }
 
     fn cpu_read(&self, phys: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
         let mut v = vec![0u8; len];
-        self.bar
-            .read_bytes(self.offset(phys), &mut v)
+        self.bar()
+            .read_bytes(self.offset(phys)?, &mut v)
             .map_err(s("CPU read of the CMB"))?;
         Ok(v)
     }
@@ -441,7 +417,7 @@ pub fn own_cmb(a: PciAddress) -> Outcome {
     let machine = machine()?;
     let cmb = CmbBar::of(&machine, &o.devices[0])?;
     let dev = claim(&machine, &o, 0)?;
-    let route = P2pRoute::classify(&machine, &cmb.provider, &dev).map_err(s("classify"))?;
+    let route = P2pRoute::classify(&machine, cmb.provider(), &dev).map_err(s("classify"))?;
     if !matches!(route, P2pRoute::SameDevice(_)) {
         return Err(format!(
             "own CMB classified as {}, expected the same-device route",
@@ -451,13 +427,13 @@ pub fn own_cmb(a: PciAddress) -> Outcome {
     with_mapper!(&o.backend, &dev, |m| {
         let mut c = init(&o.devices[0], &m, &o)?;
         let regs = c
-            .enable_cmb(cmb.bus_start, cmb.bar.len() as u64)
+            .enable_cmb(cmb.bus_start, cmb.bar().len() as u64)
             .map_err(s("enable CMB"))?;
         let bs = c.namespace().map_err(s("namespace"))?.lba_size;
         let len = (1usize << 20).min(regs.window.size as usize / 2) / bs * bs;
         let (lba_p, lba_q) = (((8 << 20) / bs) as u64, ((10 << 20) / bs) as u64);
-        let pa = cmb.provider.alloc(len as u64).map_err(s("CMB alloc"))?;
-        let qa = cmb.provider.alloc(len as u64).map_err(s("CMB alloc"))?;
+        let pa = cmb.provider().alloc(len as u64).map_err(s("CMB alloc"))?;
+        let qa = cmb.provider().alloc(len as u64).map_err(s("CMB alloc"))?;
         // Host → namespace → CMB (the controller reads into its own CMB).
         let p = pattern(0xc0b, len);
         c.write_host(lba_p, &mut filled(0, &p)?, 0, len as u64)
@@ -474,7 +450,8 @@ pub fn own_cmb(a: PciAddress) -> Outcome {
         let q = pattern(0xc0c, len);
         // SAFETY: `qa` is CMB memory this scenario allocated and no mapping of
         // it is live: a plain memory write of the CMB starts no DMA.
-        unsafe { cmb.bar.write_bytes(cmb.offset(qa.phys()), &q) }.map_err(s("CPU write of CMB"))?;
+        unsafe { cmb.bar().write_bytes(cmb.offset(qa.phys())?, &q) }
+            .map_err(s("CPU write of CMB"))?;
         c.write_p2p(lba_q, qa.seg(), &route)
             .map_err(s("write from CMB"))?;
         let mut r = poisoned(len, 0xa5)?;
@@ -497,7 +474,7 @@ pub fn own_cmb(a: PciAddress) -> Outcome {
             route.kernel_name(),
             regs.window.size >> 10,
             regs.window.cba,
-            cmb.offset(pa.phys()),
+            cmb.offset(pa.phys())?,
             regs.left.0,
             regs.left.1,
             regs.before.0,
@@ -640,7 +617,7 @@ fn classify_checked<'r>(
     a: PciAddress,
     b: PciAddress,
 ) -> Result<Result<P2pRoute<'r, CmbMem, Nvme>, RouteError>, String> {
-    let route = P2pRoute::classify(machine, &cmb.provider, dev);
+    let route = P2pRoute::classify(machine, cmb.provider(), dev);
     let crate_distance = match &route {
         Ok(r) => i32::try_from(r.distance()).unwrap_or(i32::MAX),
         Err(RouteError::NotSupported(v)) => v.kernel_distance(),
@@ -666,7 +643,7 @@ fn p2p_copy<T: Translation>(
     route_bb: &P2pRoute<'_, CmbMem, Nvme>,
 ) -> Outcome {
     let regs = cb
-        .enable_cmb(cmb.bus_start, cmb.bar.len() as u64)
+        .enable_cmb(cmb.bus_start, cmb.bar().len() as u64)
         .map_err(s("enable B's CMB"))?;
     let bs = ca.namespace().map_err(s("namespace"))?.lba_size;
     let len = (1usize << 20).min(regs.window.size as usize) / bs * bs;
@@ -680,7 +657,10 @@ fn p2p_copy<T: Translation>(
     ca.write_host(lba_a, &mut filled(0, &p)?, 0, len as u64)
         .map_err(s("A host write"))?;
     // A → B's CMB, by the classified route.
-    let peer = cmb.provider.alloc(len as u64).map_err(s("B's CMB alloc"))?;
+    let peer = cmb
+        .provider()
+        .alloc(len as u64)
+        .map_err(s("B's CMB alloc"))?;
     let st = ca
         .read_p2p(lba_a, peer.seg(), route_ab)
         .map_err(s("A reads into B's CMB"))?;
@@ -729,7 +709,7 @@ fn p2p(o: &Opened, expect: &str) -> Outcome {
         ));
     }
     let route_bb =
-        P2pRoute::classify(&machine, &cmb.provider, &dev_b).map_err(s("classify B -> B"))?;
+        P2pRoute::classify(&machine, cmb.provider(), &dev_b).map_err(s("classify B -> B"))?;
     let d = with_mapper!(&o.backend, &dev_a, &dev_b, |ma, mb| {
         let mut ca = init(va, &ma, o)?;
         let mut cb = init(vb, &mb, o)?;
@@ -808,7 +788,7 @@ pub fn p2p_iommufd_refused(a: PciAddress, b: PciAddress) -> Outcome {
     let m = dmaspace::map::Mapper::iommu(&dev, domain).map_err(|e| e.to_string())?;
     let mut c = init(&o.devices[0], &m, &o)?;
     let len = 64u64 << 10;
-    let peer = cmb.provider.alloc(len).map_err(s("B's CMB alloc"))?;
+    let peer = cmb.provider().alloc(len).map_err(s("B's CMB alloc"))?;
     let before = (
         domain.reserved_bytes(),
         domain.backend().mapped_bytes(),
