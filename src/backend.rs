@@ -15,7 +15,9 @@
 //!
 //! A device without an IOMMU (VFIO's no-IOMMU mode, dma-direct) has no
 //! backend: [`Mapper::direct`](crate::map::Mapper::direct) uses physical
-//! addresses as they are.
+//! addresses as they are (`unsafe`; under VFIO's no-IOMMU mode the kernel
+//! vouches instead: [`Mapper::vfio_no_iommu`](crate::map::Mapper::vfio_no_iommu)
+//! in [`vfio_noiommu`]).
 //!
 //! Peer memory on the same seam: [`VfioBarProvider`](vfio_bar::VfioBarProvider)
 //! publishes a BAR of a function opened through VFIO as P2P memory, with
@@ -29,6 +31,8 @@ mod kernel;
 pub mod vfio;
 #[cfg(all(feature = "vfio", target_os = "linux"))]
 pub mod vfio_bar;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod vfio_noiommu;
 
 use core::fmt;
 

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 
 use super::device::{MappedBar, VfioDevice, device_name};
@@ -79,7 +80,13 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 pub struct VfioContainer {
     file: File,
     iommu: Option<VfioIommuType>,
+    /// This process's name for the container (never 0, never reused): what
+    /// a group records when attached, and its devices carry.
+    id: u64,
 }
+
+/// The next container's id.
+static NEXT_CONTAINER: AtomicU64 = AtomicU64::new(1);
 
 impl VfioContainer {
     /// Opens `/dev/vfio/vfio` and checks the API version.
@@ -97,7 +104,15 @@ impl VfioContainer {
                 VfioErrorKind::ApiVersion { got: v },
             ));
         }
-        Ok(Self { file, iommu: None })
+        Ok(Self {
+            file,
+            iommu: None,
+            id: NEXT_CONTAINER.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// The container fd.
@@ -406,6 +421,8 @@ pub struct VfioGroupStatus {
 pub struct VfioGroup {
     file: File,
     node: VfioGroupNode,
+    /// The id of the container it was attached to (0: none).
+    container: AtomicU64,
 }
 
 impl VfioGroup {
@@ -421,7 +438,11 @@ impl VfioGroup {
         sysfs.require_vfio_pci(addr)?;
         let node = sysfs.group(addr)?;
         let file = open_rw(node.path.clone())?;
-        let g = Self { file, node };
+        let g = Self {
+            file,
+            node,
+            container: AtomicU64::new(0),
+        };
         if !g.status()?.viable {
             return Err(VfioError::new(
                 VfioCall::Ioctl(Ioctl::GroupGetStatus),
@@ -472,7 +493,9 @@ impl VfioGroup {
         let mut fd: libc::c_int = container.fd().as_raw_fd();
         // SAFETY: VFIO_GROUP_SET_CONTAINER takes a pointer to an int holding the
         // container fd, which is open for the duration of the call.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::GroupSetContainer, &mut fd) }.map(drop)
+        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::GroupSetContainer, &mut fd) }?;
+        self.container.store(container.id(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Opens the device `addr` of this group (`VFIO_GROUP_GET_DEVICE_FD`); the
@@ -498,7 +521,12 @@ impl VfioGroup {
         }
         // SAFETY: a non-negative return is a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(VfioDevice::from_fd(fd, addr))
+        let container = self.container.load(Ordering::Relaxed);
+        Ok(VfioDevice::from_fd(
+            fd,
+            addr,
+            (container != 0).then_some(container),
+        ))
     }
 }
 

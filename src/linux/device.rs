@@ -69,14 +69,23 @@ impl VfioRegionInfo {
 pub struct VfioDevice {
     file: File,
     addr: PciAddress,
+    /// The container its group was attached to when it was opened (the
+    /// legacy group path); `None` for a cdev.
+    container: Option<u64>,
 }
 
 impl VfioDevice {
-    pub(crate) fn from_fd(fd: OwnedFd, addr: PciAddress) -> Self {
+    pub(crate) fn from_fd(fd: OwnedFd, addr: PciAddress, container: Option<u64>) -> Self {
         Self {
             file: File::from(fd),
             addr,
+            container,
         }
+    }
+
+    /// The id of the container the device's group was attached to.
+    pub(crate) fn container_id(&self) -> Option<u64> {
+        self.container
     }
 
     /// Opens the VFIO device cdev of `addr` (`/dev/vfio/devices/vfioN`). Bind it
@@ -100,7 +109,11 @@ impl VfioDevice {
                     e.raw_os_error().unwrap_or(libc::EIO),
                 )
             })?;
-        Ok(Self { file, addr })
+        Ok(Self {
+            file,
+            addr,
+            container: None,
+        })
     }
 
     /// The function's address.

@@ -51,8 +51,9 @@ pub enum Backend {
     },
     /// No IOMMU: the controllers use physical addresses.
     NoIommu {
-        /// The container (kept open: no mappings to make).
-        _container: VfioContainer,
+        /// The container (no mappings to make; it vouches for the
+        /// devices' untranslated DMA).
+        container: VfioContainer,
         /// Its no-IOMMU groups.
         _groups: Vec<VfioGroup>,
     },
@@ -86,14 +87,16 @@ impl Backend {
     }
 }
 
-/// Runs `$body` with `$m` bound to a `Mapper` of device `$dev` in `$backend`'s
-/// domain: `Mapper::iommu` over the VFIO type1 or iommufd backend, or
-/// `Mapper::direct` in no-IOMMU mode. The body is compiled once per kind of
-/// mapper; it evaluates to a `Result<_, String>`.
+/// Runs `$body` with `$m` bound to a `Mapper` of device `$dev` in the
+/// domain of `$opened` (an `&Opened`): `Mapper::iommu` over the VFIO type1
+/// or iommufd backend, or `Mapper::vfio_no_iommu` in no-IOMMU mode. The
+/// body is compiled once per kind of mapper; it evaluates to a
+/// `Result<_, String>`.
 #[macro_export]
 macro_rules! with_mapper {
-    ($backend:expr, $dev:expr, |$m:ident| $body:expr) => {
-        match $backend {
+    ($opened:expr, $dev:expr, |$m:ident| $body:expr) => {{
+        let opened: &$crate::dma::Opened = $opened;
+        match &opened.backend {
             $crate::dma::Backend::Type1 { domain, .. } => {
                 let $m = ::dmaspace::map::Mapper::iommu($dev, domain).map_err(|e| e.to_string())?;
                 $body
@@ -102,14 +105,15 @@ macro_rules! with_mapper {
                 let $m = ::dmaspace::map::Mapper::iommu($dev, domain).map_err(|e| e.to_string())?;
                 $body
             }
-            $crate::dma::Backend::NoIommu { .. } => {
-                let $m = $crate::dma::direct_mapper($backend, $dev)?;
+            $crate::dma::Backend::NoIommu { container, .. } => {
+                let $m = $crate::dma::direct_mapper(container, &opened.devices, $dev)?;
                 $body
             }
         }
-    };
-    ($backend:expr, $dev1:expr, $dev2:expr, |$m1:ident, $m2:ident| $body:expr) => {
-        match $backend {
+    }};
+    ($opened:expr, $dev1:expr, $dev2:expr, |$m1:ident, $m2:ident| $body:expr) => {{
+        let opened: &$crate::dma::Opened = $opened;
+        match &opened.backend {
             $crate::dma::Backend::Type1 { domain, .. } => {
                 let $m1 =
                     ::dmaspace::map::Mapper::iommu($dev1, domain).map_err(|e| e.to_string())?;
@@ -124,30 +128,29 @@ macro_rules! with_mapper {
                     ::dmaspace::map::Mapper::iommu($dev2, domain).map_err(|e| e.to_string())?;
                 $body
             }
-            $crate::dma::Backend::NoIommu { .. } => {
-                let $m1 = $crate::dma::direct_mapper($backend, $dev1)?;
-                let $m2 = $crate::dma::direct_mapper($backend, $dev2)?;
+            $crate::dma::Backend::NoIommu { container, .. } => {
+                let $m1 = $crate::dma::direct_mapper(container, &opened.devices, $dev1)?;
+                let $m2 = $crate::dma::direct_mapper(container, &opened.devices, $dev2)?;
                 $body
             }
         }
-    };
+    }};
 }
 
-/// A mapper without IOMMU for `dev`, whose DMA is not translated: only for a
-/// no-IOMMU backend (refused otherwise).
+/// A mapper without IOMMU for `dev`, whose DMA the kernel says is not
+/// translated: the VFIO device of the same function among `devices`, opened
+/// from a group of the no-IOMMU `container` (checked by
+/// `Mapper::vfio_no_iommu`).
 pub fn direct_mapper<'d>(
-    backend: &Backend,
+    container: &VfioContainer,
+    devices: &[VfioDevice],
     dev: &'d dmaspace::device::Device<'_, Nvme>,
 ) -> Result<dmaspace::map::Mapper<'d, Nvme>, String> {
-    if !matches!(backend, Backend::NoIommu { .. }) {
-        return Err("a direct mapper needs a no-IOMMU container".into());
-    }
-    // SAFETY: the container's IOMMU type is VFIO_NOIOMMU_IOMMU
-    // (`Backend::NoIommu`, made by `open_vfio` only when every group is a
-    // no-IOMMU group, i.e. the kernel has no IOMMU for these devices): nothing
-    // translates the device's DMA, so it reaches host memory at its physical
-    // address, which is what a direct mapper hands out.
-    unsafe { dmaspace::map::Mapper::direct(dev) }.map_err(|e| e.to_string())
+    let vdev = devices
+        .iter()
+        .find(|v| crate::classify::bdf(v.address()).is_ok_and(|b| b == dev.bdf()))
+        .ok_or_else(|| format!("{} was not opened through VFIO", dev.bdf()))?;
+    dmaspace::map::Mapper::vfio_no_iommu(container, vdev, dev).map_err(|e| e.to_string())
 }
 
 /// The pages of `mem` as this mode's mapper takes them: the whole buffer by
@@ -257,7 +260,7 @@ pub fn open_vfio(addrs: &[PciAddress]) -> Result<Opened, String> {
     let backend = if noiommu {
         keep_locked_pages_in_place();
         Backend::NoIommu {
-            _container: container,
+            container,
             _groups: groups,
         }
     } else {

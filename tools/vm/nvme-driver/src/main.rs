@@ -97,7 +97,7 @@ fn identify(arg: &str) -> Result<String, String> {
     let dev = machine
         .device::<dma::Nvme>(classify::bdf(a)?, nvme::base_limits())
         .map_err(|e| e.to_string())?;
-    with_mapper!(&o.backend, &dev, |m| {
+    with_mapper!(&o, &dev, |m| {
         let c = nvme::Controller::init(&o.devices[0], &m, o.backend.mode(), false)
             .map_err(|e| e.to_string())?;
         let ns = c.namespace().map_err(|e| e.to_string())?;

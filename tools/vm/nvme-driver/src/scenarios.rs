@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 use dmaspace::PhysAddr;
 use dmaspace::backend::BackendErrorKind;
 use dmaspace::backend::vfio_bar::VfioBarProvider;
+use dmaspace::backend::vfio_noiommu::NoIommuError;
 use dmaspace::device::Device;
 use dmaspace::dir::FromDevice;
 use dmaspace::error::MapError;
 use dmaspace::limits::DmaLimits;
 use dmaspace::linux::{MappedBar, PciAddress, PinnedMemory, VfioDevice};
 use dmaspace::machine::Machine;
-use dmaspace::map::Translation;
+use dmaspace::map::{Mapper, Translation};
 use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, RouteError};
 use dmaspace::vec::Via;
@@ -108,7 +109,7 @@ fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nv
     let mut dev = machine
         .device::<Nvme>(at, nvme::base_limits())
         .map_err(|e| e.to_string())?;
-    let mdts = with_mapper!(&o.backend, &dev, |m| {
+    let mdts = with_mapper!(&o, &dev, |m| {
         let c = Controller::init(vdev, &m, o.backend.mode(), false)
             .map_err(|e| format!("identify {}: {e}", vdev.address()))?;
         c.mdts_bytes()
@@ -335,16 +336,23 @@ fn aperture_text(b: &Backend) -> String {
 /// `host-iova-type1`.
 pub fn host_iova_type1(a: PciAddress) -> Outcome {
     let o = open_vfio(&[a])?;
-    if !matches!(o.backend, Backend::Type1 { .. }) {
+    let Backend::Type1 { domain, .. } = &o.backend else {
         return Err("the group is a no-IOMMU group, expected an IOMMU".into());
-    }
+    };
     let machine = machine()?;
     let dev = claim(&machine, &o, 0)?;
-    with_mapper!(&o.backend, &dev, |m| {
+    // The kernel's word decides a direct mapper: a type1 container's device is
+    // translated, so `Mapper::vfio_no_iommu` refuses it.
+    let refused = match Mapper::vfio_no_iommu(domain.backend().container(), &o.devices[0], &dev) {
+        Err(e @ NoIommuError::NotNoIommu { .. }) => e.to_string(),
+        Err(e) => return Err(format!("vfio_no_iommu on type1: {e}, want NotNoIommu")),
+        Ok(_) => return Err("vfio_no_iommu accepted a type1 container".into()),
+    };
+    with_mapper!(&o, &dev, |m| {
         let mut c = init(&o.devices[0], &m, &o)?;
         let d = host_io(&mut c, 0x7e51)?;
         Ok(format!(
-            "{d}; {}; {} {}",
+            "{d}; {}; direct mapper refused ({refused}); {} {}",
             aperture_text(&o.backend),
             c.model,
             c.serial
@@ -357,7 +365,7 @@ pub fn host_iova_iommufd(a: PciAddress) -> Outcome {
     let o = open_iommufd(&[a])?;
     let machine = machine()?;
     let dev = claim(&machine, &o, 0)?;
-    with_mapper!(&o.backend, &dev, |m| {
+    with_mapper!(&o, &dev, |m| {
         let mut c = init(&o.devices[0], &m, &o)?;
         let d = host_io(&mut c, 0x10fd)?;
         Ok(format!("{d}; {}", aperture_text(&o.backend)))
@@ -424,7 +432,7 @@ pub fn own_cmb(a: PciAddress) -> Outcome {
             route.kernel_name()
         ));
     }
-    with_mapper!(&o.backend, &dev, |m| {
+    with_mapper!(&o, &dev, |m| {
         let mut c = init(&o.devices[0], &m, &o)?;
         let regs = c
             .enable_cmb(cmb.bus_start, cmb.bar().len() as u64)
@@ -544,7 +552,7 @@ pub fn iommu_contains(a: PciAddress) -> Outcome {
     }
     let machine = machine()?;
     let dev = claim(&machine, &o, 0)?;
-    with_mapper!(&o.backend, &dev, |m| {
+    with_mapper!(&o, &dev, |m| {
         let mut c = init(&o.devices[0], &m, &o)?;
         let len = 64usize << 10;
         let lba = ((12 << 20) / c.namespace().map_err(s("namespace"))?.lba_size) as u64;
@@ -710,7 +718,7 @@ fn p2p(o: &Opened, expect: &str) -> Outcome {
     }
     let route_bb =
         P2pRoute::classify(&machine, cmb.provider(), &dev_b).map_err(s("classify B -> B"))?;
-    let d = with_mapper!(&o.backend, &dev_a, &dev_b, |ma, mb| {
+    let d = with_mapper!(&o, &dev_a, &dev_b, |ma, mb| {
         let mut ca = init(va, &ma, o)?;
         let mut cb = init(vb, &mb, o)?;
         p2p_copy(&mut ca, &mut cb, &cmb, &route_ab, &route_bb)?
