@@ -190,4 +190,112 @@ library_benchmark_group!(
     benchmarks = typed, plain_u64
 );
 
-main!(library_benchmark_groups = map_bvec);
+/// `benches/io.rs`'s `io/iommu_1page` and `io/plain_1page`, one I/O each
+/// after a warm-up one (the queue's cache and the page table exist).
+mod io {
+    use std::hint::black_box;
+
+    use dmaspace::host::{CacheCoherent, SimBuf, SimulatedRam};
+    use dmaspace::iommu::SoftIommu;
+    use dmaspace::iommu::iova_alloc::{IovaAllocator, IovaCache};
+    use dmaspace::map::{Iommu, MapQueue};
+    use dmaspace::prelude::*;
+
+    use super::leak;
+
+    brand!(Nvme);
+    brand!(IoDom);
+
+    const PAGE: u64 = 4096;
+    const IOVA_BASE: u64 = 1 << 32;
+    const IOVA_LEN: u64 = 1 << 32;
+    const MASK: u64 = (1 << 48) - 1;
+    const RAM: u64 = 1 << 40;
+
+    type Queue = MapQueue<'static, 'static, Nvme, Iommu<'static, SoftIommu>, CacheCoherent>;
+
+    /// The typed I/O's state.
+    pub struct TypedIo {
+        queue: Queue,
+        id: DeviceId,
+        buf: Option<SimBuf>,
+    }
+
+    /// The plain twin's state: the same IOVA cache, a bare page table.
+    pub struct PlainIo {
+        cache: IovaCache<'static>,
+        table: Vec<u64>,
+    }
+
+    pub fn typed_setup() -> TypedIo {
+        // SAFETY: a simulated device; nothing reaches hardware.
+        let dev = leak(unsafe {
+            Device::<Nvme>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::bits(48))
+        });
+        let dom = leak(IommuDomain::<IoDom>::software(IOVA_BASE, IOVA_LEN).expect("domain"));
+        let mapper = leak(Mapper::iommu(dev, dom).expect("attach"));
+        // SAFETY: simulated memory, only given to the software IOMMU.
+        let ram = unsafe { SimulatedRam::new(PhysAddr::new(RAM), 1) };
+        let buf = ram.into_buffers(PAGE as usize).pop();
+        let mut t = TypedIo {
+            queue: mapper.queue(),
+            id: dev.id(),
+            buf,
+        };
+        typed_io(&mut t);
+        t
+    }
+
+    pub fn typed_io(t: &mut TypedIo) {
+        let buf = t.buf.take().expect("the buffer");
+        let m = match t.queue.map_buf::<ToDevice, _>(buf) {
+            Ok(m) => m,
+            Err(e) => panic!("bench mapping refused: {}", e.error),
+        };
+        if let Ok(segs) = m.segments(t.id) {
+            black_box(segs[0].at(0).map_or(0, DmaAddr::as_u64));
+        }
+        t.buf = Some(m.unmap());
+    }
+
+    pub fn plain_setup() -> PlainIo {
+        let alloc = leak(IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).expect("aperture"));
+        let mut p = PlainIo {
+            cache: alloc.cache(),
+            table: vec![0; (IOVA_LEN / PAGE) as usize],
+        };
+        plain_io(&mut p);
+        p
+    }
+
+    pub fn plain_io(p: &mut PlainIo) {
+        let phys = black_box(RAM);
+        let iova = p.cache.alloc(PAGE, PAGE, MASK).expect("bench IOVA");
+        let i = ((iova - IOVA_BASE) / PAGE) as usize;
+        p.table[i] = phys | 0b11;
+        black_box(iova);
+        p.table[i] = 0;
+        p.cache.free(iova, PAGE);
+    }
+}
+
+#[library_benchmark]
+#[bench::page1(setup = io::typed_setup)]
+fn iommu_io(mut t: io::TypedIo) -> io::TypedIo {
+    io::typed_io(&mut t);
+    t
+}
+
+#[library_benchmark]
+#[bench::page1(setup = io::plain_setup)]
+fn plain_io(mut p: io::PlainIo) -> io::PlainIo {
+    io::plain_io(&mut p);
+    p
+}
+
+library_benchmark_group!(
+    name = io_one;
+    benchmarks = iommu_io, plain_io
+);
+
+main!(library_benchmark_groups = map_bvec, io_one);

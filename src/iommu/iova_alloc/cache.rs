@@ -373,6 +373,8 @@ impl<'a> IovaCache<'a> {
             if let Some(g) = self.slot.pop(&r, depot) {
                 return Some(g << self.alloc.shift);
             }
+            // A miss: a range on a line of page-table entries of its own.
+            return self.alloc.alloc_req_spread(r);
         }
         self.alloc.alloc_req(r)
     }
