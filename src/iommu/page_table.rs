@@ -121,8 +121,16 @@ impl SoftPageTable {
         mut make: impl FnMut(usize) -> u64,
     ) -> Result<(), TableError> {
         let first = check(iova, count)?;
-        let single = (first as usize & (FANOUT - 1)) + count <= FANOUT;
-        if !single {
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            // The common case, kept tight: one leaf, made first.
+            let leaf = self.leaf(first)?;
+            for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
+                e.store(make(i), Ordering::Release);
+            }
+            return Ok(());
+        }
+        {
             // Make every leaf first, so that running out of memory half
             // way writes nothing.
             let mut made = Ok(());
@@ -159,6 +167,20 @@ impl SoftPageTable {
         mut f: impl FnMut(u64) -> u64,
     ) -> Result<(), TableError> {
         let first = check(iova, count)?;
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            if let Some(l) = self.find_leaf(first) {
+                // The common case, kept tight: one leaf, and it exists.
+                for e in &l.slots[off..off + count] {
+                    let old = e.load(Ordering::Acquire);
+                    let new = f(old);
+                    if new != old {
+                        e.store(new, Ordering::Release);
+                    }
+                }
+                return Ok(());
+            }
+        }
         let mut out = Ok(());
         runs(first, count, |g, off, len, _| {
             if out.is_err() {
