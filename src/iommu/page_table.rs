@@ -223,6 +223,22 @@ impl SoftPageTable {
         out
     }
 
+    /// Zeroes the `count` entries from `iova` (granule-aligned): as
+    /// `update(iova, count, |_| 0)`, without reading them. Makes no table
+    /// (an absent leaf's entries are zero already), so it cannot fail for
+    /// lack of memory.
+    pub(crate) fn clear(&self, iova: u64, count: usize) -> Result<(), TableError> {
+        let first = check(iova, count)?;
+        runs(first, count, |g, off, len, _| {
+            if let Some(l) = self.find_leaf(g) {
+                for e in &l.slots[off..off + len] {
+                    e.store(0, Ordering::Release);
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// The entry for the granule holding `iova` (0 if none, or beyond the
     /// table).
     #[inline]
@@ -506,6 +522,35 @@ mod tests {
             t.root.load(Ordering::Relaxed).is_null(),
             "nothing allocated"
         );
+    }
+
+    #[test]
+    fn clear_zeroes_like_update_and_makes_no_table() {
+        let (a, b) = (SoftPageTable::new(), SoftPageTable::new());
+        let start = (1 << 30) - 3 * G;
+        for t in [&a, &b] {
+            t.set(start, 600, |i| ((i as u64 + 1) << 12) | 1).unwrap();
+        }
+        // Part of the range, across the boundary, and beyond it into
+        // granules whose leaves do not exist.
+        let from = start + 2 * G;
+        a.clear(from, 1200).unwrap();
+        b.update(from, 1200, |_| 0).unwrap();
+        for i in 0..1300u64 {
+            let iova = start + i * G;
+            assert_eq!(a.get(iova), b.get(iova), "granule {i}");
+        }
+        assert_eq!(a.get(start + G), (2 << 12) | 1);
+        assert_eq!(a.get(from), 0);
+        // An empty table stays empty; a bad range is refused as by update.
+        let e = SoftPageTable::new();
+        e.clear(1 << 40, 4).unwrap();
+        assert!(e.root.load(Ordering::Relaxed).is_null());
+        assert_eq!(
+            e.clear(1, 1),
+            Err(TableError::BadRange { iova: 1, count: 1 })
+        );
+        assert_eq!(e.clear(1 << 48, 1), e.update(1 << 48, 1, |_| 0));
     }
 
     #[test]

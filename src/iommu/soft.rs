@@ -236,9 +236,7 @@ unsafe impl IommuBackend for SoftIommu {
     unsafe fn unmap(&self, iova: u64, len: u64) {
         // Zeroing never makes a table, so it cannot fail for lack of memory;
         // a range outside the table holds nothing to unmap.
-        let _ = self
-            .table
-            .update(iova, len.div_ceil(GRANULE) as usize, |_| 0);
+        let _ = self.table.clear(iova, len.div_ceil(GRANULE) as usize);
     }
 }
 
