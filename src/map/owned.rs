@@ -163,6 +163,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// refused with [`MapError::OutOfCapacity`].
     ///
     /// See [`MappedBuf`].
+    #[inline]
     pub fn map_buf<D: Direction, Buf: DmaBuffer>(
         &self,
         buf: Buf,
@@ -172,6 +173,11 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
 
     /// [`map_buf`](Self::map_buf) with IOVA space from `cache`, if any,
     /// cut to the device's segment limits or mapped whole.
+    ///
+    /// Inlined, so that the mapping is built where the caller keeps it (a
+    /// value of some 120 bytes, moved through memory otherwise); a request
+    /// that is cut takes [`map_buf_cut`](Self::map_buf_cut).
+    #[inline(always)]
     pub(super) fn map_buf_in<'q, 'c, D: Direction, Buf: DmaBuffer>(
         &'q self,
         cache: Option<&'c T::Cache<'q>>,
@@ -182,36 +188,50 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         'q: 'c,
     {
         let cut = cut == Cut::AsRequest;
+        if cut && self.device().limits().cuts_segments() {
+            return self.map_buf_cut(cache, buf);
+        }
+        // One segment out, as the general passes would give.
+        let one = {
+            let mut pages = buf.pages();
+            self.map_one::<D>(cache, &pages.dma())
+        };
+        match one {
+            Ok((lease, raw)) => Ok(self.owned(lease, Segs::One(SegSlot::new(raw)), buf)),
+            Err(error) => Err(MapBufError { error, buffer: buf }),
+        }
+    }
+
+    /// [`map_buf_in`](Self::map_buf_in) of a request cut to the device's
+    /// segment limits: the general passes.
+    #[inline(never)]
+    fn map_buf_cut<'q, 'c, D: Direction, Buf: DmaBuffer>(
+        &'q self,
+        cache: Option<&'c T::Cache<'q>>,
+        mut buf: Buf,
+    ) -> Result<MappedBuf<'c, K, D, Buf, T, C>, MapBufError<Buf>>
+    where
+        'q: 'c,
+    {
         let mapped = {
             let mut pages = buf.pages();
             let seg = pages.dma();
-            if !(cut && self.device().limits().cuts_segments()) {
-                // One segment out, as the general path below would give.
-                let one = self.map_one::<D>(cache, &seg);
-                return match one {
-                    Ok((lease, raw)) => Ok(self.owned(lease, Segs::One(SegSlot::new(raw)), buf)),
-                    Err(error) => Err(MapBufError { error, buffer: buf }),
-                };
-            }
             let steps = core::iter::once((plan::host_step::<T>(&seg), Some(&seg)));
-            let mut one = [SegSlot::EMPTY];
             #[cfg(feature = "alloc")]
-            if cut && self.device().limits().cuts_segments() {
+            {
                 let mut out = SegBuf::with_capacity(1);
-                self.map_into::<D>(cache, steps, &mut out, cut)
+                self.map_into::<D>(cache, steps, &mut out, true)
                     .map(|lease| {
                         let segs = out.as_raw().iter().map(|r| SegSlot::new(*r)).collect();
                         (lease, Segs::Many(segs))
                     })
-            } else {
-                let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out, cut)
-                    .map(|lease| (lease, Segs::One(one[0])))
             }
             #[cfg(not(feature = "alloc"))]
             {
+                // Without `alloc`, room for one segment: more is refused.
+                let mut one = [SegSlot::EMPTY];
                 let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out, cut)
+                self.map_into::<D>(cache, steps, &mut out, true)
                     .map(|lease| (lease, Segs::One(one[0])))
             }
         };
@@ -305,6 +325,7 @@ impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C
     /// As [`Mapper::map_buf`].
     ///
     /// See `examples/nvme_multiqueue/main.rs`.
+    #[inline]
     pub fn map_buf<D: Direction, Buf: DmaBuffer>(
         &self,
         buf: Buf,
@@ -338,6 +359,7 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// for the CPU first, so the CPU sees what the device wrote.
     ///
     /// See [`MappedBuf`].
+    #[inline]
     pub fn unmap(mut self) -> Buf {
         if O::DEVICE && !C::NOTHING_TO_DO {
             self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
