@@ -21,7 +21,12 @@
 //!   only the cache's owner takes in normal operation: it is there so that
 //!   a refused request can take back what every cache holds (Linux's
 //!   `free_cpu_cached_iovas`) and retry before refusing. That is what keeps
-//!   the "never refuses" guarantee with caches in front.
+//!   the "never refuses" guarantee with caches in front. A cache's miss
+//!   takes the highest place that starts a line of 8 granules (the 64
+//!   bytes of their page-table entries), and only if there is none the
+//!   place as asked: the ranges two queues keep cycling then never share a
+//!   cache line of entries, which their threads would otherwise bounce
+//!   between them on every map and unmap.
 //!
 //! # Bad frees
 //!
