@@ -50,14 +50,17 @@ impl Mag {
         })
     }
 
+    #[inline(always)]
     fn is_full(&self) -> bool {
         self.n == MAG
     }
 
+    #[inline(always)]
     fn starts(&self) -> &[u64] {
         &self.items[..self.n]
     }
 
+    #[inline(always)]
     fn contains(&self, g: u64) -> bool {
         // Branch-free, so it vectorises: a magazine is small.
         self.starts().iter().fold(false, |any, &x| any | (x == g))
@@ -186,6 +189,7 @@ struct ClassMags {
 }
 
 impl SlotMags {
+    #[inline(always)]
     fn class(classes: &mut [Option<Box<ClassMags>>], c: usize) -> &mut ClassMags {
         classes[c].get_or_insert_with(|| {
             Box::new(ClassMags {
