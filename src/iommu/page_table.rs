@@ -229,6 +229,16 @@ impl SoftPageTable {
     /// lack of memory.
     pub(crate) fn clear(&self, iova: u64, count: usize) -> Result<(), TableError> {
         let first = check(iova, count)?;
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            // The common case, kept tight: one leaf.
+            if let Some(l) = self.find_leaf(first) {
+                for e in &l.slots[off..off + count] {
+                    e.store(0, Ordering::Release);
+                }
+            }
+            return Ok(());
+        }
         runs(first, count, |g, off, len, _| {
             if let Some(l) = self.find_leaf(g) {
                 for e in &l.slots[off..off + len] {
