@@ -227,6 +227,7 @@ impl SoftPageTable {
     /// `update(iova, count, |_| 0)`, without reading them. Makes no table
     /// (an absent leaf's entries are zero already), so it cannot fail for
     /// lack of memory.
+    #[inline]
     pub(crate) fn clear(&self, iova: u64, count: usize) -> Result<(), TableError> {
         let first = check(iova, count)?;
         let off = first as usize & (FANOUT - 1);
