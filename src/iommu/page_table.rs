@@ -123,8 +123,11 @@ impl SoftPageTable {
         let first = check(iova, count)?;
         let off = first as usize & (FANOUT - 1);
         if off + count <= FANOUT {
-            // The common case, kept tight: one leaf, made first.
-            let leaf = self.leaf(first)?;
+            // The common case, kept tight: one leaf, made first if absent.
+            let leaf = match self.find_leaf(first) {
+                Some(l) => l,
+                None => self.leaf(first)?,
+            };
             for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
                 e.store(make(i), Ordering::Release);
             }
@@ -362,7 +365,10 @@ impl<'t> TableWriter<'t> {
         if off + count > FANOUT {
             return self.table.set(iova, count, make);
         }
-        let leaf = self.table.leaf(first)?;
+        let leaf = match self.table.find_leaf(first) {
+            Some(l) => l,
+            None => self.table.leaf(first)?,
+        };
         self.cached = Some((first - off as u64, leaf));
         for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
             e.store(make(i), Ordering::Release);
