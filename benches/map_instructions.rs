@@ -258,6 +258,65 @@ mod io {
         t.buf = Some(m.unmap());
     }
 
+    type Pool = dmaspace::map::RegisteredPool<
+        'static,
+        Nvme,
+        SimBuf,
+        Iommu<'static, SoftIommu>,
+        CacheCoherent,
+    >;
+
+    /// A registered pool of 64 one-page slots (`io/pool_1page`).
+    /// The pool's state.
+    pub struct PoolIo {
+        pool: Pool,
+        id: DeviceId,
+    }
+
+    pub fn pool_setup() -> PoolIo {
+        // SAFETY: a simulated device; nothing reaches hardware.
+        let dev = leak(unsafe {
+            Device::<Nvme>::new_unchecked(Bdf::new(0, 3, 0, 0), DmaLimits::bits(48))
+        });
+        let dom = leak(IommuDomain::<IoDom>::software(IOVA_BASE, IOVA_LEN).expect("domain"));
+        let mapper = leak(Mapper::iommu(dev, dom).expect("attach"));
+        // SAFETY: simulated memory, only given to the software IOMMU.
+        let ram = unsafe { SimulatedRam::new(PhysAddr::new(RAM), 64) };
+        let buf = ram
+            .into_buffers(64 * PAGE as usize)
+            .pop()
+            .expect("one buffer");
+        let pool = mapper
+            .register_pool(buf, PAGE as usize)
+            .map_err(|e| e.error)
+            .expect("pool");
+        let mut p = PoolIo { pool, id: dev.id() };
+        pool_io(&mut p);
+        p
+    }
+
+    pub fn pool_io(p: &mut PoolIo) {
+        let slot = p
+            .pool
+            .take::<FromDevice>()
+            .expect("a free slot")
+            .sync_for_device();
+        if let Ok(seg) = slot.segment(p.id) {
+            black_box(seg.at(0).map_or(0, DmaAddr::as_u64));
+        }
+        drop(slot.sync_for_cpu());
+    }
+
+    /// The same bitmap discipline on one word, the address by arithmetic.
+    pub fn plain_pool_io(w: &mut std::sync::atomic::AtomicU64) {
+        use std::sync::atomic::Ordering;
+        let seen = w.load(Ordering::Relaxed);
+        let bit = (!seen).trailing_zeros();
+        w.fetch_or(1 << bit, Ordering::Acquire);
+        black_box(black_box(IOVA_BASE) + u64::from(bit) * PAGE);
+        w.fetch_and(!(1 << bit), Ordering::Release);
+    }
+
     pub fn plain_setup() -> PlainIo {
         let alloc = leak(IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).expect("aperture"));
         let mut p = PlainIo {
@@ -293,9 +352,23 @@ fn plain_io(mut p: io::PlainIo) -> io::PlainIo {
     p
 }
 
+#[library_benchmark]
+#[bench::slot(setup = io::pool_setup)]
+fn pool_io(mut p: io::PoolIo) -> io::PoolIo {
+    io::pool_io(&mut p);
+    p
+}
+
+#[library_benchmark]
+#[bench::slot(setup = std::sync::atomic::AtomicU64::default)]
+fn plain_pool_io(mut w: std::sync::atomic::AtomicU64) -> std::sync::atomic::AtomicU64 {
+    io::plain_pool_io(&mut w);
+    w
+}
+
 library_benchmark_group!(
     name = io_one;
-    benchmarks = iommu_io, plain_io
+    benchmarks = iommu_io, plain_io, pool_io, plain_pool_io
 );
 
 main!(library_benchmark_groups = map_bvec, io_one);
