@@ -190,4 +190,185 @@ library_benchmark_group!(
     benchmarks = typed, plain_u64
 );
 
-main!(library_benchmark_groups = map_bvec);
+/// `benches/io.rs`'s `io/iommu_1page` and `io/plain_1page`, one I/O each
+/// after a warm-up one (the queue's cache and the page table exist).
+mod io {
+    use std::hint::black_box;
+
+    use dmaspace::host::{CacheCoherent, SimBuf, SimulatedRam};
+    use dmaspace::iommu::SoftIommu;
+    use dmaspace::iommu::iova_alloc::{IovaAllocator, IovaCache};
+    use dmaspace::map::{Iommu, MapQueue};
+    use dmaspace::prelude::*;
+
+    use super::leak;
+
+    brand!(Nvme);
+    brand!(IoDom);
+
+    const PAGE: u64 = 4096;
+    const IOVA_BASE: u64 = 1 << 32;
+    const IOVA_LEN: u64 = 1 << 32;
+    const MASK: u64 = (1 << 48) - 1;
+    const RAM: u64 = 1 << 40;
+
+    type Queue = MapQueue<'static, 'static, Nvme, Iommu<'static, SoftIommu>, CacheCoherent>;
+
+    /// The typed I/O's state.
+    pub struct TypedIo {
+        queue: Queue,
+        id: DeviceId,
+        buf: Option<SimBuf>,
+    }
+
+    /// The plain twin's state: the same IOVA cache, a bare page table.
+    pub struct PlainIo {
+        cache: IovaCache<'static>,
+        table: Vec<u64>,
+    }
+
+    pub fn typed_setup() -> TypedIo {
+        // SAFETY: a simulated device; nothing reaches hardware.
+        let dev = leak(unsafe {
+            Device::<Nvme>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::bits(48))
+        });
+        let dom = leak(IommuDomain::<IoDom>::software(IOVA_BASE, IOVA_LEN).expect("domain"));
+        let mapper = leak(Mapper::iommu(dev, dom).expect("attach"));
+        // SAFETY: simulated memory, only given to the software IOMMU.
+        let ram = unsafe { SimulatedRam::new(PhysAddr::new(RAM), 1) };
+        let buf = ram.into_buffers(PAGE as usize).pop();
+        let mut t = TypedIo {
+            queue: mapper.queue(),
+            id: dev.id(),
+            buf,
+        };
+        typed_io(&mut t);
+        t
+    }
+
+    pub fn typed_io(t: &mut TypedIo) {
+        let buf = t.buf.take().expect("the buffer");
+        let m = match t.queue.map_buf::<ToDevice, _>(buf) {
+            Ok(m) => m,
+            Err(e) => panic!("bench mapping refused: {}", e.error),
+        };
+        if let Ok(segs) = m.segments(t.id) {
+            black_box(segs[0].at(0).map_or(0, DmaAddr::as_u64));
+        }
+        t.buf = Some(m.unmap());
+    }
+
+    type Pool = dmaspace::map::RegisteredPool<
+        'static,
+        Nvme,
+        SimBuf,
+        Iommu<'static, SoftIommu>,
+        CacheCoherent,
+    >;
+
+    /// A registered pool of 64 one-page slots (`io/pool_1page`).
+    /// The pool's state.
+    pub struct PoolIo {
+        pool: Pool,
+        id: DeviceId,
+    }
+
+    pub fn pool_setup() -> PoolIo {
+        // SAFETY: a simulated device; nothing reaches hardware.
+        let dev = leak(unsafe {
+            Device::<Nvme>::new_unchecked(Bdf::new(0, 3, 0, 0), DmaLimits::bits(48))
+        });
+        let dom = leak(IommuDomain::<IoDom>::software(IOVA_BASE, IOVA_LEN).expect("domain"));
+        let mapper = leak(Mapper::iommu(dev, dom).expect("attach"));
+        // SAFETY: simulated memory, only given to the software IOMMU.
+        let ram = unsafe { SimulatedRam::new(PhysAddr::new(RAM), 64) };
+        let buf = ram
+            .into_buffers(64 * PAGE as usize)
+            .pop()
+            .expect("one buffer");
+        let pool = mapper
+            .register_pool(buf, PAGE as usize)
+            .map_err(|e| e.error)
+            .expect("pool");
+        let mut p = PoolIo { pool, id: dev.id() };
+        pool_io(&mut p);
+        p
+    }
+
+    pub fn pool_io(p: &mut PoolIo) {
+        let slot = p
+            .pool
+            .take::<FromDevice>()
+            .expect("a free slot")
+            .sync_for_device();
+        if let Ok(seg) = slot.segment(p.id) {
+            black_box(seg.at(0).map_or(0, DmaAddr::as_u64));
+        }
+        drop(slot.sync_for_cpu());
+    }
+
+    /// The same bitmap discipline on one word, the address by arithmetic.
+    pub fn plain_pool_io(w: &mut std::sync::atomic::AtomicU64) {
+        use std::sync::atomic::Ordering;
+        let seen = w.load(Ordering::Relaxed);
+        let bit = (!seen).trailing_zeros();
+        w.fetch_or(1 << bit, Ordering::Acquire);
+        black_box(black_box(IOVA_BASE) + u64::from(bit) * PAGE);
+        w.fetch_and(!(1 << bit), Ordering::Release);
+    }
+
+    pub fn plain_setup() -> PlainIo {
+        let alloc = leak(IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).expect("aperture"));
+        let mut p = PlainIo {
+            cache: alloc.cache(),
+            table: vec![0; (IOVA_LEN / PAGE) as usize],
+        };
+        plain_io(&mut p);
+        p
+    }
+
+    pub fn plain_io(p: &mut PlainIo) {
+        let phys = black_box(RAM);
+        let iova = p.cache.alloc(PAGE, PAGE, MASK).expect("bench IOVA");
+        let i = ((iova - IOVA_BASE) / PAGE) as usize;
+        p.table[i] = phys | 0b11;
+        black_box(iova);
+        p.table[i] = 0;
+        p.cache.free(iova, PAGE);
+    }
+}
+
+#[library_benchmark]
+#[bench::page1(setup = io::typed_setup)]
+fn iommu_io(mut t: io::TypedIo) -> io::TypedIo {
+    io::typed_io(&mut t);
+    t
+}
+
+#[library_benchmark]
+#[bench::page1(setup = io::plain_setup)]
+fn plain_io(mut p: io::PlainIo) -> io::PlainIo {
+    io::plain_io(&mut p);
+    p
+}
+
+#[library_benchmark]
+#[bench::slot(setup = io::pool_setup)]
+fn pool_io(mut p: io::PoolIo) -> io::PoolIo {
+    io::pool_io(&mut p);
+    p
+}
+
+#[library_benchmark]
+#[bench::slot(setup = std::sync::atomic::AtomicU64::default)]
+fn plain_pool_io(mut w: std::sync::atomic::AtomicU64) -> std::sync::atomic::AtomicU64 {
+    io::plain_pool_io(&mut w);
+    w
+}
+
+library_benchmark_group!(
+    name = io_one;
+    benchmarks = iommu_io, plain_io, pool_io, plain_pool_io
+);
+
+main!(library_benchmark_groups = map_bvec, io_one);

@@ -255,6 +255,31 @@ pub unsafe trait IommuBackend: Sync {
     /// (`dma_iova_sync`). Backends whose maps are visible at once do nothing.
     fn sync(&self, iova: u64, len: u64);
 
+    /// [`map`](Self::map), then [`sync`](Self::sync) of the same range: the
+    /// one link of a mapping that is synced as soon as it is linked (an
+    /// owned buffer's). A backend may write the entries visible at once,
+    /// in one pass; the result must be the same as the two calls'.
+    ///
+    /// # Safety
+    /// As [`map`](Self::map).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map); nothing is mapped then.
+    #[inline]
+    unsafe fn map_synced(
+        &self,
+        iova: u64,
+        addr: u64,
+        len: u64,
+        perm: IommuPerm,
+        mmio: bool,
+    ) -> Result<(), BackendError> {
+        // SAFETY: forwarded; the caller upholds `map`'s contract.
+        unsafe { self.map(iova, addr, len, perm, mmio) }?;
+        self.sync(iova, len);
+        Ok(())
+    }
+
     /// Removes every translation inside `[iova, iova + len)` (granule-aligned).
     ///
     /// # Safety

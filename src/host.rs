@@ -135,6 +135,7 @@ impl<'b> HostPages<'b> {
     /// # Safety
     /// As the type's invariants: `ptr` valid and exclusively this value's
     /// for `len` bytes and `'b`, at physical `phys`.
+    #[inline]
     pub(crate) unsafe fn from_raw(
         ptr: NonNull<u8>,
         len: usize,
@@ -149,6 +150,7 @@ impl<'b> HostPages<'b> {
     /// # Safety
     /// As the type's invariants: `ptr` valid and exclusively this value's
     /// for `len` bytes and `'b`, host RAM, at physical `phys` if known.
+    #[inline]
     pub(crate) unsafe fn make(
         ptr: NonNull<u8>,
         len: usize,
@@ -223,11 +225,13 @@ impl<'b> HostPages<'b> {
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
     #[must_use]
+    #[inline]
     pub fn dma(&mut self) -> HostSeg<'_> {
         self.seg(0, self.len())
     }
 
     /// `[offset, offset + len)` (checked by the caller) as a segment.
+    #[inline]
     fn seg(&mut self, offset: u64, len: u64) -> HostSeg<'_> {
         let own_virt = self.ptr.as_ptr() as u64;
         let covers = self
@@ -304,6 +308,7 @@ impl<'b> HostPages<'b> {
 /// at `own` (of `size` bytes, `[own, own + size)` within the 64-bit space)
 /// touches lies inside the buffer: then a device given those granules
 /// reaches only bytes the CPU handed over with the exclusive borrow.
+#[inline]
 fn covers_granules(own: u64, size: u64, offset: u64, len: u64) -> bool {
     // The buffer's first granule and the one after its last byte; a buffer
     // may end at the very top of the 64-bit space.

@@ -209,6 +209,7 @@ impl fmt::Debug for SimBuf {
 // freed only when the last `Arc` goes, so a leaked `SimBuf` leaks it;
 // (3) `pages` only computes a pointer.
 unsafe impl super::DmaBuffer for SimBuf {
+    #[inline]
     fn pages(&mut self) -> HostPages<'_> {
         // SAFETY: `at < mem.len` (the invariant), so the pointer stays in
         // the allocation.

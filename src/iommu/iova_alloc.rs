@@ -21,7 +21,12 @@
 //!   only the cache's owner takes in normal operation: it is there so that
 //!   a refused request can take back what every cache holds (Linux's
 //!   `free_cpu_cached_iovas`) and retry before refusing. That is what keeps
-//!   the "never refuses" guarantee with caches in front.
+//!   the "never refuses" guarantee with caches in front. A cache's miss
+//!   takes the highest place that starts a line of 8 granules (the 64
+//!   bytes of their page-table entries), and only if there is none the
+//!   place as asked: the ranges two queues keep cycling then never share a
+//!   cache line of entries, which their threads would otherwise bounce
+//!   between them on every map and unmap.
 //!
 //! # Bad frees
 //!
@@ -111,6 +116,12 @@ pub struct IovaAllocator {
     out_granules: AtomicU64,
     bad_frees: AtomicU64,
 }
+
+/// Granules whose page-table entries fill one 64-byte cache line (8-byte
+/// entries); see [`IovaAllocator::alloc_req_spread`].
+const LINE_GRANULES: u64 = 8;
+/// Its alignment class.
+const LINE_CLASS: u32 = LINE_GRANULES.trailing_zeros();
 
 /// What the shared lock protects.
 struct Shared {
@@ -405,6 +416,25 @@ impl IovaAllocator {
         Some(g << self.shift)
     }
 
+    /// A queue cache's miss: as [`alloc_req`](Self::alloc_req), but first
+    /// tries a place that starts a line of [`LINE_GRANULES`] granules, so
+    /// that the ranges two queues keep cycling never share a cache line of
+    /// page-table entries (false sharing between their threads). Falls back
+    /// to `r` as asked: never refuses what `alloc_req` would give.
+    #[inline]
+    pub(crate) fn alloc_req_spread(&self, r: Req) -> Option<u64> {
+        if r.class < LINE_CLASS {
+            let spread = Req {
+                class: LINE_CLASS,
+                ..r
+            };
+            if let Some(g) = self.shared.with(|s| s.alloc(spread, &self.out_granules)) {
+                return Some(g << self.shift);
+            }
+        }
+        self.alloc_req(r)
+    }
+
     /// `(start, len)` in granules, checked against the aperture.
     #[inline]
     pub(crate) fn granules_of(&self, start: u64, len: u64) -> Result<(u64, u64), FreeError> {
@@ -645,7 +675,45 @@ mod tests {
         assert_eq!(all, 0);
         assert_eq!(q1.alloc(G, G, u64::MAX), None);
         a.free(all, 8 * G);
+        // A cache's miss takes the highest place that starts a line of
+        // page-table entries (8 granules): here the only one, 0.
+        assert_eq!(q2.alloc(2 * G, 2 * G, u64::MAX), Some(0));
         assert_eq!(q2.alloc(2 * G, 2 * G, u64::MAX), Some(6 * G));
+        assert_eq!(a.bad_frees(), 0);
+    }
+
+    #[test]
+    fn cache_misses_start_their_own_line_of_entries() {
+        // Two queues' first ranges: never within one line of 8 entries.
+        let a = IovaAllocator::new(0, 1 << 30, G).unwrap();
+        let (q1, q2) = (a.cache(), a.cache());
+        let x = q1.alloc(G, G, u64::MAX).unwrap();
+        let y = q2.alloc(G, G, u64::MAX).unwrap();
+        assert_eq!(x / G % LINE_GRANULES, 0);
+        assert_eq!(y / G % LINE_GRANULES, 0);
+        assert_ne!(x / G / LINE_GRANULES, y / G / LINE_GRANULES);
+        // When no line start fits, the place as asked: nothing refused.
+        let b = IovaAllocator::new(G, 4 * G, G).unwrap();
+        let q = b.cache();
+        let got: Vec<u64> = (0..4).map(|_| q.alloc(G, G, u64::MAX).unwrap()).collect();
+        assert_eq!(got, [4 * G, 3 * G, 2 * G, G]);
+        assert_eq!(q.alloc(G, G, u64::MAX), None);
+        // Frees are checked as before.
+        q1.free(x, G);
+        assert_eq!(
+            q1.try_free(x, G),
+            Err(FreeError::NotAllocated { start: x, len: G })
+        );
+        drop((q1, q2));
+        assert_eq!(a.bad_frees(), 0);
+        assert!(matches!(
+            a.try_free(x, G),
+            Err(FreeError::NotAllocated { .. })
+        ));
+        assert!(matches!(
+            a.try_free(y, 2 * G),
+            Err(FreeError::WrongLength { .. })
+        ));
     }
 
     #[test]

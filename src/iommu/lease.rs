@@ -87,6 +87,32 @@ impl<'d, B: IommuBackend> IovaLease<'d, B> {
         }
     }
 
+    /// Links memory at `addr` where `placed` says, the run's one link, and
+    /// makes it visible (`dma_iova_link` then `dma_iova_sync`, in one
+    /// backend call).
+    ///
+    /// # Safety
+    /// As [`IommuBackend::map`], for the memory at `addr`; `placed` is the
+    /// whole run (its first granule, all of its granules).
+    #[inline(always)]
+    pub unsafe fn link_synced(
+        &self,
+        perm: IommuPerm,
+        placed: Placed,
+        addr: u64,
+        mmio: bool,
+    ) -> Result<(), MapError> {
+        let iova = self.start + placed.first_granule as u64 * GRANULE;
+        let len = placed.granules as u64 * GRANULE;
+        // SAFETY: the range lies in this lease (the caller's promise); the
+        // caller vouches for `addr`.
+        unsafe {
+            self.backend
+                .map_synced(iova, addr & !(GRANULE - 1), len, perm, mmio)
+        }
+        .map_err(MapError::Backend)
+    }
+
     /// Makes every link visible to the device (`dma_iova_sync`).
     #[inline]
     pub fn sync(&self) {

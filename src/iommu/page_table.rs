@@ -121,8 +121,19 @@ impl SoftPageTable {
         mut make: impl FnMut(usize) -> u64,
     ) -> Result<(), TableError> {
         let first = check(iova, count)?;
-        let single = (first as usize & (FANOUT - 1)) + count <= FANOUT;
-        if !single {
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            // The common case, kept tight: one leaf, made first if absent.
+            let leaf = match self.find_leaf(first) {
+                Some(l) => l,
+                None => self.leaf(first)?,
+            };
+            for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
+                e.store(make(i), Ordering::Release);
+            }
+            return Ok(());
+        }
+        {
             // Make every leaf first, so that running out of memory half
             // way writes nothing.
             let mut made = Ok(());
@@ -159,6 +170,20 @@ impl SoftPageTable {
         mut f: impl FnMut(u64) -> u64,
     ) -> Result<(), TableError> {
         let first = check(iova, count)?;
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            if let Some(l) = self.find_leaf(first) {
+                // The common case, kept tight: one leaf, and it exists.
+                for e in &l.slots[off..off + count] {
+                    let old = e.load(Ordering::Acquire);
+                    let new = f(old);
+                    if new != old {
+                        e.store(new, Ordering::Release);
+                    }
+                }
+                return Ok(());
+            }
+        }
         let mut out = Ok(());
         runs(first, count, |g, off, len, _| {
             if out.is_err() {
@@ -199,6 +224,33 @@ impl SoftPageTable {
             }
         });
         out
+    }
+
+    /// Zeroes the `count` entries from `iova` (granule-aligned): as
+    /// `update(iova, count, |_| 0)`, without reading them. Makes no table
+    /// (an absent leaf's entries are zero already), so it cannot fail for
+    /// lack of memory.
+    #[inline]
+    pub(crate) fn clear(&self, iova: u64, count: usize) -> Result<(), TableError> {
+        let first = check(iova, count)?;
+        let off = first as usize & (FANOUT - 1);
+        if off + count <= FANOUT {
+            // The common case, kept tight: one leaf.
+            if let Some(l) = self.find_leaf(first) {
+                for e in &l.slots[off..off + count] {
+                    e.store(0, Ordering::Release);
+                }
+            }
+            return Ok(());
+        }
+        runs(first, count, |g, off, len, _| {
+            if let Some(l) = self.find_leaf(g) {
+                for e in &l.slots[off..off + len] {
+                    e.store(0, Ordering::Release);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// The entry for the granule holding `iova` (0 if none, or beyond the
@@ -313,7 +365,10 @@ impl<'t> TableWriter<'t> {
         if off + count > FANOUT {
             return self.table.set(iova, count, make);
         }
-        let leaf = self.table.leaf(first)?;
+        let leaf = match self.table.find_leaf(first) {
+            Some(l) => l,
+            None => self.table.leaf(first)?,
+        };
         self.cached = Some((first - off as u64, leaf));
         for (i, e) in leaf.slots[off..off + count].iter().enumerate() {
             e.store(make(i), Ordering::Release);
@@ -484,6 +539,35 @@ mod tests {
             t.root.load(Ordering::Relaxed).is_null(),
             "nothing allocated"
         );
+    }
+
+    #[test]
+    fn clear_zeroes_like_update_and_makes_no_table() {
+        let (a, b) = (SoftPageTable::new(), SoftPageTable::new());
+        let start = (1 << 30) - 3 * G;
+        for t in [&a, &b] {
+            t.set(start, 600, |i| ((i as u64 + 1) << 12) | 1).unwrap();
+        }
+        // Part of the range, across the boundary, and beyond it into
+        // granules whose leaves do not exist.
+        let from = start + 2 * G;
+        a.clear(from, 1200).unwrap();
+        b.update(from, 1200, |_| 0).unwrap();
+        for i in 0..1300u64 {
+            let iova = start + i * G;
+            assert_eq!(a.get(iova), b.get(iova), "granule {i}");
+        }
+        assert_eq!(a.get(start + G), (2 << 12) | 1);
+        assert_eq!(a.get(from), 0);
+        // An empty table stays empty; a bad range is refused as by update.
+        let e = SoftPageTable::new();
+        e.clear(1 << 40, 4).unwrap();
+        assert!(e.root.load(Ordering::Relaxed).is_null());
+        assert_eq!(
+            e.clear(1, 1),
+            Err(TableError::BadRange { iova: 1, count: 1 })
+        );
+        assert_eq!(e.clear(1 << 48, 1), e.update(1 << 48, 1, |_| 0));
     }
 
     #[test]

@@ -23,12 +23,14 @@ use crate::dir::Direction;
 use crate::error::{MapBufError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer, HostPages};
 use crate::id::DeviceId;
+use crate::iommu::LinkCursor;
 use crate::sealed::Sealed;
-use crate::vec::mapped::{RawSeg, StateOf};
-use crate::vec::{DmaSeg, SegBuf, SegSlot};
+use crate::vec::mapped::{RawSeg, StateOf, Via};
+use crate::vec::{DmaSeg, HostSeg, SegBuf, SegSlot};
 
-use super::translation::{Direct, Lease, Translation};
-use super::{MapQueue, Mapper, plan};
+use super::plan::{self, Step};
+use super::translation::{Direct, Lease, LinkLease, Translation};
+use super::{MapQueue, Mapper};
 
 /// Who may touch the memory of a live [`MappedBuf`]: [`DeviceOwned`] or
 /// [`CpuOwned`].
@@ -161,6 +163,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// refused with [`MapError::OutOfCapacity`].
     ///
     /// See [`MappedBuf`].
+    #[inline]
     pub fn map_buf<D: Direction, Buf: DmaBuffer>(
         &self,
         buf: Buf,
@@ -170,6 +173,11 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
 
     /// [`map_buf`](Self::map_buf) with IOVA space from `cache`, if any,
     /// cut to the device's segment limits or mapped whole.
+    ///
+    /// Inlined, so that the mapping is built where the caller keeps it (a
+    /// value of some 120 bytes, moved through memory otherwise); a request
+    /// that is cut takes [`map_buf_cut`](Self::map_buf_cut).
+    #[inline(always)]
     pub(super) fn map_buf_in<'q, 'c, D: Direction, Buf: DmaBuffer>(
         &'q self,
         cache: Option<&'c T::Cache<'q>>,
@@ -180,28 +188,50 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         'q: 'c,
     {
         let cut = cut == Cut::AsRequest;
+        if cut && self.device().limits().cuts_segments() {
+            return self.map_buf_cut(cache, buf);
+        }
+        // One segment out, as the general passes would give.
+        let one = {
+            let mut pages = buf.pages();
+            self.map_one::<D>(cache, &pages.dma())
+        };
+        match one {
+            Ok((lease, raw)) => Ok(self.owned(lease, Segs::One(SegSlot::new(raw)), buf)),
+            Err(error) => Err(MapBufError { error, buffer: buf }),
+        }
+    }
+
+    /// [`map_buf_in`](Self::map_buf_in) of a request cut to the device's
+    /// segment limits: the general passes.
+    #[inline(never)]
+    fn map_buf_cut<'q, 'c, D: Direction, Buf: DmaBuffer>(
+        &'q self,
+        cache: Option<&'c T::Cache<'q>>,
+        mut buf: Buf,
+    ) -> Result<MappedBuf<'c, K, D, Buf, T, C>, MapBufError<Buf>>
+    where
+        'q: 'c,
+    {
         let mapped = {
             let mut pages = buf.pages();
             let seg = pages.dma();
             let steps = core::iter::once((plan::host_step::<T>(&seg), Some(&seg)));
-            let mut one = [SegSlot::EMPTY];
             #[cfg(feature = "alloc")]
-            if cut && self.device().limits().cuts_segments() {
+            {
                 let mut out = SegBuf::with_capacity(1);
-                self.map_into::<D>(cache, steps, &mut out, cut)
+                self.map_into::<D>(cache, steps, &mut out, true)
                     .map(|lease| {
                         let segs = out.as_raw().iter().map(|r| SegSlot::new(*r)).collect();
                         (lease, Segs::Many(segs))
                     })
-            } else {
-                let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out, cut)
-                    .map(|lease| (lease, Segs::One(one[0])))
             }
             #[cfg(not(feature = "alloc"))]
             {
+                // Without `alloc`, room for one segment: more is refused.
+                let mut one = [SegSlot::EMPTY];
                 let mut out = SegBuf::from_slots(&mut one);
-                self.map_into::<D>(cache, steps, &mut out, cut)
+                self.map_into::<D>(cache, steps, &mut out, true)
                     .map(|lease| (lease, Segs::One(one[0])))
             }
         };
@@ -210,16 +240,80 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
                 if let Some(l) = &lease {
                     l.sync();
                 }
-                Ok(MappedBuf {
-                    lease,
-                    segs,
-                    buf,
-                    cache: self.cache(),
-                    device: self.device().id(),
-                    _state: PhantomData,
-                })
+                Ok(self.owned(lease, segs, buf))
             }
             Err(error) => Err(MapBufError { error, buffer: buf }),
+        }
+    }
+
+    /// The mapping of `buf`, linked in `lease` (synced) as `segs` say.
+    #[inline(always)]
+    fn owned<'c, D: Direction, Buf: DmaBuffer>(
+        &'c self,
+        lease: Option<T::Lease<'c>>,
+        segs: Segs,
+        buf: Buf,
+    ) -> MappedBuf<'c, K, D, Buf, T, C> {
+        MappedBuf {
+            lease,
+            segs,
+            buf,
+            cache: self.cache(),
+            device: self.device().id(),
+            _state: PhantomData,
+        }
+    }
+
+    /// The general passes (`plan`, reserve, `emit`, then `dma_iova_sync`)
+    /// for a request of the one host segment `seg` that is not cut, without
+    /// their iterators and output buffer: the same checks in the same
+    /// order, so the same errors, and the same segment.
+    ///
+    /// # Errors
+    /// As [`Mapper::map_host`] for `[seg]`.
+    #[inline(always)]
+    pub(super) fn map_one<'q, 'c, D: Direction>(
+        &'q self,
+        cache: Option<&'c T::Cache<'q>>,
+        seg: &HostSeg<'_>,
+    ) -> Result<(Option<T::Lease<'c>>, RawSeg), MapError>
+    where
+        'q: 'c,
+    {
+        let step = plan::host_step::<T>(seg);
+        let mask = self.device().limits().dma_mask();
+        let plan = plan::plan(core::iter::once((step, None)), mask)?;
+        match step {
+            Step::Link {
+                addr, len, mmio, ..
+            } => {
+                let bytes = plan.run.bytes();
+                let lease = self
+                    .translation
+                    .reserve(cache, bytes, mask)
+                    .ok_or(MapError::IovaExhausted { len: bytes })?;
+                self.cache.sync_for_device::<D>(seg);
+                let placed = LinkCursor::default().advance(addr, len);
+                // SAFETY: the buffer behind `seg` is moved into the mapping
+                // with the lease, which unlinks (drops first) before the
+                // buffer can be freed or touched by the CPU again
+                // (`MappedBuf`'s invariants); on error the lease drops here.
+                // `placed` is the whole run: a fresh cursor's first link.
+                unsafe { lease.link_synced(D::DEVICE_PERM, placed, addr, mmio) }?;
+                let raw = RawSeg::wire(lease.start() + placed.at, len, Via::Iommu);
+                Ok((Some(lease), raw))
+            }
+            Step::Direct { phys, len } => {
+                self.cache.sync_for_device::<D>(seg);
+                Ok((None, RawSeg::wire(phys.as_u64(), len, Via::Direct)))
+            }
+            // A host segment is one of the two above or `NoPhysAddr`, which
+            // the plan refused.
+            Step::NoPhysAddr
+            | Step::Bus { .. }
+            | Step::OwnBar { .. }
+            | Step::Foreign
+            | Step::NoCpuMapping => Err(MapError::NoPhysAddr { index: 0 }),
         }
     }
 }
@@ -231,6 +325,7 @@ impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C
     /// As [`Mapper::map_buf`].
     ///
     /// See `examples/nvme_multiqueue/main.rs`.
+    #[inline]
     pub fn map_buf<D: Direction, Buf: DmaBuffer>(
         &self,
         buf: Buf,
@@ -264,6 +359,7 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// for the CPU first, so the CPU sees what the device wrote.
     ///
     /// See [`MappedBuf`].
+    #[inline]
     pub fn unmap(mut self) -> Buf {
         if O::DEVICE && !C::NOTHING_TO_DO {
             self.cache.sync_for_cpu::<D>(&self.buf.pages().dma());
@@ -387,5 +483,174 @@ impl<K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance
             .field("owner", &O::NAME)
             .field("segments", &DmaSeg::<K, D>::slice(self.segs.as_raw()))
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    //! The one-segment fast path (`map_one`) against the general passes
+    //! (`map_into`) on the same segment: the same segment out, the same
+    //! error, the same entries in the page table, nothing left behind.
+    use core::ptr::NonNull;
+
+    use super::*;
+    use crate::addr::PhysAddr;
+    use crate::bdf::Bdf;
+    use crate::device::Device;
+    use crate::dir::{IommuPerm, ToDevice};
+    use crate::iommu::{GRANULE, IommuDomain};
+    use crate::limits::DmaLimits;
+
+    crate::brand!(Dev);
+    crate::brand!(Dom);
+
+    /// What a mapping gave: its segment and its lease's start, and what the
+    /// device reaches at the segment's first and last byte while it lives.
+    type Seen = Result<(RawSeg, Option<u64>, [Option<PhysAddr>; 2]), MapError>;
+
+    fn general<T: Translation>(
+        m: &Mapper<'_, Dev, T>,
+        seg: &HostSeg<'_>,
+        reach: &dyn Fn(u64) -> Option<PhysAddr>,
+    ) -> Seen {
+        let mut one = [SegSlot::EMPTY];
+        let mut out = SegBuf::from_slots(&mut one);
+        let steps = core::iter::once((plan::host_step::<T>(seg), Some(seg)));
+        let lease = m.map_into::<ToDevice>(None, steps, &mut out, true)?;
+        if let Some(l) = &lease {
+            l.sync();
+        }
+        let raw = out.as_raw()[0];
+        let seen = [reach(raw.addr), reach(raw.addr + raw.len - 1)];
+        Ok((raw, lease.as_ref().map(Lease::start), seen))
+    }
+
+    fn fast<T: Translation>(
+        m: &Mapper<'_, Dev, T>,
+        seg: &HostSeg<'_>,
+        reach: &dyn Fn(u64) -> Option<PhysAddr>,
+    ) -> Seen {
+        let (lease, raw) = m.map_one::<ToDevice>(None, seg)?;
+        let seen = [reach(raw.addr), reach(raw.addr + raw.len - 1)];
+        Ok((raw, lease.as_ref().map(Lease::start), seen))
+    }
+
+    /// Segments of `mem` at made-up physical addresses: aligned, two
+    /// pages, sub-page, empty, unknown physical address, near the top.
+    fn cases(mem: &mut [u8]) -> std::vec::Vec<HostPages<'_>> {
+        assert!(mem.len() >= 32 * GRANULE as usize);
+        let p = NonNull::from(&mut *mem).cast::<u8>();
+        let g = GRANULE as usize;
+        let at = |off: usize| {
+            // SAFETY: `off` is inside `mem`.
+            unsafe { p.add(off) }
+        };
+        let list: [(usize, usize, Option<u64>); 8] = [
+            (0, g, Some(0x10_0000)),
+            (0, 2 * g, Some(0x20_0000)),
+            (0x200, 0xe00, Some(0x30_0200)),
+            (0, 0, Some(0x40_0000)),
+            (0, g, None),
+            (0, g, Some(u64::MAX - GRANULE + 1)),
+            (0, g, Some(0x1_0000_0000)),
+            (g, 3 * g, Some(0x5000_0000)),
+        ];
+        // Case `i` in its own 4 pages of `mem`.
+        list.iter()
+            .enumerate()
+            .map(|(i, &(off, len, phys))| {
+                // SAFETY: `[off, off + len)` of case `i`'s 4 pages lies in
+                // `mem` (32 pages), disjoint from the other cases'; the
+                // pages are only given to the software IOMMU and to the
+                // direct mapper's arithmetic, never read or written.
+                unsafe { HostPages::make(at(4 * g * i + off), len, phys.map(PhysAddr::new)) }
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_segment_fast_path_equals_the_general_passes() {
+        let mut mem = std::vec![0u8; 32 * GRANULE as usize];
+        let n = cases(&mut mem).len();
+        for bits in [48, 32] {
+            // SAFETY: simulated devices; nothing reaches hardware.
+            let dev = unsafe {
+                Device::<Dev>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::bits(bits))
+            };
+            // A large domain above 4 GiB, and one of one granule.
+            for (base, len) in [(1u64 << 32, 1u64 << 30), (0x10_0000, GRANULE)] {
+                let dom = IommuDomain::<Dom>::software(base, len).unwrap();
+                let m = Mapper::iommu(&dev, &dom).unwrap();
+                let reach = |a: u64| dom.translate(a, IommuPerm::READ).ok();
+                for i in 0..n {
+                    let mut pages = cases(&mut mem);
+                    let seg = pages[i].dma();
+                    let g = general(&m, &seg, &reach);
+                    assert_eq!(dom.reserved_granules(), 0);
+                    let f = fast(&m, &seg, &reach);
+                    assert_eq!(f, g, "case {i}, {bits}-bit mask, domain {base:#x}");
+                    assert_eq!(dom.reserved_granules(), 0);
+                    assert!(!dom.backend().any_mapped(base, len));
+                }
+                drop(m);
+            }
+            // SAFETY: the simulated device reaches the made-up addresses.
+            let m = unsafe { Mapper::direct(&dev) }.unwrap();
+            for i in 0..n {
+                let mut pages = cases(&mut mem);
+                let seg = pages[i].dma();
+                let g = general(&m, &seg, &|_| None);
+                let f = fast(&m, &seg, &|_| None);
+                assert_eq!(f, g, "direct, case {i}, {bits}-bit mask");
+            }
+        }
+    }
+
+    #[test]
+    fn the_cases_cover_every_outcome() {
+        let mut mem = std::vec![0u8; 32 * GRANULE as usize];
+        // SAFETY: a simulated device.
+        let dev =
+            unsafe { Device::<Dev>::new_unchecked(Bdf::new(0, 1, 0, 0), DmaLimits::bits(32)) };
+        let dom = IommuDomain::<Dom>::software(0x10_0000, GRANULE).unwrap();
+        let m = Mapper::iommu(&dev, &dom).unwrap();
+        let got: std::vec::Vec<_> = (0..cases(&mut mem).len())
+            .map(|i| {
+                let mut pages = cases(&mut mem);
+                let seg = pages[i].dma();
+                fast(&m, &seg, &|_| None).map(|_| ())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Ok(()),
+                Err(MapError::IovaExhausted { len: 2 * GRANULE }),
+                Err(MapError::PartialGranule {
+                    index: 0,
+                    granule: GRANULE
+                }),
+                Err(MapError::EmptySegment { index: 0 }),
+                Err(MapError::NoPhysAddr { index: 0 }),
+                Ok(()),
+                Ok(()),
+                Err(MapError::IovaExhausted { len: 3 * GRANULE }),
+            ]
+        );
+        drop(m);
+        // SAFETY: as above.
+        let m = unsafe { Mapper::direct(&dev) }.unwrap();
+        let beyond = (0..cases(&mut mem).len())
+            .filter(|&i| {
+                let mut pages = cases(&mut mem);
+                let seg = pages[i].dma();
+                matches!(
+                    fast(&m, &seg, &|_| None),
+                    Err(MapError::BeyondDmaMask { .. })
+                )
+            })
+            .count();
+        assert_eq!(beyond, 2, "the top page and the page at 4 GiB");
     }
 }

@@ -60,18 +60,26 @@ impl Slots {
     fn take(&self) -> Option<usize> {
         let n = self.words.len();
         let start = self.hint.load(Ordering::Relaxed);
-        for k in 0..n {
-            let w = (start + k) % n;
+        // Every word once, from the hint, wrapping without a division.
+        let mut w = if start < n { start } else { 0 };
+        for _ in 0..n {
             let word = &self.words[w];
             let mut seen = word.load(Ordering::Relaxed);
             while seen != !0 {
                 let bit = (!seen).trailing_zeros();
                 let prev = word.fetch_or(1 << bit, Ordering::Acquire);
                 if prev & (1 << bit) == 0 {
-                    self.hint.store(w, Ordering::Relaxed);
+                    // Written only when it moves: the line stays shared.
+                    if w != start {
+                        self.hint.store(w, Ordering::Relaxed);
+                    }
                     return Some(w * 64 + bit as usize);
                 }
                 seen = prev | (1 << bit);
+            }
+            w += 1;
+            if w == n {
+                w = 0;
             }
         }
         None
@@ -487,5 +495,30 @@ impl<K: Brand, D: Direction, C: CacheMaintenance, O: Owner> fmt::Debug
             .field("len", &self.len)
             .field("owner", &O::NAME)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_each_taken_once_and_the_search_wraps() {
+        let s = Slots::new(130);
+        let mut got: Vec<usize> = (0..130).map(|_| s.take().unwrap()).collect();
+        assert_eq!(s.take(), None, "bits past the last slot stay taken");
+        got.sort_unstable();
+        assert!(got.iter().copied().eq(0..130));
+        // The hint is at the last word; a slot freed in the first is found.
+        assert_eq!(s.hint.load(Ordering::Relaxed), 2);
+        s.give(5);
+        assert_eq!(s.take(), Some(5));
+        assert_eq!(s.hint.load(Ordering::Relaxed), 0);
+        s.give(129);
+        s.give(64);
+        assert_eq!(s.take(), Some(64));
+        assert_eq!(s.take(), Some(129));
+        assert_eq!(s.take(), None);
+        assert_eq!(s.free(), 0);
     }
 }

@@ -32,6 +32,25 @@ pub trait LinkLease: Lease {
     /// A linker for the request's links, all with `perm`.
     #[doc(hidden)]
     fn linker(&self, perm: IommuPerm) -> Self::Linker<'_>;
+    /// Links the run's one link, placed by a fresh cursor, and syncs it:
+    /// as `linker(perm).link(..)` then [`Lease::sync`].
+    ///
+    /// # Safety
+    /// As [`LeaseLink::link`]; `placed` covers the whole run.
+    #[doc(hidden)]
+    #[inline(always)]
+    unsafe fn link_synced(
+        &self,
+        perm: IommuPerm,
+        placed: Placed,
+        addr: u64,
+        mmio: bool,
+    ) -> Result<(), MapError> {
+        // SAFETY: forwarded; the caller upholds the contract.
+        unsafe { self.linker(perm).link(placed, addr, mmio) }?;
+        self.sync();
+        Ok(())
+    }
 }
 
 /// Links the pieces of a run.
@@ -193,6 +212,17 @@ mod iommu {
         #[inline(always)]
         fn linker(&self, perm: IommuPerm) -> LeaseLinker<'_, B> {
             IovaLease::linker(self, perm)
+        }
+        #[inline(always)]
+        unsafe fn link_synced(
+            &self,
+            perm: IommuPerm,
+            placed: Placed,
+            addr: u64,
+            mmio: bool,
+        ) -> Result<(), MapError> {
+            // SAFETY: forwarded; the caller upholds the contract.
+            unsafe { IovaLease::link_synced(self, perm, placed, addr, mmio) }
         }
     }
 

@@ -17,16 +17,18 @@ use super::spin::SpinLock;
 use super::{FreeError, IovaAllocator, Req};
 
 /// The largest request, in granules, that an [`IovaCache`] serves from
-/// its magazines: 64 granules, 256 KiB with 4 KiB granules (Linux caches up
-/// to 128 KiB, and rounds sizes up to a power of two; here each size in
-/// granules is its own class, so nothing is rounded up). Larger requests go
-/// to the shared tree.
+/// its magazines: 128 granules, 512 KiB with 4 KiB granules, a common
+/// NVMe transfer limit (MDTS), so that a full-size request does not take
+/// the shared lock and tree (Linux caches up to 128 KiB, and rounds sizes
+/// up to a power of two; here each size in granules is its own class, so
+/// nothing is rounded up, and a class's magazines are made on first use).
+/// Larger requests go to the shared tree.
 ///
 /// ```
 /// use dmaspace::iommu::iova_alloc::CACHE_MAX_GRANULES;
-/// assert_eq!(CACHE_MAX_GRANULES * 4096, 256 << 10);
+/// assert_eq!(CACHE_MAX_GRANULES * 4096, 512 << 10);
 /// ```
-pub const CACHE_MAX_GRANULES: u64 = 64;
+pub const CACHE_MAX_GRANULES: u64 = 128;
 
 /// Ranges per magazine.
 const MAG: usize = 32;
@@ -48,14 +50,17 @@ impl Mag {
         })
     }
 
+    #[inline(always)]
     fn is_full(&self) -> bool {
         self.n == MAG
     }
 
+    #[inline(always)]
     fn starts(&self) -> &[u64] {
         &self.items[..self.n]
     }
 
+    #[inline(always)]
     fn contains(&self, g: u64) -> bool {
         // Branch-free, so it vectorises: a magazine is small.
         self.starts().iter().fold(false, |any, &x| any | (x == g))
@@ -184,6 +189,7 @@ struct ClassMags {
 }
 
 impl SlotMags {
+    #[inline(always)]
     fn class(classes: &mut [Option<Box<ClassMags>>], c: usize) -> &mut ClassMags {
         classes[c].get_or_insert_with(|| {
             Box::new(ClassMags {
@@ -373,6 +379,8 @@ impl<'a> IovaCache<'a> {
             if let Some(g) = self.slot.pop(&r, depot) {
                 return Some(g << self.alloc.shift);
             }
+            // A miss: a range on a line of page-table entries of its own.
+            return self.alloc.alloc_req_spread(r);
         }
         self.alloc.alloc_req(r)
     }
