@@ -107,6 +107,16 @@ impl SoftIommu {
         self.table.get(addr) & PTE_MMIO != 0
     }
 
+    /// Writes the entries of the `len / GRANULE` granules from `iova`:
+    /// `first`, then the same flags at each next granule's address.
+    #[inline(always)]
+    fn write_run(&self, iova: u64, len: u64, first: u64) -> Result<(), BackendError> {
+        let count = (len / GRANULE) as usize;
+        self.table
+            .set(iova, count, |i| first.wrapping_add(i as u64 * GRANULE))
+            .map_err(|e| table_error("soft IOMMU map", e))
+    }
+
     /// Whether any entry of `[iova, iova + len)` is linked or visible (for
     /// leak checks).
     #[cfg(test)]
@@ -192,11 +202,7 @@ unsafe impl IommuBackend for SoftIommu {
         perm: IommuPerm,
         mmio: bool,
     ) -> Result<(), BackendError> {
-        let count = (len / GRANULE) as usize;
-        let first = first_entry(addr, perm, mmio);
-        self.table
-            .set(iova, count, |i| first.wrapping_add(i as u64 * GRANULE))
-            .map_err(|e| table_error("soft IOMMU map", e))
+        self.write_run(iova, len, first_entry(addr, perm, mmio))
     }
 
     /// One pass: the entries are written linked and present at once, as
@@ -210,11 +216,7 @@ unsafe impl IommuBackend for SoftIommu {
         perm: IommuPerm,
         mmio: bool,
     ) -> Result<(), BackendError> {
-        let count = (len / GRANULE) as usize;
-        let first = first_entry(addr, perm, mmio) | PTE_PRESENT;
-        self.table
-            .set(iova, count, |i| first.wrapping_add(i as u64 * GRANULE))
-            .map_err(|e| table_error("soft IOMMU map", e))
+        self.write_run(iova, len, first_entry(addr, perm, mmio) | PTE_PRESENT)
     }
 
     #[inline]
