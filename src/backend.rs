@@ -157,7 +157,8 @@ pub trait Linker {
 /// let mut each = MapEach::new(&soft, IommuPerm::READ);
 /// // SAFETY: a software model; the range is this example's.
 /// unsafe { each.link(0, 0x9000, 4096, false)? };
-/// soft.sync(0, 4096);
+/// // SAFETY: as above.
+/// unsafe { soft.sync(0, 4096) };
 /// assert!(soft.translate(0, IommuPerm::READ).is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -253,7 +254,13 @@ pub unsafe trait IommuBackend: Sync {
 
     /// Makes the maps of `[iova, iova + len)` visible to devices
     /// (`dma_iova_sync`). Backends whose maps are visible at once do nothing.
-    fn sync(&self, iova: u64, len: u64);
+    ///
+    /// # Safety
+    /// The caller reserved `[iova, iova + len)`, and no other thread maps
+    /// or unmaps inside it until this returns. (A backend may make an entry
+    /// visible by reading it and writing it back: racing an unmap, that
+    /// would bring back a mapping of memory already given back.)
+    unsafe fn sync(&self, iova: u64, len: u64);
 
     /// [`map`](Self::map), then [`sync`](Self::sync) of the same range: the
     /// one link of a mapping that is synced as soon as it is linked (an
@@ -276,7 +283,9 @@ pub unsafe trait IommuBackend: Sync {
     ) -> Result<(), BackendError> {
         // SAFETY: forwarded; the caller upholds `map`'s contract.
         unsafe { self.map(iova, addr, len, perm, mmio) }?;
-        self.sync(iova, len);
+        // SAFETY: forwarded: the caller reserved the range and is the one
+        // mapping there.
+        unsafe { self.sync(iova, len) };
         Ok(())
     }
 

@@ -42,8 +42,9 @@ unsafe impl IommuBackend for VirtSoft {
         // SAFETY: forwarded; the caller upholds the contract.
         unsafe { self.0.map(iova, addr, len, perm, mmio) }
     }
-    fn sync(&self, iova: u64, len: u64) {
-        self.0.sync(iova, len);
+    unsafe fn sync(&self, iova: u64, len: u64) {
+        // SAFETY: forwarded.
+        unsafe { self.0.sync(iova, len) };
     }
     unsafe fn unmap(&self, iova: u64, len: u64) {
         // SAFETY: forwarded.

@@ -210,7 +210,7 @@ unsafe impl IommuBackend for IommufdIoas {
     }
 
     /// Nothing to do: an IOAS mapping is visible when the ioctl returns.
-    fn sync(&self, _iova: u64, _len: u64) {}
+    unsafe fn sync(&self, _iova: u64, _len: u64) {}
 
     unsafe fn unmap(&self, iova: u64, len: u64) {
         if let Err(e) = self.live.unmap(&IoasCalls(&self.ioas), iova, len) {

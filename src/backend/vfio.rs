@@ -230,7 +230,7 @@ unsafe impl IommuBackend for VfioType1 {
     }
 
     /// Nothing to do: a type1 mapping is visible when the ioctl returns.
-    fn sync(&self, _iova: u64, _len: u64) {}
+    unsafe fn sync(&self, _iova: u64, _len: u64) {}
 
     unsafe fn unmap(&self, iova: u64, len: u64) {
         if let Err(e) = self.live.unmap(&Type1Calls(&self.container), iova, len) {

@@ -116,7 +116,10 @@ impl<'d, B: IommuBackend> IovaLease<'d, B> {
     /// Makes every link visible to the device (`dma_iova_sync`).
     #[inline]
     pub fn sync(&self) {
-        self.backend.sync(self.start, self.len);
+        // SAFETY: the run is this lease's; its owner (a `DmaVec` or an
+        // `IovaRange`) syncs and unmaps through `self` by value or `&mut`,
+        // never both at once.
+        unsafe { self.backend.sync(self.start, self.len) };
     }
 
     /// Takes every link out of the device's reach now, keeping the run

@@ -34,7 +34,8 @@ const PTE_ADDR_MASK: u64 = !(GRANULE - 1);
 /// // SAFETY: a software model; the IOVA range is this example's.
 /// unsafe { soft.map(0x1000_0000, 0x7000, 4096, IommuPerm::READ, false)? };
 /// assert!(soft.translate(0x1000_0010, IommuPerm::READ).is_err()); // linked, not synced
-/// soft.sync(0x1000_0000, 4096);
+/// // SAFETY: as above.
+/// unsafe { soft.sync(0x1000_0000, 4096) };
 /// assert_eq!(soft.translate(0x1000_0010, IommuPerm::READ)?, PhysAddr::new(0x7010));
 /// // SAFETY: as above.
 /// unsafe { soft.unmap(0x1000_0000, 4096) };
@@ -220,7 +221,7 @@ unsafe impl IommuBackend for SoftIommu {
     }
 
     #[inline]
-    fn sync(&self, iova: u64, len: u64) {
+    unsafe fn sync(&self, iova: u64, len: u64) {
         // Only entries of this range change, and only linked ones: an
         // absent table stays absent, so this cannot run out of memory.
         let _ = self
@@ -271,7 +272,8 @@ mod tests {
             let addr = 0x7_0000 + i as u64 * GRANULE;
             // SAFETY: a software model; the IOVA ranges are this test's.
             unsafe { soft.map(a, addr, 4 * GRANULE, perm, mmio) }.unwrap();
-            soft.sync(a, 4 * GRANULE);
+            // SAFETY: as above.
+            unsafe { soft.sync(a, 4 * GRANULE) };
             // SAFETY: as above.
             unsafe { soft.map_synced(b, addr, 4 * GRANULE, perm, mmio) }.unwrap();
             for g in 0..5 {
