@@ -162,7 +162,8 @@ impl SoftPageTable {
 
     /// Applies `f` to each of the `count` entries from `iova`
     /// (granule-aligned); absent entries read as 0, and stay absent (no
-    /// table is made) while `f` leaves them 0.
+    /// table is made) while `f` leaves them 0. The range must be the
+    /// caller's: an entry may be written back unchanged.
     pub(crate) fn update(
         &self,
         iova: u64,
@@ -174,12 +175,10 @@ impl SoftPageTable {
         if off + count <= FANOUT {
             if let Some(l) = self.find_leaf(first) {
                 // The common case, kept tight: one leaf, and it exists.
+                // Every entry is written back, changed or not: the range is
+                // the caller's, so no other thread writes there meanwhile.
                 for e in &l.slots[off..off + count] {
-                    let old = e.load(Ordering::Acquire);
-                    let new = f(old);
-                    if new != old {
-                        e.store(new, Ordering::Release);
-                    }
+                    e.store(f(e.load(Ordering::Acquire)), Ordering::Release);
                 }
                 return Ok(());
             }
@@ -191,13 +190,10 @@ impl SoftPageTable {
             }
             let mut leaf = self.find_leaf(g);
             if let Some(l) = leaf {
-                // The common case, kept tight: the leaf exists.
+                // The common case, kept tight: the leaf exists (written
+                // back as above).
                 for e in &l.slots[off..off + len] {
-                    let old = e.load(Ordering::Acquire);
-                    let new = f(old);
-                    if new != old {
-                        e.store(new, Ordering::Release);
-                    }
+                    e.store(f(e.load(Ordering::Acquire)), Ordering::Release);
                 }
                 return;
             }
@@ -331,11 +327,13 @@ impl<'t> TableWriter<'t> {
         first: u64,
     ) -> Result<(), TableError> {
         let g = iova >> GRANULE_SHIFT;
-        let off = g as usize & (FANOUT - 1);
         if let Some((base, leaf)) = self.cached {
             // The cached leaf lies inside the table, so a range inside it is
-            // in bounds.
-            if g - off as u64 == base && off + count <= FANOUT && iova % GRANULE == 0 {
+            // in bounds. `d` is `g`'s place in that leaf when below `FANOUT`
+            // (a `g` below `base` wraps far above).
+            let d = g.wrapping_sub(base);
+            let off = d as usize;
+            if d < FANOUT as u64 && count <= FANOUT - off && iova % GRANULE == 0 {
                 if count == 1 {
                     leaf.slots[off].store(first, Ordering::Release);
                     return Ok(());
@@ -539,6 +537,40 @@ mod tests {
             t.root.load(Ordering::Relaxed).is_null(),
             "nothing allocated"
         );
+    }
+
+    #[test]
+    fn the_writer_uses_its_cached_leaf_only_for_ranges_inside_it() {
+        let t = SoftPageTable::new();
+        let mut w = TableWriter::new(&t);
+        let leaf = FANOUT as u64 * G; // bytes one leaf covers
+        let base = 8 * leaf;
+        w.set_run(base + 3 * G, 2, 0x10_0000).unwrap(); // caches leaf 8
+        // Around the cached leaf: the last granule of the leaf below, the
+        // first of the one above, a run that starts inside and ends beyond,
+        // and a granule 2^32 granules above (the same low 32 bits).
+        let cases = [
+            (base - G, 1),
+            (base + leaf, 1),
+            (base + leaf - 2 * G, 4),
+            (base + (1 << 32) * G + 5 * G, 1),
+        ];
+        for (i, &(iova, count)) in cases.iter().enumerate() {
+            let first = 0x100_0000 * (i as u64 + 1);
+            w.set_run(iova, count, first).unwrap();
+            for k in 0..count as u64 {
+                assert_eq!(t.get(iova + k * G), first + k * G, "case {i}, granule {k}");
+            }
+        }
+        // The cached leaf's own entries are where they were put, and the
+        // writes above did not land in it.
+        assert_eq!(t.get(base + 3 * G), 0x10_0000);
+        assert_eq!(t.get(base + 4 * G), 0x10_0000 + G);
+        assert_eq!(t.get(base + 5 * G), 0);
+        assert_eq!(t.get(base), 0);
+        // Unaligned: refused, nothing written.
+        assert!(w.set_run(base + 7 * G + 1, 1, 0x42).is_err());
+        assert_eq!(t.get(base + 7 * G), 0);
     }
 
     #[test]
