@@ -371,4 +371,80 @@ library_benchmark_group!(
     benchmarks = iommu_io, plain_io, pool_io, plain_pool_io
 );
 
-main!(library_benchmark_groups = map_bvec, io_one);
+#[path = "../tests/support/fleet.rs"]
+mod fleet;
+
+/// `benches/topology.rs`'s `topology/cached_verdict` and
+/// `topology/classify_one`: the same 1,024 random pairs of the generated
+/// fleet, each looked up once in a filled verdict cache, or classified once
+/// (`Topology::verdict`). Divide by 1,024 for one pair.
+mod verdict {
+    use std::hint::black_box;
+
+    use dmaspace::topology::{Bdf, Policy, Topology, VerdictCache};
+
+    use super::fleet;
+
+    /// The fleet, its policy, the pairs and a cache holding all of them.
+    pub struct Pairs {
+        topo: Topology,
+        policy: Policy,
+        pairs: Vec<(Bdf, Bdf)>,
+        cache: VerdictCache,
+    }
+
+    pub fn setup() -> Pairs {
+        let topo = fleet::fleet(1000, 1, false);
+        let policy = Policy::current();
+        let bdfs: Vec<Bdf> = topo.functions().map(|f| f.bdf).collect();
+        let n = bdfs.len() as u64;
+        let mut rng = fleet::Rng::new(7);
+        let pairs: Vec<(Bdf, Bdf)> = (0..1024)
+            .map(|_| (bdfs[rng.below(n) as usize], bdfs[rng.below(n) as usize]))
+            .collect();
+        let mut cache = VerdictCache::new();
+        for &(p, c) in &pairs {
+            cache.verdict(&topo, p, c, &policy).expect("known");
+        }
+        Pairs {
+            topo,
+            policy,
+            pairs,
+            cache,
+        }
+    }
+
+    pub fn cached(p: &Pairs) {
+        for &(a, b) in black_box(&p.pairs) {
+            let v = p.cache.get(&p.topo, a, b, &p.policy).expect("cached");
+            black_box(v.distance);
+        }
+    }
+
+    pub fn classify(p: &Pairs) {
+        for &(a, b) in black_box(&p.pairs) {
+            black_box(p.topo.verdict(a, b, black_box(&p.policy)).expect("known"));
+        }
+    }
+}
+
+#[library_benchmark]
+#[bench::pairs1024(setup = verdict::setup)]
+fn cached_verdict(p: verdict::Pairs) -> verdict::Pairs {
+    verdict::cached(&p);
+    p
+}
+
+#[library_benchmark]
+#[bench::pairs1024(setup = verdict::setup)]
+fn classify_one(p: verdict::Pairs) -> verdict::Pairs {
+    verdict::classify(&p);
+    p
+}
+
+library_benchmark_group!(
+    name = topology;
+    benchmarks = cached_verdict, classify_one
+);
+
+main!(library_benchmark_groups = map_bvec, io_one, topology);

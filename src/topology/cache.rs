@@ -46,11 +46,10 @@ pub struct VerdictCache {
     generation: Option<u64>,
     policy: Option<Policy>,
     /// Open addressing with linear probing over packed pair keys ([`EMPTY`] where
-    /// free); a power of two long (or empty), at most half full. The keys are probed
-    /// (16 bytes each), the verdict beside a matching key is read once.
-    keys: Vec<(u64, u64)>,
-    verdicts: Vec<Verdict>,
-    /// `64 - log2(keys.len())`: the top bits of the hash index the table.
+    /// free); a power of two long (or empty), at most half full. Each key sits
+    /// beside its verdict: a hit reads one place of memory, not two.
+    slots: Vec<Slot>,
+    /// `64 - log2(slots.len())`: the top bits of the hash index the table.
     shift: u32,
     len: usize,
     hits: u64,
@@ -67,6 +66,13 @@ impl core::fmt::Debug for VerdictCache {
             .field("misses", &self.misses)
             .finish_non_exhaustive()
     }
+}
+
+/// A key and its verdict.
+#[derive(Clone, Copy)]
+struct Slot {
+    key: (u64, u64),
+    verdict: Verdict,
 }
 
 /// A free slot's key (no address packs to it: a domain has 32 bits).
@@ -125,9 +131,9 @@ impl VerdictCache {
     ) -> Result<Verdict, TopologyError> {
         let k = (key(provider), key(client));
         if self.generation == Some(topology.generation()) && self.policy.as_ref() == Some(policy) {
-            if let Some(i) = self.find(k) {
+            if let Some(&v) = self.find(k) {
                 self.hits += 1;
-                return Ok(self.verdicts[i]);
+                return Ok(v);
             }
         }
         self.miss(topology, k, provider, client, policy)
@@ -163,7 +169,6 @@ impl VerdictCache {
             return None;
         }
         self.find((key(provider), key(client)))
-            .map(|i| &self.verdicts[i])
     }
 
     /// Computes and stores a verdict, after emptying the table if the generation or
@@ -190,14 +195,18 @@ impl VerdictCache {
         Ok(v)
     }
 
-    /// The slot holding key `k`.
+    /// The verdict stored under key `k`.
     #[inline]
-    fn find(&self, k: (u64, u64)) -> Option<usize> {
-        let mask = self.keys.len().checked_sub(1)?;
-        let mut i = (hash(k) >> self.shift) as usize;
+    fn find(&self, k: (u64, u64)) -> Option<&Verdict> {
+        let slots = &self.slots[..];
+        let mask = slots.len().checked_sub(1)?;
+        // `& mask` (a no-op: the shift leaves fewer bits) shows the compiler that
+        // every index is in bounds.
+        let mut i = (hash(k) >> self.shift) as usize & mask;
         loop {
-            match self.keys[i] {
-                x if x == k => return Some(i),
+            let s = &slots[i];
+            match s.key {
+                x if x == k => return Some(&s.verdict),
                 EMPTY => return None,
                 _ => i = (i + 1) & mask,
             }
@@ -206,14 +215,17 @@ impl VerdictCache {
 
     /// Stores `v` under `k`, which is not in the table.
     fn insert(&mut self, k: (u64, u64), v: Verdict) {
-        if (self.len + 1) * 2 > self.keys.len() {
-            let cap = (self.keys.len() * 2).max(16);
-            let keys = core::mem::replace(&mut self.keys, vec![EMPTY; cap]);
-            let verdicts = core::mem::replace(&mut self.verdicts, vec![v; cap]);
+        if (self.len + 1) * 2 > self.slots.len() {
+            let cap = (self.slots.len() * 2).max(16);
+            let free = Slot {
+                key: EMPTY,
+                verdict: v,
+            };
+            let old = core::mem::replace(&mut self.slots, vec![free; cap]);
             self.shift = 64 - cap.trailing_zeros();
-            for (k, v) in keys.into_iter().zip(verdicts) {
-                if k != EMPTY {
-                    self.place(k, v);
+            for s in old {
+                if s.key != EMPTY {
+                    self.place(s.key, s.verdict);
                 }
             }
         }
@@ -222,18 +234,16 @@ impl VerdictCache {
     }
 
     fn place(&mut self, k: (u64, u64), v: Verdict) {
-        let mask = self.keys.len() - 1;
+        let mask = self.slots.len() - 1;
         let mut i = (hash(k) >> self.shift) as usize;
-        while self.keys[i] != EMPTY {
+        while self.slots[i].key != EMPTY {
             i = (i + 1) & mask;
         }
-        self.keys[i] = k;
-        self.verdicts[i] = v;
+        self.slots[i] = Slot { key: k, verdict: v };
     }
 
     fn drop_entries(&mut self) {
-        self.keys.clear();
-        self.verdicts.clear();
+        self.slots.clear();
         self.len = 0;
     }
 
