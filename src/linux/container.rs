@@ -73,7 +73,8 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 /// c.set_iommu(VfioIommuType::Type1v2)?;
 /// let dev = g.device(bdf)?;
 /// let mem = PinnedMemory::new(1 << 20)?;
-/// c.map_dma(&mem, 0x1000_0000)?; // the device now reaches `mem` at IOVA 0x1000_0000
+/// // SAFETY: no domain manages this container; the range is this example's.
+/// unsafe { c.map_dma(&mem, 0x1000_0000)? }; // the device now reaches `mem` at IOVA 0x1000_0000
 /// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Debug)]
@@ -211,7 +212,15 @@ impl VfioContainer {
     ///
     /// [`VfioErrorKind::InvalidArgument`] (no type1 IOMMU set, unaligned, wrapping)
     /// before the call; the ioctl's errno (`EEXIST` overlap, `ENOSPC`, ...).
-    pub fn map_dma(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// The IOVA range is the caller's: no [`IommuDomain`](crate::iommu::IommuDomain)
+    /// over this container (and nothing else the program relies on) has its
+    /// mappings there. A domain hands out device addresses it believes map its
+    /// own buffers; a map or an unmap under it would point them at other memory, or at
+    /// none.
+    pub unsafe fn map_dma(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
         self.map_raw(mem.vaddr(), mem.len() as u64, iova)
     }
 
@@ -222,7 +231,11 @@ impl VfioContainer {
     /// # Errors
     ///
     /// As [`map_dma`](Self::map_dma).
-    pub fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// As [`map_dma`](Self::map_dma).
+    pub unsafe fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
         self.map_raw(bar.vaddr(), bar.len() as u64, iova)
     }
 
@@ -270,7 +283,11 @@ impl VfioContainer {
     /// # Errors
     ///
     /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno.
-    pub fn unmap_dma(&self, iova: u64, len: u64) -> Result<u64> {
+    ///
+    /// # Safety
+    ///
+    /// As [`map_dma`](Self::map_dma).
+    pub unsafe fn unmap_dma(&self, iova: u64, len: u64) -> Result<u64> {
         self.require_type1()?;
         check_map_args(0, len, iova)?;
         let mut u = sys::VfioIommuType1DmaUnmap {

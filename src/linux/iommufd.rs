@@ -78,7 +78,8 @@ impl Iommufd {
 /// dev.bind_iommufd(&fd)?;
 /// dev.attach_ioas(&ioas)?;
 /// let mem = PinnedMemory::new(1 << 20)?;
-/// ioas.map(&mem, 0x1000_0000)?;
+/// // SAFETY: no domain manages this IOAS; the range is this example's.
+/// unsafe { ioas.map(&mem, 0x1000_0000)? };
 /// # Ok::<(), dmaspace::linux::VfioError>(())
 /// ```
 #[derive(Debug)]
@@ -134,7 +135,15 @@ impl Ioas {
     ///
     /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
     /// (`EEXIST` overlap, `EINVAL` outside the allowed ranges, ...).
-    pub fn map(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// The IOVA range is the caller's: no [`IommuDomain`](crate::iommu::IommuDomain)
+    /// over this IOAS (and nothing else the program relies on) has its
+    /// mappings there. A domain hands out device addresses it believes map its
+    /// own buffers; a map or an unmap under it would point them at other memory, or at
+    /// none.
+    pub unsafe fn map(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
         self.map_raw(mem.vaddr(), mem.len() as u64, iova)
     }
 
@@ -147,7 +156,11 @@ impl Ioas {
     /// # Errors
     ///
     /// [`VfioErrorKind::PfnmapNotMappable`] for the `EFAULT`; otherwise as [`map`](Self::map).
-    pub fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// As [`map`](Self::map).
+    pub unsafe fn map_bar(&self, bar: &MappedBar, iova: u64) -> Result<()> {
         self.map_raw(bar.vaddr(), bar.len() as u64, iova)
             .map_err(|e| {
                 if e.errno() == Some(libc::EFAULT) {
@@ -167,7 +180,11 @@ impl Ioas {
     ///
     /// [`VfioErrorKind::InvalidArgument`] before the call; the ioctl's errno
     /// (`ENOENT`: nothing mapped there).
-    pub fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
+    ///
+    /// # Safety
+    ///
+    /// As [`map`](Self::map).
+    pub unsafe fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
         check_map_args(0, len, iova)?;
         let mut u = sys::IommuIoasUnmap {
             size: sys::argsz::<sys::IommuIoasUnmap>(),
