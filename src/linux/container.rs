@@ -217,9 +217,9 @@ impl VfioContainer {
     ///
     /// The IOVA range is the caller's: no [`IommuDomain`](crate::iommu::IommuDomain)
     /// over this container (and nothing else the program relies on) has its
-    /// mappings there. A domain hands out device addresses it believes map its
-    /// own buffers; a map or an unmap under it would point them at other memory, or at
-    /// none.
+    /// mappings there. A domain hands out device addresses it believes map
+    /// its own buffers; a map or an unmap under it would point them at other
+    /// memory, or at none.
     pub unsafe fn map_dma(&self, mem: &PinnedMemory, iova: u64) -> Result<()> {
         self.map_raw(mem.vaddr(), mem.len() as u64, iova)
     }
