@@ -20,7 +20,6 @@ use core::ptr::NonNull;
 use crate::addr::PhysAddr;
 use crate::dir::Direction;
 use crate::error::MapError;
-use crate::iommu::GRANULE;
 use crate::sealed::Sealed;
 use crate::vec::HostSeg;
 
@@ -303,6 +302,11 @@ impl<'b> HostPages<'b> {
         self.ptr
     }
 }
+
+/// The IOMMU granule ([`iommu::GRANULE`](crate::iommu::GRANULE), which
+/// asserts it is this): host memory sits below the IOMMU layer, so it names
+/// the page, not the module above it.
+const GRANULE: u64 = crate::addr::PAGE_SIZE;
 
 /// Whether every IOMMU granule that `[offset, offset + len)` of a buffer
 /// at `own` (of `size` bytes, `[own, own + size)` within the 64-bit space)

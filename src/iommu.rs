@@ -37,12 +37,15 @@ use crate::error::{IommuFault, MapError};
 use iova_alloc::IovaAllocator;
 #[cfg(feature = "alloc")]
 pub(crate) use lease::{IovaLease, LeaseLinker, Pool};
-pub(crate) use link::{LinkCursor, Placed};
+pub(crate) use link::{Lease, LeaseLink, LinkCursor, LinkLease, Placed};
 #[cfg(feature = "alloc")]
 pub use soft::{SoftIommu, SoftLinker};
 
 /// The IOMMU granule: one page table entry maps this many bytes.
 pub const GRANULE: u64 = PAGE_SIZE;
+// Host memory's granule cover check (`host.rs`) uses the page size as the
+// granule; it must stay this.
+const _: () = assert!(GRANULE == PAGE_SIZE);
 
 /// An IOMMU domain of brand `Dm`: the IOVA space of the devices attached
 /// to it, and the backend `B` that translates it.

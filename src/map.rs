@@ -47,6 +47,7 @@ use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::{ClaimError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance};
+use crate::iommu::Lease;
 use crate::route::P2pRoute;
 use crate::vec::{BvecSeg, DmaVec, HostSeg, SegBuf, Unsynced};
 
@@ -58,7 +59,6 @@ pub use pool::{PoolSlot, RegisteredPool};
 pub use translation::Direct;
 #[cfg(feature = "alloc")]
 pub use translation::Iommu;
-pub(crate) use translation::Lease;
 pub use translation::Translation;
 #[cfg(feature = "alloc")]
 use {crate::backend::IommuBackend, crate::iommu::IommuDomain};

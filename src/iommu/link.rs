@@ -3,6 +3,7 @@
 //! name them; the module is private.)
 
 use super::GRANULE;
+use crate::dir::IommuPerm;
 use crate::error::MapError;
 
 /// The `dma_iova_link` rule, once: where each link of a run goes. Only the
@@ -67,3 +68,57 @@ impl LinkCursor {
         self.end
     }
 }
+/// A reserved IOVA run, as a mapping's view uses it (object-safe).
+pub trait Lease {
+    /// First IOVA of the run.
+    #[doc(hidden)]
+    fn start(&self) -> u64;
+    /// `dma_iova_sync`.
+    #[doc(hidden)]
+    fn sync(&self);
+    /// Unmaps now (the run stays reserved until dropped).
+    #[doc(hidden)]
+    fn unlink(&self);
+}
+
+/// A reserved IOVA run, as the mapper links it.
+pub trait LinkLease: Lease {
+    /// The linker of one request.
+    #[doc(hidden)]
+    type Linker<'a>: LeaseLink
+    where
+        Self: 'a;
+    /// A linker for the request's links, all with `perm`.
+    #[doc(hidden)]
+    fn linker(&self, perm: IommuPerm) -> Self::Linker<'_>;
+    /// Links the run's one link, placed by a fresh cursor, and syncs it:
+    /// as `linker(perm).link(..)` then [`Lease::sync`].
+    ///
+    /// # Safety
+    /// As [`LeaseLink::link`]; `placed` covers the whole run.
+    #[doc(hidden)]
+    #[inline(always)]
+    unsafe fn link_synced(
+        &self,
+        perm: IommuPerm,
+        placed: Placed,
+        addr: u64,
+        mmio: bool,
+    ) -> Result<(), MapError> {
+        // SAFETY: forwarded; the caller upholds the contract.
+        unsafe { self.linker(perm).link(placed, addr, mmio) }?;
+        self.sync();
+        Ok(())
+    }
+}
+
+/// Links the pieces of a run.
+pub trait LeaseLink {
+    /// Links memory at `addr` where `placed` says.
+    ///
+    /// # Safety
+    /// As [`IommuBackend::map`](crate::backend::IommuBackend::map).
+    #[doc(hidden)]
+    unsafe fn link(&mut self, placed: Placed, addr: u64, mmio: bool) -> Result<(), MapError>;
+}
+

@@ -11,7 +11,7 @@ use crate::vec::SegSlot;
 use crate::vec::mapped::{RawSeg, Via};
 
 use super::plan::{Src, Step};
-use super::translation::{LeaseLink, LinkLease};
+use crate::iommu::{LeaseLink, LinkLease};
 
 /// Links and emits `steps` into `slots` (sized by the plan); returns how
 /// many were written. Consecutive links extend the last segment.

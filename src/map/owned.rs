@@ -29,7 +29,8 @@ use crate::vec::mapped::{RawSeg, StateOf, Via};
 use crate::vec::{DmaSeg, HostSeg, SegBuf, SegSlot};
 
 use super::plan::{self, Step};
-use super::translation::{Direct, Lease, LinkLease, Translation};
+use super::translation::{Direct, Translation};
+use crate::iommu::{Lease, LinkLease};
 use super::{MapQueue, Mapper};
 
 /// Who may touch the memory of a live [`MappedBuf`]: [`DeviceOwned`] or

@@ -20,7 +20,7 @@ use crate::brand::Brand;
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::id::DeviceId;
-use crate::map::Lease;
+use crate::iommu::Lease;
 use crate::sealed::Sealed;
 
 /// How a [`DmaSeg`] reaches its memory.
