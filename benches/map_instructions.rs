@@ -371,7 +371,7 @@ library_benchmark_group!(
     benchmarks = iommu_io, plain_io, pool_io, plain_pool_io
 );
 
-#[path = "../tests/support/fleet.rs"]
+#[path = "../pci/tests/support/fleet.rs"]
 mod fleet;
 
 /// `benches/topology.rs`'s `topology/cached_verdict` and
@@ -381,7 +381,7 @@ mod fleet;
 mod verdict {
     use std::hint::black_box;
 
-    use dmaspace::topology::{Bdf, Policy, Topology, VerdictCache};
+    use dmaspace::pci::{Bdf, Policy, Topology, VerdictCache};
 
     use super::fleet;
 

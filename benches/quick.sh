@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 filter=${1:-}
 args=(--warm-up-time 0.3 --measurement-time 1 --sample-size 10 --noplot)
 [ -n "$filter" ] && args=("$filter" "${args[@]}")
-for b in map io iova topology scale; do
+for b in map io iova scale; do
     nice -n 10 cargo bench -q -p dmaspace --bench "$b" -- "${args[@]}"
 done
+nice -n 10 cargo bench -q -p dmaspace-pci --bench topology -- "${args[@]}"

@@ -4,11 +4,11 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::error::ClaimError;
 use crate::id::{DeviceId, FunctionId, MachineId};
 use crate::limits::DmaLimits;
+use dmaspace_pci::Bdf;
 
 /// One live PCI function of brand `K` that issues DMA.
 ///

@@ -7,8 +7,8 @@
 use core::fmt;
 
 use crate::backend::BackendError;
-use crate::bdf::Bdf;
 use crate::dir::IommuPerm;
+use dmaspace_pci::Bdf;
 
 /// Why a mapping, an allocation or a range description failed.
 ///
@@ -410,7 +410,7 @@ impl core::error::Error for IommuFault {}
 /// Why a device could not be claimed or attached.
 ///
 /// ```
-/// use dmaspace::{error::ClaimError, Bdf};
+/// use dmaspace::{error::ClaimError, pci::Bdf};
 /// let e = ClaimError::AlreadyClaimed { bdf: Bdf::new(0, 3, 0, 0) };
 /// assert_eq!(e.to_string(), "0000:03:00.0 is already driven by a live Device");
 /// ```

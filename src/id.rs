@@ -80,5 +80,5 @@ impl MachineId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct FunctionId {
     pub(crate) machine: MachineId,
-    pub(crate) bdf: crate::Bdf,
+    pub(crate) bdf: dmaspace_pci::Bdf,
 }

@@ -49,15 +49,18 @@ extern crate std;
 
 mod sealed;
 
-pub mod addr;
+/// The PCI side: function addresses ([`Bdf`](pci::Bdf)), the topology, its
+/// sysfs loader and the kernel's P2PDMA rules (the `dmaspace-pci` crate).
+pub use dmaspace_pci as pci;
+
+mod addr;
 pub mod backend;
-pub mod bdf;
-pub mod brand;
+mod brand;
 pub mod device;
 pub mod dir;
 pub mod error;
 pub mod host;
-pub mod id;
+mod id;
 pub mod iommu;
 pub mod limits;
 #[cfg(feature = "vfio")]
@@ -70,10 +73,8 @@ pub mod prelude;
 pub mod provider;
 pub mod route;
 pub mod swiotlb;
-pub mod topology;
 pub mod vec;
 
 pub use addr::{BarOffset, BusAddr, BusOffset, DmaAddr, Iova, PAGE_SIZE, Pfn, PhysAddr};
-pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
 pub use brand::Brand;
 pub use id::DeviceId;

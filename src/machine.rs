@@ -23,13 +23,13 @@ use alloc::collections::BTreeMap;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::device::Device;
 use crate::error::ClaimError;
 use crate::id::{FunctionId, MachineId};
 use crate::limits::DmaLimits;
-use crate::topology::{Policy, Topology};
+use dmaspace_pci::Bdf;
+use dmaspace_pci::{Policy, Topology};
 
 /// Set while a `Machine` of this host (read from `/sys`) lives.
 static HOST_LOADED: AtomicBool = AtomicBool::new(false);
@@ -46,7 +46,7 @@ static HOST_LOADED: AtomicBool = AtomicBool::new(false);
 ///
 /// ```
 /// # use dmaspace::prelude::*;
-/// use dmaspace::topology::{PciFunction, Topology};
+/// use dmaspace::pci::{PciFunction, Topology};
 /// brand!(Nvme);
 /// let nvme = Bdf::new(0, 0, 3, 0);
 /// let topo = Topology::builder().function(PciFunction::new(nvme, 0x1b36, 0x0010)).build()?;
@@ -71,7 +71,7 @@ pub struct Machine {
 #[derive(Debug)]
 pub enum MachineError {
     /// `/sys` could not be read.
-    Sysfs(crate::topology::sysfs::SysfsError),
+    Sysfs(dmaspace_pci::sysfs::SysfsError),
     /// Another `Machine` of this host is alive.
     Claim(ClaimError),
 }
@@ -132,7 +132,7 @@ impl Machine {
         {
             return Err(MachineError::Claim(ClaimError::HostAlreadyLoaded));
         }
-        match crate::topology::sysfs::load(std::path::Path::new("/")) {
+        match dmaspace_pci::sysfs::load(std::path::Path::new("/")) {
             Ok(topo) => Ok(Self::with(MachineId::HOST, topo, true)),
             Err(e) => {
                 HOST_LOADED.store(false, Ordering::Release);
@@ -163,11 +163,11 @@ impl Machine {
     /// allowlist (today's list by default).
     ///
     /// ```
-    /// # use dmaspace::{machine::Machine, topology::{Policy, Topology}};
+    /// # use dmaspace::{machine::Machine, pci::{Policy, Topology}};
     /// // SAFETY: an empty simulated machine.
     /// let m = unsafe { Machine::assume(Topology::builder().build()?) }.with_policy(Policy::linux_6_12());
     /// assert_eq!(m.policy(), &Policy::linux_6_12());
-    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// # Ok::<(), dmaspace::pci::TopologyError>(())
     /// ```
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> Self {
@@ -201,13 +201,13 @@ impl Machine {
     /// describe the hardware.
     ///
     /// ```
-    /// # use dmaspace::{machine::Machine, topology::{AcsState, AcsCtrl, PciFunction, Topology}, Bdf};
+    /// # use dmaspace::{machine::Machine, pci::{AcsState, AcsCtrl, Bdf, PciFunction, Topology}};
     /// let f = Bdf::new(0, 0, 3, 0);
     /// // SAFETY: a simulated machine.
     /// let mut m = unsafe { Machine::assume(Topology::builder().function(PciFunction::new(f, 0x1b36, 0x10)).build()?) };
     /// // SAFETY: the simulated function's ACS was just switched on.
     /// unsafe { m.topology_mut() }.set_acs(f, AcsState::Control(AcsCtrl::RR))?;
-    /// # Ok::<(), dmaspace::topology::TopologyError>(())
+    /// # Ok::<(), dmaspace::pci::TopologyError>(())
     /// ```
     pub unsafe fn topology_mut(&mut self) -> &mut Topology {
         &mut self.topology
@@ -303,14 +303,14 @@ impl Machine {
     ///
     /// ```
     /// # use dmaspace::prelude::*;
-    /// use dmaspace::topology::{Bar, BarFlags, PciFunction, Topology};
+    /// use dmaspace::pci::{Bar, BarFlags, PciFunction, Topology};
     /// use dmaspace::provider::ProviderError;
     /// brand!(Cmb);
     /// let nvme = Bdf::new(0, 3, 0, 0);
-    /// // SAFETY: the bus start as read from the BAR register (an ARM SoC whose
-    /// // host bridge translates: the bus sees the BAR 0x4000_0000 lower).
-    /// let bus = unsafe { BusAddr::new_unchecked(0x1000_0000) };
-    /// let cmb = Bar::new(2, PhysAddr::new(0x5000_0000), 1 << 20, BarFlags::MEM | BarFlags::PREFETCH)?.with_bus_start(bus)?;
+    /// // The bus start as read from the BAR register (an ARM SoC whose host
+    /// // bridge translates: the bus sees the BAR 0x4000_0000 lower).
+    /// let bus = 0x1000_0000;
+    /// let cmb = Bar::new(2, 0x5000_0000, 1 << 20, BarFlags::MEM | BarFlags::PREFETCH)?.with_bus_start(bus)?;
     /// let topo = Topology::builder().function(PciFunction::new(nvme, 0x1b36, 0x0010)).bar(nvme, cmb).build()?;
     /// // SAFETY: a simulated machine; nothing reaches hardware.
     /// let machine = unsafe { Machine::assume(topo) };
@@ -339,10 +339,14 @@ impl Machine {
         let bus = b
             .bus_start()
             .ok_or(ProviderError::BusUnknown { bdf, bar })?;
+        // SAFETY: the bus start is the BAR's, as the machine's topology holds
+        // it: read from the BAR register by the sysfs loader, or vouched for
+        // by `assume`'s caller (a topology is this machine's description).
+        let bus = unsafe { crate::BusAddr::new_unchecked(bus) };
         // SAFETY: the range is the BAR's, as the machine's topology holds it
         // (read from sysfs, or vouched for by `assume`'s caller), and the
         // caller upholds the rest of `Provider::new`'s contract.
-        unsafe { self.provider(bdf, bar, b.cpu_start(), bus, b.size()) }
+        unsafe { self.provider(bdf, bar, crate::PhysAddr::new(b.cpu_start()), bus, b.size()) }
     }
 
     pub(crate) fn id(&self) -> MachineId {

@@ -463,13 +463,13 @@ mod tests {
     // unsafe slice casts of the output path (`SegSlot`, `DmaSeg`).
     use super::*;
     use crate::addr::{BusAddr, PhysAddr};
-    use crate::bdf::Bdf;
     use crate::dir::ToDevice;
     use crate::host::SimulatedRam;
     use crate::limits::DmaLimits;
     use crate::provider::Provider;
     use crate::route::Route;
     use crate::vec::{SegOf, SegSlot, Via};
+    use dmaspace_pci::Bdf;
 
     crate::brand!(Cmb);
     crate::brand!(Nic);

@@ -93,10 +93,10 @@ pub unsafe fn view_platform_mapping<K: Brand, D: Direction, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bdf::Bdf;
     use crate::dir::FromDevice;
     use crate::limits::DmaLimits;
     use crate::vec::SegSlot;
+    use dmaspace_pci::Bdf;
 
     crate::brand!(Nic);
 

@@ -7,7 +7,6 @@
 //! ```
 
 pub use crate::addr::{BarOffset, BusAddr, DmaAddr, Iova, PhysAddr};
-pub use crate::bdf::Bdf;
 pub use crate::brand;
 pub use crate::brand::Brand;
 pub use crate::device::Device;
@@ -26,7 +25,8 @@ pub use crate::map::{PoolSlot, RegisteredPool};
 pub use crate::provider::Provider;
 pub use crate::route::{P2pRoute, Route};
 #[cfg(feature = "alloc")]
-pub use crate::topology::{PciFunction, PciePortType, Topology};
-#[cfg(feature = "alloc")]
 pub use crate::vec::Bvec;
 pub use crate::vec::{DmaSeg, DmaVec, SegBuf, SegSlot, Via};
+pub use dmaspace_pci::Bdf;
+#[cfg(feature = "alloc")]
+pub use dmaspace_pci::{PciFunction, PciePortType, Topology};

@@ -29,11 +29,11 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
-use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::error::MapError;
 use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
+use dmaspace_pci::Bdf;
 
 // The lock is the IOVA allocator's spinlock (closure API, loom-checked);
 // without `alloc` the IOVA allocator is not built, so its file is
@@ -65,7 +65,7 @@ type Words = [u64; (MAX_GRANULES / 64) as usize];
 ///
 /// ```
 /// use dmaspace::provider::{Provider, ProviderError};
-/// use dmaspace::{Bdf, BusAddr, PhysAddr};
+/// use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
 /// dmaspace::brand!(Cmb);
 /// // SAFETY: the example never allocates from it.
 /// let e = unsafe { Provider::<Cmb>::new(Bdf::new(0, 1, 0, 0), 2, PhysAddr::new(0x1000), BusAddr::new_unchecked(0x1000), 0) };
@@ -165,7 +165,7 @@ impl core::error::Error for ProviderError {}
 ///
 /// ```
 /// use dmaspace::provider::Provider;
-/// use dmaspace::{Bdf, BusAddr, PhysAddr};
+/// use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
 /// dmaspace::brand!(Cmb);
 /// // SAFETY: in this example the range is the BAR's, as read from its resource.
 /// let cmb = unsafe {
@@ -211,7 +211,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// dmaspace::brand!(Bar4);
     /// // SAFETY: example values standing for a real BAR.
     /// let p = unsafe { Provider::<Bar4>::new(Bdf::new(0, 5, 0, 0), 4, PhysAddr::new(0xe000_0000), BusAddr::new_unchecked(0xe000_0000), 1 << 24)? };
@@ -324,7 +324,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::{Provider, MIN_GRANULE};
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// // SAFETY: example values.
     /// let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
@@ -356,7 +356,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// dmaspace::brand!(Cmb);
     /// // SAFETY: example values standing for a real BAR.
     /// let mut p = unsafe { Provider::<Cmb>::new(Bdf::new(0, 5, 0, 0), 2, PhysAddr::new(0xe000_0000), BusAddr::new_unchecked(0xe000_0000), 1 << 20)? };
@@ -398,7 +398,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
@@ -424,7 +424,7 @@ impl<PB: Brand> Provider<PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };
@@ -465,7 +465,7 @@ impl<PB: Brand> Provider<PB> {
     /// ```
     /// # use dmaspace::provider::Provider;
     /// # use dmaspace::error::MapError;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };
@@ -673,7 +673,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 8192)? };

@@ -348,12 +348,12 @@ pub enum P2pRoute<'r, PB: Brand, K: Brand> {
 #[non_exhaustive]
 pub enum RouteError {
     /// The provider's or the client's function is not in the topology.
-    Topology(crate::topology::TopologyError),
+    Topology(dmaspace_pci::TopologyError),
     /// The provider or the client is a function of another machine.
     OtherMachine,
     /// The kernel's `PCI_P2PDMA_MAP_NOT_SUPPORTED` (also returned when ACS
     /// could not be read and might have changed the answer).
-    NotSupported(crate::topology::Verdict),
+    NotSupported(dmaspace_pci::Verdict),
 }
 
 #[cfg(feature = "alloc")]
@@ -371,8 +371,8 @@ impl fmt::Display for RouteError {
                 v.provider,
                 v.client,
                 match v.acs {
-                    crate::topology::PathAcs::Unknown => ": ACS could not be read",
-                    crate::topology::PathAcs::Known => "",
+                    dmaspace_pci::PathAcs::Unknown => ": ACS could not be read",
+                    dmaspace_pci::PathAcs::Known => "",
                 }
             ),
         }
@@ -392,7 +392,7 @@ impl<'r, PB: Brand, K: Brand> P2pRoute<'r, PB, K> {
     /// the kernel's verdict (the transfer never leaves the device, so ACS
     /// and the host bridge do not matter); the kernel would return
     /// `bus_addr` distance 0, or, with ACS redirect on the device itself,
-    /// a host-bridge verdict. [`crate::topology::Topology::verdict`] gives
+    /// a host-bridge verdict. [`dmaspace_pci::Topology::verdict`] gives
     /// the kernel's answer unchanged.
     ///
     /// # Errors
@@ -403,7 +403,7 @@ impl<'r, PB: Brand, K: Brand> P2pRoute<'r, PB, K> {
     ///
     /// ```
     /// # use dmaspace::prelude::*;
-    /// use dmaspace::topology::{PciFunction, PciePortType, Topology};
+    /// use dmaspace::pci::{PciFunction, PciePortType, Topology};
     /// brand!(Cmb);
     /// brand!(Nic);
     /// let (rp, usp, dsp1, dsp2) = (Bdf::new(0, 0, 2, 0), Bdf::new(0, 1, 0, 0), Bdf::new(0, 2, 0, 0), Bdf::new(0, 2, 1, 0));
@@ -432,7 +432,7 @@ impl<'r, PB: Brand, K: Brand> P2pRoute<'r, PB, K> {
         provider: &'r Provider<PB>,
         client: &'r Device<'_, K>,
     ) -> Result<Self, RouteError> {
-        use crate::topology::MapType;
+        use dmaspace_pci::MapType;
         let (pf, cf) = (provider.function(), client.function());
         if pf.machine != machine.id() || cf.machine != machine.id() {
             return Err(RouteError::OtherMachine);

@@ -8,15 +8,15 @@ use std::path::Path;
 use dmaspace::BusOffset;
 use dmaspace::dir::ToDevice;
 use dmaspace::error::{ClaimError, MapError};
+use dmaspace::pci::{CpuInfo, MapType, PathAcs, Policy, Topology, sysfs};
 use dmaspace::prelude::*;
 use dmaspace::provider::ProviderError;
 use dmaspace::route::RouteError;
-use dmaspace::topology::{CpuInfo, MapType, PathAcs, Policy, Topology, sysfs};
 use dmaspace::vec::SegOf;
 
 fn load(name: &str) -> Topology {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/synthetic")
+        .join("pci/tests/fixtures/synthetic")
         .join(name)
         .join("root");
     sysfs::load(&root).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -185,10 +185,10 @@ fn a_provider_from_a_loaded_bar_maps_at_its_bus_address() {
 
 #[test]
 fn a_loaded_bar_with_a_bus_offset_gives_the_offset() {
-    use dmaspace::topology::{Bar, BarFlags, PciFunction};
-    // SAFETY: the bus start a BAR register of this simulated SoC holds.
-    let bus = unsafe { BusAddr::new_unchecked(0x2000_0000) };
-    let bar = Bar::new(4, PhysAddr::new(0x60_0000_0000), 1 << 20, BarFlags::MEM)
+    use dmaspace::pci::{Bar, BarFlags, PciFunction};
+    // The bus start a BAR register of this simulated SoC holds.
+    let bus = 0x2000_0000;
+    let bar = Bar::new(4, 0x60_0000_0000, 1 << 20, BarFlags::MEM)
         .unwrap()
         .with_bus_start(bus)
         .unwrap();
@@ -286,10 +286,10 @@ fn the_cmb_bus_address_of_an_own_bar_segment() {
 
 #[test]
 fn the_cmb_bus_address_applies_the_bus_offset() {
-    use dmaspace::topology::{Bar, BarFlags, PciFunction};
-    // SAFETY: the bus start a BAR register of this simulated SoC holds.
-    let bus = unsafe { BusAddr::new_unchecked(0x2000_0000) };
-    let bar = Bar::new(2, PhysAddr::new(0x60_0000_0000), 1 << 20, BarFlags::MEM)
+    use dmaspace::pci::{Bar, BarFlags, PciFunction};
+    // The bus start a BAR register of this simulated SoC holds.
+    let bus = 0x2000_0000;
+    let bar = Bar::new(2, 0x60_0000_0000, 1 << 20, BarFlags::MEM)
         .unwrap()
         .with_bus_start(bus)
         .unwrap();

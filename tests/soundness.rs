@@ -8,9 +8,9 @@ use dmaspace::error::{ClaimError, MapError, MapErrorKind};
 use dmaspace::host::{CpuAccessible, SimulatedRam};
 use dmaspace::iommu::IommuPerm;
 use dmaspace::machine::{Machine, MachineError};
+use dmaspace::pci::{PciFunction, Topology};
 use dmaspace::prelude::*;
 use dmaspace::swiotlb::Swiotlb;
-use dmaspace::topology::{PciFunction, Topology};
 use dmaspace::vec::{HostSeg, SegOf};
 
 brand!(Nvme);

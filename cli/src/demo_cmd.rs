@@ -7,11 +7,11 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use dmaspace::host::SimulatedRam;
-use dmaspace::prelude::*;
-use dmaspace::route::RouteError;
-use dmaspace::topology::{
+use dmaspace::pci::{
     MapType, PciFunction, PcieKind, PciePortType, Policy, Topology, TopologyError, sysfs,
 };
+use dmaspace::prelude::*;
+use dmaspace::route::RouteError;
 use dmaspace::vec::{HostSeg, Unsynced};
 
 use crate::error::CliError;

@@ -1,7 +1,7 @@
 //! Words for the facts every output format shows: port types, ACS, the CPU rule, a host
 //! bridge's allowlist status, the matrix class of a verdict.
 
-use dmaspace::topology::{
+use dmaspace_pci::{
     AcsState, AllowFlags, Bdf, CpuVendor, HostBridgeId, Island, MapType, PathAcs, PciFunction,
     PcieKind, Policy, Topology, Verdict,
 };

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use dmaspace::topology::{AcsState, HostBridgeId, Island, Policy, Topology};
+use dmaspace_pci::{AcsState, HostBridgeId, Island, Policy, Topology};
 
 use crate::describe::{HbStatus, acs_str, cpu_str, port_str};
 use crate::error::CliError;
@@ -35,7 +35,7 @@ fn write_node(
     out: &mut impl Write,
     topo: &Topology,
     names: &Names,
-    bdf: dmaspace::topology::Bdf,
+    bdf: dmaspace_pci::Bdf,
     indent: &str,
 ) -> Result<(), CliError> {
     let Some(f) = topo.function(bdf) else {

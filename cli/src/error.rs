@@ -8,8 +8,8 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 
-use dmaspace::topology::TopologyError;
-use dmaspace::topology::sysfs::SysfsError;
+use dmaspace_pci::TopologyError;
+use dmaspace_pci::sysfs::SysfsError;
 
 /// What kind of failure: decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +51,7 @@ pub enum CliError {
     /// The SVG could not be turned into a PNG.
     Render(String),
     /// The DMA layer refused a step of the demo, which uses fixed, valid values.
+    #[cfg(feature = "demo")]
     Dma(Box<dyn Error + 'static>),
 }
 
@@ -60,7 +61,9 @@ impl CliError {
         match self {
             Self::Sysfs(_) | Self::Topology(_) | Self::Argument(_) => ErrorKind::BadInput,
             Self::Write(_) => ErrorKind::Output,
-            Self::Format(_) | Self::Render(_) | Self::Dma(_) => ErrorKind::Internal,
+            Self::Format(_) | Self::Render(_) => ErrorKind::Internal,
+            #[cfg(feature = "demo")]
+            Self::Dma(_) => ErrorKind::Internal,
         }
     }
 
@@ -70,6 +73,7 @@ impl CliError {
     }
 
     /// Wraps an error of the DMA layer (for `map_err`).
+    #[cfg(feature = "demo")]
     pub fn dma(e: impl Error + 'static) -> Self {
         Self::Dma(Box::new(e))
     }
@@ -84,6 +88,7 @@ impl fmt::Display for CliError {
             Self::Write(e) => write!(f, "writing the output: {e}"),
             Self::Format(_) => f.write_str("formatting the output failed"),
             Self::Render(what) => write!(f, "rendering the picture: {what}"),
+            #[cfg(feature = "demo")]
             Self::Dma(e) => write!(f, "{e}"),
         }
     }
@@ -96,6 +101,7 @@ impl Error for CliError {
             Self::Topology(e) => Some(e),
             Self::Write(source) => Some(source),
             Self::Format(e) => Some(e),
+            #[cfg(feature = "demo")]
             Self::Dma(e) => Some(e.as_ref()),
             Self::Argument(_) | Self::Render(_) => None,
         }

@@ -7,9 +7,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use clap::ValueEnum;
-use dmaspace::topology::{
-    AcsState, Bdf, Explanation, Fix, FixAction, HostBridgeCheck, Step, Topology,
-};
+use dmaspace_pci::{AcsState, Bdf, Explanation, Fix, FixAction, HostBridgeCheck, Step, Topology};
 use serde_json::{Value, json};
 
 use crate::describe::{acs_str, cpu_str};
@@ -205,10 +203,10 @@ fn step_json(step: &Step) -> Value {
             "allowlist_entry": c.entry.map(|e| json!({
                 "vendor": format!("0x{:04x}", e.vendor),
                 "device": match e.device {
-                    dmaspace::topology::DeviceMatch::Id(d) => format!("0x{d:04x}"),
-                    dmaspace::topology::DeviceMatch::Any => "any".to_string(),
+                    dmaspace_pci::DeviceMatch::Id(d) => format!("0x{d:04x}"),
+                    dmaspace_pci::DeviceMatch::Any => "any".to_string(),
                 },
-                "req_same_host_bridge": e.flags.contains(dmaspace::topology::AllowFlags::REQ_SAME_HOST_BRIDGE),
+                "req_same_host_bridge": e.flags.contains(dmaspace_pci::AllowFlags::REQ_SAME_HOST_BRIDGE),
             })),
             "allowed": c.allowed, "text": text,
         }),

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "demo")]
 mod demo_cmd;
 mod describe;
 mod dot;
@@ -43,6 +44,7 @@ enum Command {
     /// Explain the kernel's verdict for one pair, step by step, with the nearest fix.
     Explain(explain_cmd::Args),
     /// Show the P2P matrix of a machine, then map one mixed I/O for one client.
+    #[cfg(feature = "demo")]
     Demo(demo_cmd::Args),
 }
 
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Topology(args) => topology_cmd::run(&args),
         Command::Explain(args) => explain_cmd::run(&args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo_cmd::run(&args),
     };
     match result {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dmaspace::topology::{Bdf, PciFunction, PcieKind, PciePortType, Topology};
+use dmaspace_pci::{Bdf, PciFunction, PcieKind, PciePortType, Topology};
 
 use crate::error::CliError;
 

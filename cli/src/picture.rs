@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use dmaspace::topology::{AcsState, Bdf, HostBridgeId, Island, Policy, Topology};
+use dmaspace_pci::{AcsState, Bdf, HostBridgeId, Island, Policy, Topology};
 
 use crate::describe::{HbStatus, acs_str, count, cpu_name, islands_in_tree_order};
 use crate::dot::{ISLAND_EDGES, ISLAND_FILLS};

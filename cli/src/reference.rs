@@ -2,7 +2,7 @@
 //! Ice Lake-SP server, each socket with a PCIe switch holding a GPU, a NIC
 //! and an NVMe drive, and one more NVMe drive on its own root port.
 
-use dmaspace::topology::{
+use dmaspace_pci::{
     AcsCtrl, AcsState, Bdf, CpuInfo, CpuVendor, HostBridgeId, PciFunction, PciePortType, Topology,
     TopologyError,
 };
@@ -10,7 +10,10 @@ use dmaspace::topology::{
 /// Ice Lake-SP host bridge: on both Linux allowlists (no same-bridge flag).
 const HOST_BRIDGE: (u16, u16) = (0x8086, 0x09a2);
 
+/// The demo's default provider and client.
+#[cfg(feature = "demo")]
 pub(crate) const GPU0: Bdf = Bdf::new(0, 0x03, 0, 0);
+#[cfg(feature = "demo")]
 pub(crate) const NVME0: Bdf = Bdf::new(0, 0x05, 0, 0);
 
 /// Builds the reference topology.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use dmaspace::topology::{Allowlist, CpuInfo, CpuVendor, Policy, Topology, sysfs};
+use dmaspace_pci::{Allowlist, CpuInfo, CpuVendor, Policy, Topology, sysfs};
 
 use crate::error::CliError;
 use crate::names::{Names, pci_ids_source};

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use dmaspace::topology::{Bdf, Policy, Topology};
+use dmaspace_pci::{Bdf, Policy, Topology};
 
 use crate::describe::{MATRIX_LEGEND, acs_str, count, cpu_str, matrix_cell, port_str};
 use crate::error::CliError;

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use dmaspace::topology::{Bdf, Policy, Topology};
+use dmaspace_pci::{Bdf, Policy, Topology};
 use serde_json::{Value, json};
 
 use crate::describe::{HbStatus, acs_str, port_str};
@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
     let (topo, names, policy) = (&loaded.topo, &loaded.names, &loaded.policy);
     let unknown = topo
         .functions()
-        .filter(|f| f.acs == dmaspace::topology::AcsState::Unknown)
+        .filter(|f| f.acs == dmaspace_pci::AcsState::Unknown)
         .count();
     if unknown > 0 {
         eprintln!(

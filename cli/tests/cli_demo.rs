@@ -49,7 +49,8 @@ fn cross_socket_provider_goes_through_the_host_bridge() {
 
 #[test]
 fn not_supported_pair_maps_host_pages_only() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/synthetic/q35/root");
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../pci/tests/fixtures/synthetic/q35/root");
     let root = root.to_str().expect("utf-8 path");
     let (code, out, err) = demo(&[
         "--sysfs",

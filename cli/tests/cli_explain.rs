@@ -3,7 +3,7 @@
 //! on a sample of the captured pairs; the steps and the nearest fix in words; bad input
 //! is exit 2 with one line.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../pci/tests/common/mod.rs"]
 pub mod common;
 
 use std::collections::BTreeMap;
@@ -128,7 +128,7 @@ fn explain_agrees_with_topology_on_every_pair_of_every_fixture() {
 
 #[test]
 fn explain_agrees_with_linux_on_captured_pairs() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kernel");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pci/tests/fixtures/kernel");
     let mut names: Vec<_> = fs::read_dir(&dir)
         .expect("kernel fixtures")
         .map(|e| e.expect("entry").path())

@@ -2,7 +2,7 @@
 //! Linux, the demo's reference server) the SVG parses, as XML and for the renderer, and
 //! names every function and every P2P island that the JSON lists; the PNG is a PNG.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../pci/tests/common/mod.rs"]
 pub mod common;
 
 use std::collections::BTreeSet;
@@ -38,7 +38,7 @@ fn sources() -> Vec<Vec<String>> {
         .iter()
         .map(|s| vec!["--sysfs".into(), path_str(&fixture_root(s.name))])
         .collect();
-    let kernel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/kernel");
+    let kernel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pci/tests/fixtures/kernel");
     let mut names: Vec<PathBuf> = fs::read_dir(&kernel)
         .expect("kernel fixtures")
         .map(|e| e.expect("entry").path())

@@ -1,7 +1,7 @@
 //! `dmaspace topology` on every synthetic fixture (JSON checked field by field against
 //! the builder API) and on malformed trees (exit 2, one line on stderr, no panic).
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../pci/tests/common/mod.rs"]
 pub mod common;
 
 use std::fs;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use dmaspace::topology::{Allowlist, Policy};
+use dmaspace::pci::{Allowlist, Policy};
 use serde_json::Value;
 
 fn dmaspace(args: &[&str]) -> Output {

@@ -32,8 +32,8 @@ use std::time::Instant;
 use dmaspace::host::{CpuAccessible, RamBus, SimBuf, SimulatedRam};
 use dmaspace::iommu::{IommuPerm, SoftIommu};
 use dmaspace::map::{Iommu, MapQueue};
+use dmaspace::pci::sysfs;
 use dmaspace::prelude::*;
-use dmaspace::topology::sysfs;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -681,7 +681,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             sysfs: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/synthetic/dgx/root"),
+                .join("pci/tests/fixtures/synthetic/dgx/root"),
             queues: 2,
             ios: 2000,
         }
@@ -819,7 +819,7 @@ mod driver_tests {
     fn the_fleet_is_whatever_the_tree_holds() {
         let fixture = |name: &str| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/synthetic")
+                .join("pci/tests/fixtures/synthetic")
                 .join(name)
                 .join("root")
         };

@@ -2,7 +2,7 @@
 //! what it reports agrees with the bytes.
 #![no_main]
 
-use dmaspace::topology::{AcsState, ConfigError, PcieKind, parse_config};
+use dmaspace::pci::{AcsState, ConfigError, PcieKind, parse_config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use dmaspace::topology::{Bdf, PairVerdict, Policy, sysfs};
+use dmaspace::pci::{Bdf, PairVerdict, Policy, sysfs};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 

@@ -12,11 +12,11 @@
 use core::fmt;
 
 use crate::addr::PhysAddr;
-use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::linux::{MappedBar, VfioDevice, VfioError};
 use crate::machine::Machine;
 use crate::provider::{Provider, ProviderError};
+use dmaspace_pci::Bdf;
 
 /// BAR `bar` of a VFIO-opened function as P2P memory, with the process
 /// mapping of the whole BAR (VFIO's `mmap` of the region) that IOMMU

@@ -16,12 +16,12 @@
 
 use core::fmt;
 
-use crate::bdf::Bdf;
 use crate::brand::Brand;
 use crate::device::Device;
 use crate::error::ClaimError;
 use crate::linux::{VfioContainer, VfioDevice, VfioIommuType};
 use crate::map::{Direct, Mapper};
+use dmaspace_pci::Bdf;
 
 /// Why [`Mapper::vfio_no_iommu`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -121,4 +121,3 @@ pub trait LeaseLink {
     #[doc(hidden)]
     unsafe fn link(&mut self, placed: Placed, addr: u64, mmio: bool) -> Result<(), MapError>;
 }
-

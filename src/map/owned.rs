@@ -30,8 +30,8 @@ use crate::vec::{DmaSeg, HostSeg, SegBuf, SegSlot};
 
 use super::plan::{self, Step};
 use super::translation::{Direct, Translation};
-use crate::iommu::{Lease, LinkLease};
 use super::{MapQueue, Mapper};
+use crate::iommu::{Lease, LinkLease};
 
 /// Who may touch the memory of a live [`MappedBuf`]: [`DeviceOwned`] or
 /// [`CpuOwned`].
@@ -496,11 +496,11 @@ mod tests {
 
     use super::*;
     use crate::addr::PhysAddr;
-    use crate::bdf::Bdf;
     use crate::device::Device;
     use crate::dir::{IommuPerm, ToDevice};
     use crate::iommu::{GRANULE, IommuDomain};
     use crate::limits::DmaLimits;
+    use dmaspace_pci::Bdf;
 
     crate::brand!(Dev);
     crate::brand!(Dom);

@@ -246,7 +246,7 @@ impl<PB: Brand> P2pSeg<'_, PB> {
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::{Bdf, BusAddr, PhysAddr};
+    /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
     /// # let p = unsafe { Provider::<P>::new(Bdf::new(0, 5, 0, 0), 0, PhysAddr::new(0x10_0000), BusAddr::new_unchecked(0x10_0000), 1 << 20)? };

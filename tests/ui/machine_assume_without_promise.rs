@@ -3,7 +3,7 @@
 mod prelude;
 use prelude::*;
 
-use dmaspace::topology::Topology;
+use dmaspace::pci::Topology;
 
 fn main() {
     let topo = Topology::builder().build().unwrap();

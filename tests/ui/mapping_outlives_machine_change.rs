@@ -3,7 +3,7 @@
 mod prelude;
 use prelude::*;
 
-use dmaspace::topology::{AcsCtrl, AcsState, PciFunction, Topology};
+use dmaspace::pci::{AcsCtrl, AcsState, PciFunction, Topology};
 
 fn main() {
     let (a, b) = (Bdf::new(0, 0, 3, 0), Bdf::new(0, 0, 4, 0));

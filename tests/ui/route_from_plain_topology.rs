@@ -3,7 +3,7 @@
 mod prelude;
 use prelude::*;
 
-use dmaspace::topology::{PciFunction, Topology};
+use dmaspace::pci::{PciFunction, Topology};
 
 fn main() {
     let (cmb, nic) = setup();

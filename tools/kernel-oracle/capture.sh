@@ -1,6 +1,6 @@
 #!/bin/sh
 # capture.sh NAME: boot the oracle kernel in QEMU (q35, TCG) with the topology
-# described by topologies/NAME and write tests/fixtures/kernel/NAME/
+# described by topologies/NAME and write pci/tests/fixtures/kernel/NAME/
 #   console.log    raw serial console of the boot (the evidence)
 #   root/...       the captured sysfs tree (sys/devices/pci*, sys/bus/pci/devices, proc/cpuinfo)
 #   oracle.txt     the module's report as read from /proc/p2p_oracle
@@ -33,7 +33,7 @@ TOPOLOGIES="$HERE/topologies"
 # How many functions should publish P2P memory (the initramfs waits for them).
 P2PMEM=$(printf '%s\n' $QEMU_DEVICES | grep -c 'cmb_size_mb=' || true)
 
-FIX="$REPO/tests/fixtures/kernel/$NAME"
+FIX="$REPO/pci/tests/fixtures/kernel/$NAME"
 rm -rf "$FIX"
 mkdir -p "$FIX"
 echo "capture: $NAME (cpu $CPU)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare the brief-table fixtures with the brief's "Real-kernel verdicts" table.
 
-Reads tests/fixtures/kernel/brief-table{,-acs}-{qemu64,epyc}/verdicts.json and
+Reads pci/tests/fixtures/kernel/brief-table{,-acs}-{qemu64,epyc}/verdicts.json and
 prints each row of the brief with what the kernel said; exits 1 on any
 disagreement. Names: see topologies/devices/brief-table.sh.
 """
@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-FIX = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "kernel")
+FIX = os.path.join(os.path.dirname(__file__), "..", "..", "pci", "tests", "fixtures", "kernel")
 N = {"A": "0000:03:00.0", "B": "0000:04:00.0", "C": "0000:05:00.0",
      "D0": "0000:06:00.0", "D1": "0000:06:00.1", "E": "0000:00:05.0",
      "F": "0000:00:06.0", "RP1": "0000:00:02.0", "RP3": "0000:00:04.0"}

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Print a Markdown table of every fixture in tests/fixtures/kernel/ (for docs/kernel-parity.md)."""
+"""Print a Markdown table of every fixture in pci/tests/fixtures/kernel/ (for docs/kernel-parity.md)."""
 import json
 import os
 from collections import Counter
 
-FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "kernel")
+FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pci", "tests", "fixtures", "kernel")
 print("| fixture | kernel | cpu (family) | functions | pairs | distance -1 | observed maps | bus_addr | thru_host_bridge | not_supported |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 tot = Counter()

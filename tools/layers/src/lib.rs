@@ -58,9 +58,10 @@ pub fn read_crate(src: &Path) -> Result<Graph, ReadError> {
     let modules: BTreeSet<ModPath> = files.iter().map(|(m, _)| m.clone()).collect();
     let mut texts = BTreeMap::new();
     for (m, p) in &files {
-        let text = std::fs::read_to_string(p).map_err(|e| ReadError(format!("{}: {e}", p.display())))?;
-        let tokens = TokenStream::from_str(&text)
-            .map_err(|e| ReadError(format!("{}: {e}", p.display())))?;
+        let text =
+            std::fs::read_to_string(p).map_err(|e| ReadError(format!("{}: {e}", p.display())))?;
+        let tokens =
+            TokenStream::from_str(&text).map_err(|e| ReadError(format!("{}: {e}", p.display())))?;
         texts.insert(m.clone(), (p.clone(), tokens));
     }
     // Names the crate root re-exports (`pub use addr::{PhysAddr, ..}`), so
@@ -69,7 +70,11 @@ pub fn read_crate(src: &Path) -> Result<Graph, ReadError> {
     if let Some((_, root)) = texts.get(&Vec::new()) {
         for path in uses(root) {
             if let [first, .., last] = path.segs.as_slice() {
-                let base = if path.base == Base::Crate { Vec::new() } else { Vec::new() };
+                let base = if path.base == Base::Crate {
+                    Vec::new()
+                } else {
+                    Vec::new()
+                };
                 let mut m = base;
                 m.push(first.clone());
                 if modules.contains(&m) {
@@ -194,20 +199,25 @@ fn resolve(modules: &BTreeSet<ModPath>, mut at: ModPath, segs: &[String]) -> Mod
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(ModPath, PathBuf)>) -> Result<(), ReadError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ReadError(format!("{}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| ReadError(format!("{}: {e}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(|e| ReadError(format!("{}: {e}", dir.display())))?;
         let path = entry.path();
         if path.is_dir() {
             collect(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let rel = path.strip_prefix(root).map_err(|e| ReadError(e.to_string()))?;
+            let rel = path
+                .strip_prefix(root)
+                .map_err(|e| ReadError(e.to_string()))?;
             let mut m: ModPath = rel
                 .with_extension("")
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if m.last().is_some_and(|l| l == "mod") || (m.len() == 1 && (m[0] == "lib" || m[0] == "main")) {
+            if m.last().is_some_and(|l| l == "mod")
+                || (m.len() == 1 && (m[0] == "lib" || m[0] == "main"))
+            {
                 m.pop();
             }
             out.push((m, path));
@@ -236,7 +246,10 @@ impl RefPath {
             Base::SelfMod => "self".to_owned(),
             Base::Super(n) => vec!["super"; n].join("::"),
         };
-        std::iter::once(base).chain(self.segs.iter().cloned()).collect::<Vec<_>>().join("::")
+        std::iter::once(base)
+            .chain(self.segs.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("::")
     }
 }
 
@@ -275,14 +288,18 @@ fn is_colons(toks: &[TokenTree], i: usize) -> bool {
 }
 
 fn is_cfg_test(group: &TokenTree) -> bool {
-    let TokenTree::Group(g) = group else { return false };
+    let TokenTree::Group(g) = group else {
+        return false;
+    };
     if g.delimiter() != Delimiter::Bracket {
         return false;
     }
     let inner: Vec<TokenTree> = g.stream().into_iter().collect();
     matches!(inner.first(), Some(TokenTree::Ident(i)) if i == "cfg")
         && inner.get(1).is_some_and(|t| {
-            let TokenTree::Group(args) = t else { return false };
+            let TokenTree::Group(args) = t else {
+                return false;
+            };
             let words: Vec<String> = args.stream().into_iter().map(|t| t.to_string()).collect();
             words.first().is_some_and(|w| w == "test")
         })
@@ -349,7 +366,13 @@ fn scan(tokens: &TokenStream, out: &mut Vec<RefPath>) {
 }
 
 /// Reads a path tree at `toks[*j..]` (`a::b::{c, d::e}`) after `prefix`.
-fn tree(toks: &[TokenTree], j: &mut usize, prefix: &mut Vec<String>, base: Base, out: &mut Vec<RefPath>) {
+fn tree(
+    toks: &[TokenTree],
+    j: &mut usize,
+    prefix: &mut Vec<String>,
+    base: Base,
+    out: &mut Vec<RefPath>,
+) {
     let start_len = prefix.len();
     loop {
         match toks.get(*j) {
@@ -360,7 +383,10 @@ fn tree(toks: &[TokenTree], j: &mut usize, prefix: &mut Vec<String>, base: Base,
                     *j += 2;
                     continue;
                 }
-                out.push(RefPath { base, segs: prefix.clone() });
+                out.push(RefPath {
+                    base,
+                    segs: prefix.clone(),
+                });
                 break;
             }
             Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => {
@@ -376,7 +402,9 @@ fn tree(toks: &[TokenTree], j: &mut usize, prefix: &mut Vec<String>, base: Base,
                         tree(&inner, &mut k, &mut p, base, out);
                     }
                     // Skip to the next top-level comma.
-                    while k < inner.len() && !matches!(&inner[k], TokenTree::Punct(c) if c.as_char() == ',') {
+                    while k < inner.len()
+                        && !matches!(&inner[k], TokenTree::Punct(c) if c.as_char() == ',')
+                    {
                         k += 1;
                     }
                     k += 1;
@@ -384,7 +412,10 @@ fn tree(toks: &[TokenTree], j: &mut usize, prefix: &mut Vec<String>, base: Base,
                 break;
             }
             _ => {
-                out.push(RefPath { base, segs: prefix.clone() });
+                out.push(RefPath {
+                    base,
+                    segs: prefix.clone(),
+                });
                 break;
             }
         }

@@ -21,9 +21,18 @@ fn main() -> std::process::ExitCode {
             bad = true;
             println!("  CYCLE:");
             for e in cycle {
-                println!("    {} -> {}   ({})", e.from.join("::"), e.to.join("::"), e.witness);
+                println!(
+                    "    {} -> {}   ({})",
+                    e.from.join("::"),
+                    e.to.join("::"),
+                    e.witness
+                );
             }
         }
     }
-    if bad { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS }
+    if bad {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
 }
