@@ -70,13 +70,7 @@ pub fn read_crate(src: &Path) -> Result<Graph, ReadError> {
     if let Some((_, root)) = texts.get(&Vec::new()) {
         for path in uses(root) {
             if let [first, .., last] = path.segs.as_slice() {
-                let base = if path.base == Base::Crate {
-                    Vec::new()
-                } else {
-                    Vec::new()
-                };
-                let mut m = base;
-                m.push(first.clone());
+                let m = vec![first.clone()];
                 if modules.contains(&m) {
                     root_names.insert(last.clone(), resolve(&modules, m, &path.segs[1..]));
                 }
