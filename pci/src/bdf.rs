@@ -170,3 +170,18 @@ impl FromStr for HostBridgeId {
         Ok(Self::new(domain, bus as u8))
     }
 }
+
+/// A host bridge and, when it sits below a PCI function (Intel VMD), that function.
+///
+/// ```
+/// use dmaspace_pci::{Bdf, HostBridge, HostBridgeId};
+/// let hb = HostBridge { id: HostBridgeId::new(0x10000, 0), below: Some(Bdf::new(0, 0, 0x0e, 0)) };
+/// assert_eq!(hb.id.to_string(), "pci10000:00");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HostBridge {
+    /// Its id.
+    pub id: HostBridgeId,
+    /// The PCI function whose sysfs directory holds it (VMD), if any.
+    pub below: Option<Bdf>,
+}

@@ -5,9 +5,9 @@ use alloc::vec::Vec;
 
 use super::allowlist::Policy;
 use super::bdf::Bdf;
-use super::classify::Verdict;
 use super::error::TopologyError;
 use super::tree::Topology;
+use super::verdict::Verdict;
 
 /// Caches verdicts per (provider, client) for one topology generation and one policy.
 ///

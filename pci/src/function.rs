@@ -3,13 +3,10 @@
 use super::bdf::{Bdf, HostBridgeId};
 use super::registers::{AcsState, PcieKind, PciePortType};
 
-#[cfg(doc)]
-use super::tree::{Topology, TopologyBuilder};
-
-/// One PCI function of a [`Topology`].
+/// One PCI function of a [`Topology`](crate::Topology).
 ///
 /// Built with [`PciFunction::new`] and the `with_*`/[`under`](Self::under)/
-/// [`vf_of`](Self::vf_of) setters, then handed to [`TopologyBuilder::function`].
+/// [`vf_of`](Self::vf_of) setters, then handed to [`TopologyBuilder::function`](crate::TopologyBuilder::function).
 ///
 /// ```
 /// use dmaspace_pci::{AcsCtrl, AcsState, Bdf, PciFunction, PciePortType};
@@ -37,7 +34,7 @@ pub struct PciFunction {
     pub acs: AcsState,
     /// The bridge whose secondary bus this function sits on; `None` on a root bus.
     /// For a VF this is informational only: the P2PDMA walk uses its PF's (see
-    /// [`Topology::upstream_bridge`]).
+    /// [`Topology::upstream_bridge`](crate::Topology::upstream_bridge)).
     pub parent: Option<Bdf>,
     /// The host bridge above it. For a function with a parent (or a VF) the builder
     /// overwrites it with the one inherited from the parent (or PF).

@@ -1,9 +1,9 @@
-//! The precomputed tables behind [`Topology::verdict`] and [`Topology::all_pairs`].
+//! The precomputed tables behind [`Topology::verdict`](crate::Topology::verdict) and [`Topology::all_pairs`](crate::Topology::all_pairs).
 //!
 //! `calc_map_type_and_dist()` walks the provider's chain of upstream bridges and, for
 //! each node, searches the client's chain: O(depth²) per pair, with a pointer chase per
 //! step. The answer only depends on a few facts that do not change between questions,
-//! so a [`Topology`] keeps them, computed once when it is built (and again when its ACS
+//! so a [`Topology`](crate::Topology) keeps them, computed once when it is built (and again when its ACS
 //! changes):
 //!
 //! - per function: its `pci_upstream_bridge()` as a dense index, its depth (hops to the
@@ -22,7 +22,7 @@
 //! not above the common ancestor (the provider's walk includes the ancestor), the
 //! client's iff it is strictly below it. The first of them in the kernel's order is the
 //! provider's, if any. `tests/topology_fast_path.rs` checks all of it against the plain
-//! walk ([`Topology::explain`]) on random trees, and `tests/kernel_parity.rs` against
+//! walk ([`Topology::explain`](crate::Topology::explain)) on random trees, and `tests/kernel_parity.rs` against
 //! Linux.
 
 use alloc::collections::BTreeMap;
@@ -34,9 +34,6 @@ use super::bdf::{Bdf, HostBridgeId};
 use super::error::TopologyError;
 use super::function::PciFunction;
 use super::registers::PcieKind;
-
-#[cfg(doc)]
-use super::tree::Topology;
 
 /// "None" for a dense index.
 pub(crate) const NONE: u32 = u32::MAX;
@@ -76,7 +73,7 @@ pub(crate) struct HbInfo {
     pub unknown: bool,
 }
 
-/// The precomputed tables of one [`Topology`].
+/// The precomputed tables of one [`Topology`](crate::Topology).
 #[derive(Clone, Default)]
 pub(crate) struct Index {
     /// Dense index → packed address (sorted: the [`Bdf`] order).
@@ -141,7 +138,7 @@ impl Index {
     /// The tables of a checked tree (every parent and PF present).
     pub(crate) fn new(
         functions: &BTreeMap<Bdf, PciFunction>,
-        host_bridges: &BTreeMap<HostBridgeId, super::tree::HostBridge>,
+        host_bridges: &BTreeMap<HostBridgeId, super::bdf::HostBridge>,
     ) -> Self {
         let n = functions.len();
         let bdfs: Vec<Bdf> = functions.keys().copied().collect();

@@ -76,20 +76,24 @@ mod islands;
 mod pairs;
 #[cfg(feature = "alloc")]
 mod registers;
+#[cfg(feature = "alloc")]
+mod step;
 #[cfg(feature = "std")]
 pub mod sysfs;
 #[cfg(feature = "alloc")]
 mod tree;
+#[cfg(feature = "alloc")]
+mod verdict;
 
 #[cfg(feature = "alloc")]
 pub use allowlist::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, Policy};
 #[cfg(feature = "alloc")]
 pub use bar::{Bar, BarError, BarFlags, Bars};
-pub use bdf::{Bdf, HostBridgeId, ParseBdfError};
+pub use bdf::{Bdf, HostBridge, HostBridgeId, ParseBdfError};
 #[cfg(feature = "alloc")]
 pub use cache::VerdictCache;
 #[cfg(feature = "alloc")]
-pub use classify::{Closest, DistanceMany, MapType, PathAcs, Verdict};
+pub use classify::{Closest, DistanceMany};
 #[cfg(feature = "alloc")]
 pub use config::{ConfigError, ConfigInfo, parse_config};
 #[cfg(feature = "alloc")]
@@ -97,7 +101,7 @@ pub use cpu::{CpuInfo, CpuVendor};
 #[cfg(feature = "alloc")]
 pub use error::TopologyError;
 #[cfg(feature = "alloc")]
-pub use explain::{Explanation, Fix, FixAction, HostBridgeCheck, Side, Step};
+pub use explain::{Explanation, Fix, FixAction};
 #[cfg(feature = "alloc")]
 pub use function::PciFunction;
 #[cfg(feature = "alloc")]
@@ -107,4 +111,8 @@ pub use pairs::{PairMatrix, PairVerdict};
 #[cfg(feature = "alloc")]
 pub use registers::{AcsCtrl, AcsState, PcieKind, PciePortType};
 #[cfg(feature = "alloc")]
-pub use tree::{HostBridge, Topology, TopologyBuilder};
+pub use step::{HostBridgeCheck, Side, Step};
+#[cfg(feature = "alloc")]
+pub use tree::{Topology, TopologyBuilder};
+#[cfg(feature = "alloc")]
+pub use verdict::{MapType, PathAcs, Verdict};

@@ -4,10 +4,11 @@ use alloc::vec::Vec;
 
 use super::allowlist::Policy;
 use super::bdf::Bdf;
-use super::classify::{MapType, PathAcs, Tri, Verdict};
+use super::classify::Tri;
 use super::error::TopologyError;
 use super::index::NONE;
 use super::tree::Topology;
+use super::verdict::{MapType, PathAcs, Verdict};
 
 /// What the kernel reports for one pair (`pci_p2pdma_distance()` and the map type), and
 /// whether it is known for sure: the part of a [`Verdict`] that [`Topology::all_pairs`]

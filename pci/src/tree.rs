@@ -4,27 +4,12 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::bar::{Bar, Bars};
-use super::bdf::{Bdf, HostBridgeId};
+use super::bdf::{Bdf, HostBridge, HostBridgeId};
 use super::cpu::CpuInfo;
 use super::error::TopologyError;
 use super::function::PciFunction;
 use super::index::Index;
 use super::registers::{AcsState, PcieKind};
-
-/// A host bridge and, when it sits below a PCI function (Intel VMD), that function.
-///
-/// ```
-/// use dmaspace_pci::{Bdf, HostBridge, HostBridgeId};
-/// let hb = HostBridge { id: HostBridgeId::new(0x10000, 0), below: Some(Bdf::new(0, 0, 0x0e, 0)) };
-/// assert_eq!(hb.id.to_string(), "pci10000:00");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HostBridge {
-    /// Its id.
-    pub id: HostBridgeId,
-    /// The PCI function whose sysfs directory holds it (VMD), if any.
-    pub below: Option<Bdf>,
-}
 
 #[cfg(target_has_atomic = "64")]
 fn next_generation() -> u64 {
