@@ -10,29 +10,17 @@
 //! | backend | maps | where |
 //! |---|---|---|
 //! | [`SoftIommu`](crate::iommu::SoftIommu) | physical addresses, into a software page table you can `translate` | `alloc` |
-//! | [`VfioType1`](vfio::VfioType1): VFIO type1 container (`VFIO_IOMMU_MAP_DMA`) | process virtual addresses | `vfio` feature, Linux |
-//! | [`IommufdIoas`](iommufd::IommufdIoas): iommufd IOAS (`IOMMU_IOAS_MAP`) | process virtual addresses | `vfio` feature, Linux |
+//! | `dmaspace_vfio::backend::vfio::VfioType1`: VFIO type1 container (`VFIO_IOMMU_MAP_DMA`) | process virtual addresses | the `dmaspace-vfio` crate, Linux |
+//! | `dmaspace_vfio::backend::iommufd::IommufdIoas`: iommufd IOAS (`IOMMU_IOAS_MAP`) | process virtual addresses | the `dmaspace-vfio` crate, Linux |
 //!
 //! A device without an IOMMU (VFIO's no-IOMMU mode, dma-direct) has no
 //! backend: [`Mapper::direct`](crate::map::Mapper::direct) uses physical
 //! addresses as they are (`unsafe`; under VFIO's no-IOMMU mode the kernel
-//! vouches instead: [`Mapper::vfio_no_iommu`](crate::map::Mapper::vfio_no_iommu)
-//! in [`vfio_noiommu`]).
+//! vouches instead: `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper`).
 //!
-//! Peer memory on the same seam: [`VfioBarProvider`](vfio_bar::VfioBarProvider)
+//! Peer memory on the same seam: `dmaspace_vfio::backend::vfio_bar::VfioBarProvider`
 //! publishes a BAR of a function opened through VFIO as P2P memory, with
 //! the process mapping that the virtual-address backends map for a peer.
-
-#[cfg(all(feature = "vfio", target_os = "linux"))]
-pub mod iommufd;
-#[cfg(all(feature = "vfio", target_os = "linux"))]
-mod kernel;
-#[cfg(all(feature = "vfio", target_os = "linux"))]
-pub mod vfio;
-#[cfg(all(feature = "vfio", target_os = "linux"))]
-pub mod vfio_bar;
-#[cfg(all(feature = "vfio", target_os = "linux"))]
-pub mod vfio_noiommu;
 
 use core::fmt;
 

@@ -126,7 +126,7 @@ impl<'b> HostPages<'b> {
     pub unsafe fn from_virt(bytes: &'b mut [u8]) -> Result<Self, MapError> {
         let len = bytes.len();
         // SAFETY: the slice is valid and exclusive for 'b, as the invariant needs.
-        unsafe { Self::make(NonNull::from(bytes).cast(), len, None) }
+        unsafe { Self::from_raw_parts(NonNull::from(bytes).cast(), len, None) }
     }
 
     /// A buffer from its parts.
@@ -141,16 +141,33 @@ impl<'b> HostPages<'b> {
         phys: PhysAddr,
     ) -> Result<Self, MapError> {
         // SAFETY: forwarded.
-        unsafe { Self::make(ptr, len, Some(phys)) }
+        unsafe { Self::from_raw_parts(ptr, len, Some(phys)) }
     }
 
-    /// A buffer from its parts, physical address unknown when `phys` is `None`.
+    /// A buffer from its parts, physical address unknown when `phys` is
+    /// `None`: how a [`DmaBuffer`] outside the crate (pinned memory of a VFIO
+    /// process, a kernel allocation) describes memory it owns.
     ///
     /// # Safety
     /// As the type's invariants: `ptr` valid and exclusively this value's
     /// for `len` bytes and `'b`, host RAM, at physical `phys` if known.
+    ///
+    /// # Errors
+    /// [`MapError::Overflow`] when the buffer would pass the top of the
+    /// address space or exceed the largest buffer the crate describes.
+    ///
+    /// ```
+    /// # use dmaspace::{host::HostPages, PhysAddr};
+    /// let mut page = vec![0u8; 4096];
+    /// let ptr = core::ptr::NonNull::new(page.as_mut_ptr()).unwrap();
+    /// // SAFETY: `page` is this process's, not touched while `pages` lives,
+    /// // and nothing maps it for a device here (the physical address is made up).
+    /// let pages = unsafe { HostPages::from_raw_parts(ptr, 4096, Some(PhysAddr::new(0x1000_0000))) }?;
+    /// assert_eq!(pages.len(), 4096);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
     #[inline]
-    pub(crate) unsafe fn make(
+    pub unsafe fn from_raw_parts(
         ptr: NonNull<u8>,
         len: usize,
         phys: Option<PhysAddr>,

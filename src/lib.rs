@@ -63,8 +63,6 @@ pub mod host;
 mod id;
 pub mod iommu;
 pub mod limits;
-#[cfg(feature = "vfio")]
-pub mod linux;
 #[cfg(feature = "alloc")]
 pub mod machine;
 pub mod map;

@@ -353,9 +353,19 @@ impl Machine {
         self.id
     }
 
-    /// Whether this is the host's machine, read from its sysfs.
-    #[cfg(all(feature = "vfio", target_os = "linux"))]
-    pub(crate) fn is_host(&self) -> bool {
+    /// Whether this is the host's machine, read from its sysfs (a backend
+    /// that reaches hardware checks it before it trusts the topology's BARs).
+    ///
+    /// ```
+    /// # use dmaspace::prelude::*;
+    /// let topo = Topology::builder().function(PciFunction::new(Bdf::new(0, 3, 0, 0), 1, 1)).build()?;
+    /// // SAFETY: a simulated machine; nothing reaches hardware.
+    /// let machine = unsafe { Machine::assume(topo) };
+    /// assert!(!machine.is_host());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn is_host(&self) -> bool {
         self.is_host
     }
 }

@@ -314,7 +314,10 @@ impl<PB: Brand> Provider<PB> {
         self.bus_offset
     }
 
-    pub(crate) fn cpu_start(&self) -> PhysAddr {
+    /// The BAR's first byte as the CPU sees it (a backend that maps the BAR
+    /// for a peer, or reads it, needs it; the device side is the bus address).
+    #[must_use]
+    pub fn cpu_start(&self) -> PhysAddr {
         self.cpu_start
     }
 

@@ -564,8 +564,10 @@ mod tests {
                 // `mem` (32 pages), disjoint from the other cases'; the
                 // pages are only given to the software IOMMU and to the
                 // direct mapper's arithmetic, never read or written.
-                unsafe { HostPages::make(at(4 * g * i + off), len, phys.map(PhysAddr::new)) }
-                    .unwrap()
+                unsafe {
+                    HostPages::from_raw_parts(at(4 * g * i + off), len, phys.map(PhysAddr::new))
+                }
+                .unwrap()
             })
             .collect()
     }

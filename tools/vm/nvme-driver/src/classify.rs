@@ -3,10 +3,10 @@
 //! own answer for a pair (`pci_p2pdma_distance`, from the oracle module's
 //! `/proc/p2p_oracle`) to check the crate's classification against.
 
-use dmaspace::linux::PciAddress;
 use dmaspace::machine::Machine;
 use dmaspace::pci::Bdf;
 use dmaspace::pci::Policy;
+use dmaspace_vfio::PciAddress;
 
 /// The crate's address of a function.
 pub fn bdf(a: PciAddress) -> Result<Bdf, String> {

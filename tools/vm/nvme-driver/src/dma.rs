@@ -3,15 +3,15 @@
 //! container, iommufd IOAS) or no IOMMU at all (VFIO no-IOMMU mode), and host
 //! memory as the mappers take it.
 
-use dmaspace::backend::iommufd::IommufdIoas;
-use dmaspace::backend::vfio::VfioType1;
 use dmaspace::error::MapError;
 use dmaspace::host::HostPages;
 use dmaspace::iommu::IommuDomain;
-use dmaspace::linux::{
+use dmaspace::vec::HostSeg;
+use dmaspace_vfio::backend::iommufd::IommufdIoas;
+use dmaspace_vfio::backend::vfio::VfioType1;
+use dmaspace_vfio::{
     Iommufd, PciAddress, PinnedMemory, Sysfs, VfioContainer, VfioDevice, VfioGroup, VfioIommuType,
 };
-use dmaspace::vec::HostSeg;
 
 dmaspace::brand!(
     /// The controllers this driver drives (QEMU's emulated NVMe).
@@ -89,7 +89,7 @@ impl Backend {
 
 /// Runs `$body` with `$m` bound to a `Mapper` of device `$dev` in the
 /// domain of `$opened` (an `&Opened`): `Mapper::iommu` over the VFIO type1
-/// or iommufd backend, or `Mapper::vfio_no_iommu` in no-IOMMU mode. The
+/// or iommufd backend, or `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper` in no-IOMMU mode. The
 /// body is compiled once per kind of mapper; it evaluates to a
 /// `Result<_, String>`.
 #[macro_export]
@@ -140,7 +140,7 @@ macro_rules! with_mapper {
 /// A mapper without IOMMU for `dev`, whose DMA the kernel says is not
 /// translated: the VFIO device of the same function among `devices`, opened
 /// from a group of the no-IOMMU `container` (checked by
-/// `Mapper::vfio_no_iommu`).
+/// `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper`).
 pub fn direct_mapper<'d>(
     container: &VfioContainer,
     devices: &[VfioDevice],
@@ -150,7 +150,8 @@ pub fn direct_mapper<'d>(
         .iter()
         .find(|v| crate::classify::bdf(v.address()).is_ok_and(|b| b == dev.bdf()))
         .ok_or_else(|| format!("{} was not opened through VFIO", dev.bdf()))?;
-    dmaspace::map::Mapper::vfio_no_iommu(container, vdev, dev).map_err(|e| e.to_string())
+    dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper(container, vdev, dev)
+        .map_err(|e| e.to_string())
 }
 
 /// The pages of `mem` as this mode's mapper takes them: the whole buffer by

@@ -24,7 +24,7 @@ mod sgl;
 
 use std::process::ExitCode;
 
-use dmaspace::linux::PciAddress;
+use dmaspace_vfio::PciAddress;
 
 const SCENARIOS: &[(&str, usize)] = &[
     ("host-iova-type1", 1),
@@ -77,7 +77,7 @@ fn run(name: &str, args: &[String]) -> scenarios::Outcome {
 fn open(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
-        .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
+        .map_err(|e: dmaspace_vfio::VfioError| e.to_string())?;
     let o = dma::open_vfio(&[a])?;
     let info = o.devices[0].info().map_err(|e| e.to_string())?;
     Ok(format!(
@@ -91,7 +91,7 @@ fn open(arg: &str) -> Result<String, String> {
 fn identify(arg: &str) -> Result<String, String> {
     let a: PciAddress = arg
         .parse()
-        .map_err(|e: dmaspace::linux::VfioError| e.to_string())?;
+        .map_err(|e: dmaspace_vfio::VfioError| e.to_string())?;
     let o = dma::open_vfio(&[a])?;
     let machine = classify::machine()?;
     let dev = machine

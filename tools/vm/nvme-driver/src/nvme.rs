@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 use dmaspace::dir::{Direction, FromDevice, ToDevice};
 use dmaspace::error::{MapBufError, MapError};
 use dmaspace::limits::DmaLimits;
-use dmaspace::linux::{
-    MappedBar, PciAddress, PinnedMemory, VfioDevice, VfioError as SysError, page_size,
-};
 use dmaspace::map::{Coherent, Mapper, Translation};
 use dmaspace::route::P2pRoute;
 use dmaspace::vec::{DmaSeg, P2pSeg, SegBuf, SegOf, Via};
+use dmaspace_vfio::{
+    MappedBar, PciAddress, PinnedMemory, VfioDevice, VfioError as SysError, page_size,
+};
 
 use crate::dma::{self, CmbMem, Mode, Nvme};
 use crate::prp::{self, ListEntry, Prp2, PrpError};

@@ -17,18 +17,18 @@ use std::time::{Duration, Instant};
 
 use dmaspace::PhysAddr;
 use dmaspace::backend::BackendErrorKind;
-use dmaspace::backend::vfio_bar::VfioBarProvider;
-use dmaspace::backend::vfio_noiommu::NoIommuError;
 use dmaspace::device::Device;
 use dmaspace::dir::FromDevice;
 use dmaspace::error::MapError;
 use dmaspace::limits::DmaLimits;
-use dmaspace::linux::{MappedBar, PciAddress, PinnedMemory, VfioDevice};
 use dmaspace::machine::Machine;
-use dmaspace::map::{Mapper, Translation};
+use dmaspace::map::Translation;
 use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, RouteError};
 use dmaspace::vec::Via;
+use dmaspace_vfio::backend::vfio_bar::VfioBarProvider;
+use dmaspace_vfio::backend::vfio_noiommu::NoIommuError;
+use dmaspace_vfio::{MappedBar, PciAddress, PinnedMemory, VfioDevice};
 
 use crate::classify::{bdf, kernel_distance, machine};
 use crate::dma::{Backend, CmbMem, Nvme, Opened, open_iommufd, open_vfio};
@@ -342,8 +342,12 @@ pub fn host_iova_type1(a: PciAddress) -> Outcome {
     let machine = machine()?;
     let dev = claim(&machine, &o, 0)?;
     // The kernel's word decides a direct mapper: a type1 container's device is
-    // translated, so `Mapper::vfio_no_iommu` refuses it.
-    let refused = match Mapper::vfio_no_iommu(domain.backend().container(), &o.devices[0], &dev) {
+    // translated, so `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper` refuses it.
+    let refused = match dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper(
+        domain.backend().container(),
+        &o.devices[0],
+        &dev,
+    ) {
         Err(e @ NoIommuError::NotNoIommu { .. }) => e.to_string(),
         Err(e) => return Err(format!("vfio_no_iommu on type1: {e}, want NotNoIommu")),
         Ok(_) => return Err("vfio_no_iommu accepted a type1 container".into()),

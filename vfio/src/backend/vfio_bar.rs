@@ -11,12 +11,12 @@
 
 use core::fmt;
 
-use crate::addr::PhysAddr;
-use crate::brand::Brand;
-use crate::linux::{MappedBar, VfioDevice, VfioError};
-use crate::machine::Machine;
-use crate::provider::{Provider, ProviderError};
-use dmaspace_pci::Bdf;
+use crate::{MappedBar, VfioDevice, VfioError};
+use dmaspace::Brand;
+use dmaspace::PhysAddr;
+use dmaspace::machine::Machine;
+use dmaspace::pci::Bdf;
+use dmaspace::provider::{Provider, ProviderError};
 
 /// BAR `bar` of a VFIO-opened function as P2P memory, with the process
 /// mapping of the whole BAR (VFIO's `mmap` of the region) that IOMMU
@@ -222,9 +222,9 @@ impl<PB: Brand> fmt::Debug for VfioBarProvider<PB> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::BusAddr;
+    use dmaspace::BusAddr;
 
-    crate::brand!(Cmb);
+    dmaspace::brand!(Cmb);
 
     fn provider(bus: u64) -> Provider<Cmb> {
         // SAFETY: a test provider; nothing reaches hardware.

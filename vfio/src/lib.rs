@@ -1,4 +1,6 @@
-//! Linux VFIO and iommufd, the low level (feature `vfio`, Linux only).
+//! Linux VFIO and iommufd for `dmaspace`: the low level (containers, groups,
+//! device cdevs, IOAS, pinned memory) and, in [`backend`], the IOMMU backends,
+//! the BAR provider and the no-IOMMU mapper built on it. Linux only.
 //!
 //! What a userspace driver needs from the kernel to do DMA, with raw `u64`
 //! IOVAs and physical addresses (the typed layer sits above this and does not
@@ -24,6 +26,8 @@
 //! compile time): Debian 12's system headers are 6.1 and lack the cdev and
 //! iommufd parts.
 #![cfg(target_os = "linux")]
+
+pub mod backend;
 
 mod container;
 mod device;

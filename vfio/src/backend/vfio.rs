@@ -6,18 +6,18 @@
 //! it (or, for a BAR's `mmap`, a `VM_PFNMAP` range, follows its frames
 //! without pinning) and programs the IOMMU. So this backend's
 //! [`MAPS`](IommuBackend::MAPS) is [`AddrKind::Virt`]: host memory is mapped
-//! at [`HostSeg::vaddr`](crate::vec::HostSeg::vaddr), a provider's BAR at
+//! at [`HostSeg::vaddr`](dmaspace::vec::HostSeg::vaddr), a provider's BAR at
 //! its process mapping
-//! ([`Provider::set_cpu_mapping`](crate::provider::Provider::set_cpu_mapping)).
+//! ([`Provider::set_cpu_mapping`](dmaspace::provider::Provider::set_cpu_mapping)).
 #![cfg(target_os = "linux")]
 
 use core::fmt;
 use std::vec::Vec;
 
 use super::kernel::{self, Kernel, Mappings};
-use crate::backend::{AddrKind, BackendError, IommuBackend, MapEach};
-use crate::dir::IommuPerm;
-use crate::linux::{VfioCall, VfioContainer, VfioError, VfioErrorKind, VfioIommuType, page_size};
+use crate::{VfioCall, VfioContainer, VfioError, VfioErrorKind, VfioIommuType, page_size};
+use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+use dmaspace::dir::IommuPerm;
 
 /// An [`IommuBackend`] over a VFIO type1 container: the IOMMU context its
 /// groups share.
@@ -33,9 +33,9 @@ use crate::linux::{VfioCall, VfioContainer, VfioError, VfioErrorKind, VfioIommuT
 /// visible to the devices when the ioctl returns.
 ///
 /// ```no_run
-/// use dmaspace::backend::vfio::VfioType1;
+/// use dmaspace_vfio::backend::vfio::VfioType1;
 /// use dmaspace::iommu::IommuDomain;
-/// use dmaspace::linux::{Sysfs, VfioContainer, VfioGroup, VfioIommuType};
+/// use dmaspace_vfio::{Sysfs, VfioContainer, VfioGroup, VfioIommuType};
 /// dmaspace::brand!(Dom);
 /// let sysfs = Sysfs::live();
 /// let bdf = "0000:00:03.0".parse()?;
@@ -100,9 +100,9 @@ impl VfioType1 {
     /// `VFIO_IOMMU_GET_INFO`.
     ///
     /// ```no_run
-    /// # use dmaspace::backend::vfio::VfioType1;
+    /// # use dmaspace_vfio::backend::vfio::VfioType1;
     /// # use dmaspace::backend::IommuBackend;
-    /// # fn f(container: dmaspace::linux::VfioContainer) -> Result<(), dmaspace::linux::VfioError> {
+    /// # fn f(container: dmaspace_vfio::VfioContainer) -> Result<(), dmaspace_vfio::VfioError> {
     /// let cmb = (0x8_0000_0000, 4 << 20); // CBA and size of a controller's CMB
     /// let b = VfioType1::avoiding(container, &[cmb])?;
     /// let (base, len) = b.aperture();

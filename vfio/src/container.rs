@@ -64,7 +64,7 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 /// A VFIO container: one IOMMU context shared by the groups attached to it.
 ///
 /// ```no_run
-/// use dmaspace::linux::{VfioContainer, PinnedMemory, VfioGroup, VfioIommuType, Sysfs};
+/// use dmaspace_vfio::{VfioContainer, PinnedMemory, VfioGroup, VfioIommuType, Sysfs};
 /// let sysfs = Sysfs::live();
 /// let bdf = "0000:00:03.0".parse()?;
 /// let mut c = VfioContainer::open(&sysfs)?;
@@ -75,7 +75,7 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 /// let mem = PinnedMemory::new(1 << 20)?;
 /// // SAFETY: no domain manages this container; the range is this example's.
 /// unsafe { c.map_dma(&mem, 0x1000_0000)? }; // the device now reaches `mem` at IOVA 0x1000_0000
-/// # Ok::<(), dmaspace::linux::VfioError>(())
+/// # Ok::<(), dmaspace_vfio::VfioError>(())
 /// ```
 #[derive(Debug)]
 pub struct VfioContainer {
@@ -215,7 +215,7 @@ impl VfioContainer {
     ///
     /// # Safety
     ///
-    /// The IOVA range is the caller's: no [`IommuDomain`](crate::iommu::IommuDomain)
+    /// The IOVA range is the caller's: no [`IommuDomain`](dmaspace::iommu::IommuDomain)
     /// over this container (and nothing else the program relies on) has its
     /// mappings there. A domain hands out device addresses it believes map
     /// its own buffers; a map or an unmap under it would point them at other
@@ -322,7 +322,7 @@ impl VfioIommuInfo {
     /// The smallest IOMMU page size, if reported.
     ///
     /// ```
-    /// use dmaspace::linux::VfioIommuInfo;
+    /// use dmaspace_vfio::VfioIommuInfo;
     /// let i = VfioIommuInfo { page_sizes: 0x4020_1000, iova_ranges: None, dma_avail: None };
     /// assert_eq!(i.min_page_size(), Some(4096));
     /// ```

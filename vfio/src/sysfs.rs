@@ -13,12 +13,12 @@ use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
 /// A PCI function address, `DDDD:BB:DD.F`, as sysfs and VFIO spell it.
 ///
 /// ```
-/// use dmaspace::linux::PciAddress;
+/// use dmaspace_vfio::PciAddress;
 /// let a: PciAddress = "0000:00:03.0".parse()?;
 /// assert_eq!(a.to_string(), "0000:00:03.0");
 /// assert_eq!("00:1f.7".parse::<PciAddress>()?.to_string(), "0000:00:1f.7");
 /// assert!("0000:00:20.0".parse::<PciAddress>().is_err()); // device > 31
-/// # Ok::<(), dmaspace::linux::VfioError>(())
+/// # Ok::<(), dmaspace_vfio::VfioError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddress {

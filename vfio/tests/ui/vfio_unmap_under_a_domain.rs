@@ -2,11 +2,10 @@
 //! buffers. Unmapping under it through the container (then mapping other
 //! memory there) would point a device address at memory it was never
 //! granted: the raw container calls take `unsafe`.
-#[path = "common/prelude.rs"]
-mod prelude;
-use prelude::*;
+use dmaspace::prelude::*;
+use dmaspace_vfio::backend::vfio::VfioType1;
 
-use dmaspace::backend::vfio::VfioType1;
+brand!(Dom);
 
 fn unmap_under(domain: &IommuDomain<Dom, VfioType1>, iova: Iova<Dom>) {
     let _ = domain.backend().container().unmap_dma(iova.as_u64(), 4096);

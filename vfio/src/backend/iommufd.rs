@@ -7,7 +7,7 @@
 //! [`AddrKind::Virt`]. Unlike type1, Linux 6.12 cannot pin a `VM_PFNMAP`
 //! range, so another device's BAR cannot be mapped: a P2P segment through
 //! the host bridge comes back as a [`BackendError`] of kind
-//! [`Unmappable`](crate::backend::BackendErrorKind::Unmappable) (errno
+//! [`Unmappable`](dmaspace::backend::BackendErrorKind::Unmappable) (errno
 //! `EFAULT`), and nothing is mapped.
 #![cfg(target_os = "linux")]
 
@@ -15,14 +15,14 @@ use core::fmt;
 use std::vec::Vec;
 
 use super::kernel::{self, Kernel, Mappings};
-use crate::backend::{AddrKind, BackendError, IommuBackend, MapEach};
-use crate::dir::IommuPerm;
-use crate::linux::{Ioas, VfioCall, VfioError, VfioErrorKind, page_size};
+use crate::{Ioas, VfioCall, VfioError, VfioErrorKind, page_size};
+use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+use dmaspace::dir::IommuPerm;
 
 /// An [`IommuBackend`] over an iommufd IOAS.
 ///
 /// Made after every device is attached to the IOAS
-/// ([`VfioDevice::attach_ioas`](crate::linux::VfioDevice::attach_ioas)): an
+/// ([`VfioDevice::attach_ioas`](crate::VfioDevice::attach_ioas)): an
 /// attach adds the device's reserved regions (x86's MSI window) to what the
 /// IOAS refuses, and the [aperture](IommuBackend::aperture) is read once,
 /// from `IOMMU_IOAS_IOVA_RANGES`: the largest allowed window, less the
@@ -33,9 +33,9 @@ use crate::linux::{Ioas, VfioCall, VfioError, VfioErrorKind, page_size};
 /// visible to the devices when the ioctl returns.
 ///
 /// ```no_run
-/// use dmaspace::backend::iommufd::IommufdIoas;
+/// use dmaspace_vfio::backend::iommufd::IommufdIoas;
 /// use dmaspace::iommu::IommuDomain;
-/// use dmaspace::linux::{Iommufd, Sysfs, VfioDevice};
+/// use dmaspace_vfio::{Iommufd, Sysfs, VfioDevice};
 /// dmaspace::brand!(Dom);
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
@@ -192,7 +192,7 @@ unsafe impl IommuBackend for IommufdIoas {
 
     /// `IOMMU_IOAS_MAP` (fixed IOVA) of the process virtual range at
     /// `addr`; with `mmio`, an `EFAULT` (6.12 cannot pin a BAR's PFNMAP
-    /// range) is [`Unmappable`](crate::backend::BackendErrorKind::Unmappable).
+    /// range) is [`Unmappable`](dmaspace::backend::BackendErrorKind::Unmappable).
     unsafe fn map(
         &self,
         iova: u64,

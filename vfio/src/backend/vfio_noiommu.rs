@@ -7,23 +7,23 @@
 //! no-IOMMU groups, which it creates only for devices without an IOMMU
 //! (`vfio.enable_unsafe_noiommu_mode=1`; the kernel taints itself), and it
 //! hands out a device fd only from a group attached to a container with a
-//! model set. [`Mapper::vfio_no_iommu`] checks exactly that chain.
+//! model set. [`no_iommu_mapper`] checks exactly that chain.
 //!
 //! What stays `unsafe` in this mode is the memory: a direct mapper needs
 //! physical addresses, which userspace learns from pagemap and the kernel
 //! does not promise to keep
-//! ([`PinnedMemory::host_pages_phys`](crate::linux::PinnedMemory::host_pages_phys)).
+//! ([`PinnedMemory::host_pages_phys`](crate::PinnedMemory::host_pages_phys)).
 
 use core::fmt;
 
-use crate::brand::Brand;
-use crate::device::Device;
-use crate::error::ClaimError;
-use crate::linux::{VfioContainer, VfioDevice, VfioIommuType};
-use crate::map::{Direct, Mapper};
-use dmaspace_pci::Bdf;
+use crate::{VfioContainer, VfioDevice, VfioIommuType};
+use dmaspace::Brand;
+use dmaspace::device::Device;
+use dmaspace::error::ClaimError;
+use dmaspace::map::{Direct, Mapper};
+use dmaspace::pci::Bdf;
 
-/// Why [`Mapper::vfio_no_iommu`] refused.
+/// Why [`no_iommu_mapper`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NoIommuError {
@@ -75,7 +75,7 @@ impl fmt::Display for NoIommuError {
 
 impl std::error::Error for NoIommuError {}
 
-/// The checks of [`Mapper::vfio_no_iommu`], apart from the claim.
+/// The checks of [`no_iommu_mapper`], apart from the claim.
 fn vouch(
     model: Option<VfioIommuType>,
     container: u64,
@@ -95,37 +95,35 @@ fn vouch(
     Ok(())
 }
 
-impl<'d, K: Brand> Mapper<'d, K, Direct> {
-    /// A direct mapper for `device`, which VFIO drives as `vfio` in no-IOMMU
-    /// mode: `container`'s model is `VFIO_NOIOMMU_IOMMU` and `vfio` was
-    /// opened from a group attached to it, so (the kernel says) nothing
-    /// translates the function's DMA, which is [`Mapper::direct`]'s contract.
-    ///
-    /// # Errors
-    /// [`NoIommuError::NotNoIommu`], [`NotInContainer`](NoIommuError::NotInContainer),
-    /// [`OtherFunction`](NoIommuError::OtherFunction) when the chain above
-    /// does not hold; [`Claim`](NoIommuError::Claim) as [`Mapper::direct`].
-    ///
-    /// See `tools/vm/nvme-driver` (`p2p-bus-addr`).
-    pub fn vfio_no_iommu(
-        container: &VfioContainer,
-        vfio: &VfioDevice,
-        device: &'d Device<'_, K>,
-    ) -> Result<Self, NoIommuError> {
-        let (domain, bus, dev, function) = vfio.address().parts();
-        vouch(
-            container.iommu(),
-            container.id(),
-            vfio.container_id(),
-            Bdf::new(u32::from(domain), bus, dev, function),
-            device.bdf(),
-        )?;
-        // SAFETY: the kernel set the container's model to VFIO_NOIOMMU_IOMMU,
-        // which it allows only for no-IOMMU groups, and gave the VFIO device
-        // of `device`'s function from a group attached to that container:
-        // no IOMMU translates the function's DMA.
-        unsafe { Mapper::direct(device) }.map_err(NoIommuError::Claim)
-    }
+/// A direct mapper for `device`, which VFIO drives as `vfio` in no-IOMMU
+/// mode: `container`'s model is `VFIO_NOIOMMU_IOMMU` and `vfio` was
+/// opened from a group attached to it, so (the kernel says) nothing
+/// translates the function's DMA, which is [`Mapper::direct`]'s contract.
+///
+/// # Errors
+/// [`NoIommuError::NotNoIommu`], [`NotInContainer`](NoIommuError::NotInContainer),
+/// [`OtherFunction`](NoIommuError::OtherFunction) when the chain above
+/// does not hold; [`Claim`](NoIommuError::Claim) as [`Mapper::direct`].
+///
+/// See `tools/vm/nvme-driver` (`p2p-bus-addr`).
+pub fn no_iommu_mapper<'d, K: Brand>(
+    container: &VfioContainer,
+    vfio: &VfioDevice,
+    device: &'d Device<'_, K>,
+) -> Result<Mapper<'d, K, Direct>, NoIommuError> {
+    let (domain, bus, dev, function) = vfio.address().parts();
+    vouch(
+        container.iommu(),
+        container.id(),
+        vfio.container_id(),
+        Bdf::new(u32::from(domain), bus, dev, function),
+        device.bdf(),
+    )?;
+    // SAFETY: the kernel set the container's model to VFIO_NOIOMMU_IOMMU,
+    // which it allows only for no-IOMMU groups, and gave the VFIO device
+    // of `device`'s function from a group attached to that container:
+    // no IOMMU translates the function's DMA.
+    unsafe { Mapper::direct(device) }.map_err(NoIommuError::Claim)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ impl Ioctl {
     /// The uapi name, as in `include/uapi/linux/vfio.h` / `iommufd.h`.
     ///
     /// ```
-    /// use dmaspace::linux::Ioctl;
+    /// use dmaspace_vfio::Ioctl;
     /// assert_eq!(Ioctl::IommuMapDma.name(), "VFIO_IOMMU_MAP_DMA");
     /// ```
     #[must_use]
@@ -216,7 +216,7 @@ pub enum VfioErrorKind {
 /// An error of the VFIO / iommufd layer: the call and what went wrong.
 ///
 /// ```
-/// use dmaspace::linux::{VfioCall, VfioError, VfioErrorKind, Ioctl};
+/// use dmaspace_vfio::{VfioCall, VfioError, VfioErrorKind, Ioctl};
 /// let e = VfioError::os(VfioCall::Ioctl(Ioctl::IommuMapDma), libc::EEXIST);
 /// assert_eq!(e.errno(), Some(libc::EEXIST));
 /// assert!(e.to_string().starts_with("VFIO_IOMMU_MAP_DMA: EEXIST"));
@@ -281,7 +281,7 @@ impl VfioError {
     /// What the errno of this call means, in words (empty when unknown).
     ///
     /// ```
-    /// use dmaspace::linux::{VfioCall, VfioError, Ioctl};
+    /// use dmaspace_vfio::{VfioCall, VfioError, Ioctl};
     /// let e = VfioError::os(VfioCall::Ioctl(Ioctl::GroupSetContainer), libc::EPERM);
     /// assert!(e.meaning().contains("interrupt remapping"));
     /// ```

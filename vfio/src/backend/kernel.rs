@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::vec::Vec;
 
-use crate::backend::{BackendError, BackendErrorKind};
-use crate::dir::IommuPerm;
+use dmaspace::backend::{BackendError, BackendErrorKind};
+use dmaspace::dir::IommuPerm;
 
 /// The kernel calls of one backend, on raw numbers (errno on failure).
 pub(crate) trait Kernel {

@@ -70,7 +70,7 @@ impl Iommufd {
 /// An iommufd IO address space: the IOVA space of the devices attached to it.
 ///
 /// ```no_run
-/// use dmaspace::linux::{VfioDevice, PinnedMemory, Iommufd, Sysfs};
+/// use dmaspace_vfio::{VfioDevice, PinnedMemory, Iommufd, Sysfs};
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
 /// let ioas = fd.alloc_ioas()?;
@@ -80,7 +80,7 @@ impl Iommufd {
 /// let mem = PinnedMemory::new(1 << 20)?;
 /// // SAFETY: no domain manages this IOAS; the range is this example's.
 /// unsafe { ioas.map(&mem, 0x1000_0000)? };
-/// # Ok::<(), dmaspace::linux::VfioError>(())
+/// # Ok::<(), dmaspace_vfio::VfioError>(())
 /// ```
 #[derive(Debug)]
 pub struct Ioas {
@@ -138,7 +138,7 @@ impl Ioas {
     ///
     /// # Safety
     ///
-    /// The IOVA range is the caller's: no [`IommuDomain`](crate::iommu::IommuDomain)
+    /// The IOVA range is the caller's: no [`IommuDomain`](dmaspace::iommu::IommuDomain)
     /// over this IOAS (and nothing else the program relies on) has its
     /// mappings there. A domain hands out device addresses it believes map
     /// its own buffers; a map or an unmap under it would point them at other

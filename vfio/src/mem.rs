@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::vec::Vec;
 
 use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
-use crate::addr::PhysAddr;
-use crate::host::HostPages;
+use dmaspace::PhysAddr;
+use dmaspace::host::HostPages;
 
 /// The CPU page size (`sysconf(_SC_PAGESIZE)`; 4096 on x86-64).
 #[must_use]
@@ -41,13 +41,13 @@ pub fn page_size() -> usize {
 /// ([`MappedBar::write32`](super::MappedBar::write32)).
 ///
 /// ```no_run
-/// use dmaspace::linux::PinnedMemory;
+/// use dmaspace_vfio::PinnedMemory;
 /// let mut m = PinnedMemory::new(8192)?;
 /// m.write(100, b"hello")?;
 /// let mut b = [0u8; 5];
 /// m.read(100, &mut b)?;
 /// assert_eq!(&b, b"hello");
-/// # Ok::<(), dmaspace::linux::VfioError>(())
+/// # Ok::<(), dmaspace_vfio::VfioError>(())
 /// ```
 #[derive(Debug)]
 pub struct PinnedMemory {
@@ -241,15 +241,15 @@ impl PinnedMemory {
     /// ([`record_phys`](Self::record_phys)), which a mapper without an IOMMU
     /// needs. While the pages (or a mapping made from them) live, the memory
     /// is borrowed: the CPU uses it again when they are gone. The same as
-    /// [`DmaBuffer::pages`](crate::host::DmaBuffer::pages), for a mapping that owns the memory.
+    /// [`DmaBuffer::pages`](dmaspace::host::DmaBuffer::pages), for a mapping that owns the memory.
     ///
     /// ```no_run
-    /// use dmaspace::linux::PinnedMemory;
+    /// use dmaspace_vfio::PinnedMemory;
     /// let mut m = PinnedMemory::new(1 << 20)?;
     /// let mut pages = m.host_pages();
     /// let seg = pages.dma(); // what Mapper::iommu over a VFIO backend maps
     /// assert_eq!(seg.phys(), None);
-    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// # Ok::<(), dmaspace_vfio::VfioError>(())
     /// ```
     pub fn host_pages(&mut self) -> HostPages<'_> {
         // SAFETY: the mapping is anonymous RAM of this process (mmap'd in
@@ -257,7 +257,7 @@ impl PinnedMemory {
         // self` makes the pages its only user; it stays mapped until drop.
         // `phys`, when set, was read from pagemap for these pages, and the
         // caller of `record_phys` keeps them there.
-        match unsafe { HostPages::make(self.ptr, self.len, self.phys) } {
+        match unsafe { HostPages::from_raw_parts(self.ptr, self.len, self.phys) } {
             Ok(p) => p,
             // `new` keeps lengths below 2^61 and `record_phys` checked the
             // physical range: `make` cannot refuse.
@@ -268,7 +268,7 @@ impl PinnedMemory {
     /// Reads the buffer's physical address from `/proc/self/pagemap` and
     /// records it, so that [`host_pages`](Self::host_pages) (and a mapping
     /// that owns the buffer) carries it: for a mapper without an IOMMU
-    /// ([`Mapper::direct`](crate::map::Mapper::direct): VFIO no-IOMMU mode).
+    /// ([`Mapper::direct`](dmaspace::map::Mapper::direct): VFIO no-IOMMU mode).
     /// The buffer must be physically contiguous: one page always is.
     ///
     /// # Safety
@@ -285,12 +285,12 @@ impl PinnedMemory {
     /// contiguous.
     ///
     /// ```no_run
-    /// use dmaspace::linux::{PinnedMemory, page_size};
+    /// use dmaspace_vfio::{PinnedMemory, page_size};
     /// let mut ring = PinnedMemory::new(page_size())?;
     /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
     /// let phys = unsafe { ring.record_phys()? };
     /// assert_eq!(ring.host_pages().phys(), Some(phys));
-    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// # Ok::<(), dmaspace_vfio::VfioError>(())
     /// ```
     pub unsafe fn record_phys(&mut self) -> Result<PhysAddr> {
         let page = page_size();
@@ -311,7 +311,7 @@ impl PinnedMemory {
     }
 
     /// The buffer as [`HostPages`] with physical addresses, for a mapper
-    /// without an IOMMU ([`Mapper::direct`](crate::map::Mapper::direct):
+    /// without an IOMMU ([`Mapper::direct`](dmaspace::map::Mapper::direct):
     /// VFIO no-IOMMU mode): one `HostPages` per physically contiguous run of
     /// pages, in order, their addresses from `/proc/self/pagemap`.
     ///
@@ -328,13 +328,13 @@ impl PinnedMemory {
     /// As [`phys_addr`](Self::phys_addr): pagemap needs `CAP_SYS_ADMIN`.
     ///
     /// ```no_run
-    /// use dmaspace::linux::PinnedMemory;
+    /// use dmaspace_vfio::PinnedMemory;
     /// let mut m = PinnedMemory::new(1 << 20)?;
     /// // SAFETY: vm.compact_unevictable_allowed is 0 on this machine.
     /// let runs = unsafe { m.host_pages_phys()? };
     /// let total: u64 = runs.iter().map(|r| r.len()).sum();
     /// assert_eq!(total, 1 << 20);
-    /// # Ok::<(), dmaspace::linux::VfioError>(())
+    /// # Ok::<(), dmaspace_vfio::VfioError>(())
     /// ```
     pub unsafe fn host_pages_phys(&mut self) -> Result<Vec<HostPages<'_>>> {
         let page = page_size();
@@ -350,9 +350,10 @@ impl PinnedMemory {
             // each borrowed (with `self`) by one `HostPages` only; pagemap
             // says they lie at these physical addresses, and the caller
             // keeps them there.
-            let pages =
-                unsafe { HostPages::make(ptr, count * page, Some(PhysAddr::new(frames[first]))) }
-                    .map_err(|_| VfioError::invalid("DMA memory too large to describe"))?;
+            let pages = unsafe {
+                HostPages::from_raw_parts(ptr, count * page, Some(PhysAddr::new(frames[first])))
+            }
+            .map_err(|_| VfioError::invalid("DMA memory too large to describe"))?;
             out.push(pages);
         }
         Ok(out)
@@ -428,7 +429,7 @@ fn decode_pagemap(entry: u64, vaddr: u64, page: u64) -> Result<u64> {
 // 3. `pages` builds the description from the pointer; it touches no byte.
 // 4. The pointer is the mapping's own (from `mmap`), not derived from a
 //    reference made by the call, and valid until drop.
-unsafe impl crate::host::DmaBuffer for PinnedMemory {
+unsafe impl dmaspace::host::DmaBuffer for PinnedMemory {
     fn pages(&mut self) -> HostPages<'_> {
         self.host_pages()
     }
