@@ -11,7 +11,9 @@ use super::device::{MappedBar, VfioDevice, device_name};
 use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
 use super::mem::{PinnedMemory, page_size};
 use super::sys;
-use super::sysfs::{PciAddress, Sysfs, VfioGroupNode};
+use dmaspace::pci::Bdf;
+
+use super::sysfs::{Sysfs, VfioGroupNode};
 
 /// The IOMMU model of a container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +68,7 @@ pub(crate) fn check_map_args(vaddr: u64, len: u64, iova: u64) -> Result<()> {
 /// ```no_run
 /// use dmaspace_vfio::{VfioContainer, PinnedMemory, VfioGroup, VfioIommuType, Sysfs};
 /// let sysfs = Sysfs::live();
-/// let bdf = "0000:00:03.0".parse()?;
+/// let bdf = dmaspace::pci::Bdf::new(0, 0, 3, 0);
 /// let mut c = VfioContainer::open(&sysfs)?;
 /// let g = VfioGroup::open_for_device(&sysfs, bdf)?;
 /// g.set_container(&c)?;
@@ -451,7 +453,7 @@ impl VfioGroup {
     /// [`VfioErrorKind::NoSuchDevice`], [`VfioErrorKind::NotBoundToVfio`],
     /// [`VfioErrorKind::NoIommuGroup`] before any open; the `errno` of `open`;
     /// [`VfioErrorKind::GroupNotViable`].
-    pub fn open_for_device(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
+    pub fn open_for_device(sysfs: &Sysfs, addr: Bdf) -> Result<Self> {
         sysfs.require_vfio_pci(addr)?;
         let node = sysfs.group(addr)?;
         let file = open_rw(node.path.clone())?;
@@ -521,7 +523,7 @@ impl VfioGroup {
     /// # Errors
     ///
     /// The ioctl's errno (`EPERM`: no IOMMU set; `EINVAL`: not in this group).
-    pub fn device(&self, addr: PciAddress) -> Result<VfioDevice> {
+    pub fn device(&self, addr: Bdf) -> Result<VfioDevice> {
         let name = device_name(addr);
         let p = name.as_ptr().cast_mut();
         // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a NUL-terminated device name; the

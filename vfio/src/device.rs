@@ -9,7 +9,9 @@ use std::os::unix::fs::FileExt;
 
 use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
 use super::sys;
-use super::sysfs::{PciAddress, Sysfs};
+use dmaspace::pci::Bdf;
+
+use super::sysfs::Sysfs;
 
 /// `VFIO_DEVICE_GET_INFO`'s answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,14 +70,14 @@ impl VfioRegionInfo {
 #[derive(Debug)]
 pub struct VfioDevice {
     file: File,
-    addr: PciAddress,
+    addr: Bdf,
     /// The container its group was attached to when it was opened (the
     /// legacy group path); `None` for a cdev.
     container: Option<u64>,
 }
 
 impl VfioDevice {
-    pub(crate) fn from_fd(fd: OwnedFd, addr: PciAddress, container: Option<u64>) -> Self {
+    pub(crate) fn from_fd(fd: OwnedFd, addr: Bdf, container: Option<u64>) -> Self {
         Self {
             file: File::from(fd),
             addr,
@@ -96,7 +98,7 @@ impl VfioDevice {
     ///
     /// [`VfioErrorKind::NoSuchDevice`], [`VfioErrorKind::NotBoundToVfio`],
     /// [`VfioErrorKind::NoDeviceCdev`]; the `errno` of `open`.
-    pub fn open_cdev(sysfs: &Sysfs, addr: PciAddress) -> Result<Self> {
+    pub fn open_cdev(sysfs: &Sysfs, addr: Bdf) -> Result<Self> {
         sysfs.require_vfio_pci(addr)?;
         let path = sysfs.device_cdev(addr)?;
         let file = OpenOptions::new()
@@ -118,7 +120,7 @@ impl VfioDevice {
 
     /// The function's address.
     #[must_use]
-    pub fn address(&self) -> PciAddress {
+    pub fn address(&self) -> Bdf {
         self.addr
     }
 
@@ -372,8 +374,8 @@ impl VfioDevice {
 }
 
 /// Builds the NUL-terminated name `VFIO_GROUP_GET_DEVICE_FD` takes.
-pub(crate) fn device_name(addr: PciAddress) -> CString {
-    // A PciAddress renders as hex digits, ':' and '.', never NUL.
+pub(crate) fn device_name(addr: Bdf) -> CString {
+    // A Bdf renders as hex digits, ':' and '.', never NUL.
     CString::new(std::format!("{addr}")).unwrap_or_default()
 }
 
@@ -572,7 +574,7 @@ mod tests {
 
     #[test]
     fn device_names_are_c_strings() {
-        let a: PciAddress = "0000:00:03.0".parse().unwrap();
+        let a: Bdf = "0000:00:03.0".parse().unwrap();
         assert_eq!(device_name(a).as_bytes_with_nul(), b"0000:00:03.0\0");
     }
 
@@ -581,7 +583,7 @@ mod tests {
     fn a_cdev_of_a_missing_or_foreign_device_is_refused_before_open() {
         let t = tempfile::tempdir().unwrap();
         let s = Sysfs::at(t.path());
-        let a: PciAddress = "0000:00:09.0".parse().unwrap();
+        let a: Bdf = "0000:00:09.0".parse().unwrap();
         let e = VfioDevice::open_cdev(&s, a).unwrap_err();
         assert!(matches!(e.kind(), VfioErrorKind::NoSuchDevice { .. }));
     }

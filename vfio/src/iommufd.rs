@@ -74,7 +74,7 @@ impl Iommufd {
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
 /// let ioas = fd.alloc_ioas()?;
-/// let dev = VfioDevice::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
+/// let dev = VfioDevice::open_cdev(&sysfs, dmaspace::pci::Bdf::new(0, 0, 3, 0))?;
 /// dev.bind_iommufd(&fd)?;
 /// dev.attach_ioas(&ioas)?;
 /// let mem = PinnedMemory::new(1 << 20)?;

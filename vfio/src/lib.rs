@@ -42,4 +42,4 @@ pub use device::{MappedBar, VfioDevice, VfioDeviceInfo, VfioRegionInfo};
 pub use error::{Ioctl, VfioCall, VfioError, VfioErrorKind, errno_name};
 pub use iommufd::{Ioas, Iommufd};
 pub use mem::{PinnedMemory, page_size, phys_addr_of};
-pub use sysfs::{PciAddress, Sysfs, VfioGroupNode};
+pub use sysfs::{Sysfs, VfioGroupNode};

@@ -1,98 +1,14 @@
-//! PCI function addresses, and what sysfs says about a function before any
+//! What sysfs says about a function before any
 //! VFIO node is opened: does it exist, which driver has it, which IOMMU group,
 //! which VFIO device cdev.
 
-use core::fmt;
-use core::str::FromStr;
 use std::format;
 use std::path::PathBuf;
 use std::string::{String, ToString};
 
+use dmaspace::pci::Bdf;
+
 use super::error::{Result, VfioCall, VfioError, VfioErrorKind};
-
-/// A PCI function address, `DDDD:BB:DD.F`, as sysfs and VFIO spell it.
-///
-/// ```
-/// use dmaspace_vfio::PciAddress;
-/// let a: PciAddress = "0000:00:03.0".parse()?;
-/// assert_eq!(a.to_string(), "0000:00:03.0");
-/// assert_eq!("00:1f.7".parse::<PciAddress>()?.to_string(), "0000:00:1f.7");
-/// assert!("0000:00:20.0".parse::<PciAddress>().is_err()); // device > 31
-/// # Ok::<(), dmaspace_vfio::VfioError>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PciAddress {
-    domain: u16,
-    bus: u8,
-    device: u8,
-    function: u8,
-}
-
-impl PciAddress {
-    /// The address; `None` when `device > 31` or `function > 7`.
-    #[must_use]
-    pub const fn new(domain: u16, bus: u8, device: u8, function: u8) -> Option<Self> {
-        if device > 31 || function > 7 {
-            None
-        } else {
-            Some(Self {
-                domain,
-                bus,
-                device,
-                function,
-            })
-        }
-    }
-
-    /// `(domain, bus, device, function)`.
-    #[must_use]
-    pub const fn parts(self) -> (u16, u8, u8, u8) {
-        (self.domain, self.bus, self.device, self.function)
-    }
-}
-
-impl fmt::Display for PciAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
-}
-
-impl FromStr for PciAddress {
-    type Err = VfioError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        const WHAT: &str = "a PCI address is DDDD:BB:DD.F (hex), device <= 1f, function <= 7";
-        let bad = || VfioError::invalid(WHAT);
-        let (rest, func) = s.rsplit_once('.').ok_or_else(bad)?;
-        let parts: std::vec::Vec<&str> = rest.split(':').collect();
-        let (dom, bus, dev) = match parts.as_slice() {
-            [d, b, v] if d.len() == 4 => (*d, *b, *v),
-            [b, v] => ("0", *b, *v),
-            _ => return Err(bad()),
-        };
-        let hex = |t: &str, max: usize| -> Result<u32> {
-            if t.is_empty() || t.len() > max || !t.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err(bad());
-            }
-            u32::from_str_radix(t, 16).map_err(|_| bad())
-        };
-        let (d, b, v, f) = (hex(dom, 4)?, hex(bus, 2)?, hex(dev, 2)?, hex(func, 1)?);
-        // d <= 0xffff, b <= 0xff by the digit counts; v, f are checked by `new`.
-        let (Ok(d), Ok(b), Ok(v), Ok(f)) = (
-            u16::try_from(d),
-            u8::try_from(b),
-            u8::try_from(v),
-            u8::try_from(f),
-        ) else {
-            return Err(bad());
-        };
-        Self::new(d, b, v, f).ok_or_else(bad)
-    }
-}
 
 /// The IOMMU group of a function, and the node VFIO gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +65,7 @@ impl Sysfs {
 
     /// `ROOT/sys/bus/pci/devices/<addr>`.
     #[must_use]
-    pub fn device_dir(&self, addr: PciAddress) -> PathBuf {
+    pub fn device_dir(&self, addr: Bdf) -> PathBuf {
         self.root.join("sys/bus/pci/devices").join(addr.to_string())
     }
 
@@ -159,7 +75,7 @@ impl Sysfs {
         self.root.join(rel)
     }
 
-    fn existing(&self, addr: PciAddress) -> Result<PathBuf> {
+    fn existing(&self, addr: Bdf) -> Result<PathBuf> {
         let d = self.device_dir(addr);
         if d.exists() {
             Ok(d)
@@ -178,7 +94,7 @@ impl Sysfs {
     /// # Errors
     ///
     /// [`VfioErrorKind::NoSuchDevice`]; the `errno` of reading the `driver` link.
-    pub fn driver(&self, addr: PciAddress) -> Result<Option<String>> {
+    pub fn driver(&self, addr: Bdf) -> Result<Option<String>> {
         let link = self.existing(addr)?.join("driver");
         match std::fs::read_link(&link) {
             Ok(t) => Ok(t.file_name().map(|n| n.to_string_lossy().into_owned())),
@@ -193,7 +109,7 @@ impl Sysfs {
     ///
     /// [`VfioErrorKind::NoSuchDevice`], or [`VfioErrorKind::NotBoundToVfio`] naming the
     /// driver that holds it.
-    pub fn require_vfio_pci(&self, addr: PciAddress) -> Result<()> {
+    pub fn require_vfio_pci(&self, addr: Bdf) -> Result<()> {
         match self.driver(addr)? {
             Some(d) if d == "vfio-pci" => Ok(()),
             driver => Err(VfioError::new(
@@ -213,7 +129,7 @@ impl Sysfs {
     ///
     /// [`VfioErrorKind::NoSuchDevice`]; [`VfioErrorKind::NoIommuGroup`] when the function
     /// has no `iommu_group` link.
-    pub fn group(&self, addr: PciAddress) -> Result<VfioGroupNode> {
+    pub fn group(&self, addr: Bdf) -> Result<VfioGroupNode> {
         let link = self.existing(addr)?.join("iommu_group");
         let target = std::fs::read_link(&link).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -261,7 +177,7 @@ impl Sysfs {
     /// # Errors
     ///
     /// [`VfioErrorKind::NoSuchDevice`]; [`VfioErrorKind::NoDeviceCdev`] when there is none.
-    pub fn device_cdev(&self, addr: PciAddress) -> Result<PathBuf> {
+    pub fn device_cdev(&self, addr: Bdf) -> Result<PathBuf> {
         let dir = self.existing(addr)?.join("vfio-dev");
         let none = || {
             VfioError::new(
@@ -280,67 +196,11 @@ impl Sysfs {
         }
         Err(none())
     }
-
-    /// `(start, end, flags)` of resource `index` (BAR `index` for 0-5) from the
-    /// function's `resource` file: the CPU's view of the BAR.
-    ///
-    /// # Errors
-    ///
-    /// [`VfioErrorKind::NoSuchDevice`]; the `errno` of the read;
-    /// [`VfioErrorKind::InvalidArgument`] when the line is missing or malformed.
-    pub fn resource(&self, addr: PciAddress, index: usize) -> Result<(u64, u64, u64)> {
-        let f = self.existing(addr)?.join("resource");
-        let text = std::fs::read_to_string(&f)
-            .map_err(|e| VfioError::os(VfioCall::Sysfs(f.clone()), errno_of(&e)))?;
-        let bad = || {
-            VfioError::new(
-                VfioCall::Sysfs(f.clone()),
-                VfioErrorKind::InvalidArgument {
-                    what: "resource line missing or not three hex numbers",
-                },
-            )
-        };
-        let line = text.lines().nth(index).ok_or_else(bad)?;
-        let mut it = line
-            .split_whitespace()
-            .map(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16));
-        match (it.next(), it.next(), it.next()) {
-            (Some(Ok(a)), Some(Ok(b)), Some(Ok(c))) => Ok((a, b, c)),
-            _ => Err(bad()),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_parse_strictly() {
-        let a: PciAddress = "0000:0a:1f.7".parse().unwrap();
-        assert_eq!(a.parts(), (0, 0x0a, 0x1f, 7));
-        assert_eq!(
-            "ffff:ff:00.0".parse::<PciAddress>().unwrap().parts(),
-            (0xffff, 0xff, 0, 0)
-        );
-        for bad in [
-            "",
-            "0000:00:03",
-            "0000:00:03.8",
-            "0000:00:20.0",
-            "00000:00:03.0",
-            "0:00:03.0",
-            "0000:000:03.0",
-            "0000:00:03.0.1",
-            "zz:00.0",
-            "0000:00:+3.0",
-            "0000:00:03.",
-            "0000:00:03.00",
-        ] {
-            let e = bad.parse::<PciAddress>().unwrap_err();
-            assert_eq!(e.call(), &VfioCall::Argument, "{bad}");
-        }
-    }
 
     /// A fake tree: 00:03.0 on vfio-pci in group 3, 00:05.0 on nvme in group 5,
     /// 00:06.0 unbound and without a group, 00:07.0 on vfio-pci in no-IOMMU group 0.
@@ -387,7 +247,7 @@ mod tests {
     fn sysfs_facts_become_typed_errors() {
         let t = fake();
         let s = Sysfs::at(t.path());
-        let a = |x: &str| x.parse::<PciAddress>().unwrap();
+        let a = |x: &str| x.parse::<Bdf>().unwrap();
         s.require_vfio_pci(a("0000:00:03.0")).unwrap();
         let e = s.require_vfio_pci(a("0000:00:05.0")).unwrap_err();
         assert_eq!(
@@ -421,11 +281,5 @@ mod tests {
         );
         let e = s.device_cdev(a("0000:00:05.0")).unwrap_err();
         assert!(matches!(e.kind(), VfioErrorKind::NoDeviceCdev { .. }));
-
-        assert_eq!(
-            s.resource(a("0000:00:03.0"), 0).unwrap(),
-            (0xfebf_0000, 0xfebf_3fff, 0x14_0204)
-        );
-        assert!(s.resource(a("0000:00:03.0"), 5).is_err());
     }
 }

@@ -132,8 +132,7 @@ impl<PB: Brand> VfioBarProvider<PB> {
         if !machine.is_host() {
             return Err(VfioBarError::NotHost);
         }
-        let (domain, bus, dev, function) = device.address().parts();
-        let bdf = Bdf::new(u32::from(domain), bus, dev, function);
+        let bdf = device.address();
         // SAFETY: the caller promises the BAR is plain memory nobody else
         // uses; the machine is this host's, read from sysfs, and the BAR's
         // place is checked against the device just below, before any

@@ -111,12 +111,11 @@ pub fn no_iommu_mapper<'d, K: Brand>(
     vfio: &VfioDevice,
     device: &'d Device<'_, K>,
 ) -> Result<Mapper<'d, K, Direct>, NoIommuError> {
-    let (domain, bus, dev, function) = vfio.address().parts();
     vouch(
         container.iommu(),
         container.id(),
         vfio.container_id(),
-        Bdf::new(u32::from(domain), bus, dev, function),
+        vfio.address(),
         device.bdf(),
     )?;
     // SAFETY: the kernel set the container's model to VFIO_NOIOMMU_IOMMU,

@@ -6,14 +6,6 @@
 use dmaspace::machine::Machine;
 use dmaspace::pci::Bdf;
 use dmaspace::pci::Policy;
-use dmaspace_vfio::PciAddress;
-
-/// The crate's address of a function.
-pub fn bdf(a: PciAddress) -> Result<Bdf, String> {
-    a.to_string()
-        .parse::<Bdf>()
-        .map_err(|e| format!("{a}: {e:?}"))
-}
 
 /// This guest, from its sysfs: the only machine routes are classified on.
 pub fn machine() -> Result<Machine, String> {
@@ -24,12 +16,12 @@ pub fn machine() -> Result<Machine, String> {
 
 /// `pci_p2pdma_distance(provider, client)` as the oracle module recorded it:
 /// the line `P2P_DIST provider=P client=C distance=N` of `/proc/p2p_oracle`.
-pub fn kernel_distance(provider: PciAddress, client: PciAddress) -> Option<i32> {
+pub fn kernel_distance(provider: Bdf, client: Bdf) -> Option<i32> {
     let text = std::fs::read_to_string("/proc/p2p_oracle").ok()?;
     parse_distance(&text, provider, client)
 }
 
-fn parse_distance(text: &str, provider: PciAddress, client: PciAddress) -> Option<i32> {
+fn parse_distance(text: &str, provider: Bdf, client: Bdf) -> Option<i32> {
     let (p, c) = (format!("provider={provider}"), format!("client={client}"));
     text.lines()
         .filter(|l| l.starts_with("P2P_DIST "))
@@ -53,8 +45,8 @@ mod tests {
         let t = "P2P_DEV bdf=0000:00:03.0 vendor=0x1b36\n\
                  P2P_DIST provider=0000:00:04.0 client=0000:00:03.0 distance=-1\n\
                  P2P_DIST provider=0000:00:03.0 client=0000:00:04.0 distance=2\n";
-        let a: PciAddress = "0000:00:03.0".parse().unwrap();
-        let b: PciAddress = "0000:00:04.0".parse().unwrap();
+        let a: Bdf = "0000:00:03.0".parse().unwrap();
+        let b: Bdf = "0000:00:04.0".parse().unwrap();
         assert_eq!(parse_distance(t, b, a), Some(-1));
         assert_eq!(parse_distance(t, a, b), Some(2));
         assert_eq!(parse_distance(t, a, a), None);

@@ -6,11 +6,12 @@
 use dmaspace::error::MapError;
 use dmaspace::host::HostPages;
 use dmaspace::iommu::IommuDomain;
+use dmaspace::pci::Bdf;
 use dmaspace::vec::HostSeg;
 use dmaspace_vfio::backend::iommufd::IommufdIoas;
 use dmaspace_vfio::backend::vfio::VfioType1;
 use dmaspace_vfio::{
-    Iommufd, PciAddress, PinnedMemory, Sysfs, VfioContainer, VfioDevice, VfioGroup, VfioIommuType,
+    Iommufd, PinnedMemory, Sysfs, VfioContainer, VfioDevice, VfioGroup, VfioIommuType,
 };
 
 dmaspace::brand!(
@@ -148,7 +149,7 @@ pub fn direct_mapper<'d>(
 ) -> Result<dmaspace::map::Mapper<'d, Nvme>, String> {
     let vdev = devices
         .iter()
-        .find(|v| crate::classify::bdf(v.address()).is_ok_and(|b| b == dev.bdf()))
+        .find(|v| v.address() == dev.bdf())
         .ok_or_else(|| format!("{} was not opened through VFIO", dev.bdf()))?;
     dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper(container, vdev, dev)
         .map_err(|e| e.to_string())
@@ -227,7 +228,7 @@ pub struct Opened {
 /// Opens `addrs` through VFIO groups in one container: type1 (dmaspace's
 /// [`VfioType1`] backend), or no-IOMMU when the groups are no-IOMMU groups.
 /// Checks sysfs first, so each bad input gets its own typed error.
-pub fn open_vfio(addrs: &[PciAddress]) -> Result<Opened, String> {
+pub fn open_vfio(addrs: &[Bdf]) -> Result<Opened, String> {
     let sysfs = Sysfs::live();
     for &a in addrs {
         sysfs.require_vfio_pci(a).map_err(|e| e.to_string())?;
@@ -277,7 +278,7 @@ pub fn open_vfio(addrs: &[PciAddress]) -> Result<Opened, String> {
 
 /// Opens `addrs` through their VFIO device cdevs, bound to one iommufd and
 /// attached to one IOAS, under dmaspace's [`IommufdIoas`] backend.
-pub fn open_iommufd(addrs: &[PciAddress]) -> Result<Opened, String> {
+pub fn open_iommufd(addrs: &[Bdf]) -> Result<Opened, String> {
     let sysfs = Sysfs::live();
     let fd = Iommufd::open(&sysfs).map_err(|e| e.to_string())?;
     let ioas = fd.alloc_ioas().map_err(|e| e.to_string())?;

@@ -24,7 +24,7 @@ mod sgl;
 
 use std::process::ExitCode;
 
-use dmaspace_vfio::PciAddress;
+use dmaspace::pci::Bdf;
 
 const SCENARIOS: &[(&str, usize)] = &[
     ("host-iova-type1", 1),
@@ -56,7 +56,7 @@ fn run(name: &str, args: &[String]) -> scenarios::Outcome {
     if args.len() != want {
         return Err(format!("needs {want} BDF, got {}", args.len()));
     }
-    let a: Vec<PciAddress> = args
+    let a: Vec<Bdf> = args
         .iter()
         .map(|s| s.parse().map_err(|e| format!("{s}: {e}")))
         .collect::<Result<_, _>>()?;
@@ -75,9 +75,9 @@ fn run(name: &str, args: &[String]) -> scenarios::Outcome {
 }
 
 fn open(arg: &str) -> Result<String, String> {
-    let a: PciAddress = arg
+    let a: Bdf = arg
         .parse()
-        .map_err(|e: dmaspace_vfio::VfioError| e.to_string())?;
+        .map_err(|e: dmaspace::pci::ParseBdfError| format!("{arg}: {e}"))?;
     let o = dma::open_vfio(&[a])?;
     let info = o.devices[0].info().map_err(|e| e.to_string())?;
     Ok(format!(
@@ -89,13 +89,13 @@ fn open(arg: &str) -> Result<String, String> {
 }
 
 fn identify(arg: &str) -> Result<String, String> {
-    let a: PciAddress = arg
+    let a: Bdf = arg
         .parse()
-        .map_err(|e: dmaspace_vfio::VfioError| e.to_string())?;
+        .map_err(|e: dmaspace::pci::ParseBdfError| format!("{arg}: {e}"))?;
     let o = dma::open_vfio(&[a])?;
     let machine = classify::machine()?;
     let dev = machine
-        .device::<dma::Nvme>(classify::bdf(a)?, nvme::base_limits())
+        .device::<dma::Nvme>(a, nvme::base_limits())
         .map_err(|e| e.to_string())?;
     with_mapper!(&o, &dev, |m| {
         let c = nvme::Controller::init(&o.devices[0], &m, o.backend.mode(), false)

@@ -23,11 +23,10 @@ use dmaspace::dir::{Direction, FromDevice, ToDevice};
 use dmaspace::error::{MapBufError, MapError};
 use dmaspace::limits::DmaLimits;
 use dmaspace::map::{Coherent, Mapper, Translation};
+use dmaspace::pci::Bdf;
 use dmaspace::route::P2pRoute;
 use dmaspace::vec::{DmaSeg, P2pSeg, SegBuf, SegOf, Via};
-use dmaspace_vfio::{
-    MappedBar, PciAddress, PinnedMemory, VfioDevice, VfioError as SysError, page_size,
-};
+use dmaspace_vfio::{MappedBar, PinnedMemory, VfioDevice, VfioError as SysError, page_size};
 
 use crate::dma::{self, CmbMem, Mode, Nvme};
 use crate::prp::{self, ListEntry, Prp2, PrpError};
@@ -392,7 +391,7 @@ pub struct IoStats {
 
 /// A controller, driven through VFIO, reaching memory through `mapper`.
 pub struct Controller<'m, 'd, T: Translation> {
-    addr: PciAddress,
+    addr: Bdf,
     mapper: &'m Mapper<'d, Nvme, T>,
     mode: Mode,
     regs: Regs,
@@ -599,7 +598,7 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
     }
 
     /// The function's address.
-    pub fn address(&self) -> PciAddress {
+    pub fn address(&self) -> Bdf {
         self.addr
     }
 

@@ -28,13 +28,14 @@ use dmaspace::route::{P2pRoute, RouteError};
 use dmaspace::vec::Via;
 use dmaspace_vfio::backend::vfio_bar::VfioBarProvider;
 use dmaspace_vfio::backend::vfio_noiommu::NoIommuError;
-use dmaspace_vfio::{MappedBar, PciAddress, PinnedMemory, VfioDevice};
+use dmaspace_vfio::{MappedBar, PinnedMemory, VfioDevice};
 
-use crate::classify::{bdf, kernel_distance, machine};
+use crate::classify::{kernel_distance, machine};
 use crate::dma::{Backend, CmbMem, Nvme, Opened, open_iommufd, open_vfio};
 use crate::nvme::{self, Controller, NvmeError};
 use crate::seam::DevAddr;
 use crate::with_mapper;
+use dmaspace::pci::Bdf;
 
 /// A scenario's verdict: what it showed, or why it failed.
 pub type Outcome = Result<String, String>;
@@ -105,7 +106,7 @@ fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
 /// gone) to MDTS and QEMU's PRP limit.
 fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nvme>, String> {
     let vdev = &o.devices[i];
-    let at = bdf(vdev.address())?;
+    let at = vdev.address();
     let mut dev = machine
         .device::<Nvme>(at, nvme::base_limits())
         .map_err(|e| e.to_string())?;
@@ -334,7 +335,7 @@ fn aperture_text(b: &Backend) -> String {
 }
 
 /// `host-iova-type1`.
-pub fn host_iova_type1(a: PciAddress) -> Outcome {
+pub fn host_iova_type1(a: Bdf) -> Outcome {
     let o = open_vfio(&[a])?;
     let Backend::Type1 { domain, .. } = &o.backend else {
         return Err("the group is a no-IOMMU group, expected an IOMMU".into());
@@ -365,7 +366,7 @@ pub fn host_iova_type1(a: PciAddress) -> Outcome {
 }
 
 /// `host-iova-iommufd`.
-pub fn host_iova_iommufd(a: PciAddress) -> Outcome {
+pub fn host_iova_iommufd(a: Bdf) -> Outcome {
     let o = open_iommufd(&[a])?;
     let machine = machine()?;
     let dev = claim(&machine, &o, 0)?;
@@ -424,7 +425,7 @@ impl CmbBar {
 /// `own-cmb`: the controller reads LBAs into its own CMB and writes them from it
 /// (same-device route: BAR offsets, which never leave the device); the CPU
 /// checks the CMB through BAR2 and the host reads the namespace back.
-pub fn own_cmb(a: PciAddress) -> Outcome {
+pub fn own_cmb(a: Bdf) -> Outcome {
     let o = open_vfio(&[a])?;
     let machine = machine()?;
     let cmb = CmbBar::of(&machine, &o.devices[0])?;
@@ -549,7 +550,7 @@ fn dmar_fault_in(lines: &[String], lo: u64, hi: u64) -> Option<String> {
 /// `iommu-contains`: after a buffer is unmapped, a read command that still
 /// points at its IOVA (built with the `unsafe` escape) must not change a byte of
 /// it, and the guest kernel logs a DMAR fault for that address.
-pub fn iommu_contains(a: PciAddress) -> Outcome {
+pub fn iommu_contains(a: Bdf) -> Outcome {
     let o = open_vfio(&[a])?;
     if !matches!(o.backend, Backend::Type1 { .. }) {
         return Err("needs an IOMMU (type1)".into());
@@ -626,8 +627,8 @@ fn classify_checked<'r>(
     machine: &'r Machine,
     cmb: &'r CmbBar,
     dev: &'r Device<'_, Nvme>,
-    a: PciAddress,
-    b: PciAddress,
+    a: Bdf,
+    b: Bdf,
 ) -> Result<Result<P2pRoute<'r, CmbMem, Nvme>, RouteError>, String> {
     let route = P2pRoute::classify(machine, cmb.provider(), dev);
     let crate_distance = match &route {
@@ -735,7 +736,7 @@ fn p2p(o: &Opened, expect: &str) -> Outcome {
 }
 
 /// `p2p-host-bridge` (AMD Zen CPU model: the host-bridge route is allowed).
-pub fn p2p_host_bridge(a: PciAddress, b: PciAddress) -> Outcome {
+pub fn p2p_host_bridge(a: Bdf, b: Bdf) -> Outcome {
     let o = open_vfio(&[a, b])?;
     if !matches!(o.backend, Backend::Type1 { .. }) {
         return Err("needs an IOMMU (type1)".into());
@@ -744,7 +745,7 @@ pub fn p2p_host_bridge(a: PciAddress, b: PciAddress) -> Outcome {
 }
 
 /// `p2p-bus-addr` (both below one switch, no-IOMMU mode).
-pub fn p2p_bus_addr(a: PciAddress, b: PciAddress) -> Outcome {
+pub fn p2p_bus_addr(a: Bdf, b: Bdf) -> Outcome {
     let o = open_vfio(&[a, b])?;
     if !matches!(o.backend, Backend::NoIommu { .. }) {
         return Err(
@@ -757,13 +758,13 @@ pub fn p2p_bus_addr(a: PciAddress, b: PciAddress) -> Outcome {
 
 /// `p2p-refused`: where Linux says not supported, the crate refuses the route
 /// with its typed error, before any controller is enabled or anything mapped.
-pub fn p2p_refused(a: PciAddress, b: PciAddress) -> Outcome {
+pub fn p2p_refused(a: Bdf, b: Bdf) -> Outcome {
     let o = open_vfio(&[a, b])?;
     let machine = machine()?;
     let cmb = CmbBar::of(&machine, &o.devices[1])?;
     // No Identify: claiming with the limits every NVMe has issues no DMA.
     let dev = machine
-        .device::<Nvme>(bdf(a)?, nvme::base_limits())
+        .device::<Nvme>(a, nvme::base_limits())
         .map_err(|e| e.to_string())?;
     match classify_checked(&machine, &cmb, &dev, a, b)? {
         Err(e @ RouteError::NotSupported(_)) => Ok(format!(
@@ -781,7 +782,7 @@ pub fn p2p_refused(a: PciAddress, b: PciAddress) -> Outcome {
 /// `p2p-iommufd-refused`: iommufd (Linux 6.12) cannot map another device's BAR;
 /// the backend says so with a typed error, nothing is half-mapped, and the IOAS
 /// still works.
-pub fn p2p_iommufd_refused(a: PciAddress, b: PciAddress) -> Outcome {
+pub fn p2p_iommufd_refused(a: Bdf, b: Bdf) -> Outcome {
     let o = open_iommufd(&[a, b])?;
     let Backend::Iommufd { domain } = &o.backend else {
         return Err("not an iommufd backend".into());
@@ -866,7 +867,7 @@ fn host_io_small<T: Translation>(c: &mut Controller<'_, '_, T>) -> Outcome {
 
 /// `bad-input`: each bad input gives one clear error line and a non-zero exit,
 /// no panic. Runs `nvme-e2e open BDF` as a child for each.
-pub fn bad_input(missing: PciAddress, on_nvme: PciAddress, not_viable: PciAddress) -> Outcome {
+pub fn bad_input(missing: Bdf, on_nvme: Bdf, not_viable: Bdf) -> Outcome {
     let me = std::env::current_exe().map_err(s("current_exe"))?;
     let cases: [(String, &str); 4] = [
         (missing.to_string(), "no PCI function"),
