@@ -5,7 +5,7 @@
 //! ```text
 //!   HostPages ──dma()──▶ HostSeg ─┐
 //!   (PhysAddr, CPU bytes)         │          ┌─ Mapper::direct ─▶ DmaSeg<K, D> (= phys)
-//!                                 ├─ Bvec ───┤
+//!                                 ├─ BvecP2p ───┤
 //!   Provider<PB> ─alloc()─▶ P2pSeg┘ (one PB) └─ Mapper::iommu ──▶ DmaSeg<K, D> (= IOVA, one run)
 //!                            │
 //!                            ├─ Route<ViaBusAddr> ────▶ bus address = phys + BusOffset

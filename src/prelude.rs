@@ -25,7 +25,7 @@ pub use crate::map::{PoolSlot, RegisteredPool};
 pub use crate::provider::Provider;
 pub use crate::route::{P2pRoute, Route};
 #[cfg(feature = "alloc")]
-pub use crate::vec::Bvec;
+pub use crate::vec::BvecP2p;
 pub use crate::vec::{DmaSeg, DmaVec, SegBuf, SegSlot, Via};
 pub use dmaspace_pci::Bdf;
 #[cfg(feature = "alloc")]

@@ -659,7 +659,7 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
         self.len == 0
     }
 
-    /// The whole allocation as a segment for a [`crate::vec::Bvec`]. P2P
+    /// The whole allocation as a segment for a [`crate::vec::BvecP2p`]. P2P
     /// memory may be mapped for several clients at once, so this borrows
     /// shared.
     ///

@@ -2,13 +2,13 @@
 //!
 //! Data flows one way: memory is described by segments ([`seg`]: host
 //! pages, P2P memory of one provider), gathered into a request ([`request`]:
-//! [`HostVec`], [`Bvec`]), mapped by a [`Mapper`](crate::map::Mapper) into
+//! [`PfnVec`], [`BvecP2p`]), mapped by a [`Mapper`](crate::map::Mapper) into
 //! caller storage ([`segbuf`]), and handed to the driver as a [`DmaVec`]
 //! ([`mapped`]) whose segments carry the device, the direction and the
 //! borrow of the mapping.
 //!
-//! Each carries its address space in its type: a [`HostVec`] holds only
-//! host segments, a [`Bvec`] holds host segments and segments of one P2P
+//! Each carries its address space in its type: a [`PfnVec`] holds only
+//! host segments, a [`BvecP2p`] holds host segments and segments of one P2P
 //! provider brand, and a [`DmaVec`] is branded by the device it was mapped
 //! for, its direction, and whether its IOVA range was synced.
 
@@ -20,6 +20,6 @@ pub mod segbuf;
 
 pub use mapped::{DeviceVisible, DmaSeg, DmaVec, SyncState, Synced, Unsynced, Via};
 #[cfg(feature = "alloc")]
-pub use request::{Bvec, HostVec};
+pub use request::{BvecP2p, PfnVec};
 pub use seg::{BvecSeg, HostSeg, P2pSeg, SegOf};
 pub use segbuf::{SegBuf, SegSlot};

@@ -96,7 +96,7 @@ fn mixed_request_coalesces_into_one_iova_run_and_keeps_bus_segments_in_order() {
     let [h0, h1, h2, h3, h4, ..] = &mut pages[..] else {
         unreachable!()
     };
-    let mut bv = Bvec::<Cmb>::new();
+    let mut bv = BvecP2p::<Cmb>::new();
     bv.push(h0.dma_range(0x800, 0x800).unwrap()); // first: may start unaligned
     bv.push(h1.dma()); // joins the run
     bv.push(a.seg_range(0, 0x1000).unwrap()); // bus: ends the run

@@ -105,7 +105,7 @@ fn memory_of_another_provider_of_the_same_brand_is_refused() {
     let other = bar1.alloc(4096).unwrap();
     let mut mem = ram(0x10_0000, 1);
     let mut page = mem.pages().next().unwrap();
-    let mut io = Bvec::<Gpu>::new();
+    let mut io = BvecP2p::<Gpu>::new();
     io.push(page.dma());
     io.push(own.seg());
     io.push(other.seg()); // same brand, another BAR: the route's offsets are not its own

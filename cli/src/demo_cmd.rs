@@ -192,7 +192,7 @@ fn map_one_io(
 
     let alloc = bar.alloc(2 * 4096).map_err(CliError::dma)?;
     let mut pages: Vec<_> = ram.pages().collect();
-    let mut bvec = Bvec::<P2pMemory>::new();
+    let mut bvec = BvecP2p::<P2pMemory>::new();
     writeln!(out, "  request (in order):")?;
     let mut host = pages.iter_mut();
     for i in 0..5 {

@@ -11,26 +11,27 @@ use crate::brand::Brand;
 use crate::vec::seg::{BvecSeg, HostSeg, SegOf};
 
 /// Host memory only: the only memory the CPU may touch, bounce or sync.
-/// Holds [`HostSeg`]s and nothing else (the kernel's page vectors).
+/// Holds [`HostSeg`]s and nothing else: the design card's `PfnVec`, the
+/// kernel's page vectors (page frames, never a BAR).
 ///
 /// ```
-/// use dmaspace::{host::SimulatedRam, vec::HostVec, PhysAddr};
+/// use dmaspace::{host::SimulatedRam, vec::PfnVec, PhysAddr};
 /// // SAFETY: simulated addresses, never given to hardware.
 /// let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10000), 2) };
 /// let mut pages: Vec<_> = ram.pages().collect();
-/// let v: HostVec = pages.iter_mut().map(|p| p.dma()).collect();
+/// let v: PfnVec = pages.iter_mut().map(|p| p.dma()).collect();
 /// assert_eq!(v.total_len(), 8192);
 /// ```
 #[derive(Debug, Default)]
-pub struct HostVec<'m> {
+pub struct PfnVec<'m> {
     segs: Vec<HostSeg<'m>>,
 }
 
-impl<'m> HostVec<'m> {
+impl<'m> PfnVec<'m> {
     /// An empty vector.
     ///
     /// ```
-    /// assert!(dmaspace::vec::HostVec::new().is_empty());
+    /// assert!(dmaspace::vec::PfnVec::new().is_empty());
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -43,7 +44,7 @@ impl<'m> HostVec<'m> {
     /// # let mut b = [0u8; 8];
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
-    /// let mut v = dmaspace::vec::HostVec::new();
+    /// let mut v = dmaspace::vec::PfnVec::new();
     /// v.push(p.dma());
     /// assert_eq!(v.len(), 1);
     /// # Ok::<(), dmaspace::error::MapError>(())
@@ -55,7 +56,7 @@ impl<'m> HostVec<'m> {
     /// Total bytes.
     ///
     /// ```
-    /// assert_eq!(dmaspace::vec::HostVec::new().total_len(), 0);
+    /// assert_eq!(dmaspace::vec::PfnVec::new().total_len(), 0);
     /// ```
     #[must_use]
     pub fn total_len(&self) -> u64 {
@@ -63,14 +64,14 @@ impl<'m> HostVec<'m> {
     }
 }
 
-impl<'m> core::ops::Deref for HostVec<'m> {
+impl<'m> core::ops::Deref for PfnVec<'m> {
     type Target = [HostSeg<'m>];
     fn deref(&self) -> &[HostSeg<'m>] {
         &self.segs
     }
 }
 
-impl<'m> FromIterator<HostSeg<'m>> for HostVec<'m> {
+impl<'m> FromIterator<HostSeg<'m>> for PfnVec<'m> {
     fn from_iter<I: IntoIterator<Item = HostSeg<'m>>>(iter: I) -> Self {
         Self {
             segs: iter.into_iter().collect(),
@@ -87,26 +88,26 @@ impl<'m> FromIterator<HostSeg<'m>> for HostVec<'m> {
 /// [`MapError::ForeignProvider`]: crate::error::MapError::ForeignProvider
 ///
 /// ```
-/// use dmaspace::vec::Bvec;
+/// use dmaspace::vec::BvecP2p;
 /// # let mut b = [0u8; 8];
 /// # // SAFETY: doc example, never mapped for hardware.
 /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
 /// dmaspace::brand!(Cmb);
-/// let mut bv = Bvec::<Cmb>::new();
+/// let mut bv = BvecP2p::<Cmb>::new();
 /// bv.push(p.dma());
 /// assert_eq!((bv.len(), bv.total_len()), (1, 8));
 /// # Ok::<(), dmaspace::error::MapError>(())
 /// ```
-pub struct Bvec<'m, PB: Brand> {
+pub struct BvecP2p<'m, PB: Brand> {
     segs: Vec<BvecSeg<'m, PB>>,
 }
 
-impl<'m, PB: Brand> Bvec<'m, PB> {
+impl<'m, PB: Brand> BvecP2p<'m, PB> {
     /// An empty request.
     ///
     /// ```
     /// dmaspace::brand!(P);
-    /// assert!(dmaspace::vec::Bvec::<P>::new().is_empty());
+    /// assert!(dmaspace::vec::BvecP2p::<P>::new().is_empty());
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -117,7 +118,7 @@ impl<'m, PB: Brand> Bvec<'m, PB> {
     ///
     /// ```
     /// dmaspace::brand!(P);
-    /// assert!(dmaspace::vec::Bvec::<P>::with_capacity(8).is_empty());
+    /// assert!(dmaspace::vec::BvecP2p::<P>::with_capacity(8).is_empty());
     /// ```
     #[must_use]
     pub fn with_capacity(n: usize) -> Self {
@@ -133,7 +134,7 @@ impl<'m, PB: Brand> Bvec<'m, PB> {
     /// # // SAFETY: doc example, never mapped for hardware.
     /// # let mut p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
     /// # dmaspace::brand!(P);
-    /// let mut bv = dmaspace::vec::Bvec::<P>::new();
+    /// let mut bv = dmaspace::vec::BvecP2p::<P>::new();
     /// bv.push(p.dma());
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
@@ -145,7 +146,7 @@ impl<'m, PB: Brand> Bvec<'m, PB> {
     ///
     /// ```
     /// # dmaspace::brand!(P);
-    /// assert_eq!(dmaspace::vec::Bvec::<P>::new().total_len(), 0);
+    /// assert_eq!(dmaspace::vec::BvecP2p::<P>::new().total_len(), 0);
     /// ```
     #[must_use]
     pub fn total_len(&self) -> u64 {
@@ -153,20 +154,20 @@ impl<'m, PB: Brand> Bvec<'m, PB> {
     }
 }
 
-impl<PB: Brand> Default for Bvec<'_, PB> {
+impl<PB: Brand> Default for BvecP2p<'_, PB> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<'m, PB: Brand> core::ops::Deref for Bvec<'m, PB> {
+impl<'m, PB: Brand> core::ops::Deref for BvecP2p<'m, PB> {
     type Target = [BvecSeg<'m, PB>];
     fn deref(&self) -> &[BvecSeg<'m, PB>] {
         &self.segs
     }
 }
 
-impl<PB: Brand> fmt::Debug for Bvec<'_, PB> {
+impl<PB: Brand> fmt::Debug for BvecP2p<'_, PB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.segs.iter()).finish()
     }

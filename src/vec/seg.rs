@@ -280,7 +280,7 @@ impl<PB: Brand> fmt::Debug for P2pSeg<'_, PB> {
     }
 }
 
-/// One segment of a [`Bvec`](crate::vec::Bvec): host memory, or memory of
+/// One segment of a [`BvecP2p`](crate::vec::BvecP2p): host memory, or memory of
 /// provider `PB`.
 pub enum BvecSeg<'m, PB: Brand> {
     /// Host RAM.

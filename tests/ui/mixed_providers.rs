@@ -14,7 +14,7 @@ fn main() {
     .unwrap();
     let a = cmb.alloc(4096).unwrap();
     let b = gpu.alloc(4096).unwrap();
-    let mut bv = Bvec::<Cmb>::new();
+    let mut bv = BvecP2p::<Cmb>::new();
     bv.push(a.seg());
     bv.push(b.seg());
 }
