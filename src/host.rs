@@ -248,6 +248,10 @@ impl<'b> HostPages<'b> {
 
     /// `[offset, offset + len)` (checked by the caller) as a segment.
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "offsets inside the buffer are below its usize length"
+    )]
     fn seg(&mut self, offset: u64, len: u64) -> HostSeg<'_> {
         let own_virt = self.ptr.as_ptr() as u64;
         let covers = self
@@ -301,6 +305,10 @@ impl<'b> HostPages<'b> {
     /// assert_eq!(p.cpu_bytes()[8..], [7; 8]);
     /// # Ok::<(), dmaspace::error::MapError>(())
     /// ```
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "offset and len lie inside the buffer, whose length is a usize"
+    )]
     pub fn sub_pages(&mut self, offset: u64, len: u64) -> Result<HostPages<'_>, MapError> {
         MapError::check_within(offset, len, self.len())?;
         // SAFETY: in bounds (checked above), so the pointer stays inside this

@@ -39,6 +39,19 @@
 //!
 //! The README's example, run as a doctest:
 //!
+// Strict where it helps a library (as zerocopy): every public item reachable,
+// nothing printed without Debug, core/alloc before std, no silent truncation.
+#![cfg_attr(
+    not(test),
+    warn(
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::std_instead_of_core,
+        clippy::std_instead_of_alloc,
+        clippy::alloc_instead_of_core,
+        clippy::cast_possible_truncation
+    )
+)]
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
 
@@ -73,6 +86,8 @@ pub mod route;
 pub mod swiotlb;
 pub mod vec;
 
-pub use addr::{BarOffset, BusAddr, BusOffset, DmaAddr, Iova, PAGE_SIZE, Pfn, PhysAddr};
+pub use addr::{
+    BarOffset, BusAddr, BusOffset, DmaAddr, Iova, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr,
+};
 pub use brand::Brand;
 pub use id::DeviceId;

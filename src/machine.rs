@@ -87,8 +87,8 @@ impl fmt::Display for MachineError {
 }
 
 #[cfg(feature = "std")]
-impl std::error::Error for MachineError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for MachineError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             MachineError::Sysfs(e) => Some(e),
             MachineError::Claim(e) => Some(e),

@@ -530,6 +530,10 @@ struct Bitmap {
 }
 
 impl Bitmap {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the granules of a BAR the CPU maps, far below usize::MAX words"
+    )]
     fn new(granules: u64) -> Self {
         debug_assert!(granules <= MAX_GRANULES);
         #[cfg(feature = "alloc")]

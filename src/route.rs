@@ -190,6 +190,10 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, ViaHostBridge> {
     /// backend that maps process virtual addresses maps), if the provider's
     /// BAR is mapped into the process.
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "an offset inside a BAR the process maps, below its usize length"
+    )]
     pub(crate) fn cpu_vaddr(&self, seg: &P2pSeg<'_, PB>) -> Option<usize> {
         // `seg` lies in this provider's BAR, and the provider checked that
         // its whole mapping fits in the address space.

@@ -116,8 +116,13 @@ impl FromStr for Bdf {
         if device > 0x1f || function > 7 {
             return Err(ParseBdfError(()));
         }
-        // The three values were bounded above, so the casts cannot truncate.
-        Ok(Self::new(domain, bus as u8, device as u8, function as u8))
+        let byte = |v: u32| u8::try_from(v).map_err(|_| ParseBdfError(()));
+        Ok(Self::new(
+            domain,
+            byte(bus)?,
+            byte(device)?,
+            byte(function)?,
+        ))
     }
 }
 
@@ -166,8 +171,8 @@ impl FromStr for HostBridgeId {
         let (domain, bus) = rest.split_once(':').ok_or(ParseBdfError(()))?;
         let domain = hex_field(domain, 8)?;
         let bus = hex_field(bus, 2)?;
-        // `bus` has at most two hex digits.
-        Ok(Self::new(domain, bus as u8))
+        let bus = u8::try_from(bus).map_err(|_| ParseBdfError(()))?;
+        Ok(Self::new(domain, bus))
     }
 }
 

@@ -202,6 +202,10 @@ impl VerdictCache {
         let mask = slots.len().checked_sub(1)?;
         // `& mask` (a no-op: the shift leaves fewer bits) shows the compiler that
         // every index is in bounds.
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the hash's top bits index the table: truncation is the intent"
+        )]
         let mut i = (hash(k) >> self.shift) as usize & mask;
         loop {
             let s = &slots[i];
@@ -235,6 +239,10 @@ impl VerdictCache {
 
     fn place(&mut self, k: (u64, u64), v: Verdict) {
         let mask = self.slots.len() - 1;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the hash's top bits index the table: truncation is the intent"
+        )]
         let mut i = (hash(k) >> self.shift) as usize;
         while self.slots[i].key != EMPTY {
             i = (i + 1) & mask;

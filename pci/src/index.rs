@@ -342,6 +342,10 @@ impl Index {
     /// The lowest common ancestor of two walkable functions and its depth, if they
     /// share a chain.
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "p and c index the node table, whose indices are u32 by construction (`to_u32`)"
+    )]
     pub(crate) fn common(&self, p: usize, c: usize) -> Option<(usize, u32)> {
         let nodes = &self.nodes;
         let (mut a, mut b) = (p as u32, c as u32);

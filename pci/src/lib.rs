@@ -41,6 +41,19 @@
 //! # Ok::<(), dmaspace_pci::TopologyError>(())
 //! ```
 
+// Strict where it helps a library (as zerocopy): every public item reachable,
+// nothing printed without Debug, core/alloc before std, no silent truncation.
+#![cfg_attr(
+    not(test),
+    warn(
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::std_instead_of_core,
+        clippy::std_instead_of_alloc,
+        clippy::alloc_instead_of_core,
+        clippy::cast_possible_truncation
+    )
+)]
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(feature = "alloc")]

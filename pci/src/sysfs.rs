@@ -29,13 +29,13 @@
 //! zero) or has Enhanced Allocation. No `resource` file: no BARs (older captures).
 //! A malformed line is an error naming the file and the line.
 
-use std::collections::BTreeSet;
-use std::fmt;
+use alloc::collections::BTreeSet;
+use alloc::fmt;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::string::{String, ToString};
-use std::vec::Vec;
 
 use super::bdf::{Bdf, HostBridgeId};
 use super::config::{ConfigError, parse_config};
@@ -124,8 +124,8 @@ impl fmt::Display for SysfsError {
     }
 }
 
-impl std::error::Error for SysfsError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for SysfsError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
             Self::Config { source, .. } => Some(source),

@@ -75,6 +75,10 @@ impl SimulatedRam {
     /// # let _ = ram;
     /// ```
     #[must_use]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the page size, 4096, fits any usize"
+    )]
     pub unsafe fn new(base: PhysAddr, pages: usize) -> Self {
         let len = (pages as u64)
             .checked_mul(PAGE_SIZE)
@@ -98,6 +102,10 @@ impl SimulatedRam {
     /// let mut ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 3) };
     /// assert_eq!(ram.pages().count(), 3);
     /// ```
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the page size, 4096, fits any usize"
+    )]
     pub fn pages(&mut self) -> impl Iterator<Item = HostPages<'_>> {
         self.chunks(PAGE_SIZE as usize)
     }
@@ -238,6 +246,10 @@ impl fmt::Debug for RamBus {
 
 impl RamBus {
     /// The byte offset of `[phys, phys + len)` in the RAM, or why not.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked inside the RAM, whose length is a usize"
+    )]
     fn offset(&self, phys: PhysAddr, len: usize) -> Result<usize, MapError> {
         let size = self.mem.len as u64;
         let offset = phys

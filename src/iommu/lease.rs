@@ -10,7 +10,7 @@ use crate::error::MapError;
 
 /// Where a lease's IOVA space comes from and goes back to: the shared
 /// allocator, or a queue's cache in front of it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub enum Pool<'d> {
     /// The domain's allocator.
     Shared(&'d IovaAllocator),
@@ -139,10 +139,27 @@ impl<B: IommuBackend> Drop for IovaLease<'_, B> {
     }
 }
 
+impl<B: IommuBackend> core::fmt::Debug for IovaLease<'_, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IovaLease")
+            .field("start", &format_args!("{:#x}", self.start))
+            .field("len", &format_args!("{:#x}", self.len))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Links the pieces of one lease where the link cursor placed them.
 pub struct LeaseLinker<'a, B: IommuBackend + 'a> {
     start: u64,
     inner: B::Linker<'a>,
+}
+
+impl<B: IommuBackend> core::fmt::Debug for LeaseLinker<'_, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LeaseLinker")
+            .field("start", &format_args!("{:#x}", self.start))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<B: IommuBackend> LeaseLinker<'_, B> {

@@ -10,14 +10,14 @@ use crate::error::MapError;
 /// first link may start inside a granule (it keeps its offset), and a link
 /// that ends inside one must be the last.
 #[derive(Clone, Copy, Default)]
-pub struct LinkCursor {
+pub(crate) struct LinkCursor {
     /// Bytes of the run so far, counted from its first granule; zero until
     /// the first link (links are never empty).
     end: u64,
 }
 
 /// Where one link lands in its run.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Placed {
     /// Byte offset of the link's first byte from the run's first granule.
     pub at: u64,
@@ -32,7 +32,7 @@ impl LinkCursor {
     /// the request, against the rule and advances past it; returns its
     /// offset in the run.
     #[inline(always)]
-    pub fn check(&mut self, addr: u64, len: u64, index: usize) -> Result<u64, MapError> {
+    pub(crate) fn check(&mut self, addr: u64, len: u64, index: usize) -> Result<u64, MapError> {
         let lead = addr % GRANULE;
         let first = self.end == 0;
         if self.end % GRANULE != 0 || (!first && lead != 0) {
@@ -51,7 +51,11 @@ impl LinkCursor {
     /// Advances past a link that [`check`](Self::check) accepted in the
     /// same order, and says where it lands.
     #[inline(always)]
-    pub fn advance(&mut self, addr: u64, len: u64) -> Placed {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the granules of one link: its length is a buffer's, a usize"
+    )]
+    pub(crate) fn advance(&mut self, addr: u64, len: u64) -> Placed {
         let lead = addr % GRANULE;
         let at = if self.end == 0 { lead } else { self.end };
         self.end = at + len;
@@ -64,7 +68,7 @@ impl LinkCursor {
 
     /// Bytes the run needs, from its first granule (zero: no link).
     #[inline(always)]
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.end
     }
 }

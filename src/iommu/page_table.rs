@@ -114,6 +114,10 @@ impl SoftPageTable {
     /// Writes `entries[i] = make(i)` for the `count` granules from `iova`
     /// (granule-aligned). All or nothing: the tables the range needs are
     /// made before any entry is written.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "masked to the table's fan-out right after"
+    )]
     pub(crate) fn set(
         &self,
         iova: u64,
@@ -164,6 +168,10 @@ impl SoftPageTable {
     /// (granule-aligned); absent entries read as 0, and stay absent (no
     /// table is made) while `f` leaves them 0. The range must be the
     /// caller's: an entry may be written back unchanged.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "masked to the table's fan-out right after"
+    )]
     pub(crate) fn update(
         &self,
         iova: u64,
@@ -227,6 +235,10 @@ impl SoftPageTable {
     /// (an absent leaf's entries are zero already), so it cannot fail for
     /// lack of memory.
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "masked to the table's fan-out right after"
+    )]
     pub(crate) fn clear(&self, iova: u64, count: usize) -> Result<(), TableError> {
         let first = check(iova, count)?;
         let off = first as usize & (FANOUT - 1);
@@ -352,6 +364,10 @@ impl<'t> TableWriter<'t> {
     /// [`set`](Self::set) through the table, caching the leaf.
     #[cold]
     #[inline(never)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "masked to the table's fan-out right after"
+    )]
     fn set_slow(
         &mut self,
         iova: u64,
@@ -387,6 +403,10 @@ impl Drop for SoftPageTable {
 
 /// Index into the table at `level` (0: the leaf) for granule `g`.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "masked to the table's fan-out right after"
+)]
 fn index(g: u64, level: u32) -> usize {
     (g >> (level * LEVEL_BITS)) as usize & (FANOUT - 1)
 }
@@ -409,6 +429,10 @@ fn check(iova: u64, count: usize) -> Result<u64, TableError> {
 /// Calls `f(first granule, offset in its leaf, length, entries before)`
 /// for each leaf-sized run of `[first, first + count)`.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "masked to the table's fan-out right after"
+)]
 fn runs(first: u64, count: usize, mut f: impl FnMut(u64, usize, usize, usize)) {
     let (mut g, mut done) = (first, 0);
     while done < count {

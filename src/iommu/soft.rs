@@ -221,6 +221,10 @@ unsafe impl IommuBackend for SoftIommu {
     }
 
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "granules of a range the table holds, which are indexed by usize"
+    )]
     unsafe fn sync(&self, iova: u64, len: u64) {
         // Only entries of this range change, and only linked ones: an
         // absent table stays absent, so this cannot run out of memory.
@@ -236,6 +240,10 @@ unsafe impl IommuBackend for SoftIommu {
     }
 
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "granules of a range the table holds, which are indexed by usize"
+    )]
     unsafe fn unmap(&self, iova: u64, len: u64) {
         // Zeroing never makes a table, so it cannot fail for lack of memory;
         // a range outside the table holds nothing to unmap.

@@ -375,6 +375,10 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// by raw pointer while the mapping lives (coherent memory, a pool).
     /// The pointer stays valid while the mapping lives (the buffer's
     /// contract, point 4).
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the length of a buffer the CPU holds, a usize"
+    )]
     pub(super) fn cpu_ptr(&mut self) -> (NonNull<u8>, usize) {
         let pages = self.buf.pages();
         (pages.as_ptr(), pages.len() as usize)

@@ -1,10 +1,10 @@
 //! The legacy VFIO path: a container (`/dev/vfio/vfio`) with the type1 IOMMU
 //! or no-IOMMU mode, and groups (`/dev/vfio/N`, `/dev/vfio/noiommu-N`).
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 
 use super::device::{MappedBar, VfioDevice, device_name};

@@ -483,7 +483,7 @@ impl fmt::Display for VfioError {
     }
 }
 
-impl std::error::Error for VfioError {}
+impl core::error::Error for VfioError {}
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,18 @@
 //! The uapi structs are written from Linux 6.12's headers (sizes asserted at
 //! compile time): Debian 12's system headers are 6.1 and lack the cdev and
 //! iommufd parts.
+// Strict where it helps a library (as zerocopy): every public item reachable,
+// nothing printed without Debug, core before std, no silent truncation. (A
+// std crate: `alloc` is not linked, so std's collections stay.)
+#![cfg_attr(
+    not(test),
+    warn(
+        unreachable_pub,
+        missing_debug_implementations,
+        clippy::std_instead_of_core,
+        clippy::cast_possible_truncation
+    )
+)]
 #![cfg(target_os = "linux")]
 
 pub mod backend;

@@ -233,8 +233,11 @@ const _: () = {
 };
 
 /// `size_of::<T>()` as the `u32` the `argsz`/`size` fields hold.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "every struct above is far below 4 GiB"
+)]
 pub(crate) const fn argsz<T>() -> u32 {
-    // Every struct above is far below 4 GiB.
     core::mem::size_of::<T>() as u32
 }
 

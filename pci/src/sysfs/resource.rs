@@ -159,7 +159,8 @@ pub(crate) fn parse_resource(text: &str, cfg: &[u8], vf: bool) -> Result<Bars, R
             .ok_or_else(|| err(ResourceProblem::Bar(BarError::Range { start, size: 0 })))?;
         let kind = BarFlags::from_bits_truncate(flags);
         // `i < BAR_COUNT`, so it fits a u8.
-        let bar = Bar::new(i as u8, start, size, kind).map_err(|e| err(ResourceProblem::Bar(e)))?;
+        let index = u8::try_from(i).map_err(|_| err(ResourceProblem::Syntax))?;
+        let bar = Bar::new(index, start, size, kind).map_err(|e| err(ResourceProblem::Bar(e)))?;
         // A bus range that would wrap is not this BAR's either: unknown.
         let bar = match bus_start_of(cfg, &bar, vf).map(|bus| bar.with_bus_start(bus)) {
             Some(Ok(with_bus)) => with_bus,

@@ -218,6 +218,10 @@ impl Slot {
 
     /// A cached range for `r` (of `r.n <= CACHE_MAX_GRANULES` granules).
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a size class, below the number of classes"
+    )]
     fn pop(&self, r: &Req, depot: &Depot) -> Option<u64> {
         let c = (r.n - 1) as usize;
         self.mags.with(|m| {
@@ -248,6 +252,10 @@ impl Slot {
     /// Parks the range `g` of `n <= CACHE_MAX_GRANULES` granules; `Err` if
     /// this cache holds it already (a double free).
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a size class, below the number of classes"
+    )]
     fn push(&self, g: u64, n: u64, depot: &Depot, alloc: &IovaAllocator) -> Result<(), ()> {
         let c = (n - 1) as usize;
         self.mags.with(|m| {
@@ -372,6 +380,10 @@ impl<'a> IovaCache<'a> {
     /// ```
     #[must_use = "an allocated range leaks unless freed"]
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a size class, below the number of classes"
+    )]
     pub fn alloc(&self, len: u64, align: u64, limit: u64) -> Option<u64> {
         let r = self.alloc.request(len, align, limit)?;
         if r.n <= CACHE_MAX_GRANULES {
@@ -425,6 +437,10 @@ impl<'a> IovaCache<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a size class, below the number of classes"
+    )]
     pub fn try_free(&self, start: u64, len: u64) -> Result<(), FreeError> {
         let (g, n) = self.alloc.granules_of(start, len)?;
         if n > CACHE_MAX_GRANULES {

@@ -509,6 +509,7 @@ impl HoleTree {
     /// Height and aggregates of `x` from its hole and its children;
     /// whether they changed.
     #[inline]
+    #[expect(clippy::cast_possible_truncation, reason = "a lane index, below 64")]
     fn pull(&mut self, x: usize) -> bool {
         let Node {
             start,

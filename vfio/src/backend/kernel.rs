@@ -205,6 +205,10 @@ fn overlapping(
 /// takes as its own and never sends to the IOMMU, such as an NVMe CMB's
 /// controller address range). Ties go to the lower window. `None` if no
 /// granule is left.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "clamped to the 64-bit top of the aperture above"
+)]
 pub(crate) fn pick_aperture(
     valid: &[(u64, u64)],
     granule: u64,

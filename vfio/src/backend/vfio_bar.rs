@@ -86,7 +86,7 @@ impl fmt::Display for VfioBarError {
     }
 }
 
-impl std::error::Error for VfioBarError {}
+impl core::error::Error for VfioBarError {}
 
 impl From<VfioError> for VfioBarError {
     fn from(e: VfioError) -> Self {
@@ -124,6 +124,10 @@ impl<PB: Brand> VfioBarProvider<PB> {
     /// function or BAR, an I/O BAR); [`VfioBarError::Vfio`] when the
     /// region cannot be queried or mapped or the BAR register read;
     /// [`VfioBarError::Mismatch`] when size or bus address differ.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "a process virtual address is a usize"
+    )]
     pub unsafe fn new(
         machine: &Machine,
         device: &VfioDevice,

@@ -73,7 +73,7 @@ impl fmt::Display for NoIommuError {
     }
 }
 
-impl std::error::Error for NoIommuError {}
+impl core::error::Error for NoIommuError {}
 
 /// The checks of [`no_iommu_mapper`], apart from the claim.
 fn vouch(
