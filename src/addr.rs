@@ -25,7 +25,7 @@ use core::ops::{Add, AddAssign, Sub};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::dir::Direction;
 
 /// log2 of the page size used by [`Pfn`] (4 KiB, as on x86-64 and the usual arm64 kernels).
@@ -404,7 +404,7 @@ debug_hex!(BusAddr);
 /// ```
 #[repr(transparent)]
 #[derive(IntoBytes, Immutable, KnownLayout)]
-pub struct Iova<Dm: Brand>(u64, PhantomData<fn() -> Dm>);
+pub struct Iova<Dm: Brand>(u64, Invariant<Dm>);
 
 impl<Dm: Brand> Iova<Dm> {
     /// An IOVA of domain `Dm` from a raw value.
@@ -454,7 +454,7 @@ raw_and_hex!(
 pub struct BarOffset<'a, K: Brand, D: Direction>(u64, Granted<'a, K, D>);
 
 /// A borrow of the mapping and the names of device and direction.
-type Granted<'a, K, D> = PhantomData<(&'a (), fn() -> (K, D))>;
+type Granted<'a, K, D> = PhantomData<(&'a (), Invariant<(K, D)>)>;
 
 impl<K: Brand, D: Direction> BarOffset<'static, K, D> {
     /// A BAR offset from a raw value.

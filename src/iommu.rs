@@ -29,7 +29,7 @@ use crate::addr::{Iova, PhysAddr};
 #[cfg(feature = "alloc")]
 use crate::backend::IommuBackend;
 #[cfg(feature = "alloc")]
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 pub use crate::dir::IommuPerm;
 #[cfg(feature = "alloc")]
 use crate::error::{IommuFault, MapError};
@@ -70,7 +70,7 @@ pub const GRANULE: u64 = PAGE_SIZE;
 pub struct IommuDomain<Dm: Brand, B: IommuBackend = SoftIommu> {
     backend: B,
     iova: IovaAllocator,
-    _brand: PhantomData<fn() -> Dm>,
+    _brand: Invariant<Dm>,
 }
 
 #[cfg(feature = "alloc")]
@@ -242,7 +242,7 @@ pub struct IovaRange<'d, Dm: Brand, B: IommuBackend = SoftIommu> {
     lease: IovaLease<'d, B>,
     cursor: LinkCursor,
     links: usize,
-    _brand: PhantomData<fn() -> Dm>,
+    _brand: Invariant<Dm>,
 }
 
 #[cfg(feature = "alloc")]
