@@ -117,8 +117,8 @@ impl<'d, B: IommuBackend> IovaLease<'d, B> {
     #[inline]
     pub fn sync(&self) {
         // SAFETY: the run is this lease's; its owner (a `DmaVec` or an
-        // `IovaRange`) syncs and unmaps through `self` by value or `&mut`,
-        // never both at once.
+        // `IovaRange`) unmaps only by value or `&mut` (the drop, an early
+        // unmap), so no sync through `&self` runs beside the unmap.
         unsafe { self.backend.sync(self.start, self.len) };
     }
 

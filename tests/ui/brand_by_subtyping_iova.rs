@@ -22,7 +22,7 @@ impl Brand for Theirs {
     const NAME: &'static str = "Theirs";
 }
 
-fn program_their_domain(_iova: Iova<Theirs>) {}
+fn program_their_domain(_iova: Iova<'_, Theirs>) {}
 
 fn main() {
     let dom = IommuDomain::<Mine>::software(0, 64 * 4096).unwrap();

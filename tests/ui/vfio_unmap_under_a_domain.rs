@@ -8,7 +8,7 @@ use prelude::*;
 
 use dmaspace::backend::vfio::VfioType1;
 
-fn unmap_under(domain: &IommuDomain<Dom, VfioType1>, iova: Iova<Dom>) {
+fn unmap_under(domain: &IommuDomain<Dom, VfioType1>, iova: Iova<'_, Dom>) {
     let _ = domain.backend().container().unmap_dma(iova.as_u64(), 4096);
 }
 
