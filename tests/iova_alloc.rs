@@ -317,3 +317,118 @@ fn threads_never_overlap() {
     assert_eq!(a.bad_frees(), 0);
     assert_eq!(a.alloc(GRANULES * G, G, u64::MAX), Some(0));
 }
+
+// --- Double frees, on every path (issue 18). A range freed into a cache is
+// parked there, ready to be handed out again: a second free through any
+// route must be refused, or two owners get the same IOVA.
+
+use dmaspace::iommu::iova_alloc::FreeError;
+
+/// The one IOVA `a` of one granule, refused as a double free.
+fn double(a: u64) -> Result<(), FreeError> {
+    Err(FreeError::NotAllocated { start: a, len: G })
+}
+
+#[test]
+fn double_free_cache_then_allocator_is_refused() {
+    let iova = IovaAllocator::new(0, 1 << 20, G).unwrap();
+    let q = iova.cache();
+    let a = q.alloc(G, G, u64::MAX).unwrap();
+    q.try_free(a, G).unwrap();
+    assert_eq!(iova.try_free(a, G), double(a));
+    // Nothing changed: the cache hands `a` out once, the tree never.
+    assert_eq!(q.alloc(G, G, u64::MAX), Some(a));
+    assert_ne!(iova.alloc(G, G, u64::MAX), Some(a));
+    assert_eq!(iova.bad_frees(), 0);
+}
+
+#[test]
+fn double_free_allocator_then_cache_is_refused() {
+    let iova = IovaAllocator::new(0, 1 << 20, G).unwrap();
+    let q = iova.cache();
+    let a = iova.alloc(G, G, u64::MAX).unwrap();
+    iova.try_free(a, G).unwrap();
+    assert_eq!(q.try_free(a, G), double(a));
+    // The range is free in the tree only: the next allocation gets it once.
+    let b = iova.alloc(G, G, u64::MAX).unwrap();
+    assert_eq!(b, a);
+    assert_ne!(q.alloc(G, G, u64::MAX), Some(a));
+}
+
+#[test]
+fn double_free_through_two_caches_is_refused() {
+    let iova = IovaAllocator::new(0, 1 << 20, G).unwrap();
+    let (q1, q2) = (iova.cache(), iova.cache());
+    let a = q1.alloc(G, G, u64::MAX).unwrap();
+    q1.try_free(a, G).unwrap();
+    assert_eq!(q2.try_free(a, G), double(a));
+    assert_eq!(q1.alloc(G, G, u64::MAX), Some(a));
+    assert_ne!(q2.alloc(G, G, u64::MAX), Some(a));
+}
+
+#[test]
+fn double_free_after_the_range_moved_to_the_depot_is_refused() {
+    // 3 magazines of 32 frees: the first ones leave the cache for the
+    // per-size depot, where a cache's own look-up cannot see them.
+    let iova = IovaAllocator::new(0, 1 << 30, G).unwrap();
+    let q = iova.cache();
+    let got: Vec<u64> = (0..96).map(|_| q.alloc(G, G, u64::MAX).unwrap()).collect();
+    for &a in &got {
+        q.try_free(a, G).unwrap();
+    }
+    for &a in &got {
+        assert_eq!(q.try_free(a, G), double(a), "{a:#x}");
+        assert_eq!(iova.try_free(a, G), double(a), "{a:#x}");
+    }
+    assert_eq!(iova.allocated_bytes(), 0);
+}
+
+#[test]
+fn double_free_with_another_length_through_a_cache_is_refused() {
+    let iova = IovaAllocator::new(0, 1 << 20, G).unwrap();
+    let q = iova.cache();
+    let a = q.alloc(2 * G, G, u64::MAX).unwrap();
+    assert_eq!(
+        q.try_free(a, G),
+        Err(FreeError::WrongLength {
+            start: a,
+            len: G,
+            allocated: 2 * G
+        })
+    );
+    q.try_free(a, 2 * G).unwrap();
+    assert_eq!(
+        q.try_free(a, 2 * G),
+        Err(FreeError::NotAllocated { start: a, len: 2 * G })
+    );
+    // Never allocated at all, through a cache.
+    let never = (1 << 20) - G;
+    assert_ne!(never, a);
+    assert_eq!(q.try_free(never, G), double(never));
+}
+
+#[test]
+fn double_free_across_threads_is_refused_exactly_once() {
+    // Two queues on two threads both free every range the first handed
+    // out: for each range exactly one free is accepted.
+    let iova = IovaAllocator::new(0, 1 << 30, G).unwrap();
+    let q0 = iova.cache();
+    let got: Vec<u64> = (0..256).map(|_| q0.alloc(G, G, u64::MAX).unwrap()).collect();
+    let accepted = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let q = iova.cache();
+            let (got, accepted) = (&got, &accepted);
+            s.spawn(move || {
+                for &a in got {
+                    if q.try_free(a, G).is_ok() {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(accepted.load(Ordering::Relaxed), got.len() as u64);
+    assert_eq!(iova.allocated_bytes(), 0);
+    assert_eq!(iova.bad_frees(), 0);
+}
