@@ -349,7 +349,12 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// assert!(unsafe { r.link(0xa000, 0x1000, IommuPerm::READ) }.is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub unsafe fn link(&self, addr: u64, len: u64, perm: IommuPerm) -> Result<Iova<'_, Dm>, MapError> {
+    pub unsafe fn link(
+        &self,
+        addr: u64,
+        len: u64,
+        perm: IommuPerm,
+    ) -> Result<Iova<'_, Dm>, MapError> {
         let range_len = self.len();
         let placed = self.links.with(|links| {
             let index = links.count;

@@ -399,7 +399,10 @@ fn double_free_with_another_length_through_a_cache_is_refused() {
     q.try_free(a, 2 * G).unwrap();
     assert_eq!(
         q.try_free(a, 2 * G),
-        Err(FreeError::NotAllocated { start: a, len: 2 * G })
+        Err(FreeError::NotAllocated {
+            start: a,
+            len: 2 * G
+        })
     );
     // Never allocated at all, through a cache.
     let never = (1 << 20) - G;
@@ -413,7 +416,9 @@ fn double_free_across_threads_is_refused_exactly_once() {
     // out: for each range exactly one free is accepted.
     let iova = IovaAllocator::new(0, 1 << 30, G).unwrap();
     let q0 = iova.cache();
-    let got: Vec<u64> = (0..256).map(|_| q0.alloc(G, G, u64::MAX).unwrap()).collect();
+    let got: Vec<u64> = (0..256)
+        .map(|_| q0.alloc(G, G, u64::MAX).unwrap())
+        .collect();
     let accepted = AtomicU64::new(0);
     std::thread::scope(|s| {
         for _ in 0..2 {

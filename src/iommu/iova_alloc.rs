@@ -173,7 +173,13 @@ impl Live {
     /// Checks a free of `n` granules at byte `start` against the entry
     /// `e`: the range must be handed out, with this length.
     #[inline(always)]
-    fn check_free(e: Option<u64>, n: u64, start: u64, len: u64, shift: u32) -> Result<(), FreeError> {
+    fn check_free(
+        e: Option<u64>,
+        n: u64,
+        start: u64,
+        len: u64,
+        shift: u32,
+    ) -> Result<(), FreeError> {
         match e {
             Some(e) if e == Self::handed(n) => Ok(()),
             Some(e) if e & Self::PARKED == 0 && e >> 1 != n => Err(FreeError::WrongLength {
@@ -197,9 +203,11 @@ pub(crate) struct Req {
 
 impl Req {
     /// Whether a range starting at granule `g` satisfies the request.
+    /// (`lim_end >= n`: [`IovaAllocator::request`] checks it; `g + n`
+    /// could pass 2^64 with a one-byte granule at the top of the space.)
     #[inline(always)]
     fn accepts(&self, g: u64) -> bool {
-        g & ((1u64 << self.class) - 1) == 0 && g + self.n <= self.lim_end
+        g & ((1u64 << self.class) - 1) == 0 && g <= self.lim_end - self.n
     }
 }
 
@@ -494,7 +502,8 @@ impl IovaAllocator {
     fn alloc_tree(&self, r: Req) -> Option<u64> {
         self.shared.with(|s| {
             let g = s.alloc(r, &self.out_granules)?;
-            self.live_shard(g).with(|live| live.insert(g, Live::handed(r.n)));
+            self.live_shard(g)
+                .with(|live| live.insert(g, Live::handed(r.n)));
             Some(g)
         })
     }
@@ -848,7 +857,10 @@ mod tests {
         // Never allocated: the live record says so, before anything is parked.
         assert_eq!(
             q.try_free(5 * G, G),
-            Err(FreeError::NotAllocated { start: 5 * G, len: G })
+            Err(FreeError::NotAllocated {
+                start: 5 * G,
+                len: G
+            })
         );
         assert_eq!(q.alloc(G, G, 6 * G - 1).map(|x| x != 5 * G), Some(true));
         drop(q);

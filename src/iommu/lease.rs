@@ -53,10 +53,12 @@ unsafe impl<B: IommuBackend + Sync> Sync for IovaLease<'_, B> {}
 
 impl<'d, B: IommuBackend> IovaLease<'d, B> {
     /// Reserves `bytes` (rounded up to granules) of `pool`'s space whose
-    /// last byte is at most `mask`, to be mapped by `backend`.
+    /// last byte is at most `mask`, to be mapped by `backend`. `None` if
+    /// no free run is large enough (a `bytes` whose rounding passes 2^64
+    /// fits no aperture).
     #[inline]
     pub fn reserve(backend: &'d B, pool: Pool<'d>, bytes: u64, mask: u64) -> Option<Self> {
-        let len = bytes.div_ceil(GRANULE) * GRANULE;
+        let len = bytes.div_ceil(GRANULE).checked_mul(GRANULE)?;
         let start = pool.alloc(len, mask)?;
         Some(Self {
             backend,
