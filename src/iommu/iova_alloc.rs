@@ -546,7 +546,7 @@ impl IovaAllocator {
     }
 
     /// Ranges in the live record (handed out or parked).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn live_count(&self) -> usize {
         self.live.iter().map(|l| l.0.with(|m| m.len())).sum()
     }
