@@ -23,9 +23,10 @@
 //! Because the trait is safe, anyone may implement it for types related by
 //! subtyping (`Kind<for<'a> fn(&'a ())>` is a subtype of
 //! `Kind<fn(&'static ())>`). Every type of the crate that carries a brand is
-//! therefore *invariant* in it ([`Invariant`]): a value branded by one of
-//! two such types never coerces to the other, so the kind check holds for
-//! every pair of distinct brand types (`tests/ui/brand_by_subtyping_*`).
+//! therefore *invariant* in it (it holds `PhantomData<fn(B) -> B>`): a
+//! value branded by one of two such types never coerces to the other, so
+//! the kind check holds for every pair of distinct brand types
+//! (`tests/ui/brand_by_subtyping_*`).
 
 use core::marker::PhantomData;
 
