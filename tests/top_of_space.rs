@@ -140,9 +140,10 @@ proptest! {
     ) {
         let granule = 1u64 << shift;
         let _ = IovaAllocator::new(base, len, granule);
-        // An aperture that ends at the top: the last granules below 2^64.
+        // An aperture that ends at the top: the last granules below 2^64,
+        // with granules of 1 byte to 1 MiB.
         let n = 1 + req % 64;
-        let g = G;
+        let g = 1u64 << (shift % 21);
         let top_base = (u64::MAX - n * g + 1) & !(g - 1);
         let iova = IovaAllocator::new(top_base, u64::MAX - top_base + 1 - g, g);
         let Ok(iova) = iova else { return Ok(()) };
