@@ -25,7 +25,7 @@ use core::ops::{Add, AddAssign, Sub};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::dir::Direction;
 
 /// log2 of the page size used by [`Pfn`] (4 KiB, as on x86-64 and the usual arm64 kernels).
@@ -392,8 +392,12 @@ raw_and_hex!(
 debug_hex!(BusAddr);
 
 /// An address inside one IOMMU domain of brand `Dm`; meaningless anywhere
-/// else. The software IOMMU ([`crate::iommu`]) hands these out for its
-/// ranges; an `Iova<DomA>` is not an `Iova<DomB>`.
+/// else; valid while the range it names (`'a`) stays reserved. The
+/// software IOMMU ([`crate::iommu`]) hands these out for its ranges,
+/// borrowed from the [`IovaRange`](crate::iommu::IovaRange): once the
+/// range is dropped (unlinked, freed, and perhaps handed to another
+/// mapping), no `Iova` of it is left. An `Iova<DomA>` is not an
+/// `Iova<DomB>`.
 ///
 /// ```
 /// use dmaspace::Iova;
@@ -404,15 +408,20 @@ debug_hex!(BusAddr);
 /// ```
 #[repr(transparent)]
 #[derive(IntoBytes, Immutable, KnownLayout)]
-pub struct Iova<Dm: Brand>(u64, PhantomData<fn() -> Dm>);
+pub struct Iova<'a, Dm: Brand>(u64, Reserved<'a, Dm>);
 
-impl<Dm: Brand> Iova<Dm> {
+/// A borrow of the reserved range and the name of the domain.
+type Reserved<'a, Dm> = PhantomData<(&'a (), Invariant<Dm>)>;
+
+impl<Dm: Brand> Iova<'static, Dm> {
     /// An IOVA of domain `Dm` from a raw value.
     ///
     /// # Safety
     /// `raw` must be an address that domain `Dm` has mapped (or will map
-    /// before any device uses it) for the memory the caller means. A device
-    /// given a stale or foreign IOVA reaches whatever that domain maps there.
+    /// before any device uses it) for the memory the caller means, for as
+    /// long as any device may use it. A device given a stale or foreign
+    /// IOVA reaches whatever that domain maps there. The result carries no
+    /// borrow, so nothing frees the IOVA under it.
     ///
     /// ```
     /// dmaspace::brand!(Dom);
@@ -425,7 +434,9 @@ impl<Dm: Brand> Iova<Dm> {
     pub const unsafe fn new_unchecked(raw: u64) -> Self {
         Self(raw, PhantomData)
     }
+}
 
+impl<Dm: Brand> Iova<'_, Dm> {
     #[cfg(feature = "alloc")]
     #[inline(always)]
     pub(crate) const fn from_raw(raw: u64) -> Self {
@@ -433,7 +444,7 @@ impl<Dm: Brand> Iova<Dm> {
     }
 }
 raw_and_hex!(
-    Iova<Dm: Brand>,
+    Iova<'a, Dm: Brand>,
     "dmaspace::brand!(Dom);\n// SAFETY: an IOVA the domain mapped.\nlet a = unsafe { dmaspace::Iova::<Dom>::new_unchecked(0x1000) };"
 );
 
@@ -454,7 +465,7 @@ raw_and_hex!(
 pub struct BarOffset<'a, K: Brand, D: Direction>(u64, Granted<'a, K, D>);
 
 /// A borrow of the mapping and the names of device and direction.
-type Granted<'a, K, D> = PhantomData<(&'a (), fn() -> (K, D))>;
+type Granted<'a, K, D> = PhantomData<(&'a (), Invariant<(K, D)>)>;
 
 impl<K: Brand, D: Direction> BarOffset<'static, K, D> {
     /// A BAR offset from a raw value.
@@ -591,7 +602,7 @@ macro_rules! value_traits {
         }
     };
 }
-value_traits!(Iova<Dm: Brand>, Dm);
+value_traits!(Iova<'a, Dm: Brand>, Dm);
 value_traits!(BarOffset<'a, K: Brand, D: Direction>, K);
 value_traits!(DmaAddr<'a, K: Brand, D: Direction>, K);
 

@@ -17,6 +17,26 @@
 //! A brand is an empty type declared with [`brand!`](macro@crate::brand).
 //! No memory safety rests on a brand alone (the instance checks carry
 //! that), so [`Brand`] is a safe trait; the macro is the convenient way.
+//!
+//! # Brands are invariant
+//!
+//! Because the trait is safe, anyone may implement it for types related by
+//! subtyping (`Kind<for<'a> fn(&'a ())>` is a subtype of
+//! `Kind<fn(&'static ())>`). Every type of the crate that carries a brand is
+//! therefore *invariant* in it (it holds `PhantomData<fn(B) -> B>`): a
+//! value branded by one of two such types never coerces to the other, so
+//! the kind check holds for every pair of distinct brand types
+//! (`tests/ui/brand_by_subtyping_*`).
+
+use core::marker::PhantomData;
+
+/// The marker every brand-carrying type holds for its brand (and, with it,
+/// its direction or state markers): it makes the type invariant in `T`, so
+/// no subtyping relation between two brand types carries over to the
+/// values they brand. `fn(T) -> T` is `Send + Sync + Copy + 'static` for
+/// every `T: 'static`, so the auto traits are those of the covariant
+/// `fn() -> T` it replaces.
+pub(crate) type Invariant<T> = PhantomData<fn(T) -> T>;
 
 /// The compile-time name of a kind of device, IOMMU domain or P2P provider.
 ///

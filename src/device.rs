@@ -4,7 +4,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::error::ClaimError;
 use crate::id::{DeviceId, FunctionId, MachineId};
 use crate::limits::DmaLimits;
@@ -33,7 +33,7 @@ pub struct Device<'m, K: Brand> {
     limits: DmaLimits,
     attached: AtomicBool,
     claim: Option<&'m AtomicBool>,
-    _kind: PhantomData<fn() -> K>,
+    _kind: Invariant<K>,
 }
 
 impl<K: Brand> Device<'static, K> {

@@ -29,12 +29,14 @@ use crate::addr::{Iova, PhysAddr};
 #[cfg(feature = "alloc")]
 use crate::backend::IommuBackend;
 #[cfg(feature = "alloc")]
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 pub use crate::dir::IommuPerm;
 #[cfg(feature = "alloc")]
 use crate::error::{IommuFault, MapError};
 #[cfg(feature = "alloc")]
 use iova_alloc::IovaAllocator;
+#[cfg(feature = "alloc")]
+use iova_alloc::spin::SpinLock;
 #[cfg(feature = "alloc")]
 pub(crate) use lease::{IovaLease, LeaseLinker, Pool};
 pub(crate) use link::{Lease, LeaseLink, LinkCursor, LinkLease, Placed};
@@ -58,7 +60,7 @@ const _: () = assert!(GRANULE == PAGE_SIZE);
 /// use dmaspace::PhysAddr;
 /// dmaspace::brand!(Dom);
 /// let dom = IommuDomain::<Dom>::software(0x1000_0000, 64 * 4096)?;
-/// let mut range = dom.alloc(8192)?;
+/// let range = dom.alloc(8192)?;
 /// // SAFETY: 0x7000.. is memory this example owns (the addresses are simulated).
 /// let iova = unsafe { range.link(0x7000, 8192, IommuPerm::READ)? }.as_u64();
 /// assert!(dom.translate(iova, IommuPerm::READ).is_err()); // linked, not yet synced
@@ -73,7 +75,7 @@ const _: () = assert!(GRANULE == PAGE_SIZE);
 pub struct IommuDomain<Dm: Brand, B: IommuBackend = SoftIommu> {
     backend: B,
     iova: IovaAllocator,
-    _brand: PhantomData<fn() -> Dm>,
+    _brand: Invariant<Dm>,
 }
 
 #[cfg(feature = "alloc")]
@@ -170,8 +172,7 @@ impl<Dm: Brand, B: IommuBackend> IommuDomain<Dm, B> {
             .ok_or(MapError::IovaExhausted { len })?;
         Ok(IovaRange {
             lease,
-            cursor: LinkCursor::default(),
-            links: 0,
+            links: SpinLock::new(Links::default()),
             _brand: PhantomData,
         })
     }
@@ -240,12 +241,39 @@ impl<Dm: Brand, B: IommuBackend + fmt::Debug> fmt::Debug for IommuDomain<Dm, B> 
 /// (`struct dma_iova_state`). It borrows its domain, and links are made on
 /// the range itself, so it cannot be linked in another domain. Dropping it
 /// unlinks and frees the whole range.
+///
+/// The [`Iova`]s it hands out ([`start`](Self::start),
+/// [`link`](Self::link)) borrow it, so none outlives the free: after
+/// `drop(range)` the domain may hand the same addresses to another mapping,
+/// and a kept IOVA would name that mapping's memory
+/// (`tests/ui/iova_outlives_range.rs`). That is why linking and syncing take
+/// `&self`: a range can be linked further while IOVAs of it are held.
+///
+/// ```compile_fail,E0505
+/// # use dmaspace::iommu::IommuDomain;
+/// # dmaspace::brand!(D);
+/// # let d = IommuDomain::<D>::software(0, 1 << 20)?;
+/// let r = d.alloc(4096)?;
+/// let iova = r.start();
+/// drop(r); // error: `r` is still borrowed by `iova`
+/// let _ = iova;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "alloc")]
 pub struct IovaRange<'d, Dm: Brand, B: IommuBackend = SoftIommu> {
     lease: IovaLease<'d, B>,
+    /// The link cursor and the number of links so far, behind a lock so
+    /// that links are made through `&self` (the range stays `Sync`).
+    links: SpinLock<Links>,
+    _brand: Invariant<Dm>,
+}
+
+/// Where the next link of an [`IovaRange`] goes.
+#[cfg(feature = "alloc")]
+#[derive(Default)]
+struct Links {
     cursor: LinkCursor,
-    links: usize,
-    _brand: PhantomData<fn() -> Dm>,
+    count: usize,
 }
 
 #[cfg(feature = "alloc")]
@@ -260,7 +288,7 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
-    pub fn start(&self) -> Iova<Dm> {
+    pub fn start(&self) -> Iova<'_, Dm> {
         Iova::from_raw(self.lease.start())
     }
 
@@ -293,7 +321,7 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     }
 
     /// Links `[addr, addr + len)` at the range's cursor (`dma_iova_link`)
-    /// and returns the IOVA of `addr`. `addr` is what the backend maps: a
+    /// and returns the IOVA of `addr`, borrowed from the range. `addr` is what the backend maps: a
     /// physical address for the software IOMMU, a process virtual address
     /// for VFIO and iommufd. Only the first link may start inside a
     /// granule; a link that ends inside a granule must be the last.
@@ -316,7 +344,7 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// # use dmaspace::iommu::{IommuDomain, IommuPerm};
     /// # dmaspace::brand!(D);
     /// # let d = IommuDomain::<D>::software(0, 1 << 20)?;
-    /// let mut r = d.alloc(3 * 4096)?;
+    /// let r = d.alloc(3 * 4096)?;
     /// // SAFETY (all three): simulated physical addresses this example owns.
     /// let a = unsafe { r.link(0x1200, 0xe00, IommuPerm::READ)? }; // unaligned start: fine
     /// assert_eq!(a.as_u64() % 4096, 0x200);
@@ -325,27 +353,33 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub unsafe fn link(
-        &mut self,
+        &self,
         addr: u64,
         len: u64,
         perm: IommuPerm,
-    ) -> Result<Iova<Dm>, MapError> {
-        let index = self.links;
-        if len == 0 {
-            return Err(MapError::EmptySegment { index });
-        }
-        addr.checked_add(len - 1)
-            .ok_or(MapError::Overflow { start: addr, len })?;
-        let mut next = self.cursor;
-        next.check(addr, len, index)?;
-        if next.bytes() > self.len() {
-            return Err(MapError::IovaExhausted { len });
-        }
-        let placed = self.cursor.advance(addr, len);
-        // SAFETY: the caller vouches for the memory; the placement is inside
-        // this range (checked just above).
-        unsafe { self.lease.linker(perm).link(placed, addr, false) }?;
-        self.links += 1;
+    ) -> Result<Iova<'_, Dm>, MapError> {
+        let range_len = self.len();
+        let placed = self.links.with(|links| {
+            let index = links.count;
+            if len == 0 {
+                return Err(MapError::EmptySegment { index });
+            }
+            addr.checked_add(len - 1)
+                .ok_or(MapError::Overflow { start: addr, len })?;
+            let mut next = links.cursor;
+            next.check(addr, len, index)?;
+            if next.bytes() > range_len {
+                return Err(MapError::IovaExhausted { len });
+            }
+            let placed = links.cursor.advance(addr, len);
+            // SAFETY: the caller vouches for the memory; the placement is
+            // inside this range (checked just above). Linking under the
+            // lock keeps the cursor and the backend's links in one order.
+            unsafe { self.lease.linker(perm).link(placed, addr, false) }?;
+            links.count += 1;
+            Ok(placed)
+        })?;
+        // `placed.at < range_len`, and the range lies inside the aperture.
         Ok(Iova::from_raw(self.lease.start() + placed.at))
     }
 
@@ -357,14 +391,14 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// # use dmaspace::PhysAddr;
     /// # dmaspace::brand!(D);
     /// # let d = IommuDomain::<D>::software(0, 1 << 20)?;
-    /// let mut r = d.alloc(4096)?;
+    /// let r = d.alloc(4096)?;
     /// // SAFETY: a simulated page this example owns.
     /// let a = unsafe { r.link(0x1000, 4096, IommuPerm::WRITE)? };
     /// r.sync();
     /// assert_eq!(d.translate(a.as_u64(), IommuPerm::WRITE)?, PhysAddr::new(0x1000));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn sync(&mut self) {
+    pub fn sync(&self) {
         self.lease.sync();
     }
 }
@@ -376,7 +410,7 @@ impl<Dm: Brand, B: IommuBackend> fmt::Debug for IovaRange<'_, Dm, B> {
             .field("domain", &Dm::NAME)
             .field("start", &self.start())
             .field("len", &self.len())
-            .field("linked", &self.cursor.bytes())
+            .field("linked", &self.links.with(|l| l.cursor.bytes()))
             .finish()
     }
 }
@@ -387,7 +421,7 @@ mod tests {
 
     crate::brand!(TDom);
 
-    fn link(r: &mut IovaRange<'_, TDom>, phys: u64, len: u64) -> Result<u64, MapError> {
+    fn link(r: &IovaRange<'_, TDom>, phys: u64, len: u64) -> Result<u64, MapError> {
         // SAFETY: test apertures and simulated physical addresses only.
         unsafe { r.link(phys, len, IommuPerm::READ) }.map(Iova::as_u64)
     }
@@ -442,15 +476,15 @@ mod tests {
     #[test]
     fn link_rules_and_translation() {
         let d = IommuDomain::<TDom>::software(0, 8 * GRANULE).unwrap();
-        let mut r = d.alloc(3 * GRANULE).unwrap();
+        let r = d.alloc(3 * GRANULE).unwrap();
         let base = r.start().as_u64();
-        let a = link(&mut r, 0x5f00, 0x100).unwrap();
+        let a = link(&r, 0x5f00, 0x100).unwrap();
         assert_eq!(a, base + 0xf00);
-        let b = link(&mut r, 0x9000, 0x2000).unwrap();
+        let b = link(&r, 0x9000, 0x2000).unwrap();
         assert_eq!(b, base + 0x1000);
         // Full: the range has no room for another granule.
         assert!(matches!(
-            link(&mut r, 0xb000, 0x1000),
+            link(&r, 0xb000, 0x1000),
             Err(MapError::IovaExhausted { .. })
         ));
         assert_eq!(
@@ -476,18 +510,18 @@ mod tests {
     #[test]
     fn interior_links_must_be_aligned() {
         let d = IommuDomain::<TDom>::software(0, 8 * GRANULE).unwrap();
-        let mut r = d.alloc(4 * GRANULE).unwrap();
-        link(&mut r, 0x1000, 0x1000).unwrap();
+        let r = d.alloc(4 * GRANULE).unwrap();
+        link(&r, 0x1000, 0x1000).unwrap();
         assert_eq!(
-            link(&mut r, 0x2100, 0x100),
+            link(&r, 0x2100, 0x100),
             Err(MapError::Unaligned {
                 index: 1,
                 granule: GRANULE
             })
         );
-        link(&mut r, 0x3000, 0x800).unwrap();
+        link(&r, 0x3000, 0x800).unwrap();
         assert_eq!(
-            link(&mut r, 0x4000, 0x1000),
+            link(&r, 0x4000, 0x1000),
             Err(MapError::Unaligned {
                 index: 2,
                 granule: GRANULE
@@ -505,7 +539,7 @@ mod tests {
                 let d = &d;
                 s.spawn(move || {
                     for i in 0..200u64 {
-                        let mut r = d.alloc(GRANULE).unwrap();
+                        let r = d.alloc(GRANULE).unwrap();
                         let phys = (t << 32) | (i << 12);
                         // SAFETY: simulated addresses, never given to hardware.
                         let iova = unsafe { r.link(phys, GRANULE, IommuPerm::READ) }.unwrap();

@@ -29,7 +29,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::error::MapError;
 use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
@@ -188,7 +188,7 @@ pub struct Provider<PB: Brand> {
     map: SpinLock<Bitmap>,
     /// Where this process sees the BAR's first byte, if it maps it.
     cpu_map: Option<usize>,
-    _brand: PhantomData<fn() -> PB>,
+    _brand: Invariant<PB>,
 }
 
 impl<PB: Brand> Provider<PB> {

@@ -24,7 +24,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{BusOffset, DmaAddr, PhysAddr};
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::MapError;
@@ -81,7 +81,7 @@ pub struct Route<'r, PB: Brand, K: Brand, R: RouteKind> {
 }
 
 /// Borrows what the route witnesses, and names the pair and the kind.
-type Witness<'r, PB, K, R> = PhantomData<(&'r (), fn() -> (PB, K, R))>;
+type Witness<'r, PB, K, R> = PhantomData<(&'r (), Invariant<(PB, K, R)>)>;
 
 impl<'r, PB: Brand, K: Brand, R: RouteKind> Route<'r, PB, K, R> {
     fn new(provider: &'r Provider<PB>, client: &'r Device<'_, K>, distance: u32) -> Self {

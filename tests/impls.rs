@@ -20,8 +20,8 @@ type Dma = DmaAddr<'static, DevA, ToDevice>;
 type DmaB = DmaAddr<'static, DevB, ToDevice>;
 type DmaW = DmaAddr<'static, DevA, FromDevice>;
 type Bar = BarOffset<'static, DevA, ToDevice>;
-type Io = Iova<DomA>;
-type IoB = Iova<DomB>;
+type Io = Iova<'static, DomA>;
+type IoB = Iova<'static, DomB>;
 
 // Size and alignment: every address type is a u64.
 assert_eq_size!(PhysAddr, u64);
@@ -105,7 +105,10 @@ assert_impl_all!(IommuDomain<DomA>: Send, Sync);
 assert_impl_all!(dmaspace::map::Mapper<'static, DevA, dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>>: Sync);
 assert_impl_all!(dmaspace::map::Mapper<'static, DevA>: Sync);
 assert_not_impl_any!(IommuDomain<DomA>: Clone);
-assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Copy);
+assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Copy, Send);
+// Links and syncs go through `&self` (the IOVAs it hands out borrow it), and
+// the range stays shareable between threads.
+assert_impl_all!(IovaRange<'static, DomA>: Sync);
 
 #[test]
 fn layout_is_a_u64() {

@@ -30,14 +30,25 @@
 //!
 //! # Bad frees
 //!
-//! Every live allocation is recorded, so the shared path detects a double
-//! free, a free of something never allocated, a free with the wrong length
-//! or outside the aperture, and changes nothing: [`IovaAllocator::try_free`]
-//! returns the [`FreeError`]; [`IovaAllocator::free`] counts it in
-//! [`IovaAllocator::bad_frees`] (and `debug_assert`s). A cache checks what
-//! it can without touching shared state (the aperture, granule alignment, a
-//! second free of a range it still holds); anything else is caught, counted
-//! and dropped when its magazine reaches the tree.
+//! Every range out of the tree is recorded in the *live record* (start →
+//! length, and whether it is handed out or parked in a cache), sharded by
+//! start under 64 small locks, so a cache's fast path takes one of them and
+//! never the tree's lock. Every free, through the allocator or any cache,
+//! on any thread, is checked against it at the call, and a bad one changes
+//! nothing:
+//!
+//! - a range not handed out: never allocated, already freed into the tree,
+//!   or already freed into a cache (this one, another one, or a depot the
+//!   cache's magazine moved to): [`FreeError::NotAllocated`];
+//! - a live range freed with another length: [`FreeError::WrongLength`];
+//! - empty, not granule-aligned, or outside the aperture:
+//!   [`FreeError::OutsideAperture`].
+//!
+//! `try_free` returns the [`FreeError`]; `free` counts it in
+//! [`IovaAllocator::bad_frees`] (and `debug_assert`s). Not detected: a free
+//! by a second owner after the range was legitimately freed *and handed
+//! out again* (it looks like the new owner's free; the typed API above,
+//! where a lease frees its own range once, rules that out).
 //!
 //! ```
 //! use dmaspace::iommu::iova_alloc::IovaAllocator;
@@ -107,6 +118,8 @@ pub struct IovaAllocator {
     lo: u64,
     hi: u64,
     shared: SpinLock<Shared>,
+    /// The live record; see the module's "Bad frees".
+    live: Vec<LiveShard>,
     /// One depot per cached size (index: granules - 1).
     depots: Vec<Depot>,
     /// Every cache's slot, reused when a cache is dropped.
@@ -126,9 +139,58 @@ const LINE_CLASS: u32 = LINE_GRANULES.trailing_zeros();
 /// What the shared lock protects.
 struct Shared {
     holes: HoleTree,
-    /// Live allocations out of the tree: start granule → granules.
-    live: BTreeMap<u64, u64>,
     out: u64,
+}
+
+/// Shards of the live record (a power of two).
+const LIVE_SHARDS: usize = 64;
+
+/// One shard of the live record: start granule → [`Live`] entry, for the
+/// ranges out of the tree whose start hashes here. Entries are added and
+/// removed only under the tree's lock (the slow path); a cache's alloc
+/// and free only flip an entry's parked bit (no allocation).
+#[repr(align(64))] // its own cache line: queues on other cores use other shards
+struct LiveShard(SpinLock<BTreeMap<u64, u64>>);
+
+/// A live record entry: granules `<< 1`, with [`PARKED`] set while the
+/// range sits in a cache or depot (free, ready to be handed out again)
+/// and clear while its owner holds it.
+struct Live;
+
+impl Live {
+    const PARKED: u64 = 1;
+
+    #[inline(always)]
+    const fn handed(n: u64) -> u64 {
+        n << 1
+    }
+
+    #[inline(always)]
+    const fn parked(n: u64) -> u64 {
+        n << 1 | Self::PARKED
+    }
+
+    /// Checks a free of `n` granules at byte `start` against the entry
+    /// `e`: the range must be handed out, with this length.
+    #[inline(always)]
+    fn check_free(
+        e: Option<u64>,
+        n: u64,
+        start: u64,
+        len: u64,
+        shift: u32,
+    ) -> Result<(), FreeError> {
+        match e {
+            Some(e) if e == Self::handed(n) => Ok(()),
+            Some(e) if e & Self::PARKED == 0 && e >> 1 != n => Err(FreeError::WrongLength {
+                start,
+                len,
+                allocated: (e >> 1) << shift,
+            }),
+            // Absent, or parked: never allocated, or freed already.
+            _ => Err(FreeError::NotAllocated { start, len }),
+        }
+    }
 }
 
 /// A normalised request, in granules.
@@ -141,9 +203,11 @@ pub(crate) struct Req {
 
 impl Req {
     /// Whether a range starting at granule `g` satisfies the request.
+    /// (`lim_end >= n`: [`IovaAllocator::request`] checks it; `g + n`
+    /// could pass 2^64 with a one-byte granule at the top of the space.)
     #[inline(always)]
     fn accepts(&self, g: u64) -> bool {
-        g & ((1u64 << self.class) - 1) == 0 && g + self.n <= self.lim_end
+        g & ((1u64 << self.class) - 1) == 0 && g <= self.lim_end - self.n
     }
 }
 
@@ -251,9 +315,11 @@ impl IovaAllocator {
             hi,
             shared: SpinLock::new(Shared {
                 holes: HoleTree::new(lo, hi),
-                live: BTreeMap::new(),
                 out: 0,
             }),
+            live: (0..LIVE_SHARDS)
+                .map(|_| LiveShard(SpinLock::new(BTreeMap::new())))
+                .collect(),
             depots: (1..=CACHE_MAX_GRANULES).map(Depot::new).collect(),
             slots: SpinLock::new(Vec::new()),
             out_granules: AtomicU64::new(0),
@@ -306,21 +372,33 @@ impl IovaAllocator {
     /// [`free`](Self::free), saying why a bad free was refused.
     ///
     /// # Errors
-    /// [`FreeError`]: the range is outside the aperture, not a live
-    /// allocation (double free, never allocated), or of another length.
-    /// The allocator is unchanged.
+    /// [`FreeError`]: the range is outside the aperture, not handed out
+    /// (never allocated, or freed already, into the tree or into any
+    /// cache), or of another length. The allocator is unchanged.
     ///
     /// ```
     /// use dmaspace::iommu::iova_alloc::{FreeError, IovaAllocator};
     /// let iova = IovaAllocator::new(1 << 20, 1 << 20, 4096)?;
     /// assert!(matches!(iova.try_free(0, 4096), Err(FreeError::OutsideAperture { .. })));
     /// assert!(matches!(iova.try_free(1 << 20, 4096), Err(FreeError::NotAllocated { .. })));
+    /// // Freed into a cache is freed: the tree refuses a second free.
+    /// let q = iova.cache();
+    /// let a = q.alloc(4096, 4096, u64::MAX).ok_or("full")?;
+    /// q.try_free(a, 4096)?;
+    /// assert_eq!(iova.try_free(a, 4096), Err(FreeError::NotAllocated { start: a, len: 4096 }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_free(&self, start: u64, len: u64) -> Result<(), FreeError> {
         let (g, n) = self.granules_of(start, len)?;
-        self.shared
-            .with(|s| s.free(g, n, self.shift, &self.out_granules))
+        self.shared.with(|s| {
+            self.live_shard(g).with(|live| {
+                Live::check_free(live.get(&g).copied(), n, start, len, self.shift)?;
+                if s.release(g, n, self.shift, &self.out_granules) {
+                    live.remove(&g);
+                }
+                Ok(())
+            })
+        })
     }
 
     /// A per-queue (per-CPU) cache in front of the shared allocator: sizes
@@ -362,8 +440,11 @@ impl IovaAllocator {
     }
 
     /// How many frees were refused as bad (double, never allocated, wrong
-    /// length, outside the aperture) by [`free`](Self::free),
-    /// [`IovaCache::free`], or when a cache's magazine reached the tree.
+    /// length, outside the aperture) by [`free`](Self::free) or
+    /// [`IovaCache::free`] ([`try_free`](Self::try_free) returns the
+    /// reason instead). A parked range that the tree refuses when a
+    /// magazine reaches it would count too; the live record makes that
+    /// impossible.
     ///
     /// ```
     /// use dmaspace::iommu::iova_alloc::IovaAllocator;
@@ -407,13 +488,71 @@ impl IovaAllocator {
     /// The shared path: the tree, and if it refuses, everything the caches
     /// hold back into it and one more try.
     pub(crate) fn alloc_req(&self, r: Req) -> Option<u64> {
-        let got = self.shared.with(|s| s.alloc(r, &self.out_granules));
+        let got = self.alloc_tree(r);
         let g = match got {
             Some(g) => g,
-            None if self.reclaim() => self.shared.with(|s| s.alloc(r, &self.out_granules))?,
+            None if self.reclaim() => self.alloc_tree(r)?,
             None => return None,
         };
         Some(g << self.shift)
+    }
+
+    /// One try of the tree: carves the range and records it handed out.
+    #[inline]
+    fn alloc_tree(&self, r: Req) -> Option<u64> {
+        self.shared.with(|s| {
+            let g = s.alloc(r, &self.out_granules)?;
+            self.live_shard(g)
+                .with(|live| live.insert(g, Live::handed(r.n)));
+            Some(g)
+        })
+    }
+
+    /// The shard of the live record that holds the range starting at `g`.
+    #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the hash's top bits, below LIVE_SHARDS"
+    )]
+    fn live_shard(&self, g: u64) -> &SpinLock<BTreeMap<u64, u64>> {
+        // Fibonacci hashing: neighbouring ranges land in different shards.
+        let h = g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LIVE_SHARDS.trailing_zeros());
+        &self.live[h as usize].0
+    }
+
+    /// A cache's free of the handed-out range `g` of `n` granules (byte
+    /// `start`, `len` as given): marks it parked, or says why not.
+    #[inline]
+    pub(crate) fn park(&self, g: u64, n: u64, start: u64, len: u64) -> Result<(), FreeError> {
+        self.live_shard(g).with(|live| {
+            let e = live.get_mut(&g);
+            Live::check_free(e.as_deref().copied(), n, start, len, self.shift)?;
+            if let Some(e) = e {
+                *e = Live::parked(n);
+            }
+            Ok(())
+        })
+    }
+
+    /// A cache hands out the parked range `g` of `n` granules.
+    #[inline]
+    pub(crate) fn unpark(&self, g: u64, n: u64) {
+        self.live_shard(g).with(|live| {
+            let e = live.get_mut(&g);
+            debug_assert!(
+                e.as_deref() == Some(&Live::parked(n)),
+                "a cached range is parked in the live record"
+            );
+            if let Some(e) = e {
+                *e = Live::handed(n);
+            }
+        });
+    }
+
+    /// Ranges in the live record (handed out or parked).
+    #[cfg(all(test, not(loom)))]
+    fn live_count(&self) -> usize {
+        self.live.iter().map(|l| l.0.with(|m| m.len())).sum()
     }
 
     /// A queue cache's miss: as [`alloc_req`](Self::alloc_req), but first
@@ -428,7 +567,7 @@ impl IovaAllocator {
                 class: LINE_CLASS,
                 ..r
             };
-            if let Some(g) = self.shared.with(|s| s.alloc(spread, &self.out_granules)) {
+            if let Some(g) = self.alloc_tree(spread) {
                 return Some(g << self.shift);
             }
         }
@@ -452,7 +591,8 @@ impl IovaAllocator {
         }
     }
 
-    /// Frees parked ranges back into the tree; counts those it refuses.
+    /// Frees parked ranges back into the tree; counts those it refuses
+    /// (none: a range is parked only by a checked free).
     pub(crate) fn release_parked(&self, n: u64, starts: &[u64]) {
         if starts.is_empty() {
             return;
@@ -460,7 +600,16 @@ impl IovaAllocator {
         let bad = self.shared.with(|s| {
             starts
                 .iter()
-                .filter(|&&g| s.free(g, n, self.shift, &self.out_granules).is_err())
+                .filter(|&&g| {
+                    self.live_shard(g).with(|live| {
+                        let ok = live.get(&g) == Some(&Live::parked(n))
+                            && s.release(g, n, self.shift, &self.out_granules);
+                        if ok {
+                            live.remove(&g);
+                        }
+                        !ok
+                    })
+                })
                 .count()
         });
         if bad > 0 {
@@ -485,37 +634,26 @@ impl IovaAllocator {
 }
 
 impl Shared {
+    /// Carves `r` out of the holes; the caller records it live.
     fn alloc(&mut self, r: Req, out: &AtomicU64) -> Option<u64> {
         let (h, pos) = self.holes.find(r.n, r.class, r.lim_end)?;
         self.holes.carve(h, pos, r.n);
-        self.live.insert(pos, r.n);
         self.out += r.n;
         out.store(self.out, Ordering::Relaxed);
         Some(pos)
     }
 
-    fn free(&mut self, g: u64, n: u64, shift: u32, out: &AtomicU64) -> Result<(), FreeError> {
-        let (start, len) = (g << shift, n << shift);
-        match self.live.get(&g) {
-            None => return Err(FreeError::NotAllocated { start, len }),
-            Some(&m) if m != n => {
-                return Err(FreeError::WrongLength {
-                    start,
-                    len,
-                    allocated: m << shift,
-                });
-            }
-            Some(_) => {}
-        }
+    /// Gives the live range `g` of `n` granules back to the holes; whether
+    /// it did (the caller then drops it from the live record).
+    fn release(&mut self, g: u64, n: u64, shift: u32, out: &AtomicU64) -> bool {
         // A live range never overlaps a hole: the release cannot fail.
-        let released = self.holes.release(g, n);
-        debug_assert!(released.is_ok(), "live range {start:#x} overlaps a hole");
-        if released.is_ok() {
-            self.live.remove(&g);
+        let released = self.holes.release(g, n).is_ok();
+        debug_assert!(released, "live range {:#x} overlaps a hole", g << shift);
+        if released {
             self.out -= n;
             out.store(self.out, Ordering::Relaxed);
         }
-        Ok(())
+        released
     }
 }
 
@@ -626,7 +764,7 @@ mod tests {
         );
         drop(q);
         // What the cache held is back in the tree, merged.
-        assert_eq!(a.shared.with(|s| s.live.len()), 1);
+        assert_eq!(a.live_count(), 1);
         assert_eq!(a.bad_frees(), 0);
     }
 
@@ -717,14 +855,21 @@ mod tests {
     }
 
     #[test]
-    fn stale_cache_free_is_caught_at_the_tree() {
+    fn never_allocated_cache_free_is_caught_at_the_call() {
         let a = IovaAllocator::new(0, 1 << 20, G).unwrap();
         let q = a.cache();
-        // Never allocated: the cache cannot know, the tree can.
-        q.try_free(5 * G, G).unwrap();
+        // Never allocated: the live record says so, before anything is parked.
+        assert_eq!(
+            q.try_free(5 * G, G),
+            Err(FreeError::NotAllocated {
+                start: 5 * G,
+                len: G
+            })
+        );
+        assert_eq!(q.alloc(G, G, 6 * G - 1).map(|x| x != 5 * G), Some(true));
         drop(q);
-        assert_eq!(a.bad_frees(), 1);
-        assert_eq!(a.shared.with(|s| s.holes.to_vec()), [(0, (1 << 20) / G)]);
+        assert_eq!(a.bad_frees(), 0);
+        assert_eq!(a.live_count(), 1);
     }
 
     #[test]

@@ -53,10 +53,12 @@ unsafe impl<B: IommuBackend + Sync> Sync for IovaLease<'_, B> {}
 
 impl<'d, B: IommuBackend> IovaLease<'d, B> {
     /// Reserves `bytes` (rounded up to granules) of `pool`'s space whose
-    /// last byte is at most `mask`, to be mapped by `backend`.
+    /// last byte is at most `mask`, to be mapped by `backend`. `None` if
+    /// no free run is large enough (a `bytes` whose rounding passes 2^64
+    /// fits no aperture).
     #[inline]
     pub fn reserve(backend: &'d B, pool: Pool<'d>, bytes: u64, mask: u64) -> Option<Self> {
-        let len = bytes.div_ceil(GRANULE) * GRANULE;
+        let len = bytes.div_ceil(GRANULE).checked_mul(GRANULE)?;
         let start = pool.alloc(len, mask)?;
         Some(Self {
             backend,
@@ -117,8 +119,8 @@ impl<'d, B: IommuBackend> IovaLease<'d, B> {
     #[inline]
     pub fn sync(&self) {
         // SAFETY: the run is this lease's; its owner (a `DmaVec` or an
-        // `IovaRange`) syncs and unmaps through `self` by value or `&mut`,
-        // never both at once.
+        // `IovaRange`) unmaps only by value or `&mut` (the drop, an early
+        // unmap), so no sync through `&self` runs beside the unmap.
         unsafe { self.backend.sync(self.start, self.len) };
     }
 

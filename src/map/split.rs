@@ -20,16 +20,20 @@ pub(super) fn cut(
     // each starts aligned.
     let mut total = 0usize;
     for s in out.as_raw() {
-        let (mut addr, mut left) = (s.addr, s.len);
-        while left > 0 {
+        // Mappers plan (and refuse) wrapping segments before they get
+        // here; checked again, so that no path reaches `Pieces` with one.
+        if s.len > 0 && s.addr.checked_add(s.len - 1).is_none() {
+            return Err(MapError::Overflow {
+                start: s.addr,
+                len: s.len,
+            });
+        }
+        for (addr, _) in Pieces::new(s.addr, s.len, limits) {
             check_aligned(addr, limits)?;
-            let p = limits.piece(addr, left);
             total += 1;
             if total > bound {
                 break;
             }
-            addr += p;
-            left -= p;
         }
         if total > bound {
             break;
@@ -52,30 +56,63 @@ pub(super) fn cut(
         let s = slots[i].raw();
         let pieces = pieces(s.addr, s.len, limits);
         w -= pieces;
-        let (mut addr, mut left) = (s.addr, s.len);
-        for slot in &mut slots[w..w + pieces] {
-            let p = limits.piece(addr, left);
+        for (slot, (addr, len)) in slots[w..w + pieces]
+            .iter_mut()
+            .zip(Pieces::new(s.addr, s.len, limits))
+        {
             let mut piece = s;
             piece.addr = addr;
-            piece.len = p;
+            piece.len = len;
             *slot = crate::vec::SegSlot::new(piece);
-            addr += p;
-            left -= p;
         }
     }
     debug_assert_eq!(w, 0);
     Ok(total)
 }
 
-fn pieces(mut addr: u64, mut left: u64, limits: &DmaLimits) -> usize {
-    let mut n = 0;
-    while left > 0 {
-        let p = limits.piece(addr, left);
-        n += 1;
-        addr += p;
-        left -= p;
+fn pieces(addr: u64, len: u64, limits: &DmaLimits) -> usize {
+    Pieces::new(addr, len, limits).count()
+}
+
+/// The pieces `(addr, len)` of the segment `[addr, addr + len)` cut to
+/// `limits`. The segment may end exactly at 2^64 (a BAR at the top of the
+/// bus space): the cursor moves past a piece only while bytes are left, so
+/// it never computes the address 2^64.
+struct Pieces<'l> {
+    addr: u64,
+    left: u64,
+    limits: &'l DmaLimits,
+}
+
+impl<'l> Pieces<'l> {
+    /// The plan checked that `addr + len - 1` does not wrap.
+    fn new(addr: u64, len: u64, limits: &'l DmaLimits) -> Self {
+        debug_assert!(len == 0 || addr.checked_add(len - 1).is_some());
+        Self {
+            addr,
+            left: len,
+            limits,
+        }
     }
-    n
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = (u64, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if self.left == 0 {
+            return None;
+        }
+        let at = self.addr;
+        let p = self.limits.piece(at, self.left);
+        self.left -= p;
+        if self.left > 0 {
+            // Bytes remain after this piece, so `at + p <= addr + len - 1`.
+            self.addr = at + p;
+        }
+        Some((at, p))
+    }
 }
 
 fn check_aligned(addr: u64, limits: &DmaLimits) -> Result<(), MapError> {

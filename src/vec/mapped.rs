@@ -16,7 +16,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::{BarOffset, DmaAddr};
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::dir::Direction;
 use crate::error::MapError;
 use crate::id::DeviceId;
@@ -85,7 +85,7 @@ impl RawSeg {
 #[repr(transparent)]
 pub struct DmaSeg<K: Brand, D: Direction> {
     raw: RawSeg,
-    _kind: PhantomData<fn() -> (K, D)>,
+    _kind: Invariant<(K, D)>,
 }
 
 impl<K: Brand, D: Direction> DmaSeg<K, D> {
@@ -229,7 +229,7 @@ pub struct DmaVec<'s, K: Brand, D: Direction, S: SyncState = Synced> {
 }
 
 /// Device, direction and sync state: names only.
-pub(crate) type StateOf<K, D, S> = PhantomData<fn() -> (K, D, S)>;
+pub(crate) type StateOf<K, D, S> = Invariant<(K, D, S)>;
 
 impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
     pub(crate) fn new(segs: &'s [RawSeg], lease: Option<&'s dyn Lease>, device: DeviceId) -> Self {

@@ -7,7 +7,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::addr::PhysAddr;
-use crate::brand::Brand;
+use crate::brand::{Brand, Invariant};
 use crate::id::ProviderId;
 
 /// Bit of [`HostSeg`]'s length word: the segment's IOMMU granules, counted
@@ -185,7 +185,7 @@ pub struct P2pSeg<'m, PB: Brand> {
 }
 
 /// A shared borrow of provider `PB`'s memory.
-type SharedOf<'m, PB> = PhantomData<(&'m (), fn() -> PB)>;
+type SharedOf<'m, PB> = PhantomData<(&'m (), Invariant<PB>)>;
 
 impl<PB: Brand> P2pSeg<'_, PB> {
     /// `covers`: every IOMMU granule the range touches lies inside the

@@ -7,6 +7,6 @@ use dmaspace::iommu::IommuPerm;
 
 fn main() {
     let dom = domain();
-    let mut range = dom.alloc(4096).unwrap();
+    let range = dom.alloc(4096).unwrap();
     let _ = range.link(0x1000, 4096, IommuPerm::WRITE);
 }

@@ -5,7 +5,7 @@ use prelude::*;
 
 brand!(Other);
 
-fn program_other_domain(_iova: Iova<Other>) {}
+fn program_other_domain(_iova: Iova<'_, Other>) {}
 
 fn main() {
     let dom = domain();

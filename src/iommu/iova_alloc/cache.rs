@@ -2,7 +2,8 @@
 //! `iova_rcache`), and the per-size depots they trade magazines with.
 //!
 //! Lock order, always taken in this order and never the other way:
-//! the slot registry, a cache's slot, a depot, the shared tree.
+//! the slot registry, a cache's slot, a depot, the shared tree, a shard of
+//! the live record.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -58,12 +59,6 @@ impl Mag {
     #[inline(always)]
     fn starts(&self) -> &[u64] {
         &self.items[..self.n]
-    }
-
-    #[inline(always)]
-    fn contains(&self, g: u64) -> bool {
-        // Branch-free, so it vectorises: a magazine is small.
-        self.starts().iter().fold(false, |any, &x| any | (x == g))
     }
 
     /// Takes the most recent range that satisfies `r` (the top one, unless
@@ -222,7 +217,7 @@ impl Slot {
         clippy::cast_possible_truncation,
         reason = "a size class, below the number of classes"
     )]
-    fn pop(&self, r: &Req, depot: &Depot) -> Option<u64> {
+    fn pop(&self, r: &Req, depot: &Depot, alloc: &IovaAllocator) -> Option<u64> {
         let c = (r.n - 1) as usize;
         self.mags.with(|m| {
             let cm = SlotMags::class(&mut m.classes, c);
@@ -241,28 +236,34 @@ impl Slot {
                 // Ranges held, none aligned or low enough: the tree decides.
                 None => None,
             };
-            if got.is_some() {
+            if let Some(g) = got {
                 m.parked -= r.n;
+                alloc.unpark(g, r.n);
             }
             self.parked.store(m.parked, Ordering::Relaxed);
             got
         })
     }
 
-    /// Parks the range `g` of `n <= CACHE_MAX_GRANULES` granules; `Err` if
-    /// this cache holds it already (a double free).
+    /// Parks the range `g` of `n <= CACHE_MAX_GRANULES` granules (byte
+    /// `start`, `len` as given); `Err` if the live record refuses the free
+    /// (see [`IovaAllocator::park`]).
     #[inline]
     #[expect(
         clippy::cast_possible_truncation,
         reason = "a size class, below the number of classes"
     )]
-    fn push(&self, g: u64, n: u64, depot: &Depot, alloc: &IovaAllocator) -> Result<(), ()> {
+    fn push(
+        &self,
+        (g, n): (u64, u64),
+        (start, len): (u64, u64),
+        depot: &Depot,
+        alloc: &IovaAllocator,
+    ) -> Result<(), FreeError> {
         let c = (n - 1) as usize;
         self.mags.with(|m| {
+            alloc.park(g, n, start, len)?;
             let cm = SlotMags::class(&mut m.classes, c);
-            if cm.loaded.contains(g) || cm.prev.contains(g) {
-                return Err(());
-            }
             if cm.loaded.is_full() {
                 if cm.prev.is_full() {
                     let out = cm.prev.n as u64 * n;
@@ -310,9 +311,11 @@ impl Slot {
 /// Dropping it gives back what it holds.
 ///
 /// Ranges may be freed through another cache, or through the allocator,
-/// than the one they came from. A cache refuses (as a bad free) a second
-/// free of a range it still holds; a free of a range that is not live
-/// anywhere else is caught when its magazine reaches the tree.
+/// than the one they came from. Every free through a cache is checked
+/// against the allocator's live record (one of its 64 shard locks, not the
+/// tree's lock): a second free, wherever the first one went, a free of a
+/// range never allocated and a free with another length are refused at the
+/// call (see the module's "Bad frees").
 ///
 /// ```
 /// use dmaspace::iommu::iova_alloc::IovaAllocator;
@@ -388,7 +391,7 @@ impl<'a> IovaCache<'a> {
         let r = self.alloc.request(len, align, limit)?;
         if r.n <= CACHE_MAX_GRANULES {
             let depot = &self.alloc.depots[(r.n - 1) as usize];
-            if let Some(g) = self.slot.pop(&r, depot) {
+            if let Some(g) = self.slot.pop(&r, depot, self.alloc) {
                 return Some(g << self.alloc.shift);
             }
             // A miss: a range on a line of page-table entries of its own.
@@ -421,11 +424,12 @@ impl<'a> IovaCache<'a> {
     /// [`free`](Self::free), saying why a bad free was refused.
     ///
     /// # Errors
-    /// [`FreeError::OutsideAperture`] for a range outside the aperture or
-    /// not granule-aligned; [`FreeError::NotAllocated`] for a range this
-    /// cache holds already (a double free). Ranges larger than
-    /// [`CACHE_MAX_GRANULES`] go to the shared tree and get all of
-    /// [`IovaAllocator::try_free`]'s checks.
+    /// As [`IovaAllocator::try_free`]: [`FreeError::OutsideAperture`] for
+    /// a range outside the aperture or not granule-aligned;
+    /// [`FreeError::NotAllocated`] for a range not handed out (never
+    /// allocated, or freed already through this cache, another cache or
+    /// the allocator); [`FreeError::WrongLength`] for a live range freed
+    /// with another length. The allocator is unchanged.
     ///
     /// ```
     /// use dmaspace::iommu::iova_alloc::{FreeError, IovaAllocator};
@@ -447,9 +451,7 @@ impl<'a> IovaCache<'a> {
             return self.alloc.try_free(start, len);
         }
         let depot = &self.alloc.depots[(n - 1) as usize];
-        self.slot
-            .push(g, n, depot, self.alloc)
-            .map_err(|()| FreeError::NotAllocated { start, len })
+        self.slot.push((g, n), (start, len), depot, self.alloc)
     }
 }
 

@@ -7,7 +7,7 @@ use dmaspace_vfio::backend::vfio::VfioType1;
 
 brand!(Dom);
 
-fn unmap_under(domain: &IommuDomain<Dom, VfioType1>, iova: Iova<Dom>) {
+fn unmap_under(domain: &IommuDomain<Dom, VfioType1>, iova: Iova<'_, Dom>) {
     let _ = domain.backend().container().unmap_dma(iova.as_u64(), 4096);
 }
 
