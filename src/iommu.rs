@@ -36,7 +36,7 @@ use crate::error::{IommuFault, MapError};
 #[cfg(feature = "alloc")]
 use iova_alloc::IovaAllocator;
 #[cfg(feature = "alloc")]
-use iova_alloc::spin::SpinLock;
+use crate::sync::SpinLock;
 #[cfg(feature = "alloc")]
 pub(crate) use lease::{IovaLease, LeaseLinker, Pool};
 pub(crate) use link::{Lease, LeaseLink, LinkCursor, LinkLease, Placed};

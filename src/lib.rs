@@ -61,6 +61,7 @@ extern crate alloc;
 extern crate std;
 
 mod sealed;
+mod sync;
 
 /// The PCI side: function addresses ([`Bdf`](pci::Bdf)), the topology, its
 /// sysfs loader and the kernel's P2PDMA rules (the `dmaspace-pci` crate).

@@ -35,16 +35,7 @@ use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
 use dmaspace_pci::Bdf;
 
-// The lock is the IOVA allocator's spinlock (closure API, loom-checked);
-// without `alloc` the IOVA allocator is not built, so its file is
-// compiled here.
-#[cfg(feature = "alloc")]
-use crate::iommu::iova_alloc::spin::SpinLock;
-#[cfg(not(feature = "alloc"))]
-#[path = "iommu/iova_alloc/spin.rs"]
-mod spin;
-#[cfg(not(feature = "alloc"))]
-use spin::SpinLock;
+use crate::sync::SpinLock;
 
 /// The smallest granule of a provider's allocator, in bytes: what a
 /// 1-byte allocation occupies in a BAR of up to 64 MiB.

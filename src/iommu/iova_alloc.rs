@@ -72,7 +72,6 @@
 
 mod cache;
 // Also the P2P provider's lock.
-pub(crate) mod spin;
 mod tree;
 
 use alloc::collections::BTreeMap;
@@ -85,7 +84,7 @@ pub use cache::{CACHE_MAX_GRANULES, IovaCache};
 
 use crate::error::MapError;
 use cache::{Depot, Slot};
-use spin::SpinLock;
+use crate::sync::SpinLock;
 use tree::HoleTree;
 
 /// The IOVA space `[base, base + len)`, handed out in whole granules.

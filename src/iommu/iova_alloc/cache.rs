@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 use core::mem;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::spin::SpinLock;
+use crate::sync::SpinLock;
 use super::{FreeError, IovaAllocator, Req};
 
 /// The largest request, in granules, that an [`IovaCache`] serves from

@@ -1,5 +1,7 @@
 //! A tiny test-and-test-and-set spinlock with a closure API, for the
-//! allocator's short critical sections (`no_std`: no OS mutex to lean on).
+//! short critical sections of the IOVA allocator, the provider's bitmap and
+//! an IOVA range's link cursor (`no_std`: no OS mutex to lean on). One leaf
+//! module, compiled once, with or without `alloc`.
 //!
 //! The closure form (`with`) has no guard to leak or to hold across an
 //! `await` or a call back into the allocator; every critical section is a
