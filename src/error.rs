@@ -84,17 +84,6 @@ pub enum MapError {
         /// Its length in bytes.
         len: u64,
     },
-    /// A P2P provider has no free memory of this size.
-    ProviderExhausted {
-        /// Bytes asked for.
-        len: u64,
-    },
-    /// An alignment that is not a power of two, or that no place in the
-    /// provider's BAR can have.
-    BadAlignment {
-        /// The alignment asked for.
-        align: u64,
-    },
     /// The bounce pool has no free slot large enough.
     BouncePoolExhausted {
         /// Bytes asked for.
@@ -206,7 +195,9 @@ impl<Buf: fmt::Debug> core::error::Error for MapBufError<Buf> {
 }
 
 /// The broad class of a [`MapError`], for a driver deciding what to do.
+/// More classes may come: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MapErrorKind {
     /// The request itself is wrong (empty, unaligned, out of bounds,
     /// overflowing, unreachable for the device): retrying will not help.
@@ -216,6 +207,9 @@ pub enum MapErrorKind {
     Exhausted,
     /// An address, route or segment met another instance than its own.
     WrongInstance,
+    /// Anything else the layer below reported (a backend's unclassified
+    /// OS error).
+    Other,
 }
 
 impl MapError {
@@ -231,11 +225,12 @@ impl MapError {
         match self {
             MapError::OutOfCapacity { .. }
             | MapError::IovaExhausted { .. }
-            | MapError::ProviderExhausted { .. }
             | MapError::BouncePoolExhausted { .. } => MapErrorKind::Exhausted,
             MapError::Backend(e) => match e.kind() {
                 crate::backend::BackendErrorKind::NoMemory => MapErrorKind::Exhausted,
-                _ => MapErrorKind::InvalidRequest,
+                crate::backend::BackendErrorKind::Unmappable
+                | crate::backend::BackendErrorKind::BadRange => MapErrorKind::InvalidRequest,
+                _ => MapErrorKind::Other,
             },
             MapError::WrongDevice
             | MapError::RouteMismatch
@@ -247,7 +242,6 @@ impl MapError {
             | MapError::PartialGranule { .. }
             | MapError::BeyondDmaMask { .. }
             | MapError::BadAperture { .. }
-            | MapError::BadAlignment { .. }
             | MapError::OutOfBounds { .. }
             | MapError::DeviceLocal
             | MapError::NotOwnBar
@@ -299,13 +293,6 @@ impl fmt::Display for MapError {
             MapError::BadAperture { base, len } => write!(
                 f,
                 "IOMMU aperture {base:#x} + {len:#x} is not granule-aligned or wraps"
-            ),
-            MapError::ProviderExhausted { len } => {
-                write!(f, "the P2P provider has no free range of {len:#x} bytes")
-            }
-            MapError::BadAlignment { align } => write!(
-                f,
-                "alignment {align:#x} is not a power of two, or no place in the provider's BAR has it"
             ),
             MapError::BouncePoolExhausted { len } => {
                 write!(f, "the bounce pool has no free slot of {len:#x} bytes")

@@ -34,9 +34,9 @@ pub use crate::dir::IommuPerm;
 #[cfg(feature = "alloc")]
 use crate::error::{IommuFault, MapError};
 #[cfg(feature = "alloc")]
-use iova_alloc::IovaAllocator;
-#[cfg(feature = "alloc")]
 use crate::sync::SpinLock;
+#[cfg(feature = "alloc")]
+use iova_alloc::IovaAllocator;
 #[cfg(feature = "alloc")]
 pub(crate) use lease::{IovaLease, LeaseLinker, Pool};
 pub(crate) use link::{Lease, LeaseLink, LinkCursor, LinkLease, Placed};

@@ -30,6 +30,7 @@ use core::marker::PhantomData;
 
 use crate::addr::{BusAddr, BusOffset, PAGE_SIZE, PhysAddr};
 use crate::brand::{Brand, Invariant};
+#[cfg(doc)]
 use crate::error::MapError;
 use crate::id::{FunctionId, MachineId, ProviderId};
 use crate::vec::P2pSeg;
@@ -110,6 +111,30 @@ pub enum ProviderError {
         /// The BAR's size.
         size: u64,
     },
+    /// An allocation of zero bytes: it would hand out nothing and is almost
+    /// always a bug.
+    EmptyAllocation,
+    /// An alignment that is not a power of two, or that no place in the
+    /// provider's BAR can have.
+    BadAlignment {
+        /// The alignment asked for.
+        align: u64,
+    },
+    /// The provider has no free memory of this size (a retry after other
+    /// allocations are dropped may succeed).
+    Exhausted {
+        /// Bytes asked for.
+        len: u64,
+    },
+    /// A range that is not inside its allocation.
+    OutsideAllocation {
+        /// First byte of the range, from the allocation's start.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The allocation's length.
+        size: u64,
+    },
 }
 
 impl fmt::Display for ProviderError {
@@ -121,6 +146,18 @@ impl fmt::Display for ProviderError {
             ProviderError::BadRange { start, size } => write!(
                 f,
                 "P2P BAR at {start:?} of {size:#x} bytes is empty, not page-aligned, or wraps"
+            ),
+            ProviderError::EmptyAllocation => f.write_str("an allocation of zero bytes"),
+            ProviderError::BadAlignment { align } => write!(
+                f,
+                "alignment {align:#x} is not a power of two, or no place in the provider's BAR has it"
+            ),
+            ProviderError::Exhausted { len } => {
+                write!(f, "the P2P provider has no free range of {len:#x} bytes")
+            }
+            ProviderError::OutsideAllocation { offset, len, size } => write!(
+                f,
+                "{len:#x} bytes at offset {offset:#x} are not inside the allocation of {size:#x} bytes"
             ),
             ProviderError::NoSuchBar { bdf, bar } => {
                 write!(f, "{bdf} has no assigned BAR {bar} in the topology")
@@ -413,8 +450,8 @@ impl<PB: Brand> Provider<PB> {
     /// map it), and the 64-byte [`MIN_GRANULE`] below.
     ///
     /// # Errors
-    /// [`MapError::ProviderExhausted`] if no free run is large enough,
-    /// [`MapError::EmptySegment`] for `len == 0`.
+    /// [`ProviderError::Exhausted`] if no free run is large enough,
+    /// [`ProviderError::EmptyAllocation`] for `len == 0`.
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
@@ -432,7 +469,7 @@ impl<PB: Brand> Provider<PB> {
     /// # drop(b);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn alloc(&self, len: u64) -> Result<P2pAlloc<'_, PB>, MapError> {
+    pub fn alloc(&self, len: u64) -> Result<P2pAlloc<'_, PB>, ProviderError> {
         let align = if len >= PAGE_SIZE {
             PAGE_SIZE
         } else {
@@ -450,15 +487,15 @@ impl<PB: Brand> Provider<PB> {
     /// The lowest fitting place is taken.
     ///
     /// # Errors
-    /// [`MapError::EmptySegment`] for `len == 0`;
-    /// [`MapError::BadAlignment`] if `align` is not a power of two, or no
+    /// [`ProviderError::EmptyAllocation`] for `len == 0`;
+    /// [`ProviderError::BadAlignment`] if `align` is not a power of two, or no
     /// place in this BAR can have it (an alignment above a page that the
     /// BAR's start misses by less than a granule);
-    /// [`MapError::ProviderExhausted`] if no free run fits.
+    /// [`ProviderError::Exhausted`] if no free run fits.
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
-    /// # use dmaspace::error::MapError;
+    /// # use dmaspace::provider::ProviderError;
     /// # use dmaspace::{pci::Bdf, BusAddr, PhysAddr};
     /// # dmaspace::brand!(P);
     /// # // SAFETY: example values.
@@ -469,15 +506,15 @@ impl<PB: Brand> Provider<PB> {
     /// let ring = p.alloc_aligned(100, 4096)?; // a whole page
     /// assert_eq!(ring.seg().phys().as_u64(), 0x10_1000);
     /// assert!(ring.seg().covers_granules());
-    /// assert_eq!(p.alloc_aligned(64, 48).unwrap_err(), MapError::BadAlignment { align: 48 });
+    /// assert_eq!(p.alloc_aligned(64, 48).unwrap_err(), ProviderError::BadAlignment { align: 48 });
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn alloc_aligned(&self, len: u64, align: u64) -> Result<P2pAlloc<'_, PB>, MapError> {
+    pub fn alloc_aligned(&self, len: u64, align: u64) -> Result<P2pAlloc<'_, PB>, ProviderError> {
         if len == 0 {
-            return Err(MapError::EmptySegment { index: 0 });
+            return Err(ProviderError::EmptyAllocation);
         }
         if !align.is_power_of_two() {
-            return Err(MapError::BadAlignment { align });
+            return Err(ProviderError::BadAlignment { align });
         }
         let g = self.granule();
         let cpu = self.cpu_start.as_u64();
@@ -485,17 +522,17 @@ impl<PB: Brand> Provider<PB> {
         // that put it on a multiple of `align`: `first + k * step`.
         let (first, step) = if align <= g {
             if cpu % align != 0 {
-                return Err(MapError::BadAlignment { align });
+                return Err(ProviderError::BadAlignment { align });
             }
             (0, 1)
         } else {
             if cpu % g != 0 {
-                return Err(MapError::BadAlignment { align });
+                return Err(ProviderError::BadAlignment { align });
             }
             ((align - cpu % align) % align / g, align / g)
         };
         let unit = g.max(align.min(PAGE_SIZE));
-        let exhausted = MapError::ProviderExhausted { len };
+        let exhausted = ProviderError::Exhausted { len };
         let count = len.checked_next_multiple_of(unit).ok_or(exhausted)? >> self.shift;
         let start = self
             .map
@@ -667,7 +704,8 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// `[offset, offset + len)` of the allocation as a segment.
     ///
     /// # Errors
-    /// [`MapError::OutOfBounds`] if the range is not inside the allocation.
+    /// [`ProviderError::OutsideAllocation`] if the range is not inside the
+    /// allocation (or wraps).
     ///
     /// ```
     /// # use dmaspace::provider::Provider;
@@ -680,8 +718,14 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
     /// assert!(a.seg_range(4000, 512).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, MapError> {
-        MapError::check_within(offset, len, self.len)?;
+    pub fn seg_range(&self, offset: u64, len: u64) -> Result<P2pSeg<'_, PB>, ProviderError> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(ProviderError::OutsideAllocation {
+                offset,
+                len,
+                size: self.len,
+            });
+        }
         Ok(self.piece(offset, len))
     }
 

@@ -9,7 +9,7 @@ use dmaspace::dir::ToDevice;
 use dmaspace::error::MapError;
 use dmaspace::iommu::GRANULE;
 use dmaspace::prelude::*;
-use dmaspace::provider::{MIN_GRANULE, P2pAlloc};
+use dmaspace::provider::{MIN_GRANULE, P2pAlloc, ProviderError};
 use dmaspace::vec::SegOf;
 use proptest::prelude::*;
 
@@ -60,13 +60,13 @@ fn sub_page_requests_take_64_byte_granules_and_aligned_ones_their_alignment() {
     assert_eq!(p.allocated_bytes() - before, 8192);
     assert_eq!(
         p.alloc_aligned(1, 3).unwrap_err(),
-        MapError::BadAlignment { align: 3 }
+        ProviderError::BadAlignment { align: 3 }
     );
     assert_eq!(
         p.alloc_aligned(1, 0).unwrap_err(),
-        MapError::BadAlignment { align: 0 }
+        ProviderError::BadAlignment { align: 0 }
     );
-    assert_eq!(p.alloc(0).unwrap_err(), MapError::EmptySegment { index: 0 });
+    assert_eq!(p.alloc(0).unwrap_err(), ProviderError::EmptyAllocation);
 }
 
 #[test]
@@ -81,11 +81,11 @@ fn alignment_is_of_the_cpu_address_not_of_the_offset_in_the_bar() {
     assert_eq!(big.granule(), 16 << 10);
     assert_eq!(
         big.alloc_aligned(1, 0x2000).unwrap_err(),
-        MapError::BadAlignment { align: 0x2000 }
+        ProviderError::BadAlignment { align: 0x2000 }
     );
     assert_eq!(
         big.alloc_aligned(1, 0x8000).unwrap_err(),
-        MapError::BadAlignment { align: 0x8000 }
+        ProviderError::BadAlignment { align: 0x8000 }
     );
     let one = big.alloc(1).unwrap();
     assert_eq!(phys(&one), 0x40_0000_1000);
@@ -101,10 +101,7 @@ fn a_bar_of_any_size_is_served_whole() {
         .map(|_| p.alloc(4096).unwrap())
         .collect();
     assert_eq!(p.allocated_bytes(), 64 << 20);
-    assert_eq!(
-        p.alloc(1).unwrap_err(),
-        MapError::ProviderExhausted { len: 1 }
-    );
+    assert_eq!(p.alloc(1).unwrap_err(), ProviderError::Exhausted { len: 1 });
     drop(all);
     let whole = p.alloc(64 << 20).unwrap();
     assert_eq!(phys(&whole), 0x1000_0000);
@@ -117,15 +114,15 @@ fn exhaustion_is_an_error_and_freeing_makes_room() {
     let b = p.alloc(2048).unwrap();
     assert_eq!(
         p.alloc(4096).unwrap_err(),
-        MapError::ProviderExhausted { len: 4096 }
+        ProviderError::Exhausted { len: 4096 }
     );
     assert_eq!(
         p.alloc(1 << 20).unwrap_err(),
-        MapError::ProviderExhausted { len: 1 << 20 }
+        ProviderError::Exhausted { len: 1 << 20 }
     );
     assert_eq!(
         p.alloc(u64::MAX).unwrap_err(),
-        MapError::ProviderExhausted { len: u64::MAX }
+        ProviderError::Exhausted { len: u64::MAX }
     );
     let c = p.alloc(2048).unwrap();
     assert_eq!(phys(&c), 0x10_1800);

@@ -83,8 +83,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub use cache::{CACHE_MAX_GRANULES, IovaCache};
 
 use crate::error::MapError;
-use cache::{Depot, Slot};
 use crate::sync::SpinLock;
+use cache::{Depot, Slot};
 use tree::HoleTree;
 
 /// The IOVA space `[base, base + len)`, handed out in whole granules.

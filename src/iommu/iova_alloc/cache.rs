@@ -14,8 +14,8 @@ use core::marker::PhantomData;
 use core::mem;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sync::SpinLock;
 use super::{FreeError, IovaAllocator, Req};
+use crate::sync::SpinLock;
 
 /// The largest request, in granules, that an [`IovaCache`] serves from
 /// its magazines: 128 granules, 512 KiB with 4 KiB granules, a common
