@@ -140,7 +140,7 @@ pub trait Linker {
 ///
 /// ```
 /// use dmaspace::backend::{IommuBackend, Linker, MapEach};
-/// use dmaspace::iommu::{IommuPerm, SoftIommu};
+/// use dmaspace::{dir::IommuPerm, iommu::SoftIommu};
 /// let soft = SoftIommu::new(0, 1 << 20)?;
 /// let mut each = MapEach::new(&soft, IommuPerm::READ);
 /// // SAFETY: a software model; the range is this example's.

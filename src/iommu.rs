@@ -30,7 +30,8 @@ use crate::addr::{Iova, PhysAddr};
 use crate::backend::IommuBackend;
 #[cfg(feature = "alloc")]
 use crate::brand::{Brand, Invariant};
-pub use crate::dir::IommuPerm;
+#[cfg(feature = "alloc")]
+use crate::dir::IommuPerm;
 #[cfg(feature = "alloc")]
 use crate::error::{IommuFault, MapError};
 #[cfg(feature = "alloc")]
@@ -56,7 +57,7 @@ const _: () = assert!(GRANULE == PAGE_SIZE);
 /// through one `&IommuDomain` at once.
 ///
 /// ```
-/// use dmaspace::iommu::{IommuDomain, IommuPerm};
+/// use dmaspace::{dir::IommuPerm, iommu::IommuDomain};
 /// use dmaspace::PhysAddr;
 /// dmaspace::brand!(Dom);
 /// let dom = IommuDomain::<Dom>::software(0x1000_0000, 64 * 4096)?;
@@ -341,7 +342,7 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// [`MapError::Backend`] if the backend refuses.
     ///
     /// ```
-    /// # use dmaspace::iommu::{IommuDomain, IommuPerm};
+    /// # use dmaspace::{dir::IommuPerm, iommu::IommuDomain};
     /// # dmaspace::brand!(D);
     /// # let d = IommuDomain::<D>::software(0, 1 << 20)?;
     /// let r = d.alloc(3 * 4096)?;
@@ -387,7 +388,7 @@ impl<Dm: Brand, B: IommuBackend> IovaRange<'_, Dm, B> {
     /// Before this, the device faults on the range.
     ///
     /// ```
-    /// # use dmaspace::iommu::{IommuDomain, IommuPerm};
+    /// # use dmaspace::{dir::IommuPerm, iommu::IommuDomain};
     /// # use dmaspace::PhysAddr;
     /// # dmaspace::brand!(D);
     /// # let d = IommuDomain::<D>::software(0, 1 << 20)?;

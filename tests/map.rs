@@ -3,10 +3,11 @@
 
 use core::cell::RefCell;
 
+use dmaspace::dir::IommuPerm;
 use dmaspace::dir::{Bidirectional, Direction, FromDevice, ToDevice};
 use dmaspace::error::{IommuFault, MapError};
 use dmaspace::host::{CacheMaintenance, HostPages, SimulatedRam};
-use dmaspace::iommu::{GRANULE, IommuPerm};
+use dmaspace::iommu::GRANULE;
 use dmaspace::prelude::*;
 use dmaspace::vec::{BvecSeg, HostSeg, SegOf, Unsynced};
 

@@ -5,9 +5,9 @@
 
 use std::cell::RefCell;
 
+use dmaspace::dir::IommuPerm;
 use dmaspace::error::MapError;
 use dmaspace::host::{CacheMaintenance, CpuAccessible, RamBus, SimBuf, SimulatedRam};
-use dmaspace::iommu::IommuPerm;
 use dmaspace::prelude::*;
 use dmaspace::vec::HostSeg;
 

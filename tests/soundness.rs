@@ -4,9 +4,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use dmaspace::dir::IommuPerm;
 use dmaspace::error::{ClaimError, MapError, MapErrorKind};
 use dmaspace::host::{CpuAccessible, SimulatedRam};
-use dmaspace::iommu::IommuPerm;
 use dmaspace::machine::{Machine, MachineError};
 use dmaspace::pci::{PciFunction, Topology};
 use dmaspace::prelude::*;

@@ -2,8 +2,8 @@
 //! queue maps through its own IOVA cache, every mapping reaches exactly its
 //! own memory, and nothing stays mapped at the end.
 
+use dmaspace::dir::IommuPerm;
 use dmaspace::host::SimulatedRam;
-use dmaspace::iommu::IommuPerm;
 use dmaspace::prelude::*;
 use dmaspace::vec::HostSeg;
 

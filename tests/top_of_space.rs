@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
+use dmaspace::dir::IommuPerm;
 use dmaspace::error::MapError;
-use dmaspace::iommu::IommuPerm;
 use dmaspace::iommu::iova_alloc::IovaAllocator;
 use dmaspace::pci::{Topology, sysfs};
 use dmaspace::prelude::*;

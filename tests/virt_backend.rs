@@ -7,10 +7,10 @@ use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
 use dmaspace::dir::{FromDevice, ToDevice};
 use dmaspace::error::MapError;
 use dmaspace::host::{CpuAccessible, HostPages};
-use dmaspace::iommu::{IommuPerm, SoftIommu};
 use dmaspace::prelude::*;
 use dmaspace::provider::ProviderError;
 use dmaspace::vec::{BvecSeg, SegOf};
+use dmaspace::{dir::IommuPerm, iommu::SoftIommu};
 
 /// The software IOMMU, told it maps virtual addresses: `translate` then
 /// gives the process address a device would reach.

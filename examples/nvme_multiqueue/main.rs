@@ -30,10 +30,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use dmaspace::host::{CpuAccessible, RamBus, SimBuf, SimulatedRam};
-use dmaspace::iommu::{IommuPerm, SoftIommu};
 use dmaspace::map::{Iommu, MapQueue};
 use dmaspace::pci::sysfs;
 use dmaspace::prelude::*;
+use dmaspace::{dir::IommuPerm, iommu::SoftIommu};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

@@ -28,7 +28,7 @@ const PTE_ADDR_MASK: u64 = !(GRANULE - 1);
 ///
 /// ```
 /// use dmaspace::backend::IommuBackend;
-/// use dmaspace::iommu::{IommuPerm, SoftIommu};
+/// use dmaspace::{dir::IommuPerm, iommu::SoftIommu};
 /// use dmaspace::PhysAddr;
 /// let soft = SoftIommu::new(0x1000_0000, 1 << 20)?;
 /// // SAFETY: a software model; the IOVA range is this example's.

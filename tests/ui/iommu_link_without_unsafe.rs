@@ -3,7 +3,7 @@
 mod prelude;
 use prelude::*;
 
-use dmaspace::iommu::IommuPerm;
+use dmaspace::dir::IommuPerm;
 
 fn main() {
     let dom = domain();

@@ -4,7 +4,7 @@
 mod prelude;
 use prelude::*;
 
-use dmaspace::iommu::IommuPerm;
+use dmaspace::dir::IommuPerm;
 
 fn program_device(_iova: Iova<'_, Dom>) {}
 
