@@ -49,8 +49,8 @@ use crate::brand::Brand;
 use crate::device::Device;
 use crate::dir::Direction;
 use crate::error::MapError;
-use crate::vec::mapped::{RawSeg, Via};
 use crate::vec::{DmaVec, SegBuf, Synced};
+use crate::vec::{RawSeg, Via};
 
 /// Runs `use_it` with a view of `segs`, the `(address, length)` pairs of a
 /// mapping the platform made for `device` in direction `D`. The view is the

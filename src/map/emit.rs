@@ -8,7 +8,7 @@ use crate::error::MapError;
 use crate::host::CacheMaintenance;
 use crate::iommu::LinkCursor;
 use crate::vec::SegSlot;
-use crate::vec::mapped::{RawSeg, Via};
+use crate::vec::{RawSeg, Via};
 
 use super::plan::{Src, Step};
 use crate::iommu::{LeaseLink, LinkLease};

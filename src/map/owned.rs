@@ -25,8 +25,8 @@ use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer, HostPages};
 use crate::id::DeviceId;
 use crate::iommu::LinkCursor;
 use crate::sealed::Sealed;
-use crate::vec::mapped::{RawSeg, StateOf, Via};
 use crate::vec::{DmaSeg, HostSeg, SegBuf, SegSlot};
+use crate::vec::{RawSeg, StateOf, Via};
 
 use super::plan::{self, Step};
 use super::translation::{Direct, Translation};

@@ -21,8 +21,8 @@ use crate::error::{MapBufError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer};
 use crate::id::DeviceId;
 use crate::limits::DmaLimits;
-use crate::vec::mapped::{RawSeg, StateOf};
 use crate::vec::{DmaSeg, HostSeg};
+use crate::vec::{RawSeg, StateOf};
 
 use super::Mapper;
 use super::owned::{CpuOwned, Cut, DeviceOwned, MappedBuf, Owner};
