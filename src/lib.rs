@@ -39,6 +39,8 @@
 //!
 //! The README's example, run as a doctest:
 //!
+// Feature labels on items in docs.rs's build.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Strict where it helps a library (as zerocopy): every public item reachable,
 // nothing printed without Debug, core/alloc before std, no silent truncation.
 #![cfg_attr(

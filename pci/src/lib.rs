@@ -41,6 +41,8 @@
 //! # Ok::<(), dmaspace_pci::TopologyError>(())
 //! ```
 
+// Feature labels on items in docs.rs's build.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Strict where it helps a library (as zerocopy): every public item reachable,
 // nothing printed without Debug, core/alloc before std, no silent truncation.
 #![cfg_attr(
@@ -129,3 +131,8 @@ pub use step::{HostBridgeCheck, Side, Step};
 pub use tree::{Topology, TopologyBuilder};
 #[cfg(feature = "alloc")]
 pub use verdict::{MapType, PathAcs, Verdict};
+
+// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

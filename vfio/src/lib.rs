@@ -25,6 +25,8 @@
 //! The uapi structs are written from Linux 6.12's headers (sizes asserted at
 //! compile time): Debian 12's system headers are 6.1 and lack the cdev and
 //! iommufd parts.
+// Feature labels on items in docs.rs's build.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Strict where it helps a library (as zerocopy): every public item reachable,
 // nothing printed without Debug, core before std, no silent truncation. (A
 // std crate: `alloc` is not linked, so std's collections stay.)
