@@ -440,7 +440,11 @@ fn the_own_bar_bus_address_honours_the_dma_mask() {
     assert!(
         matches!(
             got.as_slice(),
-            [Err(MapError::BeyondDmaMask { index: 0, mask: 0xffff_ffff, .. })]
+            [Err(MapError::BeyondDmaMask {
+                index: 0,
+                mask: 0xffff_ffff,
+                ..
+            })]
         ),
         "{got:?}"
     );
@@ -451,9 +455,17 @@ fn the_own_bar_bus_address_honours_the_dma_mask() {
     // SAFETY: the simulated client reaches simulated memory by address.
     let mapper = unsafe { Mapper::direct(&nvme_a) }.unwrap();
     let err = mapper
-        .map_bvec::<ToDevice, _, _>(&[sq_b.seg().into_bvec_seg()], &via_bus, SegBuf::with_capacity(1), |_| ())
+        .map_bvec::<ToDevice, _, _>(
+            &[sq_b.seg().into_bvec_seg()],
+            &via_bus,
+            SegBuf::with_capacity(1),
+            |_| (),
+        )
         .unwrap_err();
-    assert!(matches!(err, MapError::BeyondDmaMask { index: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, MapError::BeyondDmaMask { index: 0, .. }),
+        "{err:?}"
+    );
     drop(nvme_b);
 }
 
