@@ -26,6 +26,26 @@ use core::fmt;
 
 use crate::dir::IommuPerm;
 
+/// A backend whose translations every device reaches by construction: no
+/// attach step exists that the crate cannot see (a software IOMMU, whose
+/// "device" is the mapper's output). Only over such a backend is
+/// [`Mapper::iommu`](crate::map::Mapper::iommu) safe; over a kernel IOMMU
+/// context (a VFIO container, an iommufd IOAS) a device may be attached to
+/// another context, and the mapper is built either by a constructor that
+/// checks the attachment (`dmaspace_vfio::backend::vfio::type1_mapper`,
+/// `dmaspace_vfio::backend::iommufd::iommufd_mapper`) or with `unsafe`
+/// ([`Mapper::iommu_unchecked`](crate::map::Mapper::iommu_unchecked)).
+///
+/// # Safety
+/// Every device a mapper is built for must reach memory through this
+/// backend's translations, and no other, for as long as the mapper lives.
+#[diagnostic::on_unimplemented(
+    message = "nothing proves that the device is attached to `{Self}`'s IOMMU context",
+    label = "`Mapper::iommu` takes only a backend every device reaches by construction",
+    note = "for VFIO, build the mapper with `dmaspace_vfio::backend::vfio::type1_mapper` or `dmaspace_vfio::backend::iommufd::iommufd_mapper`, which check the attachment"
+)]
+pub unsafe trait AttachedByConstruction: IommuBackend {}
+
 /// Which address of host memory a backend programs: the physical address
 /// (a hardware page table, the software model) or the process virtual
 /// address (VFIO and iommufd pin and translate it in the kernel).

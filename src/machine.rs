@@ -29,7 +29,7 @@ use crate::error::ClaimError;
 use crate::id::{FunctionId, MachineId};
 use crate::limits::DmaLimits;
 use dmaspace_pci::Bdf;
-use dmaspace_pci::{Policy, Topology};
+use dmaspace_pci::{KernelPolicy, Policy, Topology};
 
 /// Set while a `Machine` of this host (read from `/sys`) lives.
 static HOST_LOADED: AtomicBool = AtomicBool::new(false);
@@ -159,18 +159,50 @@ impl Machine {
         Self::with(MachineId::fresh(), topology, false)
     }
 
-    /// The same machine, deciding host-bridge routes with `policy`'s
-    /// allowlist (today's list by default).
+    /// The same machine, deciding host-bridge routes with one of the kernels'
+    /// own allowlists (today's list by default). Safe because a
+    /// [`KernelPolicy`] can only be one of the lists this crate copied from a
+    /// named kernel's `drivers/pci/p2pdma.c`; naming the list of another kernel
+    /// than the running one is not detected (the lists differ only in host
+    /// bridges that later kernels added). A hand-made list is
+    /// [`Machine::with_custom_policy`], and `unsafe`.
     ///
     /// ```
-    /// # use dmaspace::{machine::Machine, pci::{Policy, Topology}};
+    /// # use dmaspace::{machine::Machine, pci::{KernelPolicy, Policy, Topology}};
     /// // SAFETY: an empty simulated machine.
-    /// let m = unsafe { Machine::assume(Topology::builder().build()?) }.with_policy(Policy::linux_6_12());
+    /// let m = unsafe { Machine::assume(Topology::builder().build()?) }.with_policy(KernelPolicy::linux_6_12());
     /// assert_eq!(m.policy(), &Policy::linux_6_12());
     /// # Ok::<(), dmaspace::pci::TopologyError>(())
     /// ```
     #[must_use]
-    pub fn with_policy(mut self, policy: Policy) -> Self {
+    pub fn with_policy(mut self, policy: KernelPolicy) -> Self {
+        self.policy = policy.into();
+        self
+    }
+
+    /// The same machine, deciding host-bridge routes with any `policy`
+    /// (a hand-made [`Allowlist`](dmaspace_pci::Allowlist), an empty one).
+    ///
+    /// # Safety
+    /// The running kernel must allow, through the host bridge, every pair
+    /// that `policy`'s allowlist allows (for a kernel of this crate's
+    /// [`KernelPolicy`] list, use [`Machine::with_policy`]), for as long as
+    /// routes classified on this machine are used. An entry the kernel does
+    /// not have makes this crate hand out host-bridge routes the kernel
+    /// refuses, as [`Route::assume_host_bridge`](crate::route::Route::assume_host_bridge)
+    /// would. For a simulation (software IOMMU, emulated devices), any list
+    /// is right.
+    ///
+    /// ```
+    /// # use dmaspace::{machine::Machine, pci::{Allowlist, Policy, Topology}};
+    /// let empty = Policy::new(Allowlist::empty());
+    /// // SAFETY: an empty simulated machine; no route reaches hardware.
+    /// let m = unsafe { Machine::assume(Topology::builder().build()?).with_custom_policy(empty.clone()) };
+    /// assert_eq!(m.policy(), &empty);
+    /// # Ok::<(), dmaspace::pci::TopologyError>(())
+    /// ```
+    #[must_use]
+    pub unsafe fn with_custom_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
     }
@@ -186,7 +218,7 @@ impl Machine {
 
     /// The allowlist policy routes are classified with.
     ///
-    /// See [`Machine::with_policy`].
+    /// See [`Machine::with_policy`] and [`Machine::with_custom_policy`].
     #[must_use]
     pub fn policy(&self) -> &Policy {
         &self.policy

@@ -61,7 +61,10 @@ pub use translation::Direct;
 pub use translation::Iommu;
 pub use translation::Translation;
 #[cfg(feature = "alloc")]
-use {crate::backend::IommuBackend, crate::iommu::IommuDomain};
+use {
+    crate::backend::{AttachedByConstruction, IommuBackend},
+    crate::iommu::IommuDomain,
+};
 
 /// The attachment of a device to its mapper; dropping it detaches.
 struct Attachment<'d, K: Brand> {
@@ -116,13 +119,51 @@ impl<'d, K: Brand> Mapper<'d, K, Direct> {
 #[cfg(feature = "alloc")]
 impl<'d, K: Brand, B: IommuBackend> Mapper<'d, K, Iommu<'d, B>> {
     /// A mapper for a device attached to IOMMU domain `Dm`, whose backend
-    /// `B` programs the translations.
+    /// `B` programs the translations. Safe only over a backend that every
+    /// device reaches by construction ([`AttachedByConstruction`]: the
+    /// software IOMMU); over VFIO, the constructors of `dmaspace-vfio` check
+    /// the attachment (compile time: the bound; run time: their checks).
     ///
     /// # Errors
     /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
     ///
     /// See the crate-level example.
     pub fn iommu<Dm: Brand>(
+        device: &'d Device<'_, K>,
+        domain: &'d IommuDomain<Dm, B>,
+    ) -> Result<Self, ClaimError>
+    where
+        B: AttachedByConstruction,
+    {
+        attach(device, Iommu::of(domain))
+    }
+
+    /// [`Mapper::iommu`] over any backend, the attachment unchecked (what
+    /// the VFIO constructors call after checking it).
+    ///
+    /// # Safety
+    /// `device`'s DMA must be translated by `domain`'s backend (the
+    /// function attached to its VFIO container or iommufd IOAS, or the
+    /// hardware context the backend programs), and stay so for as long as
+    /// the mapper lives: an IOVA of this domain means nothing, or another
+    /// buffer, in any other context.
+    ///
+    /// # Errors
+    /// [`ClaimError::AlreadyAttached`] if the device has a live mapper.
+    ///
+    /// ```
+    /// # use dmaspace::prelude::*;
+    /// brand!(Nvme);
+    /// brand!(Dom);
+    /// // SAFETY: a simulated device, the only driver of its function here.
+    /// let nvme = unsafe { Device::<Nvme>::new_unchecked(Bdf::new(0, 3, 0, 0), DmaLimits::BITS_64) };
+    /// let domain = IommuDomain::<Dom>::software(0, 1 << 20)?;
+    /// // SAFETY: the software IOMMU translates every simulated device.
+    /// let mapper = unsafe { Mapper::iommu_unchecked(&nvme, &domain) }?;
+    /// assert_eq!(mapper.device().bdf(), nvme.bdf());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn iommu_unchecked<Dm: Brand>(
         device: &'d Device<'_, K>,
         domain: &'d IommuDomain<Dm, B>,
     ) -> Result<Self, ClaimError> {

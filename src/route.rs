@@ -77,6 +77,8 @@ pub struct Route<'r, PB: Brand, K: Brand, R: RouteKind> {
     bar_vaddr: Option<usize>,
     provider: ProviderId,
     client: DeviceId,
+    /// The client's DMA mask: the last address it can emit.
+    client_mask: u64,
     _witness: Witness<'r, PB, K, R>,
 }
 
@@ -93,6 +95,7 @@ impl<'r, PB: Brand, K: Brand, R: RouteKind> Route<'r, PB, K, R> {
             bar_vaddr: provider.cpu_mapping(),
             provider: provider.id(),
             client: client.id(),
+            client_mask: client.limits().dma_mask(),
             _witness: PhantomData,
         }
     }
@@ -254,7 +257,9 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, SameDevice> {
     /// of `mapping`'s segments; [`MapError::NotOwnBar`] if it is not in
     /// this route's BAR (a wire segment, or another BAR of the device);
     /// [`MapError::Overflow`] if the bus range would pass the top of the
-    /// address space.
+    /// address space; [`MapError::BeyondDmaMask`] if its last byte lies
+    /// beyond the client's DMA mask (a CMB above 4 GiB, a 32-bit
+    /// controller), as for every address a mapper hands out.
     ///
     /// ```
     /// # use dmaspace::prelude::*;
@@ -302,7 +307,16 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, SameDevice> {
             len: offset.saturating_add(len),
         };
         let start = bus_start.checked_add(offset).ok_or(overflow)?;
-        start.checked_add(len - 1).ok_or(overflow)?;
+        let last = start.checked_add(len - 1).ok_or(overflow)?;
+        // The device puts this address in a PRP entry like any other: it
+        // must be one it can emit, as every address a mapper hands out.
+        if last > self.client_mask {
+            return Err(MapError::BeyondDmaMask {
+                index: mapping.index_of(seg).unwrap_or(0),
+                last,
+                mask: self.client_mask,
+            });
+        }
         Ok(DmaAddr::from_raw(start))
     }
 

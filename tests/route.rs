@@ -414,3 +414,79 @@ fn a_cmb_bus_range_past_the_top_is_an_error() {
         })]
     );
 }
+
+// Every device address honours the device's DMA mask, the own-BAR one
+// included: a drive with a 32-bit mask whose CMB sits above 4 GiB cannot be
+// given a PRP entry into its own CMB (issue 18).
+
+#[test]
+fn the_own_bar_bus_address_honours_the_dma_mask() {
+    let m = machine(load("q35"));
+    // SAFETY: the simulated CMBs of A and B; nothing else uses them.
+    let (cmb_a, cmb_b) = unsafe {
+        (
+            m.bar_provider::<Cmb>(A, 2).unwrap(),
+            m.bar_provider::<Cmb>(B, 2).unwrap(),
+        )
+    };
+    assert!(bus_start(&cmb_a) > u64::from(u32::MAX));
+    let nvme_a = m.device::<Client>(A, DmaLimits::bits(32)).unwrap();
+    let nvme_b = m.device::<Client>(B, DmaLimits::bits(32)).unwrap();
+    let own = P2pRoute::classify(&m, &cmb_a, &nvme_a).unwrap();
+    let sq = cmb_a.alloc(0x1000).unwrap();
+    let bv = [sq.seg().into_bvec_seg()];
+    // The mapping itself is fine: an offset in the BAR never goes on the wire.
+    let got = own_bar_addrs(&nvme_a, &own, &bv);
+    assert!(
+        matches!(
+            got.as_slice(),
+            [Err(MapError::BeyondDmaMask {
+                index: 0,
+                mask: 0xffff_ffff,
+                ..
+            })]
+        ),
+        "{got:?}"
+    );
+    // The same CMB seen from the other drive, by bus address: refused too.
+    let sq_b = cmb_b.alloc(0x1000).unwrap();
+    let via_bus = P2pRoute::classify(&m, &cmb_b, &nvme_a).unwrap();
+    assert!(matches!(via_bus, P2pRoute::ViaBusAddr(_)));
+    // SAFETY: the simulated client reaches simulated memory by address.
+    let mapper = unsafe { Mapper::direct(&nvme_a) }.unwrap();
+    let err = mapper
+        .map_bvec::<ToDevice, _, _>(
+            &[sq_b.seg().into_bvec_seg()],
+            &via_bus,
+            SegBuf::with_capacity(1),
+            |_| (),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, MapError::BeyondDmaMask { index: 0, .. }),
+        "{err:?}"
+    );
+    drop(nvme_b);
+}
+
+#[test]
+fn the_own_bar_bus_address_up_to_the_mask_is_given() {
+    let m = machine(load("q35"));
+    // SAFETY: the simulated CMB of A; nothing else uses it.
+    let cmb_a = unsafe { m.bar_provider::<Cmb>(A, 2) }.unwrap();
+    let bus_start = bus_start(&cmb_a);
+    let top = bus_start + cmb_a.size() - 1;
+    let bits = 64 - top.leading_zeros();
+    let nvme_a = m.device::<Client>(A, DmaLimits::bits(bits)).unwrap();
+    let own = P2pRoute::classify(&m, &cmb_a, &nvme_a).unwrap();
+    let all = cmb_a.alloc(cmb_a.size()).unwrap();
+    let got = own_bar_addrs(&nvme_a, &own, &[all.seg().into_bvec_seg()]);
+    assert_eq!(got, vec![Ok(bus_start)]);
+}
+
+/// The BAR's first bus address: CPU start plus the bus offset, wrapping.
+fn bus_start(p: &Provider<Cmb>) -> u64 {
+    p.cpu_start()
+        .as_u64()
+        .wrapping_add_signed(p.bus_offset().as_i64())
+}

@@ -17,6 +17,9 @@ use dmaspace::{dir::IommuPerm, iommu::SoftIommu};
 #[derive(Debug)]
 struct VirtSoft(SoftIommu);
 
+// SAFETY: a software model: its "devices" are the mappers' outputs.
+unsafe impl dmaspace::backend::AttachedByConstruction for VirtSoft {}
+
 // SAFETY: every method forwards to `SoftIommu`, which keeps the contract;
 // what the addresses mean (virtual, not physical) does not change it.
 unsafe impl IommuBackend for VirtSoft {

@@ -144,8 +144,9 @@ fn map_one_io(
     out: &mut String,
 ) -> Result<(), CliError> {
     // SAFETY: the demo's machine is a simulation: its devices, memory and
-    // IOMMU are software, and no address reaches hardware.
-    let machine = unsafe { Machine::assume(topo.clone()) }.with_policy(policy.clone());
+    // IOMMU are software, and no address reaches hardware, so any topology
+    // and any allowlist describe it.
+    let machine = unsafe { Machine::assume(topo.clone()).with_custom_policy(policy.clone()) };
     // Simulated memory: 3 host pages and a 1 MiB BAR; x86, so bus = CPU address.
     // SAFETY: the addresses are simulated and reach only the software IOMMU.
     let mut ram = unsafe { SimulatedRam::new(PhysAddr::new(0x1_2340_0000), 3) };

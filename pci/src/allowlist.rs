@@ -322,3 +322,72 @@ impl Policy {
         Self::default()
     }
 }
+
+/// A [`Policy`] that is one of the kernels' own allowlists, named by the kernel
+/// it was read from: the only policies `dmaspace`'s `Machine::with_policy` takes
+/// without `unsafe`.
+///
+/// A policy decides which pairs are routed through the host bridge; a machine
+/// that classifies with a list the running kernel does not use hands out routes
+/// the kernel refuses. A hand-made [`Allowlist`] is fine for the pure
+/// classification ([`Topology::verdict`](super::Topology::verdict) takes any
+/// [`Policy`]), but not for a machine: there it is
+/// `Machine::with_custom_policy`'s promise.
+///
+/// ```
+/// use dmaspace_pci::{KernelPolicy, Policy};
+/// assert_eq!(KernelPolicy::linux_6_12().policy(), &Policy::linux_6_12());
+/// assert_eq!(Policy::from(KernelPolicy::current()), Policy::current());
+/// assert_eq!(KernelPolicy::default(), KernelPolicy::current());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct KernelPolicy {
+    policy: Policy,
+}
+
+impl KernelPolicy {
+    /// `pci_p2pdma_whitelist[]` of Linux 6.12.
+    ///
+    /// ```
+    /// use dmaspace_pci::KernelPolicy;
+    /// assert_eq!(KernelPolicy::linux_6_12().policy().allowlist.entries().len(), 10);
+    /// ```
+    #[must_use]
+    pub fn linux_6_12() -> Self {
+        Self {
+            policy: Policy::linux_6_12(),
+        }
+    }
+
+    /// Today's list (6.12's plus Intel DSA/IAX/QAT, NVIDIA Grace, Google any
+    /// device, as in Linux 7.3.4); the default.
+    ///
+    /// ```
+    /// use dmaspace_pci::KernelPolicy;
+    /// assert!(KernelPolicy::current().policy().allowlist.lookup(0x1ae0, 1).is_some());
+    /// ```
+    #[must_use]
+    pub fn current() -> Self {
+        Self {
+            policy: Policy::current(),
+        }
+    }
+
+    /// The policy, to classify with.
+    ///
+    /// ```
+    /// use dmaspace_pci::{KernelPolicy, Policy};
+    /// assert_eq!(KernelPolicy::current().policy(), &Policy::default());
+    /// ```
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
+impl From<KernelPolicy> for Policy {
+    #[inline]
+    fn from(k: KernelPolicy) -> Self {
+        k.policy
+    }
+}

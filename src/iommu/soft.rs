@@ -170,6 +170,10 @@ fn table_error(op: &'static str, e: TableError) -> BackendError {
     BackendError::new(op, 0, kind)
 }
 
+// SAFETY: a software IOMMU has no attach step: its "devices" are the
+// mappers' outputs, which reach memory through this table only.
+unsafe impl crate::backend::AttachedByConstruction for SoftIommu {}
+
 // SAFETY: `map` writes exactly the entries of the range (the table is all
 // or nothing); entries are invisible to `translate` until `sync` marks them
 // present; `unmap` zeroes them, after which `translate` faults; the

@@ -292,6 +292,12 @@ impl<K: Brand, D: Direction, S: SyncState> DmaVec<'_, K, D, S> {
         let at: *const RawSeg = &seg.raw;
         self.segs.as_ptr_range().contains(&at)
     }
+
+    /// The index of `seg` among this mapping's segments, if it is one.
+    pub(crate) fn index_of(&self, seg: &DmaSeg<K, D>) -> Option<usize> {
+        let at: *const RawSeg = &seg.raw;
+        self.segs.iter().position(|s| core::ptr::eq(s, at))
+    }
 }
 
 impl<'s, K: Brand, D: Direction> DmaVec<'s, K, D, Unsynced> {

@@ -1,10 +1,17 @@
 //! dmaspace's seams, implemented on Linux VFIO and iommufd: the IOMMU
 //! backends ([`vfio::VfioType1`], [`iommufd::IommufdIoas`]), peer memory in a
 //! BAR of a function opened through VFIO ([`vfio_bar::VfioBarProvider`]), and
-//! the direct mapper of VFIO's no-IOMMU mode ([`vfio_noiommu::no_iommu_mapper`]).
+//! the direct mapper of VFIO's no-IOMMU mode ([`vfio_noiommu::no_iommu_mapper`]),
+//! and the mappers over the two IOMMU backends that check the device is
+//! attached to the domain's container or IOAS ([`vfio::type1_mapper`],
+//! [`iommufd::iommufd_mapper`]; `dmaspace`'s `Mapper::iommu` does not take a
+//! VFIO backend).
 
+mod attach;
 pub mod iommufd;
 mod kernel;
 pub mod vfio;
 pub mod vfio_bar;
 pub mod vfio_noiommu;
+
+pub use attach::AttachError;

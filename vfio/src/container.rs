@@ -118,9 +118,20 @@ impl VfioContainer {
         self.id
     }
 
-    /// The container fd.
+    /// The container fd. Crate-private: every call through it is one of this
+    /// crate's checked methods.
+    pub(crate) fn raw_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// The container fd. It takes `VFIO_IOMMU_MAP_DMA`/`UNMAP_DMA` on any range, under any domain made over the container.
+    ///
+    /// # Safety
+    /// Nothing done through the fd may map or unmap an IOVA range that a
+    /// domain over this container manages (see
+    /// [`unmap_dma`](Self::unmap_dma)), nor change the IOMMU model.
     #[must_use]
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub unsafe fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 
@@ -131,7 +142,7 @@ impl VfioContainer {
     /// The ioctl's errno.
     pub fn has_extension(&self, t: VfioIommuType) -> Result<bool> {
         Ok(sys::ioctl_val(
-            self.fd(),
+            self.raw_fd(),
             Ioctl::CheckExtension,
             libc::c_ulong::from(t.raw()),
         )? > 0)
@@ -156,7 +167,7 @@ impl VfioContainer {
                 },
             ));
         }
-        sys::ioctl_val(self.fd(), Ioctl::SetIommu, libc::c_ulong::from(t.raw()))?;
+        sys::ioctl_val(self.raw_fd(), Ioctl::SetIommu, libc::c_ulong::from(t.raw()))?;
         self.iommu = Some(t);
         Ok(())
     }
@@ -204,7 +215,7 @@ impl VfioContainer {
         };
         // SAFETY: VFIO_IOMMU_MAP_DMA takes a struct vfio_iommu_type1_dma_map,
         // argsz set; the kernel reads it and pins the user pages it names.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::IommuMapDma, &mut m) }.map(drop)
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::IommuMapDma, &mut m) }.map(drop)
     }
 
     /// Maps all of `mem` at `iova`, readable and writable by the devices of this
@@ -262,7 +273,7 @@ impl VfioContainer {
             // SAFETY: VFIO_IOMMU_GET_INFO takes a struct vfio_iommu_type1_info
             // at the start of the buffer, argsz set to the buffer's size; the
             // kernel writes at most argsz bytes.
-            unsafe { sys::ioctl_buf(self.fd(), Ioctl::IommuGetInfo, &mut buf) }?;
+            unsafe { sys::ioctl_buf(self.raw_fd(), Ioctl::IommuGetInfo, &mut buf) }?;
             let bytes = zerocopy::IntoBytes::as_bytes(buf.as_slice());
             let need = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
             if need > bytes.len() && need <= (1 << 20) {
@@ -300,7 +311,7 @@ impl VfioContainer {
         };
         // SAFETY: VFIO_IOMMU_UNMAP_DMA takes a struct vfio_iommu_type1_dma_unmap,
         // argsz set, no bitmap flag (so no data[] is read).
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::IommuUnmapDma, &mut u) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::IommuUnmapDma, &mut u) }?;
         Ok(u.size)
     }
 }
@@ -479,9 +490,21 @@ impl VfioGroup {
         &self.node
     }
 
-    /// The group fd.
+    /// The group fd. Crate-private: every call through it is one of this
+    /// crate's checked methods.
+    pub(crate) fn raw_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// The group fd. It hands out new device fds (`VFIO_GROUP_GET_DEVICE_FD`) and moves the group between containers.
+    ///
+    /// # Safety
+    /// Nothing done through the fd may unset or change the group's
+    /// container while a domain over it or a device of the group lives,
+    /// nor use a device fd it hands out other than as
+    /// [`VfioDevice::fd`]'s contract allows.
     #[must_use]
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub unsafe fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 
@@ -496,7 +519,7 @@ impl VfioGroup {
             flags: 0,
         };
         // SAFETY: VFIO_GROUP_GET_STATUS takes a struct vfio_group_status, argsz set.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::GroupGetStatus, &mut s) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::GroupGetStatus, &mut s) }?;
         Ok(VfioGroupStatus {
             viable: s.flags & sys::VFIO_GROUP_FLAGS_VIABLE != 0,
             container_set: s.flags & sys::VFIO_GROUP_FLAGS_CONTAINER_SET != 0,
@@ -509,10 +532,10 @@ impl VfioGroup {
     ///
     /// The ioctl's errno (`EPERM` with an IOMMU that has no interrupt remapping).
     pub fn set_container(&self, container: &VfioContainer) -> Result<()> {
-        let mut fd: libc::c_int = container.fd().as_raw_fd();
+        let mut fd: libc::c_int = container.raw_fd().as_raw_fd();
         // SAFETY: VFIO_GROUP_SET_CONTAINER takes a pointer to an int holding the
         // container fd, which is open for the duration of the call.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::GroupSetContainer, &mut fd) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::GroupSetContainer, &mut fd) }?;
         self.container.store(container.id(), Ordering::Relaxed);
         Ok(())
     }

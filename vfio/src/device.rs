@@ -74,6 +74,9 @@ pub struct VfioDevice {
     /// The container its group was attached to when it was opened (the
     /// legacy group path); `None` for a cdev.
     container: Option<u64>,
+    /// The iommufd the cdev is bound to, and the IOAS it is attached to.
+    iommufd: Option<super::Iommufd>,
+    ioas: Option<u32>,
 }
 
 impl VfioDevice {
@@ -82,6 +85,8 @@ impl VfioDevice {
             file: File::from(fd),
             addr,
             container,
+            iommufd: None,
+            ioas: None,
         }
     }
 
@@ -115,6 +120,8 @@ impl VfioDevice {
             file,
             addr,
             container: None,
+            iommufd: None,
+            ioas: None,
         })
     }
 
@@ -124,9 +131,24 @@ impl VfioDevice {
         self.addr
     }
 
-    /// The device fd.
+    /// The device fd. Crate-private: every call through it is one of this
+    /// crate's checked methods.
+    pub(crate) fn raw_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// The device fd. It reaches every region of the function (BARs, config space) by `pread`/`pwrite`/`mmap` and takes the device ioctls (reset, bind, attach), none of which this crate sees.
+    ///
+    /// # Safety
+    /// Nothing done through the fd may (a) write a BAR region (a `pwrite`
+    /// at a region's offset, or a write through an `mmap` of it) except as
+    /// [`MappedBar::write32`]'s contract allows: a register write can
+    /// start DMA; (b) write config space except as
+    /// [`config_write`](Self::config_write)'s contract allows; (c) bind,
+    /// attach, detach or reset the device while a mapper or provider built
+    /// for it lives.
     #[must_use]
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub unsafe fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
 
@@ -141,7 +163,7 @@ impl VfioDevice {
             ..Default::default()
         };
         // SAFETY: VFIO_DEVICE_GET_INFO takes a struct vfio_device_info, argsz set.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceGetInfo, &mut i) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceGetInfo, &mut i) }?;
         Ok(VfioDeviceInfo {
             flags: i.flags,
             num_regions: i.num_regions,
@@ -163,7 +185,7 @@ impl VfioDevice {
         // SAFETY: VFIO_DEVICE_GET_REGION_INFO takes a struct vfio_region_info,
         // argsz set to its size (the kernel writes capabilities only past argsz
         // when argsz is larger; it is not).
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceGetRegionInfo, &mut r) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceGetRegionInfo, &mut r) }?;
         Ok(VfioRegionInfo {
             index,
             flags: r.flags,
@@ -204,12 +226,25 @@ impl VfioDevice {
     }
 
     /// Writes `data` to config space at `offset` (VFIO filters what reaches the
-    /// device: it virtualizes BARs and refuses some bits).
+    /// device: it virtualizes BARs and refuses some bits). The benign writes
+    /// have safe methods: [`enable_bus_master`](Self::enable_bus_master).
+    ///
+    /// # Safety
+    /// The write must not move a BAR (its base registers) or disable its
+    /// decoding (Memory Space Enable) while a provider or a mapping records
+    /// it: a peer's mapping of it would then name other MMIO; nor change what
+    /// the device may emit (Bus Master Enable, an ATS, PASID or ACS control, a
+    /// capability such as an NVMe's CMB location) except in ways the
+    /// addresses handed to it already account for.
     ///
     /// # Errors
     ///
     /// [`VfioErrorKind::OutOfBounds`]; the `errno` of `pwrite`.
-    pub fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
+    pub unsafe fn config_write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_config(offset, data)
+    }
+
+    fn write_config(&self, offset: u64, data: &[u8]) -> Result<()> {
         let r = self.config_region(offset, data.len())?;
         self.file
             .write_all_at(data, r.offset + offset)
@@ -274,14 +309,18 @@ impl VfioDevice {
     }
 
     /// Sets Memory Space and Bus Master Enable in the command register, so the
-    /// device answers on its BARs and may issue DMA.
+    /// device answers on its BARs and may issue DMA. Safe: it only sets the two
+    /// bits (no BAR moves; the BARs decode where they were assigned), and
+    /// bus mastering by itself starts no transfer: the device starts one when
+    /// told through its registers, an `unsafe` write ([`MappedBar::write32`])
+    /// whose contract covers the addresses it is given.
     ///
     /// # Errors
     ///
     /// As [`config_write`](Self::config_write).
     pub fn enable_bus_master(&self) -> Result<()> {
         let cmd = self.config_read_u16(0x04)? | 0x2 | 0x4;
-        self.config_write(0x04, &cmd.to_le_bytes())
+        self.write_config(0x04, &cmd.to_le_bytes())
     }
 
     /// `VFIO_DEVICE_RESET` (function-level or bus reset, as the kernel can).
@@ -290,7 +329,7 @@ impl VfioDevice {
     ///
     /// The ioctl's errno.
     pub fn reset(&self) -> Result<()> {
-        sys::ioctl_val(self.fd(), Ioctl::DeviceReset, 0).map(drop)
+        sys::ioctl_val(self.raw_fd(), Ioctl::DeviceReset, 0).map(drop)
     }
 
     /// Maps BAR `index` (region `index`) into the process, shared, read/write.
@@ -341,26 +380,42 @@ impl VfioDevice {
     ///
     /// The ioctl's errno (`EBUSY`: already bound, or its group is in use through
     /// the legacy container; `EPERM`: no interrupt remapping).
-    pub fn bind_iommufd(&self, iommufd: &super::Iommufd) -> Result<u32> {
+    pub fn bind_iommufd(&mut self, iommufd: &super::Iommufd) -> Result<u32> {
         let mut b = sys::VfioDeviceBindIommufd {
             argsz: sys::argsz::<sys::VfioDeviceBindIommufd>(),
             flags: 0,
-            iommufd: iommufd.fd().as_raw_fd(),
+            iommufd: iommufd.raw_fd().as_raw_fd(),
             out_devid: 0,
         };
         // SAFETY: VFIO_DEVICE_BIND_IOMMUFD takes a struct vfio_device_bind_iommufd
         // (6.12 layout), argsz set; it holds an fd number, no pointers.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceBindIommufd, &mut b) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceBindIommufd, &mut b) }?;
+        self.iommufd = Some(iommufd.clone());
         Ok(b.out_devid)
     }
 
     /// Attaches the bound device to `ioas`: `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
-    /// From here its DMA is translated by that IOAS.
+    /// From here its DMA is translated by that IOAS. Takes `&mut self`: a
+    /// mapper built for the device
+    /// ([`iommufd_mapper`](crate::backend::iommufd::iommufd_mapper)) borrows
+    /// it, so the device cannot move to another IOAS while addresses of the
+    /// old one live.
     ///
     /// # Errors
     ///
-    /// The ioctl's errno.
-    pub fn attach_ioas(&self, ioas: &super::Ioas) -> Result<()> {
+    /// [`VfioErrorKind::InvalidArgument`] if the device is not bound to the
+    /// iommufd `ioas` belongs to (the kernel would look the IOAS id up in
+    /// the other one); the ioctl's errno.
+    pub fn attach_ioas(&mut self, ioas: &super::Ioas) -> Result<()> {
+        if !self
+            .iommufd
+            .as_ref()
+            .is_some_and(|fd| fd.same(ioas.iommufd()))
+        {
+            return Err(VfioError::invalid(
+                "the device is not bound to the iommufd of this IOAS",
+            ));
+        }
         let mut a = sys::VfioDeviceAttachIommufdPt {
             argsz: sys::argsz::<sys::VfioDeviceAttachIommufdPt>(),
             flags: 0,
@@ -368,8 +423,19 @@ impl VfioDevice {
         };
         // SAFETY: VFIO_DEVICE_ATTACH_IOMMUFD_PT takes a struct
         // vfio_device_attach_iommufd_pt (6.12 layout), argsz set; no pointers.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::DeviceAttachIommufdPt, &mut a) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceAttachIommufdPt, &mut a) }?;
+        self.ioas = Some(ioas.id());
         Ok(())
+    }
+
+    /// Whether the device is attached to `ioas` (bound to its iommufd and
+    /// attached with [`attach_ioas`](Self::attach_ioas)).
+    pub(crate) fn is_attached_to(&self, ioas: &super::Ioas) -> bool {
+        self.ioas == Some(ioas.id())
+            && self
+                .iommufd
+                .as_ref()
+                .is_some_and(|fd| fd.same(ioas.iommufd()))
     }
 }
 

@@ -42,10 +42,27 @@ impl Iommufd {
         })
     }
 
-    /// The fd.
-    #[must_use]
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    /// The fd. Crate-private: every call through it is one of this
+    /// crate's checked methods.
+    pub(crate) fn raw_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+
+    /// The fd. It takes every iommufd ioctl: map, unmap, destroy an IOAS, under any domain made over one.
+    ///
+    /// # Safety
+    /// Nothing done through the fd may map, unmap or destroy what an IOAS
+    /// a domain manages holds (see [`Ioas::unmap`]), nor attach a device
+    /// to another IOAS while a mapper built for it lives.
+    #[must_use]
+    pub unsafe fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Whether `self` and `other` are the same open `/dev/iommu` (clones of
+    /// one open): IOAS ids are per open.
+    pub(crate) fn same(&self, other: &Iommufd) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
     }
 
     /// Allocates an empty IO address space (`IOMMU_IOAS_ALLOC`).
@@ -59,7 +76,7 @@ impl Iommufd {
             ..Default::default()
         };
         // SAFETY: IOMMU_IOAS_ALLOC takes a struct iommu_ioas_alloc, size set.
-        unsafe { sys::ioctl_ptr(self.fd(), Ioctl::IoasAlloc, &mut a) }?;
+        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::IoasAlloc, &mut a) }?;
         Ok(Ioas {
             iommufd: self.clone(),
             id: a.out_ioas_id,
@@ -74,7 +91,7 @@ impl Iommufd {
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
 /// let ioas = fd.alloc_ioas()?;
-/// let dev = VfioDevice::open_cdev(&sysfs, dmaspace::pci::Bdf::new(0, 0, 3, 0))?;
+/// let mut dev = VfioDevice::open_cdev(&sysfs, dmaspace::pci::Bdf::new(0, 0, 3, 0))?;
 /// dev.bind_iommufd(&fd)?;
 /// dev.attach_ioas(&ioas)?;
 /// let mem = PinnedMemory::new(1 << 20)?;
@@ -93,6 +110,11 @@ impl Ioas {
     #[must_use]
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The iommufd the IOAS lives in.
+    pub(crate) fn iommufd(&self) -> &Iommufd {
+        &self.iommufd
     }
 
     fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {
@@ -125,7 +147,7 @@ impl Ioas {
         };
         // SAFETY: IOMMU_IOAS_MAP takes a struct iommu_ioas_map, size set; the
         // kernel reads it and pins the user pages it names.
-        unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasMap, &mut m) }.map(drop)
+        unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasMap, &mut m) }.map(drop)
     }
 
     /// Maps all of `mem` at exactly `iova`, readable and writable
@@ -193,7 +215,7 @@ impl Ioas {
             length: len,
         };
         // SAFETY: IOMMU_IOAS_UNMAP takes a struct iommu_ioas_unmap, size set.
-        unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasUnmap, &mut u) }?;
+        unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasUnmap, &mut u) }?;
         Ok(u.length)
     }
 
@@ -217,7 +239,7 @@ impl Ioas {
             };
             // SAFETY: IOMMU_IOAS_IOVA_RANGES takes a struct iommu_ioas_iova_ranges
             // whose `allowed_iovas` points at `num_iovas` writable entries.
-            match unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IoasIovaRanges, &mut q) } {
+            match unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasIovaRanges, &mut q) } {
                 Ok(_) => {
                     let n = (q.num_iovas as usize).min(ranges.len());
                     let out = ranges[..n].iter().map(|r| (r.start, r.last)).collect();
@@ -243,7 +265,7 @@ impl Drop for Ioas {
         };
         // SAFETY: IOMMU_DESTROY takes a struct iommu_destroy, size set. It fails
         // with EBUSY while devices are attached; the fd's close frees it then.
-        let _ = unsafe { sys::ioctl_ptr(self.iommufd.fd(), Ioctl::IommuDestroy, &mut d) };
+        let _ = unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IommuDestroy, &mut d) };
     }
 }
 

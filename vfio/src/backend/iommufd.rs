@@ -14,10 +14,15 @@
 use core::fmt;
 use std::vec::Vec;
 
+use super::attach::{self, AttachError};
 use super::kernel::{self, Kernel, Mappings};
-use crate::{Ioas, VfioCall, VfioError, VfioErrorKind, page_size};
+use crate::{Ioas, VfioCall, VfioDevice, VfioError, VfioErrorKind, page_size};
+use dmaspace::Brand;
 use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+use dmaspace::device::Device;
 use dmaspace::dir::IommuPerm;
+use dmaspace::iommu::IommuDomain;
+use dmaspace::map::{Iommu, Mapper};
 
 /// An [`IommuBackend`] over an iommufd IOAS.
 ///
@@ -40,7 +45,7 @@ use dmaspace::dir::IommuPerm;
 /// let sysfs = Sysfs::live();
 /// let fd = Iommufd::open(&sysfs)?;
 /// let ioas = fd.alloc_ioas()?;
-/// let dev = VfioDevice::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
+/// let mut dev = VfioDevice::open_cdev(&sysfs, "0000:00:03.0".parse()?)?;
 /// dev.bind_iommufd(&fd)?;
 /// dev.attach_ioas(&ioas)?;
 /// let domain = IommuDomain::<Dom, _>::new(IommufdIoas::new(ioas)?)?;
@@ -219,4 +224,54 @@ unsafe impl IommuBackend for IommufdIoas {
             super::vfio::unmap_refused("IOMMU_IOAS_UNMAP", &e);
         }
     }
+}
+
+/// A mapper for `device`, which VFIO drives as the cdev `vfio`, in
+/// `domain` over an iommufd IOAS: checked that `vfio` is bound to the IOAS's
+/// iommufd and attached to it ([`VfioDevice::attach_ioas`]) and is
+/// `device`'s function, so its DMA is translated by the IOAS. The mapper
+/// borrows `vfio`, so it cannot be attached elsewhere
+/// (`attach_ioas` takes `&mut`) while the mapper lives.
+///
+/// # Errors
+/// [`AttachError::NotAttached`], [`AttachError::OtherFunction`] when the
+/// chain above does not hold; [`AttachError::Claim`] as `Mapper::iommu`.
+///
+/// ```no_run
+/// # use dmaspace::prelude::*;
+/// # use dmaspace_vfio::backend::iommufd::{IommufdIoas, iommufd_mapper};
+/// # use dmaspace_vfio::{Iommufd, Sysfs, VfioDevice};
+/// # brand!(Dom);
+/// # brand!(Nvme);
+/// # let sysfs = Sysfs::live();
+/// let bdf = "0000:00:03.0".parse()?;
+/// let fd = Iommufd::open(&sysfs)?;
+/// let ioas = fd.alloc_ioas()?;
+/// let mut vfio = VfioDevice::open_cdev(&sysfs, bdf)?;
+/// vfio.bind_iommufd(&fd)?;
+/// vfio.attach_ioas(&ioas)?;
+/// let domain = IommuDomain::<Dom, _>::new(IommufdIoas::new(ioas)?)?;
+/// let machine = Machine::from_sysfs()?;
+/// let nvme = machine.device::<Nvme>(bdf, DmaLimits::BITS_64)?;
+/// let mapper = iommufd_mapper(&vfio, &nvme, &domain)?;
+/// # drop(mapper);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn iommufd_mapper<'d, K: Brand, Dm: Brand>(
+    vfio: &'d VfioDevice,
+    device: &'d Device<'_, K>,
+    domain: &'d IommuDomain<Dm, IommufdIoas>,
+) -> Result<Mapper<'d, K, Iommu<'d, IommufdIoas>>, AttachError> {
+    attach::vouch(
+        vfio.is_attached_to(domain.backend().ioas()),
+        AttachError::NotAttached {
+            vfio: vfio.address(),
+        },
+        vfio.address(),
+        device.bdf(),
+    )?;
+    // SAFETY: `vfio`, the VFIO device of `device`'s function, is bound to
+    // the IOAS's iommufd and attached to the IOAS the backend programs;
+    // re-attaching takes `&mut vfio`, which the mapper's borrow excludes.
+    unsafe { Mapper::iommu_unchecked(device, domain) }.map_err(AttachError::Claim)
 }

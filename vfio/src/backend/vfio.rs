@@ -14,10 +14,17 @@
 use core::fmt;
 use std::vec::Vec;
 
+use super::attach::{self, AttachError};
 use super::kernel::{self, Kernel, Mappings};
-use crate::{VfioCall, VfioContainer, VfioError, VfioErrorKind, VfioIommuType, page_size};
+use crate::{
+    VfioCall, VfioContainer, VfioDevice, VfioError, VfioErrorKind, VfioIommuType, page_size,
+};
+use dmaspace::Brand;
 use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+use dmaspace::device::Device;
 use dmaspace::dir::IommuPerm;
+use dmaspace::iommu::IommuDomain;
+use dmaspace::map::{Iommu, Mapper};
 
 /// An [`IommuBackend`] over a VFIO type1 container: the IOMMU context its
 /// groups share.
@@ -250,4 +257,55 @@ pub(super) fn unmap_refused(op: &str, e: &kernel::UnmapFailed) -> ! {
         e.errno
     );
     std::process::abort()
+}
+
+/// A mapper for `device`, which VFIO drives as `vfio`, in `domain` over a
+/// type1 container: checked that `vfio` was opened from a group attached
+/// to the domain's container (the group's container cannot change while
+/// the group is open) and is `device`'s function, so its DMA is translated
+/// by the domain's IOMMU context. The mapper borrows `vfio`.
+///
+/// # Errors
+/// [`AttachError::NotInContainer`], [`AttachError::OtherFunction`] when the
+/// chain above does not hold; [`AttachError::Claim`] as `Mapper::iommu`.
+///
+/// ```no_run
+/// # use dmaspace::prelude::*;
+/// # use dmaspace_vfio::backend::vfio::{VfioType1, type1_mapper};
+/// # use dmaspace_vfio::{Sysfs, VfioContainer, VfioGroup, VfioIommuType};
+/// # brand!(Dom);
+/// # brand!(Nvme);
+/// # let sysfs = Sysfs::live();
+/// let bdf = "0000:00:03.0".parse()?;
+/// let mut container = VfioContainer::open(&sysfs)?;
+/// let group = VfioGroup::open_for_device(&sysfs, bdf)?;
+/// group.set_container(&container)?;
+/// container.set_iommu(VfioIommuType::Type1v2)?;
+/// let vfio = group.device(bdf)?;
+/// let domain = IommuDomain::<Dom, _>::new(VfioType1::new(container)?)?;
+/// let machine = Machine::from_sysfs()?;
+/// let nvme = machine.device::<Nvme>(bdf, DmaLimits::BITS_64)?;
+/// let mapper = type1_mapper(&vfio, &nvme, &domain)?;
+/// # drop(mapper);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn type1_mapper<'d, K: Brand, Dm: Brand>(
+    vfio: &'d VfioDevice,
+    device: &'d Device<'_, K>,
+    domain: &'d IommuDomain<Dm, VfioType1>,
+) -> Result<Mapper<'d, K, Iommu<'d, VfioType1>>, AttachError> {
+    let container = domain.backend().container();
+    attach::vouch(
+        vfio.container_id() == Some(container.id()),
+        AttachError::NotInContainer {
+            vfio: vfio.address(),
+        },
+        vfio.address(),
+        device.bdf(),
+    )?;
+    // SAFETY: the kernel gave `vfio`, the VFIO device of `device`'s
+    // function, from a group attached to the domain's container, whose
+    // type1 IOMMU the backend programs; the group stays in the container
+    // while `vfio` is open, and the mapper borrows `vfio`.
+    unsafe { Mapper::iommu_unchecked(device, domain) }.map_err(AttachError::Claim)
 }

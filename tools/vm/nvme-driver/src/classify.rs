@@ -5,13 +5,13 @@
 
 use dmaspace::machine::Machine;
 use dmaspace::pci::Bdf;
-use dmaspace::pci::Policy;
+use dmaspace::pci::KernelPolicy;
 
 /// This guest, from its sysfs: the only machine routes are classified on.
 pub fn machine() -> Result<Machine, String> {
     Ok(Machine::from_sysfs()
         .map_err(|e| format!("sysfs: {e}"))?
-        .with_policy(Policy::linux_6_12()))
+        .with_policy(KernelPolicy::linux_6_12()))
 }
 
 /// `pci_p2pdma_distance(provider, client)` as the oracle module recorded it:

@@ -89,8 +89,8 @@ impl Backend {
 }
 
 /// Runs `$body` with `$m` bound to a `Mapper` of device `$dev` in the
-/// domain of `$opened` (an `&Opened`): `Mapper::iommu` over the VFIO type1
-/// or iommufd backend, or `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper` in no-IOMMU mode. The
+/// domain of `$opened` (an `&Opened`): `dmaspace_vfio`'s `type1_mapper` or
+/// `iommufd_mapper` (which check the device is attached to the domain), or `dmaspace_vfio::backend::vfio_noiommu::no_iommu_mapper` in no-IOMMU mode. The
 /// body is compiled once per kind of mapper; it evaluates to a
 /// `Result<_, String>`.
 #[macro_export]
@@ -99,11 +99,11 @@ macro_rules! with_mapper {
         let opened: &$crate::dma::Opened = $opened;
         match &opened.backend {
             $crate::dma::Backend::Type1 { domain, .. } => {
-                let $m = ::dmaspace::map::Mapper::iommu($dev, domain).map_err(|e| e.to_string())?;
+                let $m = $crate::dma::type1_mapper(domain, &opened.devices, $dev)?;
                 $body
             }
             $crate::dma::Backend::Iommufd { domain } => {
-                let $m = ::dmaspace::map::Mapper::iommu($dev, domain).map_err(|e| e.to_string())?;
+                let $m = $crate::dma::iommufd_mapper(domain, &opened.devices, $dev)?;
                 $body
             }
             $crate::dma::Backend::NoIommu { container, .. } => {
@@ -116,17 +116,13 @@ macro_rules! with_mapper {
         let opened: &$crate::dma::Opened = $opened;
         match &opened.backend {
             $crate::dma::Backend::Type1 { domain, .. } => {
-                let $m1 =
-                    ::dmaspace::map::Mapper::iommu($dev1, domain).map_err(|e| e.to_string())?;
-                let $m2 =
-                    ::dmaspace::map::Mapper::iommu($dev2, domain).map_err(|e| e.to_string())?;
+                let $m1 = $crate::dma::type1_mapper(domain, &opened.devices, $dev1)?;
+                let $m2 = $crate::dma::type1_mapper(domain, &opened.devices, $dev2)?;
                 $body
             }
             $crate::dma::Backend::Iommufd { domain } => {
-                let $m1 =
-                    ::dmaspace::map::Mapper::iommu($dev1, domain).map_err(|e| e.to_string())?;
-                let $m2 =
-                    ::dmaspace::map::Mapper::iommu($dev2, domain).map_err(|e| e.to_string())?;
+                let $m1 = $crate::dma::iommufd_mapper(domain, &opened.devices, $dev1)?;
+                let $m2 = $crate::dma::iommufd_mapper(domain, &opened.devices, $dev2)?;
                 $body
             }
             $crate::dma::Backend::NoIommu { container, .. } => {
@@ -136,6 +132,39 @@ macro_rules! with_mapper {
             }
         }
     }};
+}
+
+/// The VFIO device of `dev`'s function among `devices`.
+fn vfio_of<'a>(
+    devices: &'a [VfioDevice],
+    dev: &dmaspace::device::Device<'_, Nvme>,
+) -> Result<&'a VfioDevice, String> {
+    devices
+        .iter()
+        .find(|v| v.address() == dev.bdf())
+        .ok_or_else(|| format!("{} was not opened through VFIO", dev.bdf()))
+}
+
+/// A mapper for `dev` in the type1 `domain`, its VFIO device among
+/// `devices` checked to be in the domain's container.
+pub fn type1_mapper<'d>(
+    domain: &'d IommuDomain<Dom, VfioType1>,
+    devices: &'d [VfioDevice],
+    dev: &'d dmaspace::device::Device<'_, Nvme>,
+) -> Result<dmaspace::map::Mapper<'d, Nvme, dmaspace::map::Iommu<'d, VfioType1>>, String> {
+    dmaspace_vfio::backend::vfio::type1_mapper(vfio_of(devices, dev)?, dev, domain)
+        .map_err(|e| e.to_string())
+}
+
+/// A mapper for `dev` in the iommufd `domain`, its VFIO device among
+/// `devices` checked to be attached to the domain's IOAS.
+pub fn iommufd_mapper<'d>(
+    domain: &'d IommuDomain<Dom, IommufdIoas>,
+    devices: &'d [VfioDevice],
+    dev: &'d dmaspace::device::Device<'_, Nvme>,
+) -> Result<dmaspace::map::Mapper<'d, Nvme, dmaspace::map::Iommu<'d, IommufdIoas>>, String> {
+    dmaspace_vfio::backend::iommufd::iommufd_mapper(vfio_of(devices, dev)?, dev, domain)
+        .map_err(|e| e.to_string())
 }
 
 /// A mapper without IOMMU for `dev`, whose DMA the kernel says is not
@@ -284,7 +313,7 @@ pub fn open_iommufd(addrs: &[Bdf]) -> Result<Opened, String> {
     let ioas = fd.alloc_ioas().map_err(|e| e.to_string())?;
     let mut devices = Vec::new();
     for &a in addrs {
-        let d = VfioDevice::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
+        let mut d = VfioDevice::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
         d.bind_iommufd(&fd).map_err(|e| e.to_string())?;
         d.attach_ioas(&ioas).map_err(|e| e.to_string())?;
         devices.push(d);

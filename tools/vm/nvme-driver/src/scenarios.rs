@@ -798,7 +798,7 @@ pub fn p2p_iommufd_refused(a: Bdf, b: Bdf) -> Outcome {
             route.kernel_name()
         ));
     }
-    let m = dmaspace::map::Mapper::iommu(&dev, domain).map_err(|e| e.to_string())?;
+    let m = crate::dma::iommufd_mapper(domain, &o.devices, &dev)?;
     let mut c = init(&o.devices[0], &m, &o)?;
     let len = 64u64 << 10;
     let peer = cmb.provider().alloc(len).map_err(s("B's CMB alloc"))?;
