@@ -69,6 +69,8 @@ impl<K: Brand> Device<'static, K> {
 
 impl<'m, K: Brand> Device<'m, K> {
     fn make(function: FunctionId, limits: DmaLimits, claim: Option<&'m AtomicBool>) -> Self {
+        // INVARIANT: `id` is fresh; no mapper is attached yet; `claim` is the flag the
+        // machine just set (`claimed`), or `None` with the caller's promise (`new_unchecked`).
         Self {
             id: DeviceId::fresh(),
             function,
@@ -139,6 +141,8 @@ impl<'m, K: Brand> Device<'m, K> {
 
     /// Marks the device attached to a mapper; fails if it is already.
     pub(crate) fn attach(&self) -> Result<(), ClaimError> {
+        // INVARIANT: only one exchange from `false` succeeds until `detach`, so at most
+        // one mapper is attached.
         self.attached
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .map(|_| ())

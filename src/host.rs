@@ -177,6 +177,8 @@ impl<'b> HostPages<'b> {
         if len64 >= MAX_LEN || (len64 > 0 && start.checked_add(len64 - 1).is_none()) {
             return Err(MapError::Overflow { start, len: len64 });
         }
+        // INVARIANT: `len < MAX_LEN` and no wrap of the range are checked above; valid,
+        // exclusive for `'b` and host RAM at `phys` is the caller's contract.
         Ok(Self {
             ptr,
             len,
@@ -314,6 +316,8 @@ impl<'b> HostPages<'b> {
         // SAFETY: in bounds (checked above), so the pointer stays inside this
         // buffer, and the result borrows it exclusively.
         let ptr = unsafe { self.ptr.add(offset as usize) };
+        // INVARIANT: `[offset, offset + len)` lies inside this buffer (checked above): host
+        // RAM at `phys + offset`, shorter than 2^61, exclusive for the `&mut self` borrow.
         Ok(HostPages {
             ptr,
             len: len as usize,

@@ -102,6 +102,9 @@ impl Machine {
             .functions()
             .map(|f| (f.bdf, AtomicBool::new(false)))
             .collect();
+        // INVARIANT: one unclaimed flag per function of `topology`; the callers vouch for
+        // the topology (`from_sysfs` read it, `assume`'s caller promised) and, for the
+        // host's identity, took `HOST_LOADED`.
         Self {
             id,
             topology,
@@ -133,6 +136,8 @@ impl Machine {
             return Err(MachineError::Claim(ClaimError::HostAlreadyLoaded));
         }
         match dmaspace_pci::sysfs::load(std::path::Path::new("/")) {
+            // INVARIANT: the exchange above made this the only live host machine; its
+            // `Drop` clears the flag.
             Ok(topo) => Ok(Self::with(MachineId::HOST, topo, true)),
             Err(e) => {
                 HOST_LOADED.store(false, Ordering::Release);
@@ -242,6 +247,9 @@ impl Machine {
     /// # Ok::<(), dmaspace::pci::TopologyError>(())
     /// ```
     pub unsafe fn topology_mut(&mut self) -> &mut Topology {
+        // INVARIANT: the caller keeps the topology the hardware's (the contract). Its own
+        // setters add or remove no function, so `claims` still has one flag per function;
+        // a caller that replaces the whole `Topology` breaks that (not checked).
         &mut self.topology
     }
 
@@ -264,6 +272,8 @@ impl Machine {
             .ok_or(ClaimError::NotInTopology { bdf })?;
         flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .map_err(|_| ClaimError::AlreadyClaimed { bdf })?;
+        // INVARIANT: the exchange above set this function's flag; the device holds it
+        // until dropped, so no other device of this machine drives the function.
         Ok(Device::claimed(
             FunctionId {
                 machine: self.id,

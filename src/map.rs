@@ -177,6 +177,8 @@ fn attach<'d, K: Brand, T: Translation>(
     translation: T,
 ) -> Result<Mapper<'d, K, T>, ClaimError> {
     device.attach()?;
+    // INVARIANT: `device.attach()` above succeeded, so no other mapper is attached;
+    // the `Attachment` detaches when this mapper drops.
     Ok(Mapper {
         attachment: Attachment { device },
         translation,
@@ -189,6 +191,8 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     ///
     /// See `tests/map.rs` for a recording implementation.
     pub fn with_cache<C2: CacheMaintenance>(self, cache: C2) -> Mapper<'d, K, T, C2> {
+        // INVARIANT: the attachment moves out of `self`, which is consumed: still one
+        // mapper, still attached.
         Mapper {
             attachment: self.attachment,
             translation: self.translation,
@@ -338,6 +342,8 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
             cache: &self.cache,
             _dir: core::marker::PhantomData,
         };
+        // INVARIANT: `use_it` is `for<'s>`, so the view cannot leave it; `lease` drops
+        // when `run` returns (or unwinds), unlinking the mapping whatever `use_it` did.
         let view = DmaVec::new(
             out.as_raw(),
             lease.as_ref().map(|l| l as &dyn Lease),

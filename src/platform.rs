@@ -87,6 +87,8 @@ pub unsafe fn view_platform_mapping<K: Brand, D: Direction, R>(
         *slot = crate::vec::SegSlot::new(RawSeg::wire(addr, len, Via::Platform));
     }
     out.set_len(segs.len());
+    // INVARIANT: the view cannot leave `use_it` (`for<'s>`), and the caller keeps the
+    // platform's mapping live until this function returns (the contract).
     Ok(use_it(DmaVec::new(out.as_raw(), None, device.id())))
 }
 

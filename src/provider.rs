@@ -288,6 +288,9 @@ impl<PB: Brand> Provider<PB> {
             .next_power_of_two()
             .max(MIN_GRANULE);
         let shift = granule.trailing_zeros();
+        // INVARIANT: `size > 0`, a page-aligned `cpu_start` and no wrap are checked above;
+        // `bus_offset` comes from the caller's BAR (the contract); `id` is fresh; the bitmap has
+        // `size >> shift` granules, all clear: no `P2pAlloc` exists yet.
         Ok(Self {
             id: ProviderId::fresh(),
             function,
@@ -538,10 +541,14 @@ impl<PB: Brand> Provider<PB> {
             .map
             .with(|m| {
                 let c = m.find_free(count, first, step)?;
+                // INVARIANT: `find_free` found `[c, c + count)` clear and inside the bitmap,
+                // under the lock; they are set for the `P2pAlloc` built below alone.
                 m.set(c, c + count, true);
                 Some(c)
             })
             .ok_or(exhausted)?;
+        // INVARIANT: `[start, start + count)` was set above for this allocation alone;
+        // `count << shift` is `len` rounded up to `unit`, a multiple of the granule.
         Ok(P2pAlloc {
             provider: self,
             first: start,
@@ -756,6 +763,8 @@ impl<PB: Brand> P2pAlloc<'_, PB> {
 impl<PB: Brand> Drop for P2pAlloc<'_, PB> {
     fn drop(&mut self) {
         let (first, end) = (self.first, self.first + self.count);
+        // INVARIANT: these granules were set for this allocation alone (its invariant);
+        // it goes now, so they are clear again exactly when no allocation holds them.
         self.provider.map.with(|m| m.set(first, end, false));
     }
 }

@@ -87,6 +87,8 @@ type Witness<'r, PB, K, R> = PhantomData<(&'r (), Invariant<(PB, K, R)>)>;
 
 impl<'r, PB: Brand, K: Brand, R: RouteKind> Route<'r, PB, K, R> {
     fn new(provider: &'r Provider<PB>, client: &'r Device<'_, K>, distance: u32) -> Self {
+        // INVARIANT: `'r` borrows `provider` and `client` (and, in `classify`, the machine);
+        // their identities and BAR values are copied while borrowed, so they stay true.
         Self {
             distance,
             bus_offset: provider.bus_offset(),

@@ -39,6 +39,7 @@ unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     pub(crate) fn new(value: T) -> Self {
+        // INVARIANT: unlocked, and `value` was never accessed: no section is open.
         Self {
             locked: AtomicBool::new(false),
             value: UnsafeCell::new(value),

@@ -150,6 +150,7 @@ impl Bar {
         if mem == io || (io && mem_only) {
             return Err(BarError::Kind(flags));
         }
+        // INVARIANT: index, range and kind are checked above; no bus start yet.
         Ok(Self {
             index,
             cpu_start,
@@ -176,6 +177,7 @@ impl Bar {
                 size: self.size,
             });
         }
+        // INVARIANT: a memory BAR, and the bus range does not wrap (both checked above).
         self.bus_start = Some(bus_start);
         Ok(self)
     }

@@ -90,6 +90,8 @@ impl SimulatedRam {
         let bytes: Box<[u8]> = alloc::vec![0; len].into_boxed_slice();
         let ptr = NonNull::from(Box::leak(bytes)).cast::<u8>();
         Self {
+            // INVARIANT: `ptr` starts the leaked `Box<[u8]>` of `len` bytes, now the
+            // `Backing`'s, which frees it on drop.
             mem: Arc::new(Backing { ptr, len }),
             base,
         }
@@ -156,6 +158,8 @@ impl SimulatedRam {
         (0..len.div_ceil(chunk))
             .map(|i| {
                 let at = i * chunk;
+                // INVARIANT: `at < len` and the chunk ends by `len`; the chunks are disjoint
+                // and the RAM is consumed, so nothing else covers one; it lies at `base + at`.
                 SimBuf {
                     mem: Arc::clone(&self.mem),
                     at,

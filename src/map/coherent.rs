@@ -142,6 +142,8 @@ impl<'q, K: Brand, E: FromBytes + IntoBytes, Buf: DmaBuffer, T: Translation>
             Ok(())
         };
         match checked {
+            // INVARIANT: one segment and `ptr` aligned for `E` (checked above); `len`
+            // elements fit in the buffer's `bytes`; only raw pointers reach them.
             Ok(()) => Ok(Self {
                 map,
                 ptr: Elems(ptr.cast()),

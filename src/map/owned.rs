@@ -255,6 +255,8 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
         segs: Segs,
         buf: Buf,
     ) -> MappedBuf<'c, K, D, Buf, T, C> {
+        // INVARIANT: `segs` (in `lease`) are the mapping just made of `buf`'s memory for
+        // this mapper's device; device-owned: the `pages` borrow that made them ended.
         MappedBuf {
             lease,
             segs,
@@ -412,6 +414,8 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
             device,
             _state,
         } = self;
+        // INVARIANT: the mapping moves unchanged; `self` is consumed after the caller's
+        // sync, so no byte borrow (`pages`) or address (`segments`) of it outlives the move.
         MappedBuf {
             lease,
             segs,

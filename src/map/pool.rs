@@ -235,6 +235,8 @@ impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
             }
         }
         match checked {
+            // INVARIANT: `map` keeps the whole buffer mapped device-owned; the loop above
+            // checked that every slot lies in one segment; all slots start free.
             Ok(()) => Ok(Self {
                 map,
                 base: Base(base),
@@ -268,6 +270,8 @@ impl<'q, K: Brand, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
         }
         // SAFETY: `offset + slot_size <= len` (slots fit the buffer).
         let ptr = unsafe { self.base.0.add(index * self.slot_size) };
+        // INVARIANT: `Slots::take` gave `index` to this slot alone; `ptr`, `len`, `phys` are
+        // its bytes, inside the buffer, and `raw` their address in the segment holding them.
         Some(PoolSlot {
             slots: &self.slots,
             cache: self.map.cache_ref(),
@@ -392,6 +396,8 @@ impl<'p, K: Brand, D: Direction, C: CacheMaintenance, O: Owner> PoolSlot<'p, K, 
     /// The same slot, now owned by `O2` (the caller did the sync).
     fn owned_by<O2: Owner>(self) -> PoolSlot<'p, K, D, C, O2> {
         let me = core::mem::ManuallyDrop::new(self);
+        // INVARIANT: the same slot moves and stays taken (`self` is not dropped); the caller
+        // synced for `O2`, and nothing borrowed from `self` outlives the move.
         PoolSlot {
             slots: me.slots,
             cache: me.cache,

@@ -91,6 +91,8 @@ pub struct DmaSeg<K: Brand, D: Direction> {
 impl<K: Brand, D: Direction> DmaSeg<K, D> {
     /// The segments in `raw`, typed.
     pub(crate) fn slice(raw: &[RawSeg]) -> &[Self] {
+        // INVARIANT: segments are handed out only by reference, borrowing `raw` (a mapping's
+        // storage), so neither they nor their addresses outlive the mapping.
         // SAFETY: `DmaSeg` is `repr(transparent)` over `RawSeg` (the other
         // field is a zero-sized marker), so the slices have the same layout;
         // the lifetime is kept.
@@ -233,6 +235,8 @@ pub(crate) type StateOf<K, D, S> = Invariant<(K, D, S)>;
 
 impl<'s, K: Brand, D: Direction, S: SyncState> DmaVec<'s, K, D, S> {
     pub(crate) fn new(segs: &'s [RawSeg], lease: Option<&'s dyn Lease>, device: DeviceId) -> Self {
+        // INVARIANT: the callers (`Mapper::run`, `view_platform_mapping`, `sync`) hand the
+        // view only to a `for<'s>` closure and keep the mapping live until it returns.
         Self {
             segs,
             lease,
@@ -309,6 +313,7 @@ impl<'s, K: Brand, D: Direction> DmaVec<'s, K, D, Unsynced> {
         if let Some(lease) = self.lease {
             lease.sync();
         }
+        // INVARIANT: the same segments and lease, `self` consumed: the same closure's view.
         DmaVec::new(self.segs, self.lease, self.device)
     }
 }

@@ -149,6 +149,9 @@ impl<PB: Brand> VfioBarProvider<PB> {
         // function, all of the BAR (its length is the provider's size); it
         // moves into the same value as the provider, which drops first.
         unsafe { provider.set_cpu_mapping(mapped.vaddr() as usize) }?;
+        // INVARIANT: `bar_provider` made the provider from the machine's record of BAR `bar`,
+        // `agree` checked VFIO's region size and the BAR register against it, and its CPU
+        // mapping is `mapped`, the whole region.
         Ok(Self {
             provider,
             bar: mapped,
