@@ -182,8 +182,10 @@ impl core::error::Error for ProviderError {}
 /// of brand `PB`.
 ///
 /// # Invariants
-/// - `[cpu_start, cpu_start + size)` is the BAR as the CPU sees it,
-///   page-aligned, and `bus_offset` its CPU-to-bus translation.
+/// - `[cpu_start, cpu_start + size)` is the BAR as the CPU sees it, its
+///   start page-aligned (its size need not be a multiple of a page: a
+///   partial tail is never handed out whole-page), and `bus_offset` its
+///   CPU-to-bus translation.
 /// - `id` is unique in the process; segments carry it, and the mapper
 ///   refuses a segment whose provider is not the route's.
 /// - Granule `g` of the bitmap (bytes `[g << shift, (g + 1) << shift)` of

@@ -133,6 +133,11 @@ impl Segs {
 ///   (through an IOMMU) or its physical addresses (direct), for `device`.
 /// - While `O` is [`DeviceOwned`], the CPU holds no reference to the
 ///   bytes; while [`CpuOwned`], no address of the mapping is given out.
+///   A [`RegisteredPool`](crate::map::RegisteredPool) splits this by slot:
+///   its buffer stays device-owned as a whole, never gives out the whole
+///   buffer's segments, and each slot is CPU- or device-owned on its own
+///   (synced by itself), so a slot's bytes and its address are never out at
+///   once.
 ///
 /// Drop order (declaration order): the lease first, which unmaps; the
 /// buffer after, so its memory is never freed while mapped.

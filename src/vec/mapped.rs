@@ -4,10 +4,14 @@
 //! - A [`DmaVec`] exists only inside the closure of a `Mapper::map_*` call
 //!   (`for<'s>`: it cannot be returned or stored outside), and the mapping
 //!   is unlinked when the call returns, whatever the closure did with the
-//!   view (even `mem::forget`).
+//!   view (even `mem::forget`). A view of a mapping the platform owns
+//!   (`platform::view_platform_mapping`) is unlinked by the platform; its
+//!   caller promises it stays live until the call returns.
 //! - [`DmaSeg`] is neither `Clone` nor `Copy` and is reached only by
-//!   reference through its `DmaVec`; the addresses it gives out borrow it.
-//!   No device address of a mapping outlives the mapping.
+//!   reference, through its `DmaVec` or through the owner of a longer-lived
+//!   mapping (`MappedBuf::segments`, `PoolSlot::segment`,
+//!   `Coherent::segment`), which it borrows; the addresses it gives out
+//!   borrow it. No device address of a mapping outlives the mapping.
 //! - A segment carries its device brand `K` and direction `D`: a function
 //!   that fills a "device writes here" slot takes
 //!   `&DmaSeg<K, impl DeviceWrites>`, and a to-device segment does not fit.
