@@ -23,7 +23,10 @@ use dmaspace_pci::sysfs::{self, SysfsError};
 const DEADLINE: Duration = Duration::from_secs(5);
 
 fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
@@ -91,10 +94,7 @@ fn an_oversized_file_is_too_large() {
     cfg.resize(4097, 0);
     fs::write(dir.join("config"), &cfg).unwrap();
     let e = load_within(t.path()).unwrap_err();
-    assert!(
-        matches!(e, SysfsError::TooLarge { limit: 4096, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, SysfsError::TooLarge { limit: 4096, .. }), "{e}");
     assert!(e.to_string().contains("larger than 4096 bytes"), "{e}");
 
     // Exactly 4096 bytes (PCIe extended configuration space) loads.
