@@ -83,7 +83,7 @@ pub struct HostBridgeCheck {
 
 /// One step of `calc_map_type_and_dist()`, in the order the kernel takes them.
 ///
-/// `Display` writes one line; [`Explanation`] numbers them.
+/// `Display` writes one line; [`Explanation`](crate::Explanation) numbers them.
 ///
 /// ```
 /// use dmaspace_pci::{Bdf, MapType, PciFunction, Policy, Step, Topology};
