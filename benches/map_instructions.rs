@@ -8,7 +8,8 @@
 //!
 //! Needs valgrind and `gungraun-runner` of the same version as the `gungraun`
 //! dev-dependency: `cargo install gungraun-runner --version 0.20.0`, then
-//! `cargo bench --bench map_instructions`.
+//! `cargo bench --bench map_instructions`. Without either, the bench prints one line
+//! saying so and exits 0, so that `cargo bench --workspace` runs the others.
 #![expect(missing_docs, reason = "gungraun's macros generate undocumented items")]
 
 use std::hint::black_box;
@@ -447,4 +448,52 @@ library_benchmark_group!(
     benchmarks = cached_verdict, classify_one
 );
 
-main!(library_benchmark_groups = map_bvec, io_one, topology);
+/// Where `gungraun` will look for its runner: `GUNGRAUN_RUNNER` as it was when the
+/// bench was compiled (gungraun's `main!` reads it with `option_env!`), else
+/// `gungraun-runner` in `PATH`. `None` when it is not there.
+fn runner() -> Option<std::path::PathBuf> {
+    if let Some(path) = option_env!("GUNGRAUN_RUNNER") {
+        return Some(path.into()).filter(|p: &std::path::PathBuf| p.is_file());
+    }
+    in_path("gungraun-runner")
+}
+
+/// `name` in one of the directories of `PATH`.
+fn in_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Skips the benches, with one line saying how to enable them, on a machine without
+/// `gungraun-runner` or valgrind (so `cargo bench --workspace` goes on past this
+/// bench), and hands over to gungraun's `main` otherwise. The runner calls this binary
+/// back with `--gungraun-run` first: that call goes straight to gungraun.
+fn main() {
+    let called_back = std::env::args().nth(1).as_deref() == Some("--gungraun-run");
+    if !called_back {
+        let missing: Vec<&str> = [
+            ("gungraun-runner", runner().is_none()),
+            ("valgrind", in_path("valgrind").is_none()),
+        ]
+        .iter()
+        .filter(|&&(_, absent)| absent)
+        .map(|&(name, _)| name)
+        .collect();
+        if !missing.is_empty() {
+            println!(
+                "map_instructions: skipped, {} not found; to enable: valgrind, and `cargo install gungraun-runner --version 0.20.0` (in PATH, or GUNGRAUN_RUNNER=its path when building)",
+                missing.join(" and ")
+            );
+            return;
+        }
+    }
+    gungraun_main();
+}
+
+/// gungraun's `main`, under another name.
+fn gungraun_main() {
+    main!(library_benchmark_groups = map_bvec, io_one, topology);
+    main();
+}

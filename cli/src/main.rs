@@ -21,6 +21,7 @@ mod describe;
 mod dot;
 mod error;
 mod explain_cmd;
+mod json;
 mod names;
 mod picture;
 mod reference;

@@ -3,9 +3,9 @@
 //! for the rest, the system's `pci.ids`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
+use dmaspace_pci::sysfs::read_bounded;
 use dmaspace_pci::{Bdf, PciFunction, PcieKind, PciePortType, Topology};
 
 use crate::error::CliError;
@@ -157,6 +157,11 @@ const DEVICES: &[(u16, u16, &str)] = &[
     (0x8086, 0x3c04, "Xeon E5 root port 2a"),
 ];
 
+/// The most a `pci.ids` may hold: today's file is about 1.5 MB; a FIFO, a device node
+/// or a larger file is refused (the file is opened without blocking and judged on the
+/// opened file, see [`read_bounded`]).
+const PCI_IDS_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// Where `pci.ids` usually is.
 const PCI_IDS_PATHS: &[&str] = &[
     "/usr/share/hwdata/pci.ids",
@@ -238,14 +243,10 @@ impl Names {
             .filter(|&(v, d)| !DEVICES.iter().any(|e| (e.0, e.1) == (v, d)))
             .collect();
         let (sys_vendors, sys_devices) = match pci_ids {
-            Some(path) if explicit || !wanted.is_empty() => match fs::read(path) {
+            Some(path) if explicit || !wanted.is_empty() => match read_bounded(path, PCI_IDS_LIMIT)
+            {
                 Ok(bytes) => parse_pci_ids(&String::from_utf8_lossy(&bytes), &wanted),
-                Err(e) if explicit => {
-                    return Err(CliError::Argument(format!(
-                        "--pci-ids {}: {e}",
-                        path.display()
-                    )));
-                }
+                Err(e) if explicit => return Err(CliError::Argument(format!("--pci-ids {e}"))),
                 Err(_) => Default::default(),
             },
             _ => Default::default(),

@@ -662,7 +662,11 @@ fn write_legend(s: &mut String, y: f64, width: f64) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Renders the SVG to PNG at `scale`, with the embedded font.
+/// The largest PNG `png` renders, in pixels.
+pub const PNG_MAX_PIXELS: u64 = 64_000_000;
+
+/// Renders the SVG to PNG at `scale`, with the embedded font; a picture of more than
+/// [`PNG_MAX_PIXELS`] is refused (lower `--scale`).
 pub fn png(svg: &str, scale: f32) -> Result<Vec<u8>, CliError> {
     use resvg::{tiny_skia, usvg};
     let mut opt = usvg::Options {
@@ -677,10 +681,12 @@ pub fn png(svg: &str, scale: f32) -> Result<Vec<u8>, CliError> {
         (size.width() * scale).ceil() as u32,
         (size.height() * scale).ceil() as u32,
     );
-    // 100 megapixels (400 MB of RGBA) is far beyond any tree; refuse rather than abort.
-    if u64::from(w) * u64::from(h) > 100_000_000 {
+    // The RGBA pixmap is 4 bytes a pixel: 64 megapixels (256 MB) keeps the whole
+    // command well under 512 MB (2,001 functions at scale 1 take 180 MB in all);
+    // refuse rather than abort.
+    if u64::from(w) * u64::from(h) > PNG_MAX_PIXELS {
         return Err(CliError::Argument(format!(
-            "a {w}x{h} PNG is too large: lower --scale"
+            "a {w}x{h} PNG is too large (more than {PNG_MAX_PIXELS} pixels): lower --scale"
         )));
     }
     let mut pixmap = tiny_skia::Pixmap::new(w, h)

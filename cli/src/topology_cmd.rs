@@ -1,19 +1,19 @@
 //! `dmaspace topology`: the verdict of every pair, as a table, JSON, DOT, SVG or PNG.
+//!
+//! The table, the JSON and the DOT are streamed through a `BufWriter` as they are
+//! computed: memory does not grow with the number of pairs (2,000 functions are 4
+//! million). The SVG is built whole (it grows with the functions, not the pairs), and
+//! the PNG is refused above 100 megapixels.
 
-use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use dmaspace_pci::{Bdf, Policy, Topology};
-use serde_json::{Value, json};
 
-use crate::describe::{HbStatus, acs_str, port_str};
 use crate::error::CliError;
-use crate::names::Names;
 use crate::source::Source;
-use crate::{dot, picture, table};
+use crate::{dot, json, picture, table};
 
 /// Arguments of `dmaspace topology`.
 #[derive(Debug, clap::Args)]
@@ -73,140 +73,95 @@ pub fn run(args: &Args) -> Result<(), CliError> {
              not_supported with acs \"unknown\""
         );
     }
-    let bytes: Vec<u8> = match args.format {
-        Format::Table => {
-            let only = args.only.as_deref().unwrap_or("dev");
-            let selected = names.select(topo, only)?;
-            let mut s = String::new();
+    // Every check that can refuse the arguments comes before the output is opened.
+    let selected = match args.format {
+        Format::Table => names.select(topo, args.only.as_deref().unwrap_or("dev"))?,
+        Format::Json => names.select(topo, args.only.as_deref().unwrap_or("all"))?,
+        Format::Dot | Format::Svg | Format::Png => Vec::new(),
+    };
+    let png = match args.format {
+        Format::Png => Some(picture::png(
+            &picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)?,
+            args.scale,
+        )?),
+        _ => None,
+    };
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(fs::File::create(path).map_err(|e| write_error(path, e))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, sink);
+    let written = match args.format {
+        Format::Table => stream_fmt(&mut out, |w| {
             table::write_table(
-                &mut s,
+                w,
                 &table::TableView {
                     topo,
                     names,
                     policy,
                     list_name: loaded.list_name,
                     selected: &selected,
-                    only,
+                    only: args.only.as_deref().unwrap_or("dev"),
                 },
-            )?;
-            s.into_bytes()
-        }
-        Format::Json => {
-            let selected = names.select(topo, args.only.as_deref().unwrap_or("all"))?;
-            json_out(topo, names, policy, &selected, loaded.list_name)?.into_bytes()
-        }
-        Format::Dot => {
-            let mut s = String::new();
-            dot::write_dot(&mut s, topo, names, policy, loaded.list_name)?;
-            s.into_bytes()
-        }
-        Format::Svg => {
-            picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)?.into_bytes()
-        }
-        Format::Png => picture::png(
-            &picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)?,
-            args.scale,
-        )?,
-    };
-    match &args.output {
-        Some(path) => fs::write(path, &bytes).map_err(|e| {
-            CliError::Write(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", path.display()),
-            ))
+            )
         }),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&bytes)?;
-            stdout.flush()?;
-            Ok(())
-        }
+        Format::Json => json::write_json(
+            &mut out,
+            &json::JsonView {
+                topo,
+                names,
+                policy,
+                selected: &selected,
+                list_name: loaded.list_name,
+            },
+        ),
+        Format::Dot => stream_fmt(&mut out, |w| {
+            dot::write_dot(w, topo, names, policy, loaded.list_name)
+        }),
+        Format::Svg => picture::svg(topo, names, policy, loaded.list_name, &loaded.origin)
+            .and_then(|svg| Ok(out.write_all(svg.as_bytes())?)),
+        Format::Png => Ok(out.write_all(png.as_deref().unwrap_or_default())?),
+    };
+    let done = written.and_then(|()| Ok(out.flush()?));
+    match (done, &args.output) {
+        (Err(CliError::Write(e)), Some(path)) => Err(write_error(path, e)),
+        (done, _) => done,
     }
 }
 
-fn json_out(
-    topo: &Topology,
-    names: &Names,
-    policy: &Policy,
-    selected: &[Bdf],
-    list: &str,
-) -> Result<String, CliError> {
-    let mut devices = Vec::new();
-    for &b in selected {
-        let Some(f) = topo.function(b) else { continue };
-        devices.push(json!({
-            "bdf": f.bdf.to_string(),
-            "name": names.short(b),
-            "device_name": names.long(b),
-            "class_name": names.class(b).word(),
-            "vendor": format!("0x{:04x}", f.vendor),
-            "device": format!("0x{:04x}", f.device),
-            "class": format!("0x{:06x}", f.class),
-            "port_type": port_str(f),
-            "acs": acs_str(f.acs),
-            "acs_redirect": f.acs.redirects(),
-            "upstream_bridge": topo.upstream_bridge(f.bdf)?.map(|b| b.to_string()),
-            "host_bridge": f.host_bridge.to_string(),
-            "physfn": f.physfn.map(|b| b.to_string()),
-        }));
+/// A write error that names the `--output` file.
+fn write_error(path: &Path, e: std::io::Error) -> CliError {
+    CliError::Write(std::io::Error::new(
+        e.kind(),
+        format!("{}: {e}", path.display()),
+    ))
+}
+
+/// Runs a writer of `fmt::Write` text straight into `out`: the text is never held
+/// whole. An I/O error of `out` comes back as itself, not as a formatting error.
+fn stream_fmt<W: Write>(
+    out: &mut W,
+    write: impl FnOnce(&mut IoText<'_, W>) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let mut text = IoText { out, error: None };
+    let result = write(&mut text);
+    match (result, text.error) {
+        (Err(CliError::Format(_)), Some(e)) => Err(CliError::Write(e)),
+        (result, _) => result,
     }
-    let mut pairs = Vec::with_capacity(selected.len() * selected.len());
-    for &p in selected {
-        for &c in selected {
-            let v = topo.verdict(p, c, policy)?;
-            pairs.push(json!({
-                "provider": v.provider.to_string(),
-                "client": v.client.to_string(),
-                "map_type": v.map_type.as_str(),
-                "distance": v.kernel_distance(),
-                "hops": v.distance,
-                "acs": v.acs.as_str(),
-                "common_upstream": v.common_upstream.map(|b| b.to_string()),
-                "acs_redirect_at": v.acs_redirect.map(|b| b.to_string()),
-                "unknown_at": v.unknown_at.map(|b| b.to_string()),
-            }));
-        }
+}
+
+/// `fmt::Write` over an `io::Write`, keeping the I/O error `fmt::Error` cannot carry.
+struct IoText<'a, W: Write> {
+    out: &'a mut W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> std::fmt::Write for IoText<'_, W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.out.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            std::fmt::Error
+        })
     }
-    let islands: Vec<Value> = topo
-        .islands()?
-        .iter()
-        .map(|i| {
-            json!({
-                "top": i.top.to_string(),
-                "host_bridge": i.host_bridge.to_string(),
-                "members": i.members.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let host_bridges: Vec<Value> = topo
-        .host_bridges()
-        .map(|h| {
-            json!({
-                "id": h.id.to_string(),
-                "below": h.below.map(|b| b.to_string()),
-                "allowlist": HbStatus::of(topo, h.id, policy).as_str(),
-            })
-        })
-        .collect();
-    let cpu = topo.cpu();
-    let doc = json!({
-        "devices": devices,
-        "pairs": pairs,
-        "islands": islands,
-        "host_bridges": host_bridges,
-        "cpu": {
-            "x86": cpu.x86,
-            "vendor": format!("{:?}", cpu.vendor),
-            "family": cpu.family,
-            "supports_p2pdma": cpu.supports_p2pdma(),
-        },
-        "allowlist": list,
-    });
-    let mut s = String::new();
-    writeln!(
-        s,
-        "{}",
-        serde_json::to_string_pretty(&doc).map_err(|_| CliError::Format(std::fmt::Error))?
-    )?;
-    Ok(s)
 }

@@ -7,9 +7,13 @@
 //! it (below a PCI function with Intel VMD). The CPU comes from `ROOT/proc/cpuinfo`.
 //! `ROOT = /` reads the live machine.
 //!
-//! Every error names the file it is about. Reads are bounded (a `config` that is a
-//! FIFO or a device node is refused, not read forever); symlink loops and capability
-//! loops are errors, not hangs.
+//! Every error names the file it is about. Every read is bounded and refuses what is not
+//! a regular file, judged on the opened file ([`read_bounded`]): a FIFO or a device node
+//! where a sysfs file should be is an error, not a hang or a read without end, even
+//! when it is swapped in between two reads. The limits: 64 KiB for an attribute
+//! (`vendor`, `device`, `class`, `resource`; the kernel writes one page at most),
+//! 4096 bytes for `config`, the first 64 KiB of `/proc/cpuinfo`. Symlink loops and
+//! capability loops are errors, not hangs.
 //!
 //! A `config` of 64 bytes (what a non-root reader gets) loads fine: the ACS and PCIe
 //! facts it does not hold are [`AcsState::Unknown`](super::AcsState::Unknown) /
@@ -34,7 +38,7 @@ use alloc::fmt;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::bdf::{Bdf, HostBridgeId};
@@ -43,8 +47,11 @@ use super::cpu::{CpuInfo, CpuVendor};
 use super::error::TopologyError;
 use super::function::PciFunction;
 use super::tree::Topology;
+pub use read::read_bounded;
+use read::read_prefix;
 use resource::parse_resource;
 
+mod read;
 mod resource;
 
 /// Why a sysfs tree could not be loaded. Every variant names a path.
@@ -84,6 +91,19 @@ pub enum SysfsError {
         /// What is wrong.
         what: String,
     },
+    /// The opened file is not a regular file: a FIFO, a device node, a directory, a
+    /// socket. Nothing was read from it.
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds more than a sysfs file of its kind can.
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The most it may hold, in bytes.
+        limit: u64,
+    },
     /// No PCI functions at all.
     Empty {
         /// The `sys/bus/pci/devices` directory.
@@ -106,6 +126,8 @@ impl SysfsError {
             | Self::Parse { path, .. }
             | Self::Config { path, .. }
             | Self::Layout { path, .. }
+            | Self::NotRegular { path }
+            | Self::TooLarge { path, .. }
             | Self::Empty { path } => path,
         }
     }
@@ -119,6 +141,10 @@ impl fmt::Display for SysfsError {
                 write!(f, "{}: {what}", path.display())
             }
             Self::Config { path, source } => write!(f, "{}: {source}", path.display()),
+            Self::NotRegular { path } => write!(f, "{}: not a regular file", path.display()),
+            Self::TooLarge { path, limit } => {
+                write!(f, "{}: larger than {limit} bytes", path.display())
+            }
             Self::Empty { path } => write!(f, "{}: no PCI functions found", path.display()),
         }
     }
@@ -141,23 +167,17 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SysfsError + '_ {
     }
 }
 
-/// Reads at most `max` bytes of a regular file.
-fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, SysfsError> {
-    let meta = fs::metadata(path).map_err(io_err(path))?;
-    if !meta.is_file() {
-        return Err(SysfsError::Parse {
-            path: path.to_path_buf(),
-            what: "not a regular file".into(),
-        });
-    }
-    let file = fs::File::open(path).map_err(io_err(path))?;
-    let mut buf = Vec::new();
-    file.take(max).read_to_end(&mut buf).map_err(io_err(path))?;
-    Ok(buf)
-}
+/// The most a sysfs attribute (`vendor`, `device`, `class`, `resource`) may hold. The
+/// kernel fills one page at most (4 KiB on x86; up to 64 KiB on arm64 and ppc64); a
+/// `resource` of 17 lines is 969 bytes.
+const ATTR_LIMIT: u64 = 64 * 1024;
+/// The most a `config` may hold: PCIe extended configuration space.
+const CONFIG_LIMIT: u64 = 4096;
+/// How much of `/proc/cpuinfo` is read: the first processor's lines are the ones used.
+const CPUINFO_PREFIX: u64 = 64 * 1024;
 
 fn read_text(path: &Path) -> Result<String, SysfsError> {
-    let bytes = read_bounded(path, 4096)?;
+    let bytes = read_bounded(path, ATTR_LIMIT)?;
     String::from_utf8(bytes).map_err(|_| SysfsError::Parse {
         path: path.to_path_buf(),
         what: "not UTF-8 text".into(),
@@ -260,7 +280,7 @@ pub fn load(root: &Path) -> Result<Topology, SysfsError> {
     }
 
     let cpu_path = root.join("proc/cpuinfo");
-    let cpu_text = String::from_utf8_lossy(&read_bounded(&cpu_path, 1 << 22)?).into_owned();
+    let cpu_text = String::from_utf8_lossy(&read_prefix(&cpu_path, CPUINFO_PREFIX)?).into_owned();
     let cpu = parse_cpuinfo(&cpu_text).map_err(|what| SysfsError::Parse {
         path: cpu_path.clone(),
         what,
@@ -328,7 +348,7 @@ pub fn load(root: &Path) -> Result<Topology, SysfsError> {
         let device = read_u16_hex(&dir.join("device"))?;
         let class = read_hex(&dir.join("class"), 0x00ff_ffff)?;
         let cfg_path = dir.join("config");
-        let cfg = read_bounded(&cfg_path, 4096)?;
+        let cfg = read_bounded(&cfg_path, CONFIG_LIMIT)?;
         let info = parse_config(&cfg).map_err(|source| SysfsError::Config {
             path: cfg_path.clone(),
             source,

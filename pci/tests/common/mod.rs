@@ -659,3 +659,29 @@ pub fn fixtures_dir() -> PathBuf {
 pub fn fixture_root(name: &str) -> PathBuf {
     fixtures_dir().join(name).join("root")
 }
+
+/// A host full of SR-IOV VFs, all on one root bus: a host bridge (00:00.0, q35's, on no
+/// allowlist) and `pfs` NICs (00:01.0, 00:02.0, ...; at most 31), each with `vfs` VFs
+/// on a bus of its own (at most 255); `1 + pfs * (1 + vfs)` functions. The names are
+/// leaked (`&'static`).
+pub fn fleet(name: &'static str, pfs: u8, vfs: u16) -> Spec {
+    assert!((1..=31).contains(&pfs) && vfs <= 255);
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut nodes = vec![node("0000:00:00.0", 0x8086, 0x29c0, 0x060000, None)];
+    for p in 0..pfs {
+        let pf = leak(format!("0000:00:{:02x}.0", p + 1));
+        nodes.push(node(pf, 0x15b3, 0x101d, 0x020000, Some(RCIEP)));
+        for v in 0..vfs {
+            let bus = p + 1;
+            let vf = leak(format!("0000:{bus:02x}:{:02x}.{}", v / 8, v % 8));
+            nodes.push(node(vf, 0x15b3, 0x101e, 0x020000, Some(RCIEP)).vf_of(pf));
+        }
+    }
+    Spec {
+        name,
+        cpu: PLAIN_CPU,
+        nested: vec![],
+        truncated: false,
+        nodes,
+    }
+}
