@@ -69,6 +69,7 @@ pub struct Machine {
 /// Why this host's machine could not be read.
 #[cfg(feature = "std")]
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MachineError {
     /// `/sys` could not be read.
     Sysfs(dmaspace_pci::sysfs::SysfsError),

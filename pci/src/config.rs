@@ -57,6 +57,7 @@ pub struct ConfigInfo {
 /// assert_eq!(parse_config(&[0u8; 10]), Err(ConfigError::TooShort(10)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Shorter than the 64-byte standard header.
     TooShort(usize),

@@ -14,6 +14,7 @@ use super::bdf::Bdf;
 /// # Ok::<(), TopologyError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TopologyError {
     /// No function with this address.
     UnknownFunction(Bdf),

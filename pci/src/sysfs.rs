@@ -62,6 +62,7 @@ mod resource;
 /// assert!(err.to_string().contains("/nonexistent/root"));
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum SysfsError {
     /// A file or directory could not be read (missing, permissions, symlink loop).
     Io {

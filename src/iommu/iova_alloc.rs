@@ -222,6 +222,7 @@ impl Req {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FreeError {
     /// The range is empty, or does not start on a granule, or leaves the
     /// aperture.
