@@ -873,7 +873,7 @@ pub fn bad_input(missing: Bdf, on_nvme: Bdf, not_viable: Bdf) -> Outcome {
         (missing.to_string(), "no PCI function"),
         (on_nvme.to_string(), "still bound to nvme"),
         (not_viable.to_string(), "is not viable"),
-        ("00:1f.9".to_string(), "invalid argument"),
+        ("00:1f.9".to_string(), "not a PCI address"),
     ];
     let mut lines = Vec::new();
     for (arg, want) in cases {
