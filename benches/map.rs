@@ -253,18 +253,23 @@ fn bench(c: &mut Criterion) {
             // IOVAs as offsets from the run's start: the two allocators
             // place the run differently (top-down tree, next-fit table).
             let typed: Vec<(u64, u64)> = mapper
-                .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
-                    let v = v.sync();
-                    let run = v.iova_range_start().unwrap();
-                    v.segments(id)
-                        .unwrap()
-                        .iter()
-                        .map(|s| {
-                            let a = s.addr().unwrap().as_u64();
-                            (if s.via() == Via::Iommu { a - run } else { a }, s.len())
-                        })
-                        .collect()
-                })
+                .map_bvec::<ToDevice, _, _>(
+                    &mut bvec,
+                    &route,
+                    SegBuf::from_slots(&mut slots),
+                    |v| {
+                        let v = v.sync();
+                        let run = v.iova_range_start().unwrap();
+                        v.segments(id)
+                            .unwrap()
+                            .iter()
+                            .map(|s| {
+                                let a = s.addr().unwrap().as_u64();
+                                (if s.via() == Via::Iommu { a - run } else { a }, s.len())
+                            })
+                            .collect()
+                    },
+                )
                 .unwrap();
             let mut pd = PlainDomain {
                 table: vec![0; n * 2],
@@ -295,7 +300,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 queue
                     .map_bvec::<ToDevice, _, _>(
-                        black_box(&bvec),
+                        black_box(&mut bvec),
                         &route,
                         SegBuf::from_slots(&mut slots),
                         |v| {

@@ -146,7 +146,7 @@ fn typed_io(t: &mut Typed) {
     let id = t.id;
     t.queue
         .map_bvec::<ToDevice, _, _>(
-            black_box(&t.bvec),
+            black_box(&mut t.bvec),
             &t.route,
             SegBuf::from_slots(&mut t.slots),
             |v| {

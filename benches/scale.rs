@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
         let mut slots = vec![SegSlot::EMPTY; n / 2 + 1];
         let want = if n == 1 { 1 } else { n / 2 };
         let got = queue
-            .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
+            .map_bvec::<ToDevice, _, _>(&mut bvec, &route, SegBuf::from_slots(&mut slots), |v| {
                 let v = v.sync();
                 v.segments(id).map(<[_]>::len).expect("own device")
             })
@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 queue
                     .map_bvec::<ToDevice, _, _>(
-                        black_box(&bvec),
+                        black_box(&mut bvec),
                         &route,
                         SegBuf::from_slots(&mut slots),
                         |v| {

@@ -382,6 +382,54 @@ impl CpuAccessible for HostPages<'_> {
     }
 }
 
+/// The memory of an owned mapping while the CPU owns it
+/// ([`MappedBuf::pages`](crate::map::MappedBuf::pages)): its bytes, for
+/// the CPU, and nothing to hand to a device. The memory stays linked for
+/// its mapping, so it cannot go into a second mapping (there is no
+/// `dma()`); that would be dma-debug's "overlapping mappings".
+///
+/// See [`MappedBuf`](crate::map::MappedBuf).
+pub struct CpuPages<'b>(HostPages<'b>);
+
+impl<'b> CpuPages<'b> {
+    /// The CPU's view of `pages`, which stay mapped for a device.
+    pub(crate) fn new(pages: HostPages<'b>) -> Self {
+        Self(pages)
+    }
+
+    /// Length in bytes.
+    ///
+    /// See [`MappedBuf`](crate::map::MappedBuf).
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Whether the buffer is empty.
+    ///
+    /// See [`MappedBuf`](crate::map::MappedBuf).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for CpuPages<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CpuPages({:?})", self.0)
+    }
+}
+
+impl Sealed for CpuPages<'_> {}
+impl CpuAccessible for CpuPages<'_> {
+    fn cpu_bytes(&self) -> &[u8] {
+        self.0.cpu_bytes()
+    }
+    fn cpu_bytes_mut(&mut self) -> &mut [u8] {
+        self.0.cpu_bytes_mut()
+    }
+}
+
 /// Cache maintenance of the platform, for non-coherent DMA. The mappers
 /// call it for host memory only; P2P memory never reaches it (the
 /// signature takes a [`HostSeg`]).

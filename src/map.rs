@@ -217,7 +217,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// See `tests/map.rs`.
     pub fn map_host<D: Direction, R>(
         &self,
-        pages: &[HostSeg<'_>],
+        pages: &mut [HostSeg<'_>],
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
@@ -228,7 +228,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     fn map_host_in<'q, D: Direction, R>(
         &'q self,
         cache: Option<&T::Cache<'q>>,
-        pages: &[HostSeg<'_>],
+        pages: &mut [HostSeg<'_>],
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
@@ -279,7 +279,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     /// See the crate-level example.
     pub fn map_bvec<D: Direction, PB: Brand, R>(
         &self,
-        bvec: &[BvecSeg<'_, PB>],
+        bvec: &mut [BvecSeg<'_, PB>],
         route: &P2pRoute<'_, PB, K>,
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
@@ -291,7 +291,7 @@ impl<'d, K: Brand, T: Translation, C: CacheMaintenance> Mapper<'d, K, T, C> {
     fn map_bvec_in<'q, D: Direction, PB: Brand, R>(
         &'q self,
         cache: Option<&T::Cache<'q>>,
-        bvec: &[BvecSeg<'_, PB>],
+        bvec: &mut [BvecSeg<'_, PB>],
         route: &P2pRoute<'_, PB, K>,
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
@@ -453,7 +453,7 @@ impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C
     /// See `tests/threads.rs`.
     pub fn map_host<D: Direction, R>(
         &self,
-        pages: &[HostSeg<'_>],
+        pages: &mut [HostSeg<'_>],
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
     ) -> Result<R, MapError> {
@@ -469,7 +469,7 @@ impl<'m, K: Brand, T: Translation, C: CacheMaintenance> MapQueue<'m, '_, K, T, C
     /// See `tests/threads.rs`.
     pub fn map_bvec<D: Direction, PB: Brand, R>(
         &self,
-        bvec: &[BvecSeg<'_, PB>],
+        bvec: &mut [BvecSeg<'_, PB>],
         route: &P2pRoute<'_, PB, K>,
         out: SegBuf<'_>,
         use_it: impl for<'s> FnOnce(DmaVec<'s, K, D, Unsynced>) -> R,
@@ -548,7 +548,7 @@ mod tests {
         let [x, y, z] = &mut pages[..] else {
             unreachable!()
         };
-        let bv: [BvecSeg<'_, Cmb>; 4] = [
+        let mut bv: [BvecSeg<'_, Cmb>; 4] = [
             x.dma().into_bvec_seg(),
             y.dma().into_bvec_seg(),
             a.seg().into_bvec_seg(),
@@ -556,7 +556,7 @@ mod tests {
         ];
         let mut slots = [SegSlot::EMPTY; 3];
         let got = m
-            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |v| {
+            .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::from_slots(&mut slots), |v| {
                 let v = v.sync();
                 v.segments(nic.id())
                     .unwrap()
@@ -577,7 +577,7 @@ mod tests {
         // One slot too few: an error, and nothing stays reserved.
         let mut slots = [SegSlot::EMPTY; 2];
         let err = m
-            .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |_| ())
+            .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::from_slots(&mut slots), |_| ())
             .unwrap_err();
         assert_eq!(err, MapError::OutOfCapacity { capacity: 2 });
         assert_eq!(dom.reserved_granules(), 0);

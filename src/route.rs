@@ -279,7 +279,7 @@ impl<'r, PB: Brand, K: Brand> Route<'r, PB, K, SameDevice> {
     /// let p2p: P2pRoute<'_, Cmb, Nvme> = Route::same_device(&cmb, &nvme).ok_or("not the same device")?.into();
     /// // SAFETY: the simulated NVMe reaches simulated memory by address.
     /// let mapper = unsafe { Mapper::direct(&nvme) }?;
-    /// let prp = mapper.map_bvec::<ToDevice, _, _>(&[sq.seg().into_bvec_seg()], &p2p, SegBuf::with_capacity(1), |v| {
+    /// let prp = mapper.map_bvec::<ToDevice, _, _>(&mut [sq.seg().into_bvec_seg()], &p2p, SegBuf::with_capacity(1), |v| {
     ///     let v = v.sync();
     ///     let seg = &v.segments(nvme.id())?[0];
     ///     assert_eq!(seg.bar_offset().map(|(bar, off)| (bar, off.as_u64())), Some((2, 0)));

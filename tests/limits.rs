@@ -34,10 +34,10 @@ fn an_iova_run_is_split_at_the_maximum_segment_size() {
     let dom = IommuDomain::<Dom>::software(0x10_0000, 3 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
-    let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+    let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
     let m = Mapper::iommu(&dev, &dom).unwrap();
     let got = m
-        .map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(1), segs)
+        .map_host::<ToDevice, _>(&mut hs, SegBuf::with_capacity(1), segs)
         .unwrap();
     assert_eq!(got, [(0x10_0000, 0x1800), (0x10_1800, 0x1800)]);
 }
@@ -51,9 +51,9 @@ fn limits_set_after_a_first_mapping_cut_the_next_one() {
     let mut mem = ram(0x20_0000, 3);
     let run = |dev: &Device<'_, Dev>, mem: &mut SimulatedRam| {
         let mut pages: Vec<_> = mem.pages().collect();
-        let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+        let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
         let m = Mapper::iommu(dev, &dom).unwrap();
-        m.map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(4), segs)
+        m.map_host::<ToDevice, _>(&mut hs, SegBuf::with_capacity(4), segs)
             .unwrap()
     };
     assert_eq!(run(&dev, &mut mem), [(0x10_0000, 0x3000)]);
@@ -76,17 +76,17 @@ fn segments_never_cross_the_boundary() {
     let dom = IommuDomain::<Dom>::software(0xe000, 3 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
-    let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+    let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
     let m = Mapper::iommu(&dev, &dom).unwrap();
     let mut slots = [SegSlot::EMPTY; 2];
     let got = m
-        .map_host::<ToDevice, _>(&hs, SegBuf::from_slots(&mut slots), segs)
+        .map_host::<ToDevice, _>(&mut hs, SegBuf::from_slots(&mut slots), segs)
         .unwrap();
     assert_eq!(got, [(0xe000, 0x2000), (0x1_0000, 0x1000)]);
     // One slot: the merged run fits, its pieces do not. Nothing stays mapped.
     let mut slots = [SegSlot::EMPTY; 1];
     let err = m
-        .map_host::<ToDevice, _>(&hs, SegBuf::from_slots(&mut slots), segs)
+        .map_host::<ToDevice, _>(&mut hs, SegBuf::from_slots(&mut slots), segs)
         .unwrap_err();
     assert_eq!(err, MapError::OutOfCapacity { capacity: 1 });
     assert_eq!(dom.reserved_granules(), 0);
@@ -98,15 +98,15 @@ fn a_request_needing_too_many_segments_is_refused_not_truncated() {
     let dom = IommuDomain::<Dom>::software(0, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
-    let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+    let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
     let m = Mapper::iommu(&dev, &dom).unwrap();
     let err = m
-        .map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(8), segs)
+        .map_host::<ToDevice, _>(&mut hs, SegBuf::with_capacity(8), segs)
         .unwrap_err();
     assert_eq!(err, MapError::TooManySegments { max: 2, needed: 3 });
     assert_eq!(dom.reserved_granules(), 0, "nothing stays mapped");
     assert_eq!(
-        m.map_host::<ToDevice, _>(&hs[..2], SegBuf::with_capacity(8), segs)
+        m.map_host::<ToDevice, _>(&mut hs[..2], SegBuf::with_capacity(8), segs)
             .unwrap()
             .len(),
         2
@@ -123,7 +123,7 @@ fn an_unaligned_segment_start_is_refused() {
     let mut page = mem.pages().next().unwrap();
     let err = m
         .map_host::<ToDevice, _>(
-            &[page.dma_range(2, 16).unwrap()],
+            &mut [page.dma_range(2, 16).unwrap()],
             SegBuf::with_capacity(1),
             segs,
         )
@@ -137,7 +137,7 @@ fn an_unaligned_segment_start_is_refused() {
     );
     let got = m
         .map_host::<ToDevice, _>(
-            &[page.dma_range(4, 16).unwrap()],
+            &mut [page.dma_range(4, 16).unwrap()],
             SegBuf::with_capacity(1),
             segs,
         )
@@ -153,7 +153,7 @@ fn limits_apply_to_direct_segments_too_and_a_growable_output_grows() {
     let mut mem = ram(0x20_0000, 1);
     let mut page = mem.pages().next().unwrap();
     let got = m
-        .map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), segs)
+        .map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), segs)
         .unwrap();
     let want: Vec<_> = (0..4).map(|i| (0x20_0000 + i * 0x400, 0x400)).collect();
     assert_eq!(got, want);

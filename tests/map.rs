@@ -73,7 +73,7 @@ fn bus_offset_sign_through_the_bus_addr_route() {
     let m = direct(&nic).unwrap();
     let got = m
         .map_bvec::<ToDevice, _, _>(
-            &[seg.into_bvec_seg()],
+            &mut [seg.into_bvec_seg()],
             &route,
             SegBuf::with_capacity(1),
             segs,
@@ -106,7 +106,7 @@ fn mixed_request_coalesces_into_one_iova_run_and_keeps_bus_segments_in_order() {
     bv.push(a.seg_range(0x2000, 0x1000).unwrap()); // bus
     bv.push(h4.dma_range(0, 0x200).unwrap()); // last: may end unaligned
 
-    m.map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(8), |v| {
+    m.map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(8), |v| {
         let base = v.iova_range_start().unwrap();
         let got = segs(v);
         assert_eq!(
@@ -157,7 +157,7 @@ fn unsynced_iova_faults_until_synced_and_unmap_revokes_at_once() {
     let mut mem = ram(0x20_0000, 1);
     let mut pg = mem.pages().next().unwrap();
     let m = Mapper::iommu(&nic, &dom).unwrap();
-    m.map_host::<FromDevice, _>(&[pg.dma()], SegBuf::with_capacity(1), |pending| {
+    m.map_host::<FromDevice, _>(&mut [pg.dma()], SegBuf::with_capacity(1), |pending| {
         let at = pending.iova_range_start().unwrap();
         assert_eq!(
             dom.translate(at, IommuPerm::WRITE),
@@ -189,13 +189,13 @@ fn host_bridge_route_maps_like_mmio_through_the_iommu_and_direct_without() {
     let p = cmb::<Cmb>(NVME);
     let nic = device::<Nic>(NIC, DmaLimits::BITS_64);
     let a = p.alloc(0x1000).unwrap();
-    let bv = [a.seg().into_bvec_seg()];
+    let mut bv = [a.seg().into_bvec_seg()];
     // SAFETY: test: an AMD Zen host bridge.
     let route = unsafe { Route::assume_host_bridge(&p, &nic, 6) }.into();
     {
         let dom = IommuDomain::<Dom>::software(0x100_0000, 4096).unwrap();
         let m = Mapper::iommu(&nic, &dom).unwrap();
-        m.map_bvec::<Bidirectional, _, _>(&bv, &route, SegBuf::with_capacity(1), |v| {
+        m.map_bvec::<Bidirectional, _, _>(&mut bv, &route, SegBuf::with_capacity(1), |v| {
             let got = segs(v);
             assert_eq!(got, [(0x100_0000, 0x1000, Via::Iommu)]);
             assert_eq!(
@@ -208,7 +208,7 @@ fn host_bridge_route_maps_like_mmio_through_the_iommu_and_direct_without() {
     }
     let m = direct(&nic).unwrap();
     let got = m
-        .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), segs)
+        .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(1), segs)
         .unwrap();
     assert_eq!(got, [(0x4000_0000, 0x1000, Via::Direct)]);
 }
@@ -221,8 +221,8 @@ fn same_device_route_yields_bar_offsets() {
     let a = p.alloc(0x1000).unwrap();
     let route = Route::same_device(&p, &nvme).unwrap().into();
     let m = direct(&nvme).unwrap();
-    let bv = [a.seg_range(0x10, 0x20).unwrap().into_bvec_seg()];
-    m.map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), |v| {
+    let mut bv = [a.seg_range(0x10, 0x20).unwrap().into_bvec_seg()];
+    m.map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(1), |v| {
         let v = v.sync();
         let s = &v.segments(nvme.id()).unwrap()[0];
         let (bar, offset) = s.bar_offset().expect("an own-BAR segment");
@@ -245,9 +245,9 @@ fn offsets_inside_a_segment_are_checked() {
     let dom = IommuDomain::<Dom>::software(0x8000, 3 * 4096).unwrap();
     let mut mem = ram(0x70_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
-    let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+    let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
     let m = Mapper::iommu(&nic, &dom).unwrap();
-    m.map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(1), |v| {
+    m.map_host::<ToDevice, _>(&mut hs, SegBuf::with_capacity(1), |v| {
         let v = v.sync();
         let seg = &v.segments(nic.id()).unwrap()[0];
         assert_eq!(seg.len(), 0x3000);
@@ -277,13 +277,13 @@ fn direct_mapping_uses_phys_and_honours_the_dma_mask() {
     let mut low = ram(0x1000, 1);
     let mut lp = low.pages().next().unwrap();
     let got = m
-        .map_host::<ToDevice, _>(&[lp.dma()], SegBuf::with_capacity(1), segs)
+        .map_host::<ToDevice, _>(&mut [lp.dma()], SegBuf::with_capacity(1), segs)
         .unwrap();
     assert_eq!(got, [(0x1000, 0x1000, Via::Direct)]);
     let mut high = ram(0xffff_f800, 1);
     let mut hp = high.pages().next().unwrap();
     let err = m
-        .map_host::<ToDevice, _>(&[hp.dma()], SegBuf::with_capacity(1), |_| ())
+        .map_host::<ToDevice, _>(&mut [hp.dma()], SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert_eq!(
         err,
@@ -314,10 +314,10 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
     // SAFETY: test topology.
     let route = unsafe { Route::assume_bus_addr(&p, &nic, 2) }.into();
     let m = direct(&nic).unwrap();
-    let bv = [a.seg().into_bvec_seg()];
+    let mut bv = [a.seg().into_bvec_seg()];
     // Bus addresses wrap as in the kernel (offset applied modulo 2^64).
     let got = m
-        .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), segs)
+        .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(1), segs)
         .unwrap();
     assert_eq!(got[0].0, 0x1000);
     // A range that passes the top is refused, never wrapped.
@@ -335,9 +335,9 @@ fn overflow_at_the_top_of_the_address_space_is_an_error() {
     let b = q.alloc(0x1000).unwrap();
     // SAFETY: test topology.
     let route = unsafe { Route::assume_bus_addr(&q, &nic, 2) }.into();
-    let bv = [b.seg().into_bvec_seg()];
+    let mut bv = [b.seg().into_bvec_seg()];
     let err = m
-        .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), |_| ())
+        .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert_eq!(
         err,
@@ -380,9 +380,9 @@ fn unaligned_interior_segment_is_refused_and_nothing_stays_mapped() {
     let (a, b) = pages.split_at_mut(1);
     let m = Mapper::iommu(&nic, &dom).unwrap();
     // The second buffer covers its whole granule, so only the link rule applies.
-    let segs = [a[0].dma(), b[0].dma_range(0x10, 0x100).unwrap()];
+    let mut segs = [a[0].dma(), b[0].dma_range(0x10, 0x100).unwrap()];
     let err = m
-        .map_host::<ToDevice, _>(&segs, SegBuf::with_capacity(2), |_| ())
+        .map_host::<ToDevice, _>(&mut segs, SegBuf::with_capacity(2), |_| ())
         .unwrap_err();
     assert_eq!(
         err,
@@ -404,9 +404,9 @@ fn caller_owned_output_never_allocates_and_reports_capacity() {
     let m = Mapper::iommu(&nic, &dom).unwrap();
     // Two contiguous-in-IOVA host segments merge into one output slot.
     let mut slots = [SegSlot::EMPTY; 1];
-    let segs = [a[0].dma(), b[0].dma()];
+    let mut segs = [a[0].dma(), b[0].dma()];
     let got = m
-        .map_host::<ToDevice, _>(&segs, SegBuf::from_slots(&mut slots), self::segs)
+        .map_host::<ToDevice, _>(&mut segs, SegBuf::from_slots(&mut slots), self::segs)
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, 0x2000);
@@ -415,14 +415,14 @@ fn caller_owned_output_never_allocates_and_reports_capacity() {
     let al = p.alloc(0x1000).unwrap();
     // SAFETY: test topology.
     let route = unsafe { Route::assume_bus_addr(&p, &nic, 2) }.into();
-    let bv = [
+    let mut bv = [
         a[0].dma().into_bvec_seg(),
         al.seg().into_bvec_seg(),
         b[0].dma().into_bvec_seg(),
     ];
     let mut slots = [SegSlot::EMPTY; 2];
     let err = m
-        .map_bvec::<ToDevice, _, _>(&bv, &route, SegBuf::from_slots(&mut slots), |_| ())
+        .map_bvec::<ToDevice, _, _>(&mut bv, &route, SegBuf::from_slots(&mut slots), |_| ())
         .unwrap_err();
     assert_eq!(err, MapError::OutOfCapacity { capacity: 2 });
     assert_eq!(dom.reserved_granules(), 0);
@@ -435,16 +435,20 @@ fn empty_segment_and_exhausted_domain_are_errors() {
     let mut mem = ram(0x50_0000, 3);
     let mut pages: Vec<_> = mem.pages().collect();
     let m = Mapper::iommu(&nic, &dom).unwrap();
-    let hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
+    let mut hs: Vec<HostSeg<'_>> = pages.iter_mut().map(HostPages::dma).collect();
     let err = m
-        .map_host::<ToDevice, _>(&hs, SegBuf::with_capacity(3), |_| ())
+        .map_host::<ToDevice, _>(&mut hs, SegBuf::with_capacity(3), |_| ())
         .unwrap_err();
     assert_eq!(err, MapError::IovaExhausted { len: 0x3000 });
     let mut b = [0u8; 0];
     // SAFETY: test memory, never given to hardware.
     let mut e = unsafe { HostPages::new(&mut b, PhysAddr::new(0x1000)) }.unwrap();
     let err = m
-        .map_host::<ToDevice, _>(&[hs[0], e.dma()], SegBuf::with_capacity(3), |_| ())
+        .map_host::<ToDevice, _>(
+            &mut [hs.remove(0), e.dma()],
+            SegBuf::with_capacity(3),
+            |_| (),
+        )
         .unwrap_err();
     assert_eq!(err, MapError::EmptySegment { index: 1 });
 }
@@ -480,12 +484,12 @@ fn cache_maintenance_sees_host_segments_only() {
     let route = unsafe { Route::assume_host_bridge(&p, &nic, 6) }.into();
     let m = direct(&nic).unwrap().with_cache(&rec);
     let (x, y) = pages.split_at_mut(1);
-    let bv: [BvecSeg<'_, Cmb>; 3] = [
+    let mut bv: [BvecSeg<'_, Cmb>; 3] = [
         x[0].dma().into_bvec_seg(),
         a.seg().into_bvec_seg(),
         y[0].dma().into_bvec_seg(),
     ];
-    m.map_bvec::<FromDevice, _, _>(&bv, &route, SegBuf::with_capacity(3), |_| ())
+    m.map_bvec::<FromDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(3), |_| ())
         .unwrap();
     assert_eq!(
         *rec.0.borrow(),

@@ -105,7 +105,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
             bvec.push(host.next().expect("a page").dma().into_bvec_seg());
         }
     }
-    let one = [first[0].dma()];
+    let mut one = [first[0].dma()];
     let mut slots = [SegSlot::EMPTY; 16];
 
     let dom = IommuDomain::<Dom>::software(IOVA_BASE, 1 << 24).expect("domain");
@@ -116,7 +116,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
         let id = nic.id();
         let mut io = |slots: &mut [SegSlot]| {
             queue
-                .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(slots), |v| {
+                .map_bvec::<ToDevice, _, _>(&mut bvec, &route, SegBuf::from_slots(slots), |v| {
                     let v = v.sync();
                     for s in v.segments(id).expect("own device") {
                         sum = sum.wrapping_add(prp(s.addr().expect("on the wire").as_u64()));
@@ -133,7 +133,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
 
         let mut io = |slots: &mut [SegSlot]| {
             mapper
-                .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(slots), |v| {
+                .map_bvec::<ToDevice, _, _>(&mut bvec, &route, SegBuf::from_slots(slots), |v| {
                     let v = v.sync();
                     sum = sum.wrapping_add(v.segments(id).expect("own").len() as u64);
                 })
@@ -148,7 +148,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
 
         let mut io = |slots: &mut [SegSlot]| {
             queue
-                .map_host::<FromDevice, _>(&one, SegBuf::from_slots(slots), |v| {
+                .map_host::<FromDevice, _>(&mut one, SegBuf::from_slots(slots), |v| {
                     let v = v.sync();
                     let s = &v.segments(id).expect("own")[0];
                     sum = sum.wrapping_add(prp(s.addr().expect("iova").as_u64()));
@@ -169,7 +169,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
     let id = nic.id();
     let mut io = |slots: &mut [SegSlot]| {
         direct
-            .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(slots), |v| {
+            .map_bvec::<ToDevice, _, _>(&mut bvec, &route, SegBuf::from_slots(slots), |v| {
                 let v = v.sync();
                 sum = sum.wrapping_add(v.segments(id).expect("own").len() as u64);
             })
@@ -200,7 +200,7 @@ fn no_allocation_per_io_with_caller_provided_capacity() {
     let mut many = [SegSlot::EMPTY; 64];
     let mut io = |slots: &mut [SegSlot]| {
         queue
-            .map_bvec::<ToDevice, _, _>(&bvec, &route, SegBuf::from_slots(slots), |v| {
+            .map_bvec::<ToDevice, _, _>(&mut bvec, &route, SegBuf::from_slots(slots), |v| {
                 let v = v.sync();
                 let segs = v.segments(id).expect("own");
                 assert!(segs.iter().all(|s| s.len() <= 0x800));

@@ -204,7 +204,7 @@ fn a_sub_page_p2p_allocation_is_refused_through_the_iommu_only() {
     macro_rules! map {
         ($m:expr, $seg:expr, $route:expr) => {
             $m.map_bvec::<ToDevice, _, _>(
-                &[$seg.into_bvec_seg()],
+                &mut [$seg.into_bvec_seg()],
                 $route,
                 SegBuf::with_capacity(1),
                 |_| (),

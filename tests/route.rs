@@ -170,7 +170,7 @@ fn a_provider_from_a_loaded_bar_maps_at_its_bus_address() {
     let mapper = unsafe { Mapper::direct(&client) }.unwrap();
     let bus = mapper
         .map_bvec::<dmaspace::dir::ToDevice, _, _>(
-            &[a.seg().into_bvec_seg()],
+            &mut [a.seg().into_bvec_seg()],
             &route,
             SegBuf::with_capacity(1),
             |v| {
@@ -238,7 +238,7 @@ fn a_provider_needs_a_memory_bar_with_a_known_bus_address() {
 fn own_bar_addrs(
     client: &Device<'_, Client>,
     route: &P2pRoute<'_, Cmb, Client>,
-    segs: &[dmaspace::vec::BvecSeg<'_, Cmb>],
+    segs: &mut [dmaspace::vec::BvecSeg<'_, Cmb>],
 ) -> Vec<Result<u64, MapError>> {
     // SAFETY: the simulated client reaches simulated memory by address.
     let mapper = unsafe { Mapper::direct(client) }.unwrap();
@@ -267,7 +267,7 @@ fn the_cmb_bus_address_of_an_own_bar_segment() {
     let got = own_bar_addrs(
         &nvme,
         &route,
-        &[sq.seg_range(0x40, 0x100).unwrap().into_bvec_seg()],
+        &mut [sq.seg_range(0x40, 0x100).unwrap().into_bvec_seg()],
     );
     // x86: bus = CPU; the segment starts 0x3040 into the BAR.
     assert_eq!(got, [Ok(0x8_0000_3040)]);
@@ -279,7 +279,7 @@ fn the_cmb_bus_address_of_an_own_bar_segment() {
     let got = own_bar_addrs(
         &nvme,
         &route,
-        &[host.dma().into_bvec_seg(), sq.seg().into_bvec_seg()],
+        &mut [host.dma().into_bvec_seg(), sq.seg().into_bvec_seg()],
     );
     assert_eq!(got, [Err(MapError::NotOwnBar), Ok(0x8_0000_3000)]);
 }
@@ -307,7 +307,7 @@ fn the_cmb_bus_address_applies_the_bus_offset() {
     let a = cmb.alloc_aligned(0x200, 0x200).unwrap();
     let b = cmb.alloc_aligned(0x200, 0x200).unwrap();
     assert_eq!(b.seg().phys().as_u64(), 0x60_0000_0200);
-    let got = own_bar_addrs(&nvme, &route, &[b.seg().into_bvec_seg()]);
+    let got = own_bar_addrs(&nvme, &route, &mut [b.seg().into_bvec_seg()]);
     assert_eq!(got, [Ok(0x2000_0200)], "bus start + offset, not CPU");
     drop(a);
 }
@@ -335,9 +335,9 @@ fn the_cmb_bus_address_is_refused_for_anything_but_the_routes_own_segments() {
     // SAFETY: the simulated devices reach simulated memory by address.
     let (mapper_a, mapper_b) = unsafe { (Mapper::direct(&nvme_a), Mapper::direct(&nvme_b)) };
     let (mapper_a, mapper_b) = (mapper_a.unwrap(), mapper_b.unwrap());
-    let bv = [sq_a.seg().into_bvec_seg()];
+    let mut bv = [sq_a.seg().into_bvec_seg()];
     mapper_a
-        .map_bvec::<ToDevice, _, _>(&bv, &route_a, SegBuf::with_capacity(1), |v| {
+        .map_bvec::<ToDevice, _, _>(&mut bv, &route_a, SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             let seg = &v.segments(nvme_a.id()).unwrap()[0];
             assert_eq!(
@@ -356,26 +356,36 @@ fn the_cmb_bus_address_is_refused_for_anything_but_the_routes_own_segments() {
             );
             // A route that is not same-device has no own BAR.
             let b_seg = mapper_b
-                .map_bvec::<ToDevice, _, _>(&bv, &a_to_b, SegBuf::with_capacity(1), |w| {
-                    let w = w.sync();
-                    let s = &w.segments(nvme_b.id()).unwrap()[0];
-                    assert_eq!(s.via(), Via::BusAddr);
-                    assert_eq!(
-                        a_to_b.own_bar_bus_addr(&w, s).unwrap_err(),
-                        MapError::NotOwnBar
-                    );
-                    // B's route and B's mapping, but A's segment: the
-                    // offset would be read in B's CMB.
-                    route_b.own_bar_bus_addr(&w, seg).unwrap_err()
-                })
+                .map_bvec::<ToDevice, _, _>(
+                    &mut [sq_a.seg().into_bvec_seg()],
+                    &a_to_b,
+                    SegBuf::with_capacity(1),
+                    |w| {
+                        let w = w.sync();
+                        let s = &w.segments(nvme_b.id()).unwrap()[0];
+                        assert_eq!(s.via(), Via::BusAddr);
+                        assert_eq!(
+                            a_to_b.own_bar_bus_addr(&w, s).unwrap_err(),
+                            MapError::NotOwnBar
+                        );
+                        // B's route and B's mapping, but A's segment: the
+                        // offset would be read in B's CMB.
+                        route_b.own_bar_bus_addr(&w, seg).unwrap_err()
+                    },
+                )
                 .unwrap();
             assert_eq!(b_seg, MapError::NotInMapping);
             // A second mapping of A: its segments are not the first's.
             let other = mapper_a
-                .map_bvec::<ToDevice, _, _>(&bv, &route_a, SegBuf::with_capacity(1), |w| {
-                    let w = w.sync();
-                    route_a.own_bar_bus_addr(&w, seg).unwrap_err()
-                })
+                .map_bvec::<ToDevice, _, _>(
+                    &mut [sq_a.seg().into_bvec_seg()],
+                    &route_a,
+                    SegBuf::with_capacity(1),
+                    |w| {
+                        let w = w.sync();
+                        route_a.own_bar_bus_addr(&w, seg).unwrap_err()
+                    },
+                )
                 .unwrap();
             assert_eq!(other, MapError::NotInMapping);
         })
@@ -402,10 +412,10 @@ fn a_cmb_bus_range_past_the_top_is_an_error() {
     let got = own_bar_addrs(
         &nvme,
         &route,
-        &[a.seg_range(0, 0x800).unwrap().into_bvec_seg()],
+        &mut [a.seg_range(0, 0x800).unwrap().into_bvec_seg()],
     );
     assert_eq!(got, [Ok(u64::MAX - 0x7ff)]);
-    let got = own_bar_addrs(&nvme, &route, &[a.seg().into_bvec_seg()]);
+    let got = own_bar_addrs(&nvme, &route, &mut [a.seg().into_bvec_seg()]);
     assert_eq!(
         got,
         [Err(MapError::Overflow {
@@ -434,9 +444,9 @@ fn the_own_bar_bus_address_honours_the_dma_mask() {
     let nvme_b = m.device::<Client>(B, DmaLimits::bits(32)).unwrap();
     let own = P2pRoute::classify(&m, &cmb_a, &nvme_a).unwrap();
     let sq = cmb_a.alloc(0x1000).unwrap();
-    let bv = [sq.seg().into_bvec_seg()];
+    let mut bv = [sq.seg().into_bvec_seg()];
     // The mapping itself is fine: an offset in the BAR never goes on the wire.
-    let got = own_bar_addrs(&nvme_a, &own, &bv);
+    let got = own_bar_addrs(&nvme_a, &own, &mut bv);
     assert!(
         matches!(
             got.as_slice(),
@@ -456,7 +466,7 @@ fn the_own_bar_bus_address_honours_the_dma_mask() {
     let mapper = unsafe { Mapper::direct(&nvme_a) }.unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(
-            &[sq_b.seg().into_bvec_seg()],
+            &mut [sq_b.seg().into_bvec_seg()],
             &via_bus,
             SegBuf::with_capacity(1),
             |_| (),
@@ -480,7 +490,7 @@ fn the_own_bar_bus_address_up_to_the_mask_is_given() {
     let nvme_a = m.device::<Client>(A, DmaLimits::bits(bits)).unwrap();
     let own = P2pRoute::classify(&m, &cmb_a, &nvme_a).unwrap();
     let all = cmb_a.alloc(cmb_a.size()).unwrap();
-    let got = own_bar_addrs(&nvme_a, &own, &[all.seg().into_bvec_seg()]);
+    let got = own_bar_addrs(&nvme_a, &own, &mut [all.seg().into_bvec_seg()]);
     assert_eq!(got, vec![Ok(bus_start)]);
 }
 

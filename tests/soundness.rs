@@ -62,7 +62,7 @@ fn a_mapping_of_one_drive_is_refused_for_another_drive_of_the_same_brand() {
     let mut page = mem.pages().next().unwrap();
     let mapper = direct(&d0).unwrap();
     mapper
-        .map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+        .map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             // The queue of drive 1 asks for drive 0's mapping.
             assert_eq!(v.segments(d1.id()).unwrap_err(), MapError::WrongDevice);
@@ -84,7 +84,7 @@ fn a_route_classified_for_one_drive_is_refused_by_the_mapper_of_another() {
     let mapper = direct(&d1).unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(
-            &[mem.seg().into_bvec_seg()],
+            &mut [mem.seg().into_bvec_seg()],
             &route,
             SegBuf::with_capacity(1),
             |v| v.unmap(),
@@ -111,7 +111,7 @@ fn memory_of_another_provider_of_the_same_brand_is_refused() {
     io.push(other.seg()); // same brand, another BAR: the route's offsets are not its own
     let mapper = direct(&d1).unwrap();
     let err = mapper
-        .map_bvec::<ToDevice, _, _>(&io, &route, SegBuf::with_capacity(3), |v| v.unmap())
+        .map_bvec::<ToDevice, _, _>(&mut io, &route, SegBuf::with_capacity(3), |v| v.unmap())
         .unwrap_err();
     assert_eq!(err, MapError::ForeignProvider { index: 2 });
 }
@@ -177,10 +177,10 @@ fn forgetting_the_mapping_cannot_skip_the_unmap() {
     let dom = IommuDomain::<Dom>::software(0x10_0000, 8 * 4096).unwrap();
     let mut mem = ram(0x20_0000, 2);
     let mut pages: Vec<_> = mem.pages().collect();
-    let segs: Vec<HostSeg<'_>> = pages.iter_mut().map(|p| p.dma()).collect();
+    let mut segs: Vec<HostSeg<'_>> = pages.iter_mut().map(|p| p.dma()).collect();
     let mapper = Mapper::iommu(&d, &dom).unwrap();
     let iova = mapper
-        .map_host::<FromDevice, _>(&segs, SegBuf::with_capacity(2), |v| {
+        .map_host::<FromDevice, _>(&mut segs, SegBuf::with_capacity(2), |v| {
             let v = v.sync();
             let iova = v.segments(d.id()).unwrap()[0].addr().unwrap().as_u64();
             assert!(dom.translate(iova, IommuPerm::WRITE).is_ok());
@@ -211,7 +211,7 @@ fn a_panic_while_mapped_still_unmaps() {
     let mapper = Mapper::iommu(&d, &dom).unwrap();
     let seg = page.dma();
     let r = catch_unwind(AssertUnwindSafe(|| {
-        mapper.map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
+        mapper.map_host::<ToDevice, _>(&mut [seg], SegBuf::with_capacity(1), |v| {
             let _v = v.sync();
             panic!("driver bug while the device owns the buffer");
         })
@@ -245,9 +245,9 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
     let [p0, p1, p2] = &mut pages[..] else {
         unreachable!()
     };
-    let two = [p0.dma(), p1.dma()];
+    let mut two = [p0.dma(), p1.dma()];
     mapper
-        .map_host::<ToDevice, _>(&two, SegBuf::with_capacity(1), |v| {
+        .map_host::<ToDevice, _>(&mut two, SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             let s = &v.segments(old.id()).unwrap()[0];
             let last = s.at(s.len() - 1).unwrap().as_u64();
@@ -255,7 +255,7 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
             // The run below 4 GiB is taken: the next request cannot fit below the mask,
             // even though 6 free granules lie above it.
             let err = mapper
-                .map_host::<ToDevice, _>(&[p2.dma()], SegBuf::with_capacity(1), |_| ())
+                .map_host::<ToDevice, _>(&mut [p2.dma()], SegBuf::with_capacity(1), |_| ())
                 .unwrap_err();
             assert_eq!(err, MapError::IovaExhausted { len: 0x1000 });
         })
@@ -265,7 +265,7 @@ fn a_32_bit_device_gets_iovas_below_4_gib() {
     drop(mapper);
     let mapper = Mapper::iommu(&old, &dom_high).unwrap();
     let err = mapper
-        .map_host::<ToDevice, _>(&[p2.dma()], SegBuf::with_capacity(1), |_| ())
+        .map_host::<ToDevice, _>(&mut [p2.dma()], SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert_eq!(err, MapError::IovaExhausted { len: 0x1000 });
 }
@@ -278,12 +278,12 @@ fn a_sub_granule_buffer_is_refused_through_the_iommu_but_not_directly() {
     let mut mem = ram(0x20_0000, 1);
     // Four 1 KiB buffers in one 4 KiB granule: the CPU keeps `&mut` to three of them.
     let mut quarters: Vec<_> = mem.chunks(1024).collect();
-    let seg = quarters[1].dma();
-    assert!(!seg.covers_granules());
+    let mut seg = [quarters[1].dma()];
+    assert!(!seg[0].covers_granules());
     {
         let iommu = Mapper::iommu(&d, &dom).unwrap();
         let err = iommu
-            .map_host::<FromDevice, _>(&[seg], SegBuf::with_capacity(1), |_| ())
+            .map_host::<FromDevice, _>(&mut seg, SegBuf::with_capacity(1), |_| ())
             .unwrap_err();
         assert_eq!(
             err,
@@ -297,7 +297,7 @@ fn a_sub_granule_buffer_is_refused_through_the_iommu_but_not_directly() {
     // Without an IOMMU nothing is granted by granule: the exact range is used.
     let direct = direct(&d).unwrap();
     direct
-        .map_host::<FromDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
+        .map_host::<FromDevice, _>(&mut seg, SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             assert_eq!(v.segments(d.id()).unwrap()[0].len(), 1024);
         })
@@ -330,7 +330,7 @@ fn a_bus_address_beyond_the_mask_is_refused() {
     let mapper = direct(&old).unwrap();
     let err = mapper
         .map_bvec::<ToDevice, _, _>(
-            &[mem.seg().into_bvec_seg()],
+            &mut [mem.seg().into_bvec_seg()],
             &route,
             SegBuf::with_capacity(1),
             |v| v.unmap(),
@@ -364,18 +364,18 @@ fn a_short_device_write_through_a_bounce_leaves_the_callers_own_bytes() {
     let mapper = direct(&old).unwrap();
     // User A's buffer is above the mask: it goes through the pool.
     assert!(matches!(
-        mapper.map_host::<ToDevice, _>(&[secret.dma()], SegBuf::with_capacity(1), |_| ()),
+        mapper.map_host::<ToDevice, _>(&mut [secret.dma()], SegBuf::with_capacity(1), |_| ()),
         Err(MapError::BeyondDmaMask { .. })
     ));
     let mut a = pool.bounce(secret, 0, 16).unwrap();
     mapper
-        .map_host::<ToDevice, _>(&[a.dma()], SegBuf::with_capacity(1), |v| v.unmap())
+        .map_host::<ToDevice, _>(&mut [a.dma()], SegBuf::with_capacity(1), |v| v.unmap())
         .unwrap();
     // User B reads 16 bytes from a device that, this time, writes nothing
     // (a short or failed transfer). The slot A used is B's now.
     let mut b = pool.bounce(mine, 0, 16).unwrap();
     mapper
-        .map_host::<FromDevice, _>(&[b.dma()], SegBuf::with_capacity(1), |v| {
+        .map_host::<FromDevice, _>(&mut [b.dma()], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             assert_eq!(
                 v.segments(old.id()).unwrap()[0].addr().unwrap().as_u64(),

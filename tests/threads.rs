@@ -27,9 +27,10 @@ fn queues_of_one_device_map_at_once_from_several_threads() {
                 let mut pages: Vec<_> = ram.pages().collect();
                 for round in 0..300 {
                     let n = 1 + round % 8;
-                    let segs: Vec<HostSeg<'_>> = pages[..n].iter_mut().map(|p| p.dma()).collect();
+                    let mut segs: Vec<HostSeg<'_>> =
+                        pages[..n].iter_mut().map(|p| p.dma()).collect();
                     queue
-                        .map_host::<FromDevice, _>(&segs, SegBuf::with_capacity(1), |v| {
+                        .map_host::<FromDevice, _>(&mut segs, SegBuf::with_capacity(1), |v| {
                             let v = v.sync();
                             let seg = &v.segments(id).unwrap()[0];
                             assert_eq!(seg.len(), n as u64 * 4096);

@@ -87,7 +87,7 @@ fn map_bar_at_the_top(
     // SAFETY: the simulated client reaches simulated memory by address.
     let mapper = unsafe { Mapper::direct(&client) }.unwrap();
     mapper.map_bvec::<ToDevice, _, _>(
-        &[a.seg().into_bvec_seg()],
+        &mut [a.seg().into_bvec_seg()],
         &route,
         SegBuf::with_capacity(1),
         |v| {

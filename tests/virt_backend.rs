@@ -100,7 +100,7 @@ fn host_memory_is_mapped_at_its_virtual_address() {
     let m = Mapper::iommu(&dev, &dom).unwrap();
     let seg = pages.dma_range(0x200, 0x2000).unwrap();
     let iova = m
-        .map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
+        .map_host::<ToDevice, _>(&mut [seg], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             let s = &v.segments(dev.id()).unwrap()[0];
             assert_eq!((s.len(), s.via()), (0x2000, Via::Iommu));
@@ -126,7 +126,7 @@ fn virtual_granules_must_lie_inside_the_buffer() {
     let (dom, dev) = (domain(), nvme());
     let m = Mapper::iommu(&dev, &dom).unwrap();
     let e = m
-        .map_host::<ToDevice, _>(&[pages.dma()], SegBuf::with_capacity(1), |_| ())
+        .map_host::<ToDevice, _>(&mut [pages.dma()], SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert!(
         matches!(e, MapError::PartialGranule { index: 0, .. }),
@@ -145,7 +145,7 @@ fn an_unknown_physical_address_is_refused_where_it_is_needed() {
     // SAFETY: a simulated device; the mapping is refused before any address exists.
     let direct = unsafe { Mapper::direct(&dev) }.unwrap();
     let e = direct
-        .map_host::<FromDevice, _>(&[pages.dma()], SegBuf::with_capacity(1), |_| ())
+        .map_host::<FromDevice, _>(&mut [pages.dma()], SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert_eq!(e, MapError::NoPhysAddr { index: 0 });
     drop(direct);
@@ -153,7 +153,7 @@ fn an_unknown_physical_address_is_refused_where_it_is_needed() {
     let soft = IommuDomain::<Dom>::software(0x1000_0000, 1 << 20).unwrap();
     let m = Mapper::iommu(&dev, &soft).unwrap();
     let e = m
-        .map_host::<FromDevice, _>(&[pages.dma()], SegBuf::with_capacity(1), |_| ())
+        .map_host::<FromDevice, _>(&mut [pages.dma()], SegBuf::with_capacity(1), |_| ())
         .unwrap_err();
     assert_eq!(e, MapError::NoPhysAddr { index: 0 });
     assert_eq!(soft.reserved_bytes(), 0);
@@ -171,9 +171,9 @@ fn host_bridge_p2p_goes_through_the_providers_process_mapping() {
         // SAFETY: a simulated AMD host bridge forwards P2P.
         let route: P2pRoute<'_, Cmb, Nvme> =
             unsafe { Route::assume_host_bridge(&p, &dev, 6) }.into();
-        let bv = [a.seg().into_bvec_seg()];
+        let mut bv = [a.seg().into_bvec_seg()];
         let e = m
-            .map_bvec::<FromDevice, _, _>(&bv, &route, SegBuf::with_capacity(1), |_| ())
+            .map_bvec::<FromDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(1), |_| ())
             .unwrap_err();
         assert_eq!(e, MapError::NoCpuMapping { index: 0 });
     }
@@ -191,8 +191,8 @@ fn host_bridge_p2p_goes_through_the_providers_process_mapping() {
     let host_vaddr = host.0.as_ptr() as u64;
     // SAFETY: memory of this process; the "device" is the software model.
     let mut hp = unsafe { HostPages::from_virt(&mut host.0) }.unwrap();
-    let bv: [BvecSeg<'_, Cmb>; 2] = [hp.dma().into_bvec_seg(), a.seg().into_bvec_seg()];
-    m.map_bvec::<FromDevice, _, _>(&bv, &route, SegBuf::with_capacity(2), |v| {
+    let mut bv: [BvecSeg<'_, Cmb>; 2] = [hp.dma().into_bvec_seg(), a.seg().into_bvec_seg()];
+    m.map_bvec::<FromDevice, _, _>(&mut bv, &route, SegBuf::with_capacity(2), |v| {
         let v = v.sync();
         let s = v.segments(dev.id()).unwrap();
         assert_eq!(s.len(), 1, "host and P2P links share one IOVA run");

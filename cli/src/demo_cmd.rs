@@ -241,19 +241,19 @@ fn map_one_io(
     let linked = || domain.reserved_granules();
     match &route {
         Some(r) => {
-            mapper.map_bvec::<FromDevice, _, _>(&bvec, r, SegBuf::from_slots(&mut slots), |m| {
+            mapper.map_bvec::<FromDevice, _, _>(&mut bvec, r, SegBuf::from_slots(&mut slots), |m| {
                 describe(m, id, client_bdf, linked(), out)
             })
         }
         None => {
-            let hosts: Vec<HostSeg<'_>> = bvec
-                .iter()
+            let mut hosts: Vec<HostSeg<'_>> = bvec
+                .into_iter()
                 .filter_map(|s| match s {
-                    dmaspace::vec::BvecSeg::Host(h) => Some(*h),
+                    dmaspace::vec::BvecSeg::Host(h) => Some(h),
                     dmaspace::vec::BvecSeg::P2p(_) => None,
                 })
                 .collect();
-            mapper.map_host::<FromDevice, _>(&hosts, SegBuf::from_slots(&mut slots), |m| {
+            mapper.map_host::<FromDevice, _>(&mut hosts, SegBuf::from_slots(&mut slots), |m| {
                 describe(m, id, client_bdf, linked(), out)
             })
         }

@@ -21,7 +21,7 @@ use core::ptr::NonNull;
 use crate::brand::Brand;
 use crate::dir::Direction;
 use crate::error::{MapBufError, MapError};
-use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer, HostPages};
+use crate::host::{CacheCoherent, CacheMaintenance, CpuPages, DmaBuffer};
 use crate::id::DeviceId;
 use crate::iommu::LinkCursor;
 use crate::sealed::Sealed;
@@ -468,11 +468,12 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
 impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance>
     MappedBuf<'q, K, D, Buf, T, C, CpuOwned>
 {
-    /// The memory, for the CPU to read or write.
+    /// The memory, for the CPU to read or write. Not for a device: it is
+    /// still linked for this mapping, and [`CpuPages`] has no `dma()`.
     ///
     /// See [`MappedBuf`].
-    pub fn pages(&mut self) -> HostPages<'_> {
-        self.buf.pages()
+    pub fn pages(&mut self) -> CpuPages<'_> {
+        CpuPages::new(self.buf.pages())
     }
 
     /// Hands the memory back to the device (`dma_sync_single_for_device`).
@@ -511,6 +512,7 @@ mod tests {
     use crate::addr::PhysAddr;
     use crate::device::Device;
     use crate::dir::{IommuPerm, ToDevice};
+    use crate::host::HostPages;
     use crate::iommu::{GRANULE, IommuDomain};
     use crate::limits::DmaLimits;
     use dmaspace_pci::Bdf;

@@ -1,8 +1,8 @@
 //! Requests: the segments of one I/O, gathered for one mapper call.
 //!
-//! Without the `alloc` feature, a plain slice (`&[HostSeg]`,
-//! `&[BvecSeg<PB>]`) is the same thing: mappers take slices, and these
-//! deref to them.
+//! Without the `alloc` feature, a plain slice (`&mut [HostSeg]`,
+//! `&mut [BvecSeg<PB>]`) is the same thing: mappers take slices by `&mut`
+//! (a request is in one live mapping at a time), and these deref to them.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -68,6 +68,20 @@ impl<'m> core::ops::Deref for PfnVec<'m> {
     type Target = [HostSeg<'m>];
     fn deref(&self) -> &[HostSeg<'m>] {
         &self.segs
+    }
+}
+
+impl<'m> core::ops::DerefMut for PfnVec<'m> {
+    fn deref_mut(&mut self) -> &mut [HostSeg<'m>] {
+        &mut self.segs
+    }
+}
+
+impl<'m> IntoIterator for PfnVec<'m> {
+    type Item = HostSeg<'m>;
+    type IntoIter = alloc::vec::IntoIter<HostSeg<'m>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.segs.into_iter()
     }
 }
 
@@ -164,6 +178,20 @@ impl<'m, PB: Brand> core::ops::Deref for BvecP2p<'m, PB> {
     type Target = [BvecSeg<'m, PB>];
     fn deref(&self) -> &[BvecSeg<'m, PB>] {
         &self.segs
+    }
+}
+
+impl<'m, PB: Brand> core::ops::DerefMut for BvecP2p<'m, PB> {
+    fn deref_mut(&mut self) -> &mut [BvecSeg<'m, PB>] {
+        &mut self.segs
+    }
+}
+
+impl<'m, PB: Brand> IntoIterator for BvecP2p<'m, PB> {
+    type Item = BvecSeg<'m, PB>;
+    type IntoIter = alloc::vec::IntoIter<BvecSeg<'m, PB>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.segs.into_iter()
     }
 }
 

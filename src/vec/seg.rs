@@ -27,6 +27,10 @@ const FLAGS: u64 = COVERS | COVERS_VIRT | NO_PHYS;
 /// A physically contiguous range of host RAM handed to the device side.
 /// Made by [`crate::host::HostPages::dma`]; while it (or a mapping of it)
 /// lives, the CPU cannot touch the bytes.
+///
+/// Neither `Copy` nor `Clone`, and mappers take requests by `&mut`: one
+/// segment is in at most one request, and one request in at most one live
+/// mapping (dma-debug's "overlapping mappings", ruled out at compile time).
 pub struct HostSeg<'m> {
     phys: PhysAddr,
     /// Where the process sees the first byte (what VFIO and iommufd map).
@@ -155,12 +159,6 @@ impl HostSeg<'_> {
     }
 }
 
-impl Clone for HostSeg<'_> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl Copy for HostSeg<'_> {}
 impl fmt::Debug for HostSeg<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.phys().is_some() {
@@ -325,12 +323,6 @@ impl<PB: Brand> BvecSeg<'_, PB> {
     }
 }
 
-impl<PB: Brand> Clone for BvecSeg<'_, PB> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<PB: Brand> Copy for BvecSeg<'_, PB> {}
 impl<PB: Brand> fmt::Debug for BvecSeg<'_, PB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -256,15 +256,19 @@ pub fn check(spec: &Spec) -> Result<Outcome, String> {
             let mapper = $mapper;
             let mut checked: Result<usize, String> = Err("the closure did not run".into());
             let mut ran = false;
-            let r =
-                mapper.map_bvec::<$d, _, _>(&bvec, &route, SegBuf::from_slots(&mut slots), |v| {
+            let r = mapper.map_bvec::<$d, _, _>(
+                &mut bvec,
+                &route,
+                SegBuf::from_slots(&mut slots),
+                |v| {
                     ran = true;
                     let v = v.sync();
                     checked = match v.segments(id) {
                         Ok(out) => ctx.mapped::<$d>(out),
                         Err(e) => Err(format!("segments: {e}")),
                     };
-                });
+                },
+            );
             (r, checked, ran)
         }};
     }

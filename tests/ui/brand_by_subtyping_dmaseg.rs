@@ -31,7 +31,7 @@ fn main() {
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
     let m = direct(&nic);
-    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+    m.map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
         let v = v.sync();
         nvme_submit(v.segments(nic.id()).unwrap());
     })

@@ -8,7 +8,7 @@ fn main() {
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
     let m = direct(&nic);
-    m.map_host::<FromDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+    m.map_host::<FromDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
         page.cpu_bytes_mut()[0] = 1;
         v.unmap();
     })

@@ -9,7 +9,7 @@ fn main() {
     let mut page = mem.pages().next().unwrap();
     let m = direct(&nic);
     let mut stale = None;
-    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+    m.map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
         let v = v.sync();
         stale = v.segments(nic.id()).unwrap()[0].addr();
     })

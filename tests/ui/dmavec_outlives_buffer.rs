@@ -12,5 +12,5 @@ fn main() {
         let mut page = mem.pages().next().unwrap();
         seg = page.dma();
     }
-    let _ = m.map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| v.unmap());
+    let _ = m.map_host::<ToDevice, _>(&mut [seg], SegBuf::with_capacity(1), |v| v.unmap());
 }

@@ -12,5 +12,5 @@ fn main() {
         let dom = domain();
         m = Mapper::iommu(&nic, &dom).unwrap();
     }
-    let _ = m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| v.unmap());
+    let _ = m.map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| v.unmap());
 }

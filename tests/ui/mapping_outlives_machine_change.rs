@@ -19,7 +19,7 @@ fn main() {
     let route = P2pRoute::classify(&machine, &cmb, &nic).unwrap();
     let mem = cmb.alloc(4096).unwrap();
     let m = direct(&nic);
-    let _ = m.map_bvec::<ToDevice, _, _>(&[mem.seg().into_bvec_seg()], &route, SegBuf::with_capacity(1), |v| {
+    let _ = m.map_bvec::<ToDevice, _, _>(&mut [mem.seg().into_bvec_seg()], &route, SegBuf::with_capacity(1), |v| {
         // SAFETY: the simulated machine changed.
         unsafe { machine.topology_mut() }.set_acs(a, AcsState::Control(AcsCtrl::RR)).unwrap();
         v.unmap();

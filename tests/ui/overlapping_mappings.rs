@@ -9,8 +9,8 @@ fn main() {
     let mut mem = ram();
     let mut page = mem.pages().next().unwrap();
     let m = direct(&nic);
-    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
-        m.map_host::<FromDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |w| w.unmap())
+    m.map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
+        m.map_host::<FromDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |w| w.unmap())
             .unwrap();
         v.unmap();
     })

@@ -10,5 +10,5 @@ fn main() {
     let to_nic: P2pRoute<'_, Cmb, Nic> = unsafe { Route::assume_bus_addr(&cmb, &nic, 4) }.into();
     let a = cmb.alloc(4096).unwrap();
     let m = direct(&nvme);
-    let _ = m.map_bvec::<ToDevice, _, _>(&[a.seg().into_bvec_seg()], &to_nic, SegBuf::with_capacity(1), |v| v.unmap());
+    let _ = m.map_bvec::<ToDevice, _, _>(&mut [a.seg().into_bvec_seg()], &to_nic, SegBuf::with_capacity(1), |v| v.unmap());
 }

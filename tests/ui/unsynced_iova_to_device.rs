@@ -9,7 +9,7 @@ fn main() {
     let mut page = mem.pages().next().unwrap();
     let dom = domain();
     let m = Mapper::iommu(&nic, &dom).unwrap();
-    m.map_host::<ToDevice, _>(&[page.dma()], SegBuf::with_capacity(1), |v| {
+    m.map_host::<ToDevice, _>(&mut [page.dma()], SegBuf::with_capacity(1), |v| {
         let _descriptors = v.segments(nic.id());
     })
     .unwrap();

@@ -737,9 +737,9 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
     ) -> Result<R> {
         let mapper = self.mapper;
         let mut runs = dma::host_pages(self.mode, mem)?;
-        let segs = dma::host_segs(&mut runs, off, len)?;
+        let mut segs = dma::host_segs(&mut runs, off, len)?;
         let room = segs.len() + 8;
-        mapper.map_host::<D, _>(&segs, SegBuf::with_capacity(room), |v| {
+        mapper.map_host::<D, _>(&mut segs, SegBuf::with_capacity(room), |v| {
             let v = v.sync();
             let s = v.segments(mapper.device().id())?;
             f(self, s)
@@ -1077,8 +1077,8 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         f: impl FnOnce(&mut Self, &[DmaSeg<Nvme, D>]) -> Result<R>,
     ) -> Result<R> {
         let mapper = self.mapper;
-        let bvec = [seg.into_bvec_seg()];
-        mapper.map_bvec::<D, _, _>(&bvec, route, SegBuf::with_capacity(4), |v| {
+        let mut bvec = [seg.into_bvec_seg()];
+        mapper.map_bvec::<D, _, _>(&mut bvec, route, SegBuf::with_capacity(4), |v| {
             let v = v.sync();
             let s = v.segments(mapper.device().id())?;
             f(self, s)

@@ -229,7 +229,7 @@ mod tests {
         let m = Mapper::iommu(&dev, &dom).unwrap();
         let mut pages = ram.pages().next().unwrap();
         let seg = pages.dma();
-        m.map_host::<ToDevice, _>(&[seg], SegBuf::with_capacity(1), |v| {
+        m.map_host::<ToDevice, _>(&mut [seg], SegBuf::with_capacity(1), |v| {
             let v = v.sync();
             let s = &v.segments(dev.id()).unwrap()[0];
             let base = s.addr().unwrap().as_u64();
@@ -250,7 +250,7 @@ mod tests {
             size: 1 << 20,
         };
         m.map_bvec::<FromDevice, _, _>(
-            &[a.seg().into_bvec_seg()],
+            &mut [a.seg().into_bvec_seg()],
             &route,
             SegBuf::with_capacity(1),
             |v| {
