@@ -8,10 +8,15 @@
 //!   unmapped (buffer back).
 //! - `io/plain_1page`: the zero-cost limit: the same IOVA cache, a bare
 //!   page-table array of `u64`s, the PRP entry by arithmetic.
+//! - `io/atomic_1page`: the typed layer's cost alone: the same IOVA cache
+//!   and the same software IOMMU (atomic entries, `map_synced`, `unmap`)
+//!   on plain numbers (`support/atomic_twin.rs`).
 //! - `io/direct_1page`: a direct (no IOMMU) mapper: the physical address.
 //! - `io/pool_1page`: a slot of a registered pool (mapped once): take it,
 //!   hand it to the device, PRP entry, take it back, return it;
-//!   `io/plain_pool_1page`: the same bitmap discipline on integers.
+//!   `io/plain_pool_1page`: the same bitmap discipline on one word;
+//!   `io/atomic_pool_1page`: the pool's own slot algorithm (word search
+//!   from a hint) and segment walk on plain numbers.
 //! - `io/iommu_1page_2threads`: `io/iommu_1page` on two threads at once,
 //!   each with its own queue of one mapper and domain; wall time divided by
 //!   the I/Os of both threads, so it compares with `io/iommu_1page`.
@@ -29,6 +34,10 @@ use dmaspace::iommu::SoftIommu;
 use dmaspace::iommu::iova_alloc::{IovaAllocator, IovaCache};
 use dmaspace::map::{Iommu, MapQueue, Translation};
 use dmaspace::prelude::*;
+
+#[path = "support/atomic_twin.rs"]
+mod atomic_twin;
+use atomic_twin::{AtomicDomain, AtomicPool};
 
 brand!(Nvme);
 brand!(Dom);
@@ -126,6 +135,14 @@ fn one_io(c: &mut Criterion) {
         table: vec![0; (IOVA_LEN / PAGE) as usize],
     };
     g.bench_function("plain_1page", |b| b.iter(|| plain.io(black_box(RAM), 1)));
+    let twin_alloc = IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).unwrap();
+    let twin = AtomicDomain {
+        iommu: SoftIommu::new(IOVA_BASE, IOVA_LEN).unwrap(),
+        cache: twin_alloc.cache(),
+    };
+    g.bench_function("atomic_1page", |b| {
+        b.iter(|| atomic_twin::atomic_io(&twin, black_box(RAM), 1, MASK));
+    });
 
     let dev2 = device(2);
     // SAFETY: the simulated device reaches simulated memory by physical address.
@@ -173,6 +190,10 @@ fn pool_io(c: &mut Criterion) {
             w.fetch_and(!(1 << bit), Ordering::Release);
         });
     });
+    // The pool's own slot algorithm and segment walk, on plain numbers.
+    let mut bytes = vec![0u8; 64 * PAGE as usize];
+    let twin = AtomicPool::new(64, PAGE, vec![(IOVA_BASE, 64 * PAGE)], bytes.as_mut_ptr());
+    g.bench_function("atomic_pool_1page", |b| b.iter(|| twin.io()));
     g.finish();
 }
 

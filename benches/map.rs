@@ -5,6 +5,11 @@
 //! table layout), write one entry per granule, merge consecutive IOVA
 //! segments, translate P2P segments to bus addresses, then unmap.
 //!
+//! `map_bvec/atomic_u64` is the same plain code on the crate's own
+//! machinery (its IOVA cache and its software IOMMU with atomic entries,
+//! `support/atomic_twin.rs`): typed against it is the typed layer's cost
+//! alone; against `plain_u64`, the design's too.
+//!
 //! Requests: 3 host pages then 1 bus-address-route P2P page, repeated, with
 //! the IOMMU on. Run: `cargo bench --bench map`.
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented fn")]
@@ -16,6 +21,12 @@ use dmaspace::PAGE_SIZE;
 use dmaspace::host::{HostPages, SimulatedRam};
 use dmaspace::prelude::*;
 use dmaspace::vec::{BvecSeg, SegOf};
+
+#[path = "support/atomic_twin.rs"]
+mod atomic_twin;
+use atomic_twin::AtomicDomain;
+use dmaspace::iommu::SoftIommu;
+use dmaspace::iommu::iova_alloc::IovaAllocator;
 
 brand!(Cmb);
 brand!(Nic);
@@ -241,6 +252,17 @@ fn bench(c: &mut Criterion) {
                 bvec.push(s.into_bvec_seg());
             }
         }
+        // The plain request again, for the twin on the crate's machinery.
+        let atomic: Vec<atomic_twin::Seg> = plain
+            .iter()
+            .map(|p| atomic_twin::Seg {
+                p2p: p.p2p,
+                covers: p.covers,
+                provider: p.provider,
+                phys: p.phys,
+                len: p.len,
+            })
+            .collect();
         let mapper = Mapper::iommu(&nic, &dom).unwrap();
         // One queue, with its own IOVA cache (a driver has one per CPU).
         let queue = mapper.queue();
@@ -293,6 +315,36 @@ fn bench(c: &mut Criterion) {
                 })
                 .collect();
             assert_eq!(typed, plain_rel, "baseline and crate disagree");
+            let twin_alloc =
+                IovaAllocator::new(IOVA_BASE, (n * 2) as u64 * GRANULE, GRANULE).unwrap();
+            let twin = AtomicDomain {
+                iommu: SoftIommu::new(IOVA_BASE, (n * 2) as u64 * GRANULE).unwrap(),
+                cache: twin_alloc.cache(),
+            };
+            let mut out = vec![(0, 0); n];
+            let ((run, len), written) =
+                atomic_twin::atomic_map(&twin, &atomic, PROVIDER, bus_offset, u64::MAX, &mut out)
+                    .unwrap();
+            let atomic_rel: Vec<(u64, u64)> = out[..written]
+                .iter()
+                .map(|&(a, l)| {
+                    (
+                        if (run..run + len).contains(&a) {
+                            a - run
+                        } else {
+                            a
+                        },
+                        l,
+                    )
+                })
+                .collect();
+            assert_eq!(typed, atomic_rel, "atomic twin and crate disagree");
+            atomic_twin::atomic_unmap(&twin, (run, len));
+            assert_eq!(
+                twin_alloc.allocated_bytes(),
+                0,
+                "the atomic twin freed its run"
+            );
         }
 
         group.throughput(Throughput::Elements(n as u64));
@@ -309,6 +361,27 @@ fn bench(c: &mut Criterion) {
                         },
                     )
                     .unwrap();
+            });
+        });
+        let twin_alloc = IovaAllocator::new(IOVA_BASE, (n * 2) as u64 * GRANULE, GRANULE).unwrap();
+        let twin = AtomicDomain {
+            iommu: SoftIommu::new(IOVA_BASE, (n * 2) as u64 * GRANULE).unwrap(),
+            cache: twin_alloc.cache(),
+        };
+        let mut out = vec![(0, 0); n];
+        group.bench_with_input(BenchmarkId::new("atomic_u64", n), &n, |b, _| {
+            b.iter(|| {
+                let (run, written) = atomic_twin::atomic_map(
+                    &twin,
+                    black_box(&atomic),
+                    PROVIDER,
+                    bus_offset,
+                    black_box(u64::MAX),
+                    &mut out,
+                )
+                .unwrap();
+                black_box(written);
+                atomic_twin::atomic_unmap(&twin, run);
             });
         });
         let mut pd = PlainDomain {

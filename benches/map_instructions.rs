@@ -22,6 +22,8 @@ use dmaspace::prelude::*;
 use dmaspace::vec::{BvecSeg, SegOf};
 use gungraun::{library_benchmark, library_benchmark_group, main};
 
+#[path = "support/atomic_twin.rs"]
+mod atomic_twin;
 #[path = "support/plain_map.rs"]
 mod plain;
 use plain::{BAR_BUS, BAR_CPU, HOST_BASE, IOVA_BASE, PROVIDER, PlainDomain, PlainSeg};
@@ -186,9 +188,70 @@ fn plain_u64(mut p: Plain) -> Plain {
     p
 }
 
+/// The atomic twin's state: the plain request on the crate's IOVA cache
+/// and software IOMMU.
+pub struct Atomic {
+    dom: atomic_twin::AtomicDomain<'static>,
+    segs: Vec<atomic_twin::Seg>,
+    out: Vec<(u64, u64)>,
+    bus_offset: u64,
+}
+
+fn atomic_setup(n: usize) -> Atomic {
+    let p = plain_setup(n);
+    let len = (n * 2) as u64 * PAGE_SIZE;
+    let alloc = leak(
+        dmaspace::iommu::iova_alloc::IovaAllocator::new(IOVA_BASE, len, PAGE_SIZE)
+            .expect("aperture"),
+    );
+    let mut a = Atomic {
+        dom: atomic_twin::AtomicDomain {
+            iommu: SoftIommu::new(IOVA_BASE, len).expect("aperture"),
+            cache: alloc.cache(),
+        },
+        segs: p
+            .segs
+            .iter()
+            .map(|s| atomic_twin::Seg {
+                p2p: s.p2p,
+                covers: s.covers,
+                provider: s.provider,
+                phys: s.phys,
+                len: s.len,
+            })
+            .collect(),
+        out: vec![(0, 0); n],
+        bus_offset: p.bus_offset,
+    };
+    atomic_io(&mut a);
+    a
+}
+
+fn atomic_io(a: &mut Atomic) {
+    let (run, written) = atomic_twin::atomic_map(
+        &a.dom,
+        black_box(&a.segs),
+        PROVIDER,
+        a.bus_offset,
+        black_box(u64::MAX),
+        &mut a.out,
+    )
+    .expect("maps");
+    black_box(written);
+    atomic_twin::atomic_unmap(&a.dom, run);
+}
+
+#[library_benchmark]
+#[bench::n128(args = (128), setup = atomic_setup)]
+#[bench::n65536(args = (65536), setup = atomic_setup)]
+fn atomic_u64(mut a: Atomic) -> Atomic {
+    atomic_io(&mut a);
+    a
+}
+
 library_benchmark_group!(
     name = map_bvec;
-    benchmarks = typed, plain_u64
+    benchmarks = typed, atomic_u64, plain_u64
 );
 
 /// `benches/io.rs`'s `io/iommu_1page` and `io/plain_1page`, one I/O each
@@ -318,6 +381,36 @@ mod io {
         w.fetch_and(!(1 << bit), Ordering::Release);
     }
 
+    /// The atomic twin's state: the crate's IOVA cache and software IOMMU.
+    pub type AtomicIo = super::atomic_twin::AtomicDomain<'static>;
+
+    pub fn atomic_setup() -> AtomicIo {
+        let alloc = leak(IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).expect("aperture"));
+        let a = super::atomic_twin::AtomicDomain {
+            iommu: SoftIommu::new(IOVA_BASE, IOVA_LEN).expect("aperture"),
+            cache: alloc.cache(),
+        };
+        atomic_io(&a);
+        a
+    }
+
+    pub fn atomic_io(a: &AtomicIo) {
+        super::atomic_twin::atomic_io(a, black_box(RAM), 1, MASK);
+    }
+
+    /// The pool's own slot algorithm on plain numbers (64 one-page slots).
+    pub fn atomic_pool_setup() -> super::atomic_twin::AtomicPool {
+        let bytes = leak(vec![0u8; 64 * PAGE as usize]);
+        let p = super::atomic_twin::AtomicPool::new(
+            64,
+            PAGE,
+            vec![(IOVA_BASE, 64 * PAGE)],
+            bytes.as_mut_ptr(),
+        );
+        p.io();
+        p
+    }
+
     pub fn plain_setup() -> PlainIo {
         let alloc = leak(IovaAllocator::new(IOVA_BASE, IOVA_LEN, PAGE).expect("aperture"));
         let mut p = PlainIo {
@@ -367,9 +460,23 @@ fn plain_pool_io(mut w: std::sync::atomic::AtomicU64) -> std::sync::atomic::Atom
     w
 }
 
+#[library_benchmark]
+#[bench::page1(setup = io::atomic_setup)]
+fn atomic_io_one(a: io::AtomicIo) -> io::AtomicIo {
+    io::atomic_io(&a);
+    a
+}
+
+#[library_benchmark]
+#[bench::slot(setup = io::atomic_pool_setup)]
+fn atomic_pool_io(p: atomic_twin::AtomicPool) -> atomic_twin::AtomicPool {
+    p.io();
+    p
+}
+
 library_benchmark_group!(
     name = io_one;
-    benchmarks = iommu_io, plain_io, pool_io, plain_pool_io
+    benchmarks = iommu_io, atomic_io_one, plain_io, pool_io, atomic_pool_io, plain_pool_io
 );
 
 #[path = "../pci/tests/support/fleet.rs"]
