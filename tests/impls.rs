@@ -105,10 +105,38 @@ assert_impl_all!(IommuDomain<DomA>: Send, Sync);
 assert_impl_all!(dmaspace::map::Mapper<'static, DevA, dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>>: Sync);
 assert_impl_all!(dmaspace::map::Mapper<'static, DevA>: Sync);
 assert_not_impl_any!(IommuDomain<DomA>: Clone);
-assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Copy, Send);
+assert_not_impl_any!(IovaRange<'static, DomA>: Clone, Copy);
 // Links and syncs go through `&self` (the IOVAs it hands out borrow it), and
-// the range stays shareable between threads.
-assert_impl_all!(IovaRange<'static, DomA>: Sync);
+// the range stays shareable between threads, and may be dropped on another.
+assert_impl_all!(IovaRange<'static, DomA>: Send, Sync);
+// An owned mapping through an IOMMU completes on any thread (an I/O mapped
+// by one queue, completed by another): from the mapper or from a queue.
+assert_impl_all!(
+    dmaspace::map::MappedBuf<
+        'static,
+        DevA,
+        ToDevice,
+        dmaspace::host::SimBuf,
+        dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>,
+    >: Send, Sync
+);
+assert_impl_all!(
+    dmaspace::map::RegisteredPool<
+        'static,
+        DevA,
+        dmaspace::host::SimBuf,
+        dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>,
+    >: Send, Sync
+);
+assert_impl_all!(
+    dmaspace::map::Coherent<
+        'static,
+        DevA,
+        u32,
+        dmaspace::host::SimBuf,
+        dmaspace::map::Iommu<'static, dmaspace::iommu::SoftIommu>,
+    >: Send, Sync
+);
 
 #[test]
 fn layout_is_a_u64() {

@@ -52,3 +52,54 @@ fn queues_of_one_device_map_at_once_from_several_threads() {
         "every queue gave back what it took"
     );
 }
+
+#[test]
+fn owned_mappings_made_on_one_queue_complete_on_another_thread() {
+    // SAFETY: a simulated device; nothing reaches hardware.
+    let dev = unsafe { Device::<Nvme>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
+    let dom = IommuDomain::<Dom>::software(1 << 32, 1 << 32).unwrap();
+    let mapper = Mapper::iommu(&dev, &dom).unwrap();
+    let id = dev.id();
+    // SAFETY: simulated addresses, only the software IOMMU sees them.
+    let ram = unsafe { SimulatedRam::new(PhysAddr::new(1 << 40), 64) };
+    let bufs = ram.into_buffers(4096);
+    let queue = mapper.queue();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let domain = &dom;
+    std::thread::scope(|s| {
+        // The completion side: another thread unmaps (frees into the queue's
+        // cache, under its lock) while the submitting thread maps more.
+        let completer = s.spawn(move || {
+            let mut done = Vec::new();
+            for m in rx {
+                let m: dmaspace::map::MappedBuf<'_, Nvme, FromDevice, _, _> = m;
+                let iova = m.segments(id).unwrap()[0].at(0).unwrap().as_u64();
+                assert!(domain.translate(iova, IommuPerm::WRITE).is_ok());
+                done.push((iova, m.unmap()));
+            }
+            done
+        });
+        let mut bufs = bufs;
+        for _ in 0..4 {
+            let batch: Vec<_> = bufs.drain(..16).collect();
+            for b in batch {
+                tx.send(
+                    queue
+                        .map_buf::<FromDevice, _>(b)
+                        .map_err(|e| e.error)
+                        .unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        drop(tx);
+        let done = completer.join().unwrap();
+        assert_eq!(done.len(), 64);
+        // Unmapped at once on the other thread: nothing reachable.
+        for (iova, _) in &done {
+            assert!(domain.translate(*iova, IommuPerm::WRITE).is_err());
+        }
+    });
+    drop(queue);
+    assert_eq!(dom.reserved_bytes(), 0, "every range came back");
+}

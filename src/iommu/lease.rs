@@ -45,11 +45,17 @@ pub struct IovaLease<'d, B: IommuBackend> {
 }
 
 // SAFETY: through `&IovaLease` only the backend is reached (`start`,
-// `sync`, `unlink`, `linker`), and the backend is `Sync`. The pool, which
-// may be a queue's cache that only its own thread may touch, is used only
-// by `drop`, through `&mut`. (Not `Send`: dropping a cached lease on
-// another thread would free into that cache concurrently.)
+// `sync`, `unlink`, `linker`), and the backend is `Sync`. The pool is used
+// only by `drop`, through `&mut`.
 unsafe impl<B: IommuBackend + Sync> Sync for IovaLease<'_, B> {}
+// SAFETY: the backend is `Sync`, so `&B` may move. The pool is the shared
+// allocator (`Sync`) or a queue's cache, which is `!Sync` only so that its
+// lock stays uncontended by design: every method of `IovaCache` takes the
+// cache slot's spin lock (`Slot::pop`, `Slot::push`) or the allocator's, so
+// a lease dropped on another thread frees into the cache under that lock,
+// racing nothing. An owned mapping may therefore complete on another
+// thread than the queue that mapped it (at the cost of a contended lock).
+unsafe impl<B: IommuBackend + Sync> Send for IovaLease<'_, B> {}
 
 impl<'d, B: IommuBackend> IovaLease<'d, B> {
     /// Reserves `bytes` (rounded up to granules) of `pool`'s space whose

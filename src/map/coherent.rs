@@ -222,6 +222,37 @@ impl<'q, K: Brand, E: FromBytes + IntoBytes, Buf: DmaBuffer, T: Translation>
         Ok(unsafe { self.ptr.0.add(i) })
     }
 
+    /// Where the elements are, for ring code that shares them with the
+    /// device by raw pointer (a virtio queue, a `Hal` that hands out a CPU
+    /// address): `len()` elements, valid for volatile reads and writes for
+    /// as long as this mapping lives (the buffer's contract, point 4). The
+    /// pointer is not derived from `&self`: writing through it needs no
+    /// `&mut`, and it is the caller's `unsafe` to use it (volatile
+    /// accesses only, since the device writes the memory too; nothing
+    /// after [`unmap`](Self::unmap) or drop).
+    ///
+    /// ```
+    /// use dmaspace::prelude::*;
+    /// use dmaspace::host::SimulatedRam;
+    /// dmaspace::brand!(Nic);
+    /// // SAFETY: a simulated device and simulated memory.
+    /// let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
+    /// let ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 1) };
+    /// let m = unsafe { Mapper::direct(&nic) }?;
+    /// let buf = ram.into_buffers(4096).pop().ok_or("no buffer")?;
+    /// let ring = m.map_coherent::<u32, _>(buf).map_err(|e| e.error)?;
+    /// let p = ring.cpu_ptr();
+    /// assert_eq!(p.len(), 1024);
+    /// // SAFETY: element 3 is inside the live mapping; a volatile write.
+    /// unsafe { p.cast::<u32>().add(3).write_volatile(7) };
+    /// assert_eq!(ring.read(3)?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn cpu_ptr(&self) -> NonNull<[E]> {
+        NonNull::slice_from_raw_parts(self.ptr.0, self.len)
+    }
+
     /// The memory as one segment, for the command that tells `device`
     /// where the ring is.
     ///
