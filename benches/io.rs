@@ -62,7 +62,7 @@ fn buffer(base: u64, pages: usize) -> SimBuf {
 
 /// PRP1 and PRP2 of a segment (PRP2: the second page, or 0; a list is not
 /// built, the entries are only computed).
-fn prp<D: Direction>(seg: &DmaSeg<Nvme, D>) -> (u64, u64) {
+fn prp<D: Direction>(seg: &DmaSeg<Nvme, D, HostMem>) -> (u64, u64) {
     let prp1 = seg.at(0).map_or(0, DmaAddr::as_u64);
     let mut prp2 = 0;
     let mut off = PAGE;

@@ -26,7 +26,7 @@ pub use crate::provider::Provider;
 pub use crate::route::{P2pRoute, Route};
 #[cfg(feature = "alloc")]
 pub use crate::vec::BvecP2p;
-pub use crate::vec::{DmaSeg, DmaVec, SegBuf, SegSlot, Via};
+pub use crate::vec::{AnyMem, DmaSeg, DmaVec, HostMem, SegBuf, SegSlot, Via};
 pub use dmaspace_pci::Bdf;
 #[cfg(feature = "alloc")]
 pub use dmaspace_pci::{PciFunction, PciePortType, Topology};

@@ -18,7 +18,9 @@ mod request;
 mod seg;
 mod segbuf;
 
-pub use mapped::{DeviceVisible, DmaSeg, DmaVec, SyncState, Synced, Unsynced, Via};
+pub use mapped::{
+    AnyMem, DeviceVisible, DmaSeg, DmaVec, HostMem, SegMemory, SyncState, Synced, Unsynced, Via,
+};
 pub(crate) use mapped::{RawSeg, StateOf};
 #[cfg(feature = "alloc")]
 pub use request::{BvecP2p, PfnVec};

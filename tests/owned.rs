@@ -152,10 +152,7 @@ fn an_owned_mapping_is_for_its_device_only() {
         MapError::WrongDevice
     );
     let seg = &mapped.segments(dev.id()).unwrap()[0];
-    assert_eq!(
-        (seg.addr().unwrap().as_u64(), seg.via()),
-        (BASE, Via::Direct)
-    );
+    assert_eq!((seg.addr().as_u64(), seg.via()), (BASE, Via::Direct));
 }
 
 /// Records every cache-maintenance call.
@@ -227,7 +224,7 @@ fn limits_cut_an_owned_mapping_into_segments() {
     let start = mapped.iova_range_start().unwrap();
     for (i, s) in segs.iter().enumerate() {
         assert_eq!(s.len(), 4096);
-        assert_eq!(s.addr().unwrap().as_u64(), start + i as u64 * 4096);
+        assert_eq!(s.addr().as_u64(), start + i as u64 * 4096);
     }
     // A ring is not a request: mapped whole, one segment.
     drop(mapped);
@@ -338,7 +335,7 @@ fn a_pool_hands_out_each_slot_once_and_quarantines_what_the_device_kept() {
     // Seven complete; one is dropped while the device still owns it.
     let mut devs = devs.into_iter();
     let kept = devs.next().unwrap();
-    let kept_addr = kept.segment(dev.id()).unwrap().addr().unwrap().as_u64();
+    let kept_addr = kept.segment(dev.id()).unwrap().addr().as_u64();
     drop(kept);
     for s in devs {
         drop(s.sync_for_cpu());
@@ -350,10 +347,7 @@ fn a_pool_hands_out_each_slot_once_and_quarantines_what_the_device_kept() {
         .collect();
     assert!(pool.take::<ToDevice>().is_none());
     for s in &again {
-        assert_ne!(
-            s.segment(dev.id()).unwrap().addr().unwrap().as_u64(),
-            kept_addr
-        );
+        assert_ne!(s.segment(dev.id()).unwrap().addr().as_u64(), kept_addr);
     }
     drop(again);
     // Device-owned when dropped: quarantined as well.
@@ -458,7 +452,7 @@ fn queues_keep_owned_mappings_in_their_own_slot_tables() {
                 for round in 0..200 {
                     let i = (round * 7) % table.len();
                     let done = table.swap_remove(i);
-                    let seg_iova = done.segments(id).unwrap()[0].addr().unwrap().as_u64();
+                    let seg_iova = done.segments(id).unwrap()[0].addr().as_u64();
                     assert_eq!(
                         dom.translate(seg_iova, IommuPerm::READ).unwrap().as_u64() % 4096,
                         0

@@ -279,7 +279,7 @@ fn pattern(seed: u64, len: usize) -> impl Iterator<Item = u8> {
 /// PRP1 and PRP2 for a mapped buffer: PRP2 is the second page or a list of
 /// the later pages, written into a pool slot that the device then owns.
 fn prps<'p, D: Direction>(
-    seg: &DmaSeg<Nvme, D>,
+    seg: &DmaSeg<Nvme, D, HostMem>,
     pool: &'p Pool<'_, '_>,
     id: DeviceId,
 ) -> Result<Prps<'p>, Error> {
@@ -307,11 +307,7 @@ fn prps<'p, D: Direction>(
                 entry.copy_from_slice(&seg.at((i as u64 + 1) * PAGE_SIZE)?.as_u64().to_le_bytes());
             }
             let list = list.sync_for_device();
-            let prp2 = list
-                .segment(id)?
-                .addr()
-                .ok_or("a pool slot has a wire address")?
-                .as_u64();
+            let prp2 = list.segment(id)?.addr().as_u64();
             Prps {
                 prp1,
                 prp2,
@@ -356,16 +352,8 @@ fn run_queue(
     let mut sq = queue.map_coherent::<Sqe, _>(sq_mem).map_err(|e| e.error)?;
     let cq = queue.map_coherent::<Cqe, _>(cq_mem).map_err(|e| e.error)?;
     // Create I/O CQ / SQ: the rings' device addresses.
-    let sq_addr = sq
-        .segment(id)?
-        .addr()
-        .ok_or("ring in host memory")?
-        .as_u64();
-    let cq_addr = cq
-        .segment(id)?
-        .addr()
-        .ok_or("ring in host memory")?
-        .as_u64();
+    let sq_addr = sq.segment(id)?.addr().as_u64();
+    let cq_addr = cq.segment(id)?.addr().as_u64();
     ctrl.create_queue_pair(qid, sq_addr, cq_addr, ENTRIES)?;
 
     let base_lba = u64::from(qid - 1) * REGIONS * MDTS / BLOCK;

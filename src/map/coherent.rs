@@ -21,7 +21,7 @@ use crate::dir::Bidirectional;
 use crate::error::{MapBufError, MapError};
 use crate::host::{CacheCoherent, DmaBuffer};
 use crate::id::DeviceId;
-use crate::vec::DmaSeg;
+use crate::vec::{DmaSeg, HostMem};
 
 use super::owned::{Cut, MappedBuf};
 use super::translation::{Direct, Translation};
@@ -49,7 +49,7 @@ use super::{MapQueue, Mapper};
 /// assert_eq!(cq.read(3)?, [1, 2, 3, 4]);
 /// let head = cq.segment(nvme.id())?;            // for Create I/O CQ
 /// assert_eq!(head.len(), 4096);
-/// assert_eq!(cq.addr_of(3, nvme.id())?.as_u64(), head.addr().unwrap().as_u64() + 48);
+/// assert_eq!(cq.addr_of(3, nvme.id())?.as_u64(), head.addr().as_u64() + 48);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -260,7 +260,10 @@ impl<'q, K: Brand, E: FromBytes + IntoBytes, Buf: DmaBuffer, T: Translation>
     /// [`MapError::WrongDevice`] if `device` is not the one it was mapped for.
     ///
     /// See [`Coherent`].
-    pub fn segment(&self, device: DeviceId) -> Result<&DmaSeg<K, Bidirectional>, MapError> {
+    pub fn segment(
+        &self,
+        device: DeviceId,
+    ) -> Result<&DmaSeg<K, Bidirectional, HostMem>, MapError> {
         // One segment (checked in `new`).
         Ok(&self.map.segments(device)?[0])
     }

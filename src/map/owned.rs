@@ -25,7 +25,7 @@ use crate::host::{CacheCoherent, CacheMaintenance, CpuPages, DmaBuffer};
 use crate::id::DeviceId;
 use crate::iommu::LinkCursor;
 use crate::sealed::Sealed;
-use crate::vec::{DmaSeg, HostSeg, SegBuf, SegSlot};
+use crate::vec::{DmaSeg, HostMem, HostSeg, SegBuf, SegSlot};
 use crate::vec::{RawSeg, StateOf, Via};
 
 use super::plan::{self, Step};
@@ -444,11 +444,11 @@ impl<'q, K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMainten
     /// made for.
     ///
     /// See [`MappedBuf`].
-    pub fn segments(&self, device: DeviceId) -> Result<&[DmaSeg<K, D>], MapError> {
+    pub fn segments(&self, device: DeviceId) -> Result<&[DmaSeg<K, D, HostMem>], MapError> {
         if device != self.device {
             return Err(MapError::WrongDevice);
         }
-        Ok(DmaSeg::slice(self.segs.as_raw()))
+        Ok(DmaSeg::host_slice(self.segs.as_raw()))
     }
 
     /// Hands the memory to the CPU (`dma_sync_single_for_cpu`): the mapping
@@ -496,7 +496,10 @@ impl<K: Brand, D: Direction, Buf: DmaBuffer, T: Translation, C: CacheMaintenance
             .field("device", &K::NAME)
             .field("direction", &D::NAME)
             .field("owner", &O::NAME)
-            .field("segments", &DmaSeg::<K, D>::slice(self.segs.as_raw()))
+            .field(
+                "segments",
+                &DmaSeg::<K, D, HostMem>::host_slice(self.segs.as_raw()),
+            )
             .finish()
     }
 }

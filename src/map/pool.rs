@@ -21,7 +21,7 @@ use crate::error::{MapBufError, MapError};
 use crate::host::{CacheCoherent, CacheMaintenance, DmaBuffer};
 use crate::id::DeviceId;
 use crate::limits::DmaLimits;
-use crate::vec::{DmaSeg, HostSeg};
+use crate::vec::{DmaSeg, HostMem, HostSeg};
 use crate::vec::{RawSeg, StateOf};
 
 use super::Mapper;
@@ -464,11 +464,11 @@ impl<'p, K: Brand, D: Direction, C: CacheMaintenance> PoolSlot<'p, K, D, C, Devi
     /// [`MapError::WrongDevice`] if `device` is not the pool's device.
     ///
     /// See [`RegisteredPool`].
-    pub fn segment(&self, device: DeviceId) -> Result<&DmaSeg<K, D>, MapError> {
+    pub fn segment(&self, device: DeviceId) -> Result<&DmaSeg<K, D, HostMem>, MapError> {
         if device != self.device {
             return Err(MapError::WrongDevice);
         }
-        Ok(&DmaSeg::slice(core::slice::from_ref(&self.raw))[0])
+        Ok(&DmaSeg::host_slice(core::slice::from_ref(&self.raw))[0])
     }
 
     /// Takes the slot back from the device once the I/O completed

@@ -84,15 +84,97 @@ impl RawSeg {
     }
 }
 
-/// One device-visible segment of a [`DmaVec`] for device `K`, mapped in
-/// direction `D`. Only ever seen by reference, borrowed from its mapping.
+/// What memory a [`DmaSeg`] may be: [`AnyMem`] or [`HostMem`]. Sealed.
+pub trait SegMemory: Sealed + 'static {}
+
+/// Whatever a request may hold: host memory, P2P memory reached by bus
+/// address or through the IOMMU, or memory in the device's own BAR, which
+/// has no address on the wire ([`DmaSeg::addr`] is an `Option`). The
+/// segments of a [`DmaVec`].
+#[derive(Debug)]
+pub enum AnyMem {}
+
+/// Host memory only, so always an address ([`DmaSeg::addr`] is one): the
+/// segments of an owned mapping
+/// ([`MappedBuf`](crate::map::MappedBuf), a pool slot, coherent memory).
+#[derive(Debug)]
+pub enum HostMem {}
+
+impl Sealed for AnyMem {}
+impl Sealed for HostMem {}
+impl SegMemory for AnyMem {}
+impl SegMemory for HostMem {}
+
+/// One device-visible segment of a mapping for device `K`, in direction
+/// `D`, of memory `M` ([`AnyMem`] in a [`DmaVec`], [`HostMem`] in an owned
+/// mapping). Only ever seen by reference, borrowed from its mapping.
+///
+/// # Invariants
+/// With `M` = [`HostMem`], `raw.via` is never [`Via::OwnBar`].
 #[repr(transparent)]
-pub struct DmaSeg<K: Brand, D: Direction> {
+pub struct DmaSeg<K: Brand, D: Direction, M: SegMemory = AnyMem> {
     raw: RawSeg,
-    _kind: Invariant<(K, D)>,
+    _kind: Invariant<(K, D, M)>,
 }
 
-impl<K: Brand, D: Direction> DmaSeg<K, D> {
+impl<K: Brand, D: Direction> DmaSeg<K, D, HostMem> {
+    /// The segments in `raw`, typed as host memory.
+    pub(crate) fn host_slice(raw: &[RawSeg]) -> &[Self] {
+        debug_assert!(raw.iter().all(|r| r.via != Via::OwnBar));
+        // INVARIANT: the caller's segments are host memory (an owned
+        // mapping's), never in a device's BAR; handed out by reference only.
+        // SAFETY: as `slice`: `repr(transparent)` over `RawSeg`.
+        unsafe { core::slice::from_raw_parts(raw.as_ptr().cast::<Self>(), raw.len()) }
+    }
+
+    /// The address of the first byte, as device `K` puts it on the wire
+    /// (host memory always has one).
+    ///
+    /// See `tests/owned.rs`.
+    #[must_use]
+    pub fn addr(&self) -> DmaAddr<'_, K, D> {
+        DmaAddr::from_raw(self.raw.addr)
+    }
+
+    /// The same segment seen as any memory, for driver code that takes the
+    /// segments of scoped and owned mappings alike.
+    ///
+    /// See [`as_any_mem_slice`](Self::as_any_mem_slice).
+    #[must_use]
+    pub fn as_any_mem(&self) -> &DmaSeg<K, D, AnyMem> {
+        &DmaSeg::as_any_mem_slice(core::slice::from_ref(self))[0]
+    }
+
+    /// Host segments seen as any memory (host memory is one kind of it).
+    ///
+    /// ```
+    /// use dmaspace::prelude::*;
+    /// use dmaspace::host::SimulatedRam;
+    /// use dmaspace::vec::{AnyMem, HostMem};
+    /// dmaspace::brand!(Nic);
+    /// fn first(segs: &[DmaSeg<Nic, ToDevice, AnyMem>]) -> Option<u64> {
+    ///     segs.first()?.addr().map(|a| a.as_u64())
+    /// }
+    /// // SAFETY: a simulated device and simulated memory.
+    /// let nic = unsafe { Device::<Nic>::new_unchecked(Bdf::new(0, 4, 0, 0), DmaLimits::BITS_64) };
+    /// let ram = unsafe { SimulatedRam::new(PhysAddr::new(0x10_0000), 1) };
+    /// let m = unsafe { Mapper::direct(&nic) }?;
+    /// let owned = m.map_buf::<ToDevice, _>(ram.into_buffers(4096).pop().ok_or("none")?)
+    ///     .map_err(|e| e.error)?;
+    /// let segs: &[DmaSeg<Nic, ToDevice, HostMem>] = owned.segments(nic.id())?;
+    /// assert_eq!(first(DmaSeg::as_any_mem_slice(segs)), Some(0x10_0000));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn as_any_mem_slice(segs: &[Self]) -> &[DmaSeg<K, D, AnyMem>] {
+        // SAFETY: both are `repr(transparent)` over `RawSeg` with a
+        // zero-sized marker; a host segment satisfies `AnyMem`'s (empty)
+        // invariant; the borrow is kept, so nothing outlives the mapping.
+        unsafe { core::slice::from_raw_parts(segs.as_ptr().cast(), segs.len()) }
+    }
+}
+
+impl<K: Brand, D: Direction> DmaSeg<K, D, AnyMem> {
     /// The segments in `raw`, typed.
     pub(crate) fn slice(raw: &[RawSeg]) -> &[Self] {
         // INVARIANT: segments are handed out only by reference, borrowing `raw` (a mapping's
@@ -103,6 +185,34 @@ impl<K: Brand, D: Direction> DmaSeg<K, D> {
         unsafe { core::slice::from_raw_parts(raw.as_ptr().cast::<Self>(), raw.len()) }
     }
 
+    /// The address of the first byte, as device `K` puts it on the wire;
+    /// `None` for a segment in the device's own BAR ([`Via::OwnBar`]).
+    ///
+    /// See the crate-level example.
+    #[must_use]
+    pub fn addr(&self) -> Option<DmaAddr<'_, K, D>> {
+        (self.raw.via != Via::OwnBar).then(|| DmaAddr::from_raw(self.raw.addr))
+    }
+
+    /// For a segment in the device's own BAR ([`Via::OwnBar`]): the BAR
+    /// index and the offset of the first byte. `None` otherwise. The
+    /// address the device itself takes for it (an NVMe's PRP entry into its
+    /// CMB) comes from the route:
+    /// [`Route::own_bar_bus_addr`](crate::route::Route::own_bar_bus_addr).
+    ///
+    /// See `tests/map.rs` (same-device route).
+    #[must_use]
+    pub fn bar_offset(&self) -> Option<(u8, BarOffset<'_, K, D>)> {
+        (self.raw.via == Via::OwnBar).then(|| (self.raw.bar, BarOffset::from_raw(self.raw.addr)))
+    }
+
+    /// `(bar, offset, len)` of an own-BAR segment.
+    pub(crate) fn own_bar_raw(&self) -> Option<(u8, u64, u64)> {
+        (self.raw.via == Via::OwnBar).then_some((self.raw.bar, self.raw.addr, self.raw.len))
+    }
+}
+
+impl<K: Brand, D: Direction, M: SegMemory> DmaSeg<K, D, M> {
     /// Length in bytes.
     ///
     /// See the crate-level example.
@@ -127,15 +237,6 @@ impl<K: Brand, D: Direction> DmaSeg<K, D> {
         self.raw.via
     }
 
-    /// The address of the first byte, as device `K` puts it on the wire;
-    /// `None` for a segment in the device's own BAR ([`Via::OwnBar`]).
-    ///
-    /// See the crate-level example.
-    #[must_use]
-    pub fn addr(&self) -> Option<DmaAddr<'_, K, D>> {
-        (self.raw.via != Via::OwnBar).then(|| DmaAddr::from_raw(self.raw.addr))
-    }
-
     /// The address `offset` bytes into the segment: the only way to move
     /// inside a mapping (device addresses have no arithmetic).
     ///
@@ -158,28 +259,9 @@ impl<K: Brand, D: Direction> DmaSeg<K, D> {
         // The mapper checked that the whole segment fits in 64 bits.
         Ok(DmaAddr::from_raw(self.raw.addr + offset))
     }
-
-    /// For a segment in the device's own BAR ([`Via::OwnBar`]): the BAR
-    /// index and the offset of the first byte. `None` otherwise. The
-    /// address the device itself takes for it (an NVMe's PRP entry into its
-    /// CMB) comes from the route:
-    /// [`Route::own_bar_bus_addr`](crate::route::Route::own_bar_bus_addr).
-    ///
-    /// See `tests/map.rs` (same-device route).
-    #[must_use]
-    pub fn bar_offset(&self) -> Option<(u8, BarOffset<'_, K, D>)> {
-        (self.raw.via == Via::OwnBar).then(|| (self.raw.bar, BarOffset::from_raw(self.raw.addr)))
-    }
 }
 
-impl<K: Brand, D: Direction> DmaSeg<K, D> {
-    /// `(bar, offset, len)` of an own-BAR segment.
-    pub(crate) fn own_bar_raw(&self) -> Option<(u8, u64, u64)> {
-        (self.raw.via == Via::OwnBar).then_some((self.raw.bar, self.raw.addr, self.raw.len))
-    }
-}
-
-impl<K: Brand, D: Direction> fmt::Debug for DmaSeg<K, D> {
+impl<K: Brand, D: Direction, M: SegMemory> fmt::Debug for DmaSeg<K, D, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.raw;
         match r.via {

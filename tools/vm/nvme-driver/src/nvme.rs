@@ -769,7 +769,11 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         let r = (|| {
             let mut parts = Vec::new();
             for (m, &(off, len)) in mapped.iter().zip(&ranges) {
-                parts.extend(parts_of(m.segments(id)?, off, len)?);
+                parts.extend(parts_of(
+                    DmaSeg::as_any_mem_slice(m.segments(id)?),
+                    off,
+                    len,
+                )?);
             }
             f(self, &parts)
         })();
