@@ -469,3 +469,31 @@ fn direct<'d, K: Brand>(dev: &'d Device<'_, K>) -> Mapper<'d, K> {
     // SAFETY: the simulated device reaches simulated memory by physical address.
     unsafe { Mapper::direct(dev) }.unwrap()
 }
+
+/// The isolation a pool gives up (documented on `RegisteredPool`): a slot's
+/// address stays reachable, both ways, after the slot went back to the
+/// pool; a mapping per I/O faults at once.
+#[test]
+fn a_pool_slot_stays_reachable_after_it_is_given_back_a_mapping_per_io_does_not() {
+    let dev = nvme(DmaLimits::BITS_64);
+    let dom = IommuDomain::<Dom>::software(1 << 30, 1 << 20).unwrap();
+    let m = Mapper::iommu(&dev, &dom).unwrap();
+    let (mut bufs, _) = buffers(4, 2 * 4096);
+    let pool = m.register_pool(bufs.remove(0), 4096).unwrap();
+    let slot = pool.take::<ToDevice>().unwrap().sync_for_device();
+    let stale = slot.segment(dev.id()).unwrap().at(0).unwrap().as_u64();
+    drop(slot.sync_for_cpu());
+    assert_eq!(pool.free_slots(), 2);
+    // Given back, yet the device still reaches it, and may write a to-device slot.
+    assert!(dom.translate(stale, IommuPerm::READ).is_ok());
+    assert!(dom.translate(stale, IommuPerm::WRITE).is_ok());
+    // A mapping per I/O of the same size: its address faults once unmapped.
+    let per_io = m.map_buf::<ToDevice, _>(bufs.remove(0)).unwrap();
+    let iova = per_io.segments(dev.id()).unwrap()[0].addr().as_u64();
+    assert!(
+        dom.translate(iova, IommuPerm::WRITE).is_err(),
+        "to-device: read only"
+    );
+    drop(per_io.unmap());
+    assert!(dom.translate(iova, IommuPerm::READ).is_err(), "unmapped");
+}

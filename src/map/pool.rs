@@ -105,6 +105,29 @@ impl Slots {
 /// that queues take, fill, hand to the device and give back, from any
 /// thread.
 ///
+/// # Isolation: a pool against a mapping per I/O
+/// A pool trades isolation for speed, as Linux's `dma_pool` and io_uring's
+/// registered buffers do. The whole buffer is mapped once, in both
+/// directions, for as long as the pool lives: a slot given back to the
+/// pool stays reachable by the device. A device that writes late, or
+/// through a stale address (a bug, a hostile device behind an IOMMU), lands
+/// in whatever the slot's next user put there, and a to-device slot is
+/// writable by the device too. The type system still keeps the *driver*
+/// honest (a slot's address is only handed out while it is device-owned,
+/// and a slot dropped device-owned is quarantined, never reused), but the
+/// IOMMU no longer fences the device off.
+///
+/// A mapping per I/O ([`Mapper::map_buf`](crate::map::Mapper::map_buf),
+/// [`Mapper::map_host`](crate::map::Mapper::map_host)) maps only that
+/// I/O's memory, only in its direction, and unmaps it when the I/O
+/// completes: a stale address then faults in the IOMMU, at the cost of a
+/// map and an unmap per I/O (`io/iommu_1page` took 5 times `io/pool_1page`
+/// in `benches/io.rs`, 98 against 19 ns, on 2026-12-07). Both behaviours
+/// are tested (`tests/owned.rs`,
+/// `a_pool_slot_stays_reachable_after_it_is_given_back_a_mapping_per_io_does_not`). Choose the
+/// pool where the device is trusted and the rate matters, the mapping per
+/// I/O where a device must not reach memory it was not given just now.
+///
 /// ```
 /// use dmaspace::prelude::*;
 /// use dmaspace::host::SimulatedRam;
