@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<(), CliError> {
             topo: &topo,
             names: &names,
             policy: &policy,
-            list_name: "current",
+            list_name: dmaspace_pci::KernelPolicy::current().name(),
             selected: &selected,
             only: "dev",
         },

@@ -1,6 +1,6 @@
 //! The `dmaspace` command.
 //!
-//! `dmaspace topology [--sysfs ROOT | --reference] [--allowlist linux-6.12|current|empty]
+//! `dmaspace topology [--sysfs ROOT | --reference] [--kernel auto|6.12|7.3]
 //! [--cpu as-read|amd-zen|intel|non-x86] [--format table|json|dot|svg|png] [--only LIST]
 //! [-o FILE]` shows the P2PDMA verdicts of a PCI tree: a matrix, JSON, Graphviz, or a
 //! picture of the tree with its P2P islands.

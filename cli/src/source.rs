@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use dmaspace_pci::{Allowlist, CpuInfo, CpuVendor, Policy, Topology, sysfs};
+use dmaspace_pci::{CpuInfo, CpuVendor, KernelPolicy, Policy, Topology, sysfs};
 
 use crate::error::CliError;
 use crate::names::{Names, pci_ids_source};
@@ -19,9 +19,11 @@ pub struct Source {
     /// Use the embedded two-socket reference server of `dmaspace demo` instead of sysfs.
     #[arg(long, conflicts_with = "sysfs")]
     pub reference: bool,
-    /// Host-bridge allowlist to apply.
-    #[arg(long, value_enum, default_value_t = AllowlistArg::Current)]
-    pub allowlist: AllowlistArg,
+    /// The kernel whose P2PDMA rules (host-bridge allowlist) apply: `auto`
+    /// is the one ROOT/proc/sys/kernel/osrelease names (this machine's
+    /// running kernel for `/`), or Linux 7.3 where the tree has no such file.
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    pub kernel: KernelArg,
     /// The CPU: as read (ROOT/proc/cpuinfo), or one to assume instead ("what if").
     #[arg(long, value_enum, default_value_t = CpuArg::AsRead)]
     pub cpu: CpuArg,
@@ -31,16 +33,17 @@ pub struct Source {
     pub pci_ids: String,
 }
 
-/// `--allowlist`.
+/// `--kernel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AllowlistArg {
-    /// The list of Linux 6.12.
-    #[value(name = "linux-6.12")]
+pub enum KernelArg {
+    /// The kernel the tree names (ROOT/proc/sys/kernel/osrelease), else 7.3.
+    Auto,
+    /// Linux 6.12.
+    #[value(name = "6.12")]
     Linux612,
-    /// Today's list.
-    Current,
-    /// No entries: only the CPU rule allows host-bridge routes.
-    Empty,
+    /// Linux 7.3.
+    #[value(name = "7.3")]
+    Linux73,
 }
 
 /// `--cpu`.
@@ -60,9 +63,9 @@ pub enum CpuArg {
 pub struct Loaded {
     /// The topology (with the CPU of `--cpu`).
     pub topo: Topology,
-    /// The policy of `--allowlist`.
+    /// The policy of `--kernel`.
     pub policy: Policy,
-    /// The allowlist's name, as `--allowlist` spells it.
+    /// The kernel's name (`linux-6.12`, `linux-7.3`).
     pub list_name: &'static str,
     /// Names of the functions.
     pub names: Names,
@@ -73,7 +76,7 @@ pub struct Loaded {
 impl Source {
     /// Loads the topology and applies the options.
     pub fn load(&self) -> Result<Loaded, CliError> {
-        let (mut topo, origin) = if self.reference {
+        let (mut topo, mut origin) = if self.reference {
             (
                 reference::two_socket_server()?,
                 "reference server of `dmaspace demo` (2-socket Ice Lake-SP)".to_string(),
@@ -84,17 +87,34 @@ impl Source {
                 format!("sysfs at {}", self.sysfs.display()),
             )
         };
+        let kernel = match self.kernel {
+            KernelArg::Linux612 => KernelPolicy::linux_6_12(),
+            KernelArg::Linux73 => KernelPolicy::linux_7_3(),
+            KernelArg::Auto if self.reference => KernelPolicy::current(),
+            KernelArg::Auto => match sysfs::kernel_release(&self.sysfs)? {
+                Some(release) => {
+                    let k = KernelPolicy::for_release(&release).map_err(|e| {
+                        CliError::Argument(format!(
+                            "{e}; pass --kernel 6.12 or --kernel 7.3 to judge by one of them"
+                        ))
+                    })?;
+                    origin.push_str(&format!(", kernel {release}"));
+                    k
+                }
+                None => {
+                    origin.push_str(", no proc/sys/kernel/osrelease: Linux 7.3's rules");
+                    KernelPolicy::current()
+                }
+            },
+        };
         match self.cpu {
             CpuArg::AsRead => {}
             CpuArg::AmdZen => topo.set_cpu(CpuInfo::amd_zen()),
             CpuArg::Intel => topo.set_cpu(CpuInfo::x86(CpuVendor::Intel, 6)),
             CpuArg::NonX86 => topo.set_cpu(CpuInfo::other()),
         }
-        let (policy, list_name) = match self.allowlist {
-            AllowlistArg::Linux612 => (Policy::linux_6_12(), "linux-6.12"),
-            AllowlistArg::Current => (Policy::current(), "current"),
-            AllowlistArg::Empty => (Policy::new(Allowlist::empty()), "empty"),
-        };
+        let list_name = kernel.name();
+        let policy = Policy::from(kernel);
         let ids = pci_ids_source(&self.pci_ids);
         let explicit = !matches!(self.pci_ids.as_str(), "auto" | "none");
         let names = Names::new(&topo, ids.as_deref(), explicit)?;

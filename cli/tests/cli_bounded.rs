@@ -186,7 +186,7 @@ fn a_fleet_streams_n_squared_pairs() {
         );
         assert_eq!(pair["acs"], "known");
     }
-    assert_eq!(doc["allowlist"], "current");
+    assert_eq!(doc["allowlist"], "linux-7.3");
     assert!(doc["islands"].as_array().expect("islands").is_empty());
 
     let (code, out, err) = run_within(

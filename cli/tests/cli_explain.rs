@@ -55,15 +55,8 @@ fn explain_all(root: &str, allowlist: &str, pairs: &[(String, String)]) -> Vec<V
                         .iter()
                         .map(|(p, c)| {
                             json(&[
-                                "explain",
-                                p,
-                                c,
-                                "--sysfs",
-                                root,
-                                "--allowlist",
-                                allowlist,
-                                "--format",
-                                "json",
+                                "explain", p, c, "--sysfs", root, "--kernel", allowlist,
+                                "--format", "json",
                             ])
                         })
                         .collect::<Vec<_>>()
@@ -84,18 +77,12 @@ fn explain_agrees_with_topology_on_every_pair_of_every_fixture() {
         let root = fixture_root(spec.name);
         let root = root.to_str().expect("utf-8");
         let allowlist = if spec.name.starts_with("google") {
-            "linux-6.12" // where the two lists differ
+            "6.12" // where the two lists differ
         } else {
-            "current"
+            "7.3"
         };
         let doc = json(&[
-            "topology",
-            "--sysfs",
-            root,
-            "--format",
-            "json",
-            "--allowlist",
-            allowlist,
+            "topology", "--sysfs", root, "--format", "json", "--kernel", allowlist,
         ]);
         let table: BTreeMap<(String, String), Value> = doc["pairs"]
             .as_array()
@@ -156,7 +143,7 @@ fn explain_agrees_with_linux_on_captured_pairs() {
                 )
             })
             .collect();
-        for (k, e) in sample.iter().zip(explain_all(root, "linux-6.12", &pairs)) {
+        for (k, e) in sample.iter().zip(explain_all(root, "6.12", &pairs)) {
             assert_eq!(e["distance"], k["distance"], "{}: {k}", base.display());
             if k["observed"] == true {
                 assert_eq!(e["map_type"], k["map_type"], "{}: {k}", base.display());

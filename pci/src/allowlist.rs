@@ -120,11 +120,15 @@ const LINUX_6_12: &[AllowlistEntry] = &[
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x09a2), NONE),
 ];
 
-/// What today's tree adds after the 6.12 entries.
-const CURRENT_ADDITIONS: &[AllowlistEntry] = &[
-    // Intel Xeon accelerators exposed as the first device of a root bus of their own,
-    // upstream commit 0ba76b19fd4c ("PCI/P2PDMA: Add Intel QAT, DSA, IAA devices to
-    // whitelist"); IDs from include/linux/pci_ids.h after that commit:
+/// What Linux 7.3 adds after the 6.12 entries, in its order:
+/// `pci_p2pdma_whitelist[]` of `drivers/pci/p2pdma.c` in Debian's
+/// `linux-source-7.3` 7.3.4-1~bpo13+1, the IDs from its
+/// `include/linux/pci_ids.h`. The rest of the rules (`cpu_supports_p2pdma`,
+/// `calc_map_type_and_dist`, `pci_bridge_has_acs_redir`,
+/// `pci_host_bridge_dev`) are unchanged from 6.12.118, line for line; the one
+/// other change is that an entry's device may be `PCI_ANY_ID`
+/// ([`DeviceMatch::Any`]).
+const LINUX_7_3_ADDITIONS: &[AllowlistEntry] = &[
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x0b25), NONE), // DSA_SPR0
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x0cfe), NONE), // IAX_SPR0
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x11fb), NONE), // DSA_GNRD
@@ -135,15 +139,13 @@ const CURRENT_ADDITIONS: &[AllowlistEntry] = &[
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x4944), NONE), // QAT_402XX
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x4946), NONE), // QAT_420XX
     AllowlistEntry::new(INTEL, DeviceMatch::Id(0x4948), NONE), // QAT_6XXX
-    // NVIDIA Grace root complex, 0x2f95..=0x2f98: as given by the project brief. We
-    // could not find these entries in the upstream p2pdma.c versions available to us;
-    // they are kept as plain entries (no REQ_SAME_HOST_BRIDGE) until checked.
+    // Google SoCs: {PCI_VENDOR_ID_GOOGLE, PCI_ANY_ID, 0}.
+    AllowlistEntry::new(GOOGLE, DeviceMatch::Any, NONE),
+    // Nvidia CPUs
     AllowlistEntry::new(NVIDIA, DeviceMatch::Id(0x2f95), NONE),
     AllowlistEntry::new(NVIDIA, DeviceMatch::Id(0x2f96), NONE),
     AllowlistEntry::new(NVIDIA, DeviceMatch::Id(0x2f97), NONE),
     AllowlistEntry::new(NVIDIA, DeviceMatch::Id(0x2f98), NONE),
-    // Google SoCs: {PCI_VENDOR_ID_GOOGLE, PCI_ANY_ID, 0}.
-    AllowlistEntry::new(GOOGLE, DeviceMatch::Any, NONE),
 ];
 
 /// A host-bridge allowlist. The kernel takes the first entry that matches the host
@@ -155,7 +157,7 @@ const CURRENT_ADDITIONS: &[AllowlistEntry] = &[
 ///
 /// ```
 /// use dmaspace_pci::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch};
-/// assert!(Allowlist::current().lookup(0x1ae0, 0x0001).is_some());
+/// assert!(Allowlist::linux_7_3().lookup(0x1ae0, 0x0001).is_some());
 /// assert!(Allowlist::linux_6_12().lookup(0x1ae0, 0x0001).is_none());
 /// let mine = Allowlist::new(vec![AllowlistEntry::new(0x1022, DeviceMatch::Id(0x1480), AllowFlags::empty())]);
 /// assert!(mine.lookup(0x1022, 0x1480).is_some());
@@ -225,18 +227,31 @@ impl Allowlist {
         Self::new(LINUX_6_12.to_vec())
     }
 
-    /// Today's list: 6.12's, plus Intel DSA/IAX/QAT, NVIDIA Grace, Google any device.
+    /// The list of Linux 7.3: 6.12's, plus Intel DSA/IAX/IAA/QAT, Google (any
+    /// device) and NVIDIA 0x2f95 to 0x2f98.
     ///
     /// ```
     /// use dmaspace_pci::Allowlist;
-    /// assert!(Allowlist::current().lookup(0x8086, 0x0b25).is_some());
-    /// assert!(Allowlist::current().lookup(0x10de, 0x2f96).is_some());
+    /// assert!(Allowlist::linux_7_3().lookup(0x8086, 0x0b25).is_some());
+    /// assert!(Allowlist::linux_7_3().lookup(0x10de, 0x2f96).is_some());
+    /// assert_eq!(Allowlist::linux_7_3().entries().len(), 25);
+    /// ```
+    #[must_use]
+    pub fn linux_7_3() -> Self {
+        let mut entries = LINUX_6_12.to_vec();
+        entries.extend_from_slice(LINUX_7_3_ADDITIONS);
+        Self::new(entries)
+    }
+
+    /// The list of the newest kernel this crate names: [`linux_7_3`](Self::linux_7_3).
+    ///
+    /// ```
+    /// use dmaspace_pci::Allowlist;
+    /// assert_eq!(Allowlist::current(), Allowlist::linux_7_3());
     /// ```
     #[must_use]
     pub fn current() -> Self {
-        let mut entries = LINUX_6_12.to_vec();
-        entries.extend_from_slice(CURRENT_ADDITIONS);
-        Self::new(entries)
+        Self::linux_7_3()
     }
 
     /// The entries, in match order.
@@ -311,11 +326,23 @@ impl Policy {
         Self::new(Allowlist::linux_6_12())
     }
 
-    /// Today's allowlist (same as `default()`).
+    /// Linux 7.3's allowlist.
+    ///
+    /// ```
+    /// use dmaspace_pci::{Allowlist, Policy};
+    /// assert_eq!(Policy::linux_7_3().allowlist, Allowlist::linux_7_3());
+    /// ```
+    #[must_use]
+    pub fn linux_7_3() -> Self {
+        Self::new(Allowlist::linux_7_3())
+    }
+
+    /// The newest kernel's (Linux 7.3; same as `default()`).
     ///
     /// ```
     /// use dmaspace_pci::Policy;
     /// assert_eq!(Policy::current(), Policy::default());
+    /// assert_eq!(Policy::current(), Policy::linux_7_3());
     /// ```
     #[must_use]
     pub fn current() -> Self {
@@ -340,9 +367,16 @@ impl Policy {
 /// assert_eq!(Policy::from(KernelPolicy::current()), Policy::current());
 /// assert_eq!(KernelPolicy::default(), KernelPolicy::current());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KernelPolicy {
     policy: Policy,
+    name: &'static str,
+}
+
+impl Default for KernelPolicy {
+    fn default() -> Self {
+        Self::current()
+    }
 }
 
 impl KernelPolicy {
@@ -356,21 +390,75 @@ impl KernelPolicy {
     pub fn linux_6_12() -> Self {
         Self {
             policy: Policy::linux_6_12(),
+            name: "linux-6.12",
         }
     }
 
-    /// Today's list (6.12's plus Intel DSA/IAX/QAT, NVIDIA Grace, Google any
-    /// device, as in Linux 7.3.4); the default.
+    /// `pci_p2pdma_whitelist[]` of Linux 7.3 (read in 7.3.4).
     ///
     /// ```
     /// use dmaspace_pci::KernelPolicy;
-    /// assert!(KernelPolicy::current().policy().allowlist.lookup(0x1ae0, 1).is_some());
+    /// assert!(KernelPolicy::linux_7_3().policy().allowlist.lookup(0x1ae0, 1).is_some());
+    /// ```
+    #[must_use]
+    pub fn linux_7_3() -> Self {
+        Self {
+            policy: Policy::linux_7_3(),
+            name: "linux-7.3",
+        }
+    }
+
+    /// The newest kernel this crate names, [`linux_7_3`](Self::linux_7_3); the default.
+    ///
+    /// ```
+    /// use dmaspace_pci::KernelPolicy;
+    /// assert_eq!(KernelPolicy::current(), KernelPolicy::linux_7_3());
     /// ```
     #[must_use]
     pub fn current() -> Self {
-        Self {
-            policy: Policy::current(),
+        Self::linux_7_3()
+    }
+
+    /// The policy of the kernel whose release is `release` (as `uname -r`
+    /// or `/proc/sys/kernel/osrelease` say it): 6.12.x is
+    /// [`linux_6_12`](Self::linux_6_12), 7.3.x [`linux_7_3`](Self::linux_7_3).
+    ///
+    /// # Errors
+    /// [`UnknownKernel`] for any other release: the allowlist changed
+    /// between those kernels, and guessing a list the running kernel does
+    /// not use would hand out routes it refuses.
+    ///
+    /// ```
+    /// use dmaspace_pci::KernelPolicy;
+    /// assert_eq!(KernelPolicy::for_release("6.12.118-amd64")?, KernelPolicy::linux_6_12());
+    /// assert_eq!(KernelPolicy::for_release("7.3.4+bpo-amd64")?, KernelPolicy::linux_7_3());
+    /// assert!(KernelPolicy::for_release("6.1.0-40-amd64").is_err());
+    /// assert!(KernelPolicy::for_release("6.120.1").is_err());
+    /// # Ok::<(), dmaspace_pci::UnknownKernel>(())
+    /// ```
+    pub fn for_release(release: &str) -> Result<Self, UnknownKernel> {
+        let release = release.trim();
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next();
+        let minor = parts.next();
+        match (major, minor) {
+            (Some("6"), Some("12")) => Ok(Self::linux_6_12()),
+            (Some("7"), Some("3")) => Ok(Self::linux_7_3()),
+            _ => Err(UnknownKernel {
+                release: release.into(),
+            }),
         }
+    }
+
+    /// The kernel's name: `linux-6.12` or `linux-7.3`.
+    ///
+    /// ```
+    /// use dmaspace_pci::KernelPolicy;
+    /// assert_eq!(KernelPolicy::linux_6_12().name(), "linux-6.12");
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The policy, to classify with.
@@ -384,6 +472,31 @@ impl KernelPolicy {
         &self.policy
     }
 }
+
+/// A kernel release for which this crate has no named policy
+/// ([`KernelPolicy::for_release`]).
+///
+/// ```
+/// let e = dmaspace_pci::KernelPolicy::for_release("5.15.0").unwrap_err();
+/// assert_eq!(e.to_string(), "no P2PDMA policy for kernel 5.15.0: this crate names linux-6.12 and linux-7.3");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownKernel {
+    /// The release as given.
+    pub release: alloc::string::String,
+}
+
+impl core::fmt::Display for UnknownKernel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "no P2PDMA policy for kernel {}: this crate names linux-6.12 and linux-7.3",
+            self.release
+        )
+    }
+}
+
+impl core::error::Error for UnknownKernel {}
 
 impl From<KernelPolicy> for Policy {
     #[inline]

@@ -101,7 +101,9 @@ mod tree;
 mod verdict;
 
 #[cfg(feature = "alloc")]
-pub use allowlist::{AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, KernelPolicy, Policy};
+pub use allowlist::{
+    AllowFlags, Allowlist, AllowlistEntry, DeviceMatch, KernelPolicy, Policy, UnknownKernel,
+};
 #[cfg(feature = "alloc")]
 pub use bar::{Bar, BarError, BarFlags, Bars};
 pub use bdf::{Bdf, HostBridge, HostBridgeId, ParseBdfError};

@@ -253,6 +253,32 @@ pub fn parse_cpuinfo(text: &str) -> Result<CpuInfo, String> {
     }
 }
 
+/// The release of the kernel that `root` describes
+/// (`ROOT/proc/sys/kernel/osrelease`, what `uname -r` prints), to pick its
+/// P2PDMA policy with [`KernelPolicy::for_release`](crate::KernelPolicy::for_release).
+/// `None` when the tree has no such file (a capture of `sys/` alone).
+///
+/// # Errors
+/// [`SysfsError`] when the file exists but cannot be read, is not a regular
+/// file, is larger than 4 KiB or is not UTF-8.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("osrelease-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(dir.join("proc/sys/kernel"))?;
+/// std::fs::write(dir.join("proc/sys/kernel/osrelease"), "6.12.118-amd64\n")?;
+/// assert_eq!(dmaspace_pci::sysfs::kernel_release(&dir)?.as_deref(), Some("6.12.118-amd64"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn kernel_release(root: &Path) -> Result<Option<String>, SysfsError> {
+    let path = root.join("proc/sys/kernel/osrelease");
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    Ok(Some(read_text(&path)?.trim().to_string()))
+}
+
 /// Loads the PCI tree and CPU under `root` (`/` for the live machine).
 ///
 /// ```
