@@ -8,6 +8,7 @@
 //! VFIO backend).
 
 mod attach;
+mod ctx;
 pub mod iommufd;
 mod kernel;
 pub mod vfio;
@@ -15,3 +16,4 @@ pub mod vfio_bar;
 pub mod vfio_noiommu;
 
 pub use attach::AttachError;
+pub use ctx::{IommuHandle, VfioIommu};
