@@ -308,6 +308,7 @@ impl VfioContainer {
             flags: 0,
             iova,
             size: len,
+            ..Default::default()
         };
         // SAFETY: VFIO_IOMMU_UNMAP_DMA takes a struct vfio_iommu_type1_dma_unmap,
         // argsz set, no bitmap flag (so no data[] is read).
@@ -350,6 +351,7 @@ impl VfioIommuInfo {
 /// the buffer; 0 ends the chain). Unknown capabilities are skipped; a chain
 /// that leaves the answer, goes backwards or is truncated is an error.
 pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
+    use sys::type1_info as off;
     let bad = |what: &'static str| {
         VfioError::new(
             VfioCall::Ioctl(Ioctl::IommuGetInfo),
@@ -374,7 +376,7 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
     }
     let end = argsz.min(buf.len());
     let page_sizes = if flags & sys::VFIO_IOMMU_INFO_PGSIZES != 0 {
-        u64_at(8).unwrap_or(0)
+        u64_at(off::PGSIZES).unwrap_or(0)
     } else {
         0
     };
@@ -386,31 +388,34 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
     if flags & sys::VFIO_IOMMU_INFO_CAPS == 0 {
         return Ok(info);
     }
-    let mut at = u32_at(16).unwrap_or(0) as usize;
+    let mut at = u32_at(off::CAP_OFFSET).unwrap_or(0) as usize;
     let mut seen = 0;
     while at != 0 {
         seen += 1;
-        if seen > 64 || at < fixed || at + 8 > end {
+        if seen > 64 || at < fixed || at + off::CAP_HEADER > end {
             return Err(bad(
                 "VFIO_IOMMU_GET_INFO capability chain leaves the answer",
             ));
         }
-        let id = u16_at(at).unwrap_or(0);
-        let next = u32_at(at + 4).unwrap_or(0) as usize;
+        let id = u16_at(at + off::CAP_ID).unwrap_or(0);
+        let next = u32_at(at + off::CAP_NEXT).unwrap_or(0) as usize;
         match id {
             sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE => {
-                let n = u32_at(at + 8)
-                    .filter(|_| at + 16 <= end)
+                let n = u32_at(at + off::NR_IOVAS)
+                    .filter(|_| at + off::IOVA_RANGES <= end)
                     .ok_or(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"))?
                     as usize;
-                let first = at + 16;
-                if n > (end - first) / 16 {
+                let first = at + off::IOVA_RANGES;
+                if n > (end - first) / off::RANGE {
                     return Err(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"));
                 }
                 let mut ranges = Vec::with_capacity(n);
                 for i in 0..n {
-                    let o = first + 16 * i;
-                    let (a, b) = (u64_at(o).unwrap_or(0), u64_at(o + 8).unwrap_or(0));
+                    let o = first + off::RANGE * i;
+                    let (a, b) = (
+                        u64_at(o + off::RANGE_START).unwrap_or(0),
+                        u64_at(o + off::RANGE_END).unwrap_or(0),
+                    );
                     if b < a {
                         return Err(bad("VFIO_IOMMU_GET_INFO IOVA range ends before it starts"));
                     }
@@ -421,8 +426,8 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
             }
             sys::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL => {
                 info.dma_avail = Some(
-                    u32_at(at + 8)
-                        .filter(|_| at + 12 <= end)
+                    u32_at(at + off::DMA_AVAIL)
+                        .filter(|_| at + off::DMA_AVAIL + 4 <= end)
                         .ok_or(bad("VFIO_IOMMU_GET_INFO DMA capability truncated"))?,
                 );
             }

@@ -386,9 +386,11 @@ impl VfioDevice {
             flags: 0,
             iommufd: iommufd.raw_fd().as_raw_fd(),
             out_devid: 0,
+            // No VFIO_DEVICE_BIND_FLAG_TOKEN: the kernel reads no token.
+            token_uuid_ptr: 0,
         };
-        // SAFETY: VFIO_DEVICE_BIND_IOMMUFD takes a struct vfio_device_bind_iommufd
-        // (6.12 layout), argsz set; it holds an fd number, no pointers.
+        // SAFETY: VFIO_DEVICE_BIND_IOMMUFD takes a struct vfio_device_bind_iommufd,
+        // argsz set; it holds an fd number and, without the token flag, no pointer.
         unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceBindIommufd, &mut b) }?;
         self.iommufd = Some(iommufd.clone());
         Ok(b.out_devid)
@@ -420,9 +422,10 @@ impl VfioDevice {
             argsz: sys::argsz::<sys::VfioDeviceAttachIommufdPt>(),
             flags: 0,
             pt_id: ioas.id(),
+            pasid: 0, // read only with VFIO_DEVICE_ATTACH_PASID
         };
         // SAFETY: VFIO_DEVICE_ATTACH_IOMMUFD_PT takes a struct
-        // vfio_device_attach_iommufd_pt (6.12 layout), argsz set; no pointers.
+        // vfio_device_attach_iommufd_pt, argsz set; no pointers.
         unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::DeviceAttachIommufdPt, &mut a) }?;
         self.ioas = Some(ioas.id());
         Ok(())

@@ -140,7 +140,7 @@ impl Ioas {
                 | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
                 | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
             ioas_id: self.id,
-            reserved: 0,
+            __reserved: 0,
             user_va: vaddr,
             length: len,
             iova,
@@ -233,7 +233,7 @@ impl Ioas {
                 size: sys::argsz::<sys::IommuIoasIovaRanges>(),
                 ioas_id: self.id,
                 num_iovas: u32::try_from(ranges.len()).unwrap_or(u32::MAX),
-                reserved: 0,
+                __reserved: 0,
                 allowed_iovas: ranges.as_mut_ptr() as u64,
                 out_iova_alignment: 0,
             };
