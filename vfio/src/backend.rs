@@ -8,10 +8,15 @@
 //! VFIO backend).
 
 mod attach;
+mod ctx;
 pub mod iommufd;
 mod kernel;
+#[cfg(feature = "vfio-ioctls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vfio-ioctls")))]
+pub mod rust_vmm;
 pub mod vfio;
 pub mod vfio_bar;
 pub mod vfio_noiommu;
 
 pub use attach::AttachError;
+pub use ctx::{IommuHandle, VfioIommu};

@@ -203,19 +203,7 @@ impl VfioContainer {
         device_writes: bool,
     ) -> Result<()> {
         self.require_type1()?;
-        check_map_args(vaddr, len, iova)?;
-        let flag = |on: bool, f: u32| if on { f } else { 0 };
-        let mut m = sys::VfioIommuType1DmaMap {
-            argsz: sys::argsz::<sys::VfioIommuType1DmaMap>(),
-            flags: flag(device_reads, sys::VFIO_DMA_MAP_FLAG_READ)
-                | flag(device_writes, sys::VFIO_DMA_MAP_FLAG_WRITE),
-            vaddr,
-            iova,
-            size: len,
-        };
-        // SAFETY: VFIO_IOMMU_MAP_DMA takes a struct vfio_iommu_type1_dma_map,
-        // argsz set; the kernel reads it and pins the user pages it names.
-        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::IommuMapDma, &mut m) }.map(drop)
+        type1_map(self.raw_fd(), vaddr, len, iova, device_reads, device_writes)
     }
 
     /// Maps all of `mem` at `iova`, readable and writable by the devices of this
@@ -264,30 +252,7 @@ impl VfioContainer {
     /// kernel's answer is malformed; the ioctl's errno.
     pub fn iommu_info(&self) -> Result<VfioIommuInfo> {
         self.require_type1()?;
-        let fixed = core::mem::size_of::<sys::VfioIommuType1Info>();
-        let mut words = 64usize; // 512 bytes: the fixed part and a few ranges
-        for _ in 0..4 {
-            let mut buf = std::vec![0u64; words];
-            let argsz = u32::try_from(words * 8).unwrap_or(u32::MAX);
-            buf[0] = u64::from(argsz); // argsz (low half), flags = 0
-            // SAFETY: VFIO_IOMMU_GET_INFO takes a struct vfio_iommu_type1_info
-            // at the start of the buffer, argsz set to the buffer's size; the
-            // kernel writes at most argsz bytes.
-            unsafe { sys::ioctl_buf(self.raw_fd(), Ioctl::IommuGetInfo, &mut buf) }?;
-            let bytes = zerocopy::IntoBytes::as_bytes(buf.as_slice());
-            let need = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
-            if need > bytes.len() && need <= (1 << 20) {
-                words = need.div_ceil(8).max(fixed / 8);
-                continue;
-            }
-            return parse_type1_info(bytes);
-        }
-        Err(VfioError::new(
-            VfioCall::Ioctl(Ioctl::IommuGetInfo),
-            VfioErrorKind::InvalidArgument {
-                what: "VFIO_IOMMU_GET_INFO kept asking for a larger buffer",
-            },
-        ))
+        type1_info(self.raw_fd())
     }
 
     /// Unmaps `[iova, iova + len)` (`VFIO_IOMMU_UNMAP_DMA`); returns the bytes
@@ -302,18 +267,82 @@ impl VfioContainer {
     /// As [`map_dma`](Self::map_dma).
     pub unsafe fn unmap_dma(&self, iova: u64, len: u64) -> Result<u64> {
         self.require_type1()?;
-        check_map_args(0, len, iova)?;
-        let mut u = sys::VfioIommuType1DmaUnmap {
-            argsz: sys::argsz::<sys::VfioIommuType1DmaUnmap>(),
-            flags: 0,
-            iova,
-            size: len,
-        };
-        // SAFETY: VFIO_IOMMU_UNMAP_DMA takes a struct vfio_iommu_type1_dma_unmap,
-        // argsz set, no bitmap flag (so no data[] is read).
-        unsafe { sys::ioctl_ptr(self.raw_fd(), Ioctl::IommuUnmapDma, &mut u) }?;
-        Ok(u.size)
+        // SAFETY: forwarded from this function's contract.
+        unsafe { type1_unmap(self.raw_fd(), iova, len) }
     }
+}
+
+/// `VFIO_IOMMU_MAP_DMA` of any virtual range on the type1 container `fd`,
+/// readable and/or writable by the devices. Crate-private: the callers vouch
+/// for the memory (the backends' `map` is `unsafe`).
+pub(crate) fn type1_map(
+    fd: BorrowedFd<'_>,
+    vaddr: u64,
+    len: u64,
+    iova: u64,
+    device_reads: bool,
+    device_writes: bool,
+) -> Result<()> {
+    check_map_args(vaddr, len, iova)?;
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    let mut m = sys::VfioIommuType1DmaMap {
+        argsz: sys::argsz::<sys::VfioIommuType1DmaMap>(),
+        flags: flag(device_reads, sys::VFIO_DMA_MAP_FLAG_READ)
+            | flag(device_writes, sys::VFIO_DMA_MAP_FLAG_WRITE),
+        vaddr,
+        iova,
+        size: len,
+    };
+    // SAFETY: VFIO_IOMMU_MAP_DMA takes a struct vfio_iommu_type1_dma_map,
+    // argsz set; the kernel reads it and pins the user pages it names.
+    unsafe { sys::ioctl_ptr(fd, Ioctl::IommuMapDma, &mut m) }.map(drop)
+}
+
+/// `VFIO_IOMMU_GET_INFO` on the type1 container `fd`.
+pub(crate) fn type1_info(fd: BorrowedFd<'_>) -> Result<VfioIommuInfo> {
+    let fixed = core::mem::size_of::<sys::VfioIommuType1Info>();
+    let mut words = 64usize; // 512 bytes: the fixed part and a few ranges
+    for _ in 0..4 {
+        let mut buf = std::vec![0u64; words];
+        let argsz = u32::try_from(words * 8).unwrap_or(u32::MAX);
+        buf[0] = u64::from(argsz); // argsz (low half), flags = 0
+        // SAFETY: VFIO_IOMMU_GET_INFO takes a struct vfio_iommu_type1_info
+        // at the start of the buffer, argsz set to the buffer's size; the
+        // kernel writes at most argsz bytes.
+        unsafe { sys::ioctl_buf(fd, Ioctl::IommuGetInfo, &mut buf) }?;
+        let bytes = zerocopy::IntoBytes::as_bytes(buf.as_slice());
+        let need = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        if need > bytes.len() && need <= (1 << 20) {
+            words = need.div_ceil(8).max(fixed / 8);
+            continue;
+        }
+        return parse_type1_info(bytes);
+    }
+    Err(VfioError::new(
+        VfioCall::Ioctl(Ioctl::IommuGetInfo),
+        VfioErrorKind::InvalidArgument {
+            what: "VFIO_IOMMU_GET_INFO kept asking for a larger buffer",
+        },
+    ))
+}
+
+/// `VFIO_IOMMU_UNMAP_DMA` on the type1 container `fd`; the bytes unmapped.
+///
+/// # Safety
+/// As [`VfioContainer::unmap_dma`].
+pub(crate) unsafe fn type1_unmap(fd: BorrowedFd<'_>, iova: u64, len: u64) -> Result<u64> {
+    check_map_args(0, len, iova)?;
+    let mut u = sys::VfioIommuType1DmaUnmap {
+        argsz: sys::argsz::<sys::VfioIommuType1DmaUnmap>(),
+        flags: 0,
+        iova,
+        size: len,
+        ..Default::default()
+    };
+    // SAFETY: VFIO_IOMMU_UNMAP_DMA takes a struct vfio_iommu_type1_dma_unmap,
+    // argsz set, no bitmap flag (so no data[] is read).
+    unsafe { sys::ioctl_ptr(fd, Ioctl::IommuUnmapDma, &mut u) }?;
+    Ok(u.size)
 }
 
 /// What `VFIO_IOMMU_GET_INFO` says about a type1 container
@@ -350,6 +379,7 @@ impl VfioIommuInfo {
 /// the buffer; 0 ends the chain). Unknown capabilities are skipped; a chain
 /// that leaves the answer, goes backwards or is truncated is an error.
 pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
+    use sys::type1_info as off;
     let bad = |what: &'static str| {
         VfioError::new(
             VfioCall::Ioctl(Ioctl::IommuGetInfo),
@@ -374,7 +404,7 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
     }
     let end = argsz.min(buf.len());
     let page_sizes = if flags & sys::VFIO_IOMMU_INFO_PGSIZES != 0 {
-        u64_at(8).unwrap_or(0)
+        u64_at(off::PGSIZES).unwrap_or(0)
     } else {
         0
     };
@@ -386,31 +416,34 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
     if flags & sys::VFIO_IOMMU_INFO_CAPS == 0 {
         return Ok(info);
     }
-    let mut at = u32_at(16).unwrap_or(0) as usize;
+    let mut at = u32_at(off::CAP_OFFSET).unwrap_or(0) as usize;
     let mut seen = 0;
     while at != 0 {
         seen += 1;
-        if seen > 64 || at < fixed || at + 8 > end {
+        if seen > 64 || at < fixed || at + off::CAP_HEADER > end {
             return Err(bad(
                 "VFIO_IOMMU_GET_INFO capability chain leaves the answer",
             ));
         }
-        let id = u16_at(at).unwrap_or(0);
-        let next = u32_at(at + 4).unwrap_or(0) as usize;
+        let id = u16_at(at + off::CAP_ID).unwrap_or(0);
+        let next = u32_at(at + off::CAP_NEXT).unwrap_or(0) as usize;
         match id {
             sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE => {
-                let n = u32_at(at + 8)
-                    .filter(|_| at + 16 <= end)
+                let n = u32_at(at + off::NR_IOVAS)
+                    .filter(|_| at + off::IOVA_RANGES <= end)
                     .ok_or(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"))?
                     as usize;
-                let first = at + 16;
-                if n > (end - first) / 16 {
+                let first = at + off::IOVA_RANGES;
+                if n > (end - first) / off::RANGE {
                     return Err(bad("VFIO_IOMMU_GET_INFO IOVA range capability truncated"));
                 }
                 let mut ranges = Vec::with_capacity(n);
                 for i in 0..n {
-                    let o = first + 16 * i;
-                    let (a, b) = (u64_at(o).unwrap_or(0), u64_at(o + 8).unwrap_or(0));
+                    let o = first + off::RANGE * i;
+                    let (a, b) = (
+                        u64_at(o + off::RANGE_START).unwrap_or(0),
+                        u64_at(o + off::RANGE_END).unwrap_or(0),
+                    );
                     if b < a {
                         return Err(bad("VFIO_IOMMU_GET_INFO IOVA range ends before it starts"));
                     }
@@ -421,8 +454,8 @@ pub(crate) fn parse_type1_info(buf: &[u8]) -> Result<VfioIommuInfo> {
             }
             sys::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL => {
                 info.dma_avail = Some(
-                    u32_at(at + 8)
-                        .filter(|_| at + 12 <= end)
+                    u32_at(at + off::DMA_AVAIL)
+                        .filter(|_| at + off::DMA_AVAIL + 4 <= end)
                         .ok_or(bad("VFIO_IOMMU_GET_INFO DMA capability truncated"))?,
                 );
             }

@@ -132,22 +132,15 @@ impl Ioas {
         device_reads: bool,
         device_writes: bool,
     ) -> Result<()> {
-        check_map_args(vaddr, len, iova)?;
-        let flag = |on: bool, f: u32| if on { f } else { 0 };
-        let mut m = sys::IommuIoasMap {
-            size: sys::argsz::<sys::IommuIoasMap>(),
-            flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
-                | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
-                | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
-            ioas_id: self.id,
-            reserved: 0,
-            user_va: vaddr,
-            length: len,
+        ioas_map(
+            self.iommufd.raw_fd(),
+            self.id,
+            vaddr,
+            len,
             iova,
-        };
-        // SAFETY: IOMMU_IOAS_MAP takes a struct iommu_ioas_map, size set; the
-        // kernel reads it and pins the user pages it names.
-        unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasMap, &mut m) }.map(drop)
+            device_reads,
+            device_writes,
+        )
     }
 
     /// Maps all of `mem` at exactly `iova`, readable and writable
@@ -207,16 +200,8 @@ impl Ioas {
     ///
     /// As [`map`](Self::map).
     pub unsafe fn unmap(&self, iova: u64, len: u64) -> Result<u64> {
-        check_map_args(0, len, iova)?;
-        let mut u = sys::IommuIoasUnmap {
-            size: sys::argsz::<sys::IommuIoasUnmap>(),
-            ioas_id: self.id,
-            iova,
-            length: len,
-        };
-        // SAFETY: IOMMU_IOAS_UNMAP takes a struct iommu_ioas_unmap, size set.
-        unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasUnmap, &mut u) }?;
-        Ok(u.length)
+        // SAFETY: forwarded from this function's contract.
+        unsafe { ioas_unmap(self.iommufd.raw_fd(), self.id, iova, len) }
     }
 
     /// The IOVA ranges devices attached to this IOAS may use, as
@@ -227,32 +212,82 @@ impl Ioas {
     ///
     /// The ioctl's errno.
     pub fn iova_ranges(&self) -> Result<(Vec<(u64, u64)>, u64)> {
-        let mut ranges = std::vec![sys::IommuIovaRange::default(); 16];
-        loop {
-            let mut q = sys::IommuIoasIovaRanges {
-                size: sys::argsz::<sys::IommuIoasIovaRanges>(),
-                ioas_id: self.id,
-                num_iovas: u32::try_from(ranges.len()).unwrap_or(u32::MAX),
-                reserved: 0,
-                allowed_iovas: ranges.as_mut_ptr() as u64,
-                out_iova_alignment: 0,
-            };
-            // SAFETY: IOMMU_IOAS_IOVA_RANGES takes a struct iommu_ioas_iova_ranges
-            // whose `allowed_iovas` points at `num_iovas` writable entries.
-            match unsafe { sys::ioctl_ptr(self.iommufd.raw_fd(), Ioctl::IoasIovaRanges, &mut q) } {
-                Ok(_) => {
-                    let n = (q.num_iovas as usize).min(ranges.len());
-                    let out = ranges[..n].iter().map(|r| (r.start, r.last)).collect();
-                    return Ok((out, q.out_iova_alignment));
-                }
-                Err(e)
-                    if e.errno() == Some(libc::EMSGSIZE)
-                        && (q.num_iovas as usize) > ranges.len() =>
-                {
-                    ranges.resize(q.num_iovas as usize, sys::IommuIovaRange::default());
-                }
-                Err(e) => return Err(e),
+        ioas_iova_ranges(self.iommufd.raw_fd(), self.id)
+    }
+}
+
+/// `IOMMU_IOAS_MAP` (fixed IOVA) on IOAS `id` of the iommufd `fd`.
+/// Crate-private: the callers vouch for the memory.
+pub(crate) fn ioas_map(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    vaddr: u64,
+    len: u64,
+    iova: u64,
+    device_reads: bool,
+    device_writes: bool,
+) -> Result<()> {
+    check_map_args(vaddr, len, iova)?;
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    let mut m = sys::IommuIoasMap {
+        size: sys::argsz::<sys::IommuIoasMap>(),
+        flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
+            | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
+            | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
+        ioas_id: id,
+        __reserved: 0,
+        user_va: vaddr,
+        length: len,
+        iova,
+    };
+    // SAFETY: IOMMU_IOAS_MAP takes a struct iommu_ioas_map, size set; the
+    // kernel reads it and pins the user pages it names.
+    unsafe { sys::ioctl_ptr(fd, Ioctl::IoasMap, &mut m) }.map(drop)
+}
+
+/// `IOMMU_IOAS_UNMAP` on IOAS `id` of the iommufd `fd`; the bytes unmapped.
+///
+/// # Safety
+/// As [`Ioas::unmap`].
+pub(crate) unsafe fn ioas_unmap(fd: BorrowedFd<'_>, id: u32, iova: u64, len: u64) -> Result<u64> {
+    check_map_args(0, len, iova)?;
+    let mut u = sys::IommuIoasUnmap {
+        size: sys::argsz::<sys::IommuIoasUnmap>(),
+        ioas_id: id,
+        iova,
+        length: len,
+    };
+    // SAFETY: IOMMU_IOAS_UNMAP takes a struct iommu_ioas_unmap, size set.
+    unsafe { sys::ioctl_ptr(fd, Ioctl::IoasUnmap, &mut u) }?;
+    Ok(u.length)
+}
+
+/// `IOMMU_IOAS_IOVA_RANGES` on IOAS `id` of the iommufd `fd`.
+pub(crate) fn ioas_iova_ranges(fd: BorrowedFd<'_>, id: u32) -> Result<(Vec<(u64, u64)>, u64)> {
+    let mut ranges = std::vec![sys::IommuIovaRange::default(); 16];
+    loop {
+        let mut q = sys::IommuIoasIovaRanges {
+            size: sys::argsz::<sys::IommuIoasIovaRanges>(),
+            ioas_id: id,
+            num_iovas: u32::try_from(ranges.len()).unwrap_or(u32::MAX),
+            __reserved: 0,
+            allowed_iovas: ranges.as_mut_ptr() as u64,
+            out_iova_alignment: 0,
+        };
+        // SAFETY: IOMMU_IOAS_IOVA_RANGES takes a struct iommu_ioas_iova_ranges
+        // whose `allowed_iovas` points at `num_iovas` writable entries.
+        match unsafe { sys::ioctl_ptr(fd, Ioctl::IoasIovaRanges, &mut q) } {
+            Ok(_) => {
+                let n = (q.num_iovas as usize).min(ranges.len());
+                let out = ranges[..n].iter().map(|r| (r.start, r.last)).collect();
+                return Ok((out, q.out_iova_alignment));
             }
+            Err(e)
+                if e.errno() == Some(libc::EMSGSIZE) && (q.num_iovas as usize) > ranges.len() =>
+            {
+                ranges.resize(q.num_iovas as usize, sys::IommuIovaRange::default());
+            }
+            Err(e) => return Err(e),
         }
     }
 }

@@ -22,9 +22,10 @@
 //! viable, iommufd cannot map a PFNMAP BAR, ...). Nothing here panics on
 //! kernel input.
 //!
-//! The uapi structs are written from Linux 6.12's headers (sizes asserted at
-//! compile time): Debian 12's system headers are 6.1 and lack the cdev and
-//! iommufd parts.
+//! The uapi structs and constants are rust-vmm's `vfio-bindings` and
+//! `iommufd-bindings` (bindgen output of recent headers, valid on 6.12 and
+//! later: the kernel checks sizes against its own minimum); the system calls
+//! go through `libc`.
 // Feature labels on items in docs.rs's build.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Strict where it helps a library (as zerocopy): every public item reachable,

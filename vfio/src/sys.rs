@@ -1,27 +1,33 @@
-//! The few VFIO and iommufd uapi structs and ioctl numbers this layer uses,
-//! written from Linux 6.12's `include/uapi/linux/vfio.h` and `iommufd.h`
-//! (Debian 12's system headers are 6.1 and lack the cdev/iommufd parts).
+//! The VFIO and iommufd uapi this layer uses: the structs and constants are
+//! rust-vmm's `vfio-bindings` 0.7 and `iommufd-bindings` 0.2 (bindgen output
+//! of recent `vfio.h` and `iommufd.h`, their layouts asserted there), under
+//! this crate's names; the ioctl request numbers are computed here (bindgen
+//! cannot expand `_IO()`), and the calls go through `libc`.
 //!
-//! The sizes are those of 6.12 and are asserted at compile time; the kernel
-//! checks `argsz`/`size` against its own minimum, so these stay valid on newer
-//! kernels, which only append fields.
+//! The kernel checks `argsz`/`size` against its own minimum and ignores (or
+//! requires zero in) what it does not know, so structs of a newer header stay
+//! valid on 6.12, and 6.12's on newer kernels.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::error::{Ioctl, Result, VfioCall, VfioError};
 
-const VFIO_TYPE: u32 = b';' as u32;
-const VFIO_BASE: u32 = 100;
-const IOMMUFD_TYPE: u32 = b';' as u32;
+use iommufd_bindings::iommufd as iofd;
+use vfio_bindings::bindings::vfio as uapi;
 
 /// `_IO(type, nr)`: no size or direction bits (VFIO and iommufd use only `_IO`).
-const fn io(ty: u32, nr: u32) -> u32 {
-    (ty << 8) | nr
+const fn io(ty: u8, nr: u32) -> u32 {
+    ((ty as u32) << 8) | nr
 }
 
 impl Ioctl {
     /// The request number, as `_IO(...)` computes it.
+    ///
+    /// Hand-written: bindgen cannot expand `_IO()`, so `vfio-bindings`
+    /// has no request numbers; the VFIO offsets from `VFIO_BASE` are
+    /// `vfio.h`'s, iommufd's numbers are `iommufd-bindings`' command enum.
     pub(crate) const fn request(self) -> u32 {
+        use uapi::{VFIO_BASE, VFIO_TYPE};
         match self {
             Self::GetApiVersion => io(VFIO_TYPE, VFIO_BASE),
             Self::CheckExtension => io(VFIO_TYPE, VFIO_BASE + 1),
@@ -37,200 +43,88 @@ impl Ioctl {
             Self::IommuUnmapDma => io(VFIO_TYPE, VFIO_BASE + 14),
             Self::DeviceBindIommufd => io(VFIO_TYPE, VFIO_BASE + 18),
             Self::DeviceAttachIommufdPt => io(VFIO_TYPE, VFIO_BASE + 19),
-            Self::IommuDestroy => io(IOMMUFD_TYPE, 0x80),
-            Self::IoasAlloc => io(IOMMUFD_TYPE, 0x81),
-            Self::IoasIovaRanges => io(IOMMUFD_TYPE, 0x84),
-            Self::IoasMap => io(IOMMUFD_TYPE, 0x85),
-            Self::IoasUnmap => io(IOMMUFD_TYPE, 0x86),
+            Self::IommuDestroy => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_DESTROY),
+            Self::IoasAlloc => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_ALLOC),
+            Self::IoasIovaRanges => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_IOVA_RANGES),
+            Self::IoasMap => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_MAP),
+            Self::IoasUnmap => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_UNMAP),
         }
     }
 }
 
-pub(crate) const VFIO_API_VERSION: i32 = 0;
-pub(crate) const VFIO_TYPE1V2_IOMMU: u32 = 3;
-pub(crate) const VFIO_NOIOMMU_IOMMU: u32 = 8;
-pub(crate) const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
-pub(crate) const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
-pub(crate) const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 0;
-pub(crate) const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
-pub(crate) const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
-pub(crate) const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
-pub(crate) const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
-pub(crate) const VFIO_IOMMU_INFO_PGSIZES: u32 = 1 << 0;
-pub(crate) const VFIO_IOMMU_INFO_CAPS: u32 = 1 << 1;
-pub(crate) const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: u16 = 1;
-pub(crate) const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: u16 = 3;
-pub(crate) const VFIO_DMA_MAP_FLAG_READ: u32 = 1 << 0;
-pub(crate) const VFIO_DMA_MAP_FLAG_WRITE: u32 = 1 << 1;
-/// `VFIO_PCI_CONFIG_REGION_INDEX`.
-pub(crate) const VFIO_PCI_CONFIG_REGION_INDEX: u32 = 7;
-pub(crate) const IOMMU_IOAS_MAP_FIXED_IOVA: u32 = 1 << 0;
-pub(crate) const IOMMU_IOAS_MAP_WRITEABLE: u32 = 1 << 1;
-pub(crate) const IOMMU_IOAS_MAP_READABLE: u32 = 1 << 2;
-
-/// `struct vfio_group_status`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioGroupStatus {
-    pub argsz: u32,
-    pub flags: u32,
-}
-
-/// `struct vfio_device_info` (6.12: with `cap_offset` and `pad`).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioDeviceInfo {
-    pub argsz: u32,
-    pub flags: u32,
-    pub num_regions: u32,
-    pub num_irqs: u32,
-    pub cap_offset: u32,
-    pub pad: u32,
-}
-
-/// `struct vfio_region_info`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioRegionInfo {
-    pub argsz: u32,
-    pub flags: u32,
-    pub index: u32,
-    pub cap_offset: u32,
-    pub size: u64,
-    pub offset: u64,
-}
-
-/// `struct vfio_iommu_type1_info` (the fixed part; capabilities follow it in
-/// the caller's buffer, at `cap_offset`, each starting with a
-/// `struct vfio_info_cap_header { u16 id; u16 version; u32 next; }`).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioIommuType1Info {
-    pub argsz: u32,
-    pub flags: u32,
-    pub iova_pgsizes: u64,
-    pub cap_offset: u32,
-    pub pad: u32,
-}
-
-/// `struct vfio_iommu_type1_dma_map`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioIommuType1DmaMap {
-    pub argsz: u32,
-    pub flags: u32,
-    pub vaddr: u64,
-    pub iova: u64,
-    pub size: u64,
-}
-
-/// `struct vfio_iommu_type1_dma_unmap` (without the flexible `data[]`).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioIommuType1DmaUnmap {
-    pub argsz: u32,
-    pub flags: u32,
-    pub iova: u64,
-    pub size: u64,
-}
-
-/// `struct vfio_device_bind_iommufd` (6.12: 16 bytes; later kernels append a token).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioDeviceBindIommufd {
-    pub argsz: u32,
-    pub flags: u32,
-    pub iommufd: i32,
-    pub out_devid: u32,
-}
-
-/// `struct vfio_device_attach_iommufd_pt` (6.12: 12 bytes; later kernels append `pasid`).
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VfioDeviceAttachIommufdPt {
-    pub argsz: u32,
-    pub flags: u32,
-    pub pt_id: u32,
-}
-
-/// `struct iommu_destroy`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct IommuDestroy {
-    pub size: u32,
-    pub id: u32,
-}
-
-/// `struct iommu_ioas_alloc`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct IommuIoasAlloc {
-    pub size: u32,
-    pub flags: u32,
-    pub out_ioas_id: u32,
-}
-
-/// `struct iommu_ioas_map`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct IommuIoasMap {
-    pub size: u32,
-    pub flags: u32,
-    pub ioas_id: u32,
-    pub reserved: u32,
-    pub user_va: u64,
-    pub length: u64,
-    pub iova: u64,
-}
-
-/// `struct iommu_ioas_unmap`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct IommuIoasUnmap {
-    pub size: u32,
-    pub ioas_id: u32,
-    pub iova: u64,
-    pub length: u64,
-}
-
-/// `struct iommu_ioas_iova_ranges`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct IommuIoasIovaRanges {
-    pub size: u32,
-    pub ioas_id: u32,
-    pub num_iovas: u32,
-    pub reserved: u32,
-    pub allowed_iovas: u64,
-    pub out_iova_alignment: u64,
-}
-
-/// `struct iommu_iova_range`.
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IommuIovaRange {
-    pub start: u64,
-    pub last: u64,
-}
-
-// Sizes of Linux 6.12 (printed by a C program against its uapi headers).
-const _: () = {
-    use core::mem::size_of;
-    assert!(size_of::<VfioGroupStatus>() == 8);
-    assert!(size_of::<VfioDeviceInfo>() == 24);
-    assert!(size_of::<VfioRegionInfo>() == 32);
-    assert!(size_of::<VfioIommuType1Info>() == 24);
-    assert!(size_of::<VfioIommuType1DmaMap>() == 32);
-    assert!(size_of::<VfioIommuType1DmaUnmap>() == 24);
-    assert!(size_of::<VfioDeviceBindIommufd>() == 16);
-    assert!(size_of::<VfioDeviceAttachIommufdPt>() == 12);
-    assert!(size_of::<IommuDestroy>() == 8);
-    assert!(size_of::<IommuIoasAlloc>() == 12);
-    assert!(size_of::<IommuIoasMap>() == 40);
-    assert!(size_of::<IommuIoasUnmap>() == 24);
-    assert!(size_of::<IommuIoasIovaRanges>() == 32);
-    assert!(size_of::<IommuIovaRange>() == 16);
+#[expect(
+    clippy::cast_possible_wrap,
+    reason = "VFIO_API_VERSION is 0; VFIO_GET_API_VERSION returns an int"
+)]
+pub(crate) const VFIO_API_VERSION: i32 = uapi::VFIO_API_VERSION as i32;
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "capability ids are a u16 in vfio_info_cap_header; the values are 1 and 3"
+)]
+pub(crate) const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: u16 =
+    uapi::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE as u16;
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "capability ids are a u16 in vfio_info_cap_header; the values are 1 and 3"
+)]
+pub(crate) const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: u16 =
+    uapi::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL as u16;
+pub(crate) use iofd::{
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_FIXED_IOVA as IOMMU_IOAS_MAP_FIXED_IOVA,
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_READABLE as IOMMU_IOAS_MAP_READABLE,
+    iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE as IOMMU_IOAS_MAP_WRITEABLE,
 };
+pub(crate) use uapi::{
+    VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_DMA_MAP_FLAG_READ,
+    VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE,
+    VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_NOIOMMU_IOMMU,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+    VFIO_REGION_INFO_FLAG_WRITE, VFIO_TYPE1v2_IOMMU as VFIO_TYPE1V2_IOMMU,
+};
+
+// The structs, under this crate's names. `vfio-bindings` 0.7 is newer than
+// 6.12: `vfio_device_bind_iommufd` has the token pointer (24 bytes) and
+// `vfio_device_attach_iommufd_pt` the PASID (16); 6.12 reads its minimum
+// (`argsz >= offsetofend(out_devid)` / `(pt_id)`) and ignores the rest, so
+// the larger `argsz`, with the new fields and flags zero, is valid on both.
+pub(crate) use iofd::{
+    iommu_destroy as IommuDestroy, iommu_ioas_alloc as IommuIoasAlloc,
+    iommu_ioas_iova_ranges as IommuIoasIovaRanges, iommu_ioas_map as IommuIoasMap,
+    iommu_ioas_unmap as IommuIoasUnmap, iommu_iova_range as IommuIovaRange,
+};
+pub(crate) use uapi::{
+    vfio_device_attach_iommufd_pt as VfioDeviceAttachIommufdPt,
+    vfio_device_bind_iommufd as VfioDeviceBindIommufd, vfio_device_info as VfioDeviceInfo,
+    vfio_group_status as VfioGroupStatus, vfio_iommu_type1_dma_map as VfioIommuType1DmaMap,
+    vfio_iommu_type1_dma_unmap as VfioIommuType1DmaUnmap,
+    vfio_iommu_type1_info as VfioIommuType1Info, vfio_region_info as VfioRegionInfo,
+};
+
+/// Byte offsets inside `VFIO_IOMMU_GET_INFO`'s answer, which is decoded
+/// from a byte buffer (a fixed part, then a chain of capabilities).
+pub(crate) mod type1_info {
+    use super::uapi;
+    use core::mem::{offset_of, size_of};
+    /// `vfio_iommu_type1_info.iova_pgsizes`.
+    pub(crate) const PGSIZES: usize = offset_of!(uapi::vfio_iommu_type1_info, iova_pgsizes);
+    /// `vfio_iommu_type1_info.cap_offset`.
+    pub(crate) const CAP_OFFSET: usize = offset_of!(uapi::vfio_iommu_type1_info, cap_offset);
+    /// `vfio_info_cap_header.id`, `.next`, and its size.
+    pub(crate) const CAP_ID: usize = offset_of!(uapi::vfio_info_cap_header, id);
+    pub(crate) const CAP_NEXT: usize = offset_of!(uapi::vfio_info_cap_header, next);
+    pub(crate) const CAP_HEADER: usize = size_of::<uapi::vfio_info_cap_header>();
+    /// `vfio_iommu_type1_info_cap_iova_range.nr_iovas`, `.iova_ranges[]`.
+    pub(crate) const NR_IOVAS: usize =
+        offset_of!(uapi::vfio_iommu_type1_info_cap_iova_range, nr_iovas);
+    pub(crate) const IOVA_RANGES: usize =
+        offset_of!(uapi::vfio_iommu_type1_info_cap_iova_range, iova_ranges);
+    /// `vfio_iova_range`: its size, `.start`, `.end` (inclusive).
+    pub(crate) const RANGE: usize = size_of::<uapi::vfio_iova_range>();
+    pub(crate) const RANGE_START: usize = offset_of!(uapi::vfio_iova_range, start);
+    pub(crate) const RANGE_END: usize = offset_of!(uapi::vfio_iova_range, end);
+    /// `vfio_iommu_type1_info_dma_avail.avail`.
+    pub(crate) const DMA_AVAIL: usize = offset_of!(uapi::vfio_iommu_type1_info_dma_avail, avail);
+}
 
 /// `size_of::<T>()` as the `u32` the `argsz`/`size` fields hold.
 #[expect(
@@ -341,7 +235,9 @@ mod tests {
     #[test]
     fn argsz_is_the_struct_size() {
         assert_eq!(argsz::<IommuIoasMap>(), 40);
-        assert_eq!(argsz::<VfioDeviceAttachIommufdPt>(), 12);
+        // Newer than 6.12's 12 and 16 bytes, which 6.12 accepts (it reads its minimum).
+        assert_eq!(argsz::<VfioDeviceAttachIommufdPt>(), 16);
+        assert_eq!(argsz::<VfioDeviceBindIommufd>(), 24);
     }
 
     #[test]

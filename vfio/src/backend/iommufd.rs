@@ -11,18 +11,20 @@
 //! `EFAULT`), and nothing is mapped.
 #![cfg(target_os = "linux")]
 
-use core::fmt;
-use std::vec::Vec;
-
-use super::attach::{self, AttachError};
-use super::kernel::{self, Kernel, Mappings};
-use crate::{Ioas, VfioCall, VfioDevice, VfioError, VfioErrorKind, page_size};
+use super::attach::AttachError;
+use super::ctx::{IommuHandle, VfioIommu, checked_mapper};
+use super::kernel::Kernel;
+#[cfg(doc)]
+use crate::VfioErrorKind;
+use crate::{Ioas, VfioDevice, VfioError};
 use dmaspace::Brand;
-use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+#[cfg(doc)]
+use dmaspace::backend::{AddrKind, BackendError, IommuBackend};
 use dmaspace::device::Device;
 use dmaspace::dir::IommuPerm;
 use dmaspace::iommu::IommuDomain;
 use dmaspace::map::{Iommu, Mapper};
+use dmaspace::pci::Bdf;
 
 /// An [`IommuBackend`] over an iommufd IOAS.
 ///
@@ -51,39 +53,50 @@ use dmaspace::map::{Iommu, Mapper};
 /// let domain = IommuDomain::<Dom, _>::new(IommufdIoas::new(ioas)?)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct IommufdIoas {
-    ioas: Ioas,
-    granule: u64,
-    aperture: (u64, u64),
-    valid: Vec<(u64, u64)>,
-    live: Mappings,
-}
+pub type IommufdIoas = VfioIommu<Ioas>;
 
-/// The raw calls, on the IOAS.
-struct IoasCalls<'a>(&'a Ioas);
-
-impl Kernel for IoasCalls<'_> {
+// SAFETY: `map` is one IOMMU_IOAS_MAP with FIXED_IOVA of exactly the range,
+// READABLE/WRITEABLE exactly `perm` (iommufd unwinds a failed map); `unmap`
+// one IOMMU_IOAS_UNMAP, which unmaps from every attached domain and flushes
+// before it returns (`ENOENT`, nothing there, is success). `attached`: the
+// device records the iommufd it was bound to and the IOAS it was attached
+// to; both can change only through `&mut VfioDevice`, which the borrowed
+// `vfio` excludes.
+unsafe impl Kernel for Ioas {
+    const NAME: &'static str = "IommufdIoas";
     const MAP_OP: &'static str = "IOMMU_IOAS_MAP";
+    const UNMAP_OP: &'static str = "IOMMU_IOAS_UNMAP";
+    const NO_WINDOW: &'static str = "no IOVA window is left in the IOAS's allowed ranges";
     fn map(&self, iova: u64, vaddr: u64, len: u64, perm: IommuPerm) -> Result<(), i32> {
         let reads = perm.contains(IommuPerm::READ);
         let writes = perm.contains(IommuPerm::WRITE);
-        self.0
-            .map_vaddr(vaddr, len, iova, reads, writes)
+        self.map_vaddr(vaddr, len, iova, reads, writes)
             .map_err(|e| e.errno().unwrap_or(libc::EINVAL))
     }
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32> {
         // SAFETY: the backend unmaps only its own ranges (the caller of
         // `IommuBackend::unmap` promised it).
-        match unsafe { self.0.unmap(iova, len) } {
+        match unsafe { Ioas::unmap(self, iova, len) } {
             Ok(_) => Ok(()),
             // iommufd's answer for a range that holds nothing.
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(e.errno().unwrap_or(libc::EINVAL)),
         }
     }
+    fn attached(&self, vfio: &VfioDevice) -> bool {
+        vfio.is_attached_to(self)
+    }
+    fn not_attached(vfio: Bdf) -> AttachError {
+        AttachError::NotAttached { vfio }
+    }
+    fn debug_fields(&self, d: &mut core::fmt::DebugStruct<'_, '_>) {
+        d.field("ioas", &self.id());
+    }
 }
 
-impl IommufdIoas {
+impl IommuHandle for Ioas {}
+
+impl VfioIommu<Ioas> {
     /// The backend of `ioas`, every device already attached; its aperture is
     /// the largest allowed IOVA window.
     ///
@@ -106,21 +119,7 @@ impl IommufdIoas {
     /// See the type-level example.
     pub fn avoiding(ioas: Ioas, avoid: &[(u64, u64)]) -> Result<Self, VfioError> {
         let (valid, align) = ioas.iova_ranges()?;
-        let granule = align.max(page_size() as u64);
-        let bad =
-            |what| VfioError::new(VfioCall::Argument, VfioErrorKind::InvalidArgument { what });
-        if !granule.is_power_of_two() {
-            return Err(bad("the IOAS's IOVA alignment is not a power of two"));
-        }
-        let aperture = kernel::pick_aperture(&valid, granule, avoid)
-            .ok_or(bad("no IOVA window is left in the IOAS's allowed ranges"))?;
-        Ok(Self {
-            ioas,
-            granule,
-            aperture,
-            valid,
-            live: Mappings::default(),
-        })
+        Self::build(ioas, valid, align, avoid)
     }
 
     /// The IOAS (for its id, or raw calls on ranges this backend does not use).
@@ -128,101 +127,7 @@ impl IommufdIoas {
     /// See the type-level example.
     #[must_use]
     pub fn ioas(&self) -> &Ioas {
-        &self.ioas
-    }
-
-    /// The IOAS's allowed IOVA ranges, `(first, last)` inclusive, as the
-    /// kernel reported them when the backend was made.
-    ///
-    /// See the type-level example.
-    #[must_use]
-    pub fn valid_ranges(&self) -> &[(u64, u64)] {
-        &self.valid
-    }
-
-    /// Bytes mapped through this backend now (for leak checks).
-    ///
-    /// See the type-level example.
-    #[must_use]
-    pub fn mapped_bytes(&self) -> u64 {
-        self.live.mapped_bytes()
-    }
-}
-
-impl fmt::Debug for IommufdIoas {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IommufdIoas")
-            .field("ioas", &self.ioas.id())
-            .field("granule", &self.granule)
-            .field(
-                "aperture",
-                &format_args!("{:#x} + {:#x}", self.aperture.0, self.aperture.1),
-            )
-            .field("mapped_bytes", &self.mapped_bytes())
-            .finish()
-    }
-}
-
-// SAFETY: the trait's contract, point by point:
-// - `map` checks alignment, the aperture and overlap with its own table, then
-//   makes one IOMMU_IOAS_MAP with FIXED_IOVA of exactly `[iova, iova + len)`
-//   to the process range at `addr` with exactly `perm` (READABLE/WRITEABLE);
-//   iommufd maps that range and no other. On error (a PFNMAP range: EFAULT)
-//   the kernel has unwound, and the backend unmaps the range again to make
-//   sure (`Mappings::map`): nothing of the call stays mapped.
-// - `unmap` removes every mapping inside the range (`Mappings::unmap`: whole
-//   areas only, the outside parts of a straddling one mapped back); iommufd
-//   unmaps from every attached domain and flushes before the ioctl returns.
-//   An empty range makes no call. If the kernel refuses, the process aborts:
-//   returning would let the caller reuse memory a device can still reach.
-// - `granule` is the IOAS's alignment (at least the CPU page), `aperture` a
-//   window of its allowed ranges read once: both constant.
-// - The iommufd and the table (a mutex) are shared by threads.
-// - The linker is `MapEach`, which calls `map`.
-unsafe impl IommuBackend for IommufdIoas {
-    const MAPS: AddrKind = AddrKind::Virt;
-    type Linker<'a> = MapEach<'a, Self>;
-
-    fn linker(&self, perm: IommuPerm) -> MapEach<'_, Self> {
-        MapEach::new(self, perm)
-    }
-
-    fn granule(&self) -> u64 {
-        self.granule
-    }
-
-    fn aperture(&self) -> (u64, u64) {
-        self.aperture
-    }
-
-    /// `IOMMU_IOAS_MAP` (fixed IOVA) of the process virtual range at
-    /// `addr`; with `mmio`, an `EFAULT` (6.12 cannot pin a BAR's PFNMAP
-    /// range) is [`Unmappable`](dmaspace::backend::BackendErrorKind::Unmappable).
-    unsafe fn map(
-        &self,
-        iova: u64,
-        addr: u64,
-        len: u64,
-        perm: IommuPerm,
-        mmio: bool,
-    ) -> Result<(), BackendError> {
-        self.live.map(
-            &IoasCalls(&self.ioas),
-            self.granule,
-            self.aperture,
-            (iova, addr, len),
-            perm,
-            mmio,
-        )
-    }
-
-    /// Nothing to do: an IOAS mapping is visible when the ioctl returns.
-    unsafe fn sync(&self, _iova: u64, _len: u64) {}
-
-    unsafe fn unmap(&self, iova: u64, len: u64) {
-        if let Err(e) = self.live.unmap(&IoasCalls(&self.ioas), iova, len) {
-            super::vfio::unmap_refused("IOMMU_IOAS_UNMAP", &e);
-        }
+        self.handle()
     }
 }
 
@@ -262,16 +167,5 @@ pub fn iommufd_mapper<'d, K: Brand, Dm: Brand>(
     device: &'d Device<'_, K>,
     domain: &'d IommuDomain<Dm, IommufdIoas>,
 ) -> Result<Mapper<'d, K, Iommu<'d, IommufdIoas>>, AttachError> {
-    attach::vouch(
-        vfio.is_attached_to(domain.backend().ioas()),
-        AttachError::NotAttached {
-            vfio: vfio.address(),
-        },
-        vfio.address(),
-        device.bdf(),
-    )?;
-    // SAFETY: `vfio`, the VFIO device of `device`'s function, is bound to
-    // the IOAS's iommufd and attached to the IOAS the backend programs;
-    // re-attaching takes `&mut vfio`, which the mapper's borrow excludes.
-    unsafe { Mapper::iommu_unchecked(device, domain) }.map_err(AttachError::Claim)
+    checked_mapper(vfio, device, domain)
 }

@@ -19,14 +19,39 @@ use std::vec::Vec;
 use dmaspace::backend::{BackendError, BackendErrorKind};
 use dmaspace::dir::IommuPerm;
 
-/// The kernel calls of one backend, on raw numbers (errno on failure).
-pub(crate) trait Kernel {
+/// The kernel calls of one VFIO IOMMU context (a type1 container, an
+/// iommufd IOAS), on raw numbers (errno on failure), and the attach check of
+/// its mappers. Public only as the seal of
+/// [`IommuHandle`](super::IommuHandle): not nameable outside the crate.
+///
+/// # Implementation safety
+/// - [`map`](Self::map) makes `[iova, iova + len)` translate to the process
+///   range at `vaddr` with exactly `perm` for the devices of the context and
+///   changes no other translation; on error the kernel has unwound it.
+/// - [`unmap`](Self::unmap) removes every translation inside the range, the
+///   IOTLB flushed, before it returns `Ok`.
+/// - [`attached`](Self::attached) answers `true` only if the kernel
+///   translates every DMA of `vfio` through this context, and keeps doing so
+///   while `vfio` is borrowed.
+pub unsafe trait Kernel {
+    /// The backend's name, for `Debug`.
+    const NAME: &'static str;
     /// Name of the map call, for errors.
     const MAP_OP: &'static str;
+    /// Name of the unmap call, for the abort message.
+    const UNMAP_OP: &'static str;
+    /// What is wrong when no aperture is left.
+    const NO_WINDOW: &'static str;
     /// Maps `[iova, iova + len)` to the process virtual range at `vaddr`.
     fn map(&self, iova: u64, vaddr: u64, len: u64, perm: IommuPerm) -> Result<(), i32>;
     /// Unmaps whole mappings inside `[iova, iova + len)`.
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32>;
+    /// Whether `vfio`'s DMA goes through this context.
+    fn attached(&self, vfio: &crate::VfioDevice) -> bool;
+    /// The error when [`attached`](Self::attached) says no.
+    fn not_attached(vfio: dmaspace::pci::Bdf) -> super::AttachError;
+    /// Fields of the handle for the backend's `Debug`.
+    fn debug_fields(&self, _d: &mut core::fmt::DebugStruct<'_, '_>) {}
 }
 
 /// One live mapping.
@@ -273,8 +298,18 @@ mod tests {
         half_map_on_fail: bool,
     }
 
-    impl Kernel for FakeType1 {
+    // SAFETY: a test double: it maps nothing and no device is attached to it.
+    unsafe impl Kernel for FakeType1 {
+        const NAME: &'static str = "Fake";
         const MAP_OP: &'static str = "FAKE_MAP";
+        const UNMAP_OP: &'static str = "FAKE_UNMAP";
+        const NO_WINDOW: &'static str = "no window";
+        fn attached(&self, _: &crate::VfioDevice) -> bool {
+            false
+        }
+        fn not_attached(vfio: dmaspace::pci::Bdf) -> crate::backend::AttachError {
+            crate::backend::AttachError::NotAttached { vfio }
+        }
         fn map(&self, iova: u64, vaddr: u64, len: u64, _: IommuPerm) -> Result<(), i32> {
             self.calls
                 .borrow_mut()

@@ -11,20 +11,18 @@
 //! ([`Provider::set_cpu_mapping`](dmaspace::provider::Provider::set_cpu_mapping)).
 #![cfg(target_os = "linux")]
 
-use core::fmt;
-use std::vec::Vec;
-
-use super::attach::{self, AttachError};
-use super::kernel::{self, Kernel, Mappings};
-use crate::{
-    VfioCall, VfioContainer, VfioDevice, VfioError, VfioErrorKind, VfioIommuType, page_size,
-};
+use super::attach::AttachError;
+use super::ctx::{IommuHandle, VfioIommu, checked_mapper};
+use super::kernel::Kernel;
+use crate::{VfioContainer, VfioDevice, VfioError, VfioIommuType, page_size};
 use dmaspace::Brand;
-use dmaspace::backend::{AddrKind, BackendError, IommuBackend, MapEach};
+#[cfg(doc)]
+use dmaspace::backend::{AddrKind, IommuBackend};
 use dmaspace::device::Device;
 use dmaspace::dir::IommuPerm;
 use dmaspace::iommu::IommuDomain;
 use dmaspace::map::{Iommu, Mapper};
+use dmaspace::pci::Bdf;
 
 /// An [`IommuBackend`] over a VFIO type1 container: the IOMMU context its
 /// groups share.
@@ -54,36 +52,44 @@ use dmaspace::map::{Iommu, Mapper};
 /// let device = group.device(bdf)?; // attached to `domain`'s container
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct VfioType1 {
-    container: VfioContainer,
-    granule: u64,
-    aperture: (u64, u64),
-    valid: Vec<(u64, u64)>,
-    live: Mappings,
-}
+pub type VfioType1 = VfioIommu<VfioContainer>;
 
-/// The raw calls, on the container.
-struct Type1Calls<'a>(&'a VfioContainer);
-
-impl Kernel for Type1Calls<'_> {
+// SAFETY: `map` and `unmap` are one VFIO_IOMMU_MAP_DMA / UNMAP_DMA of
+// exactly the range, with READ/WRITE exactly `perm` (type1 unwinds a failed
+// map and flushes the IOTLB before an unmap returns). `attached`: a device
+// opened from a group records the container the group was attached to
+// (`VfioGroup::set_container` on that very container), and a group stays in
+// its container while any of its devices is open: the borrowed `vfio` keeps
+// it open.
+unsafe impl Kernel for VfioContainer {
+    const NAME: &'static str = "VfioType1";
     const MAP_OP: &'static str = "VFIO_IOMMU_MAP_DMA";
+    const UNMAP_OP: &'static str = "VFIO_IOMMU_UNMAP_DMA";
+    const NO_WINDOW: &'static str = "no IOVA window is left in the container's valid ranges";
     fn map(&self, iova: u64, vaddr: u64, len: u64, perm: IommuPerm) -> Result<(), i32> {
         let reads = perm.contains(IommuPerm::READ);
         let writes = perm.contains(IommuPerm::WRITE);
-        self.0
-            .map_vaddr(vaddr, len, iova, reads, writes)
+        self.map_vaddr(vaddr, len, iova, reads, writes)
             .map_err(|e| e.errno().unwrap_or(libc::EINVAL))
     }
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32> {
         // SAFETY: the backend unmaps only its own ranges (the caller of
         // `IommuBackend::unmap` promised it).
-        unsafe { self.0.unmap_dma(iova, len) }
+        unsafe { self.unmap_dma(iova, len) }
             .map(drop)
             .map_err(|e| e.errno().unwrap_or(libc::EINVAL))
     }
+    fn attached(&self, vfio: &VfioDevice) -> bool {
+        vfio.container_id() == Some(self.id())
+    }
+    fn not_attached(vfio: Bdf) -> AttachError {
+        AttachError::NotInContainer { vfio }
+    }
 }
 
-impl VfioType1 {
+impl IommuHandle for VfioContainer {}
+
+impl VfioIommu<VfioContainer> {
     /// The backend of `container`, whose type1v2 IOMMU is set; its aperture
     /// is the largest valid IOVA window.
     ///
@@ -101,8 +107,20 @@ impl VfioType1 {
     /// CMB enabled takes any PRP inside `[CBA, CBA + CMB size)` as CMB memory,
     /// so an IOVA there would never reach host memory.
     ///
+    /// The aperture is the largest granule-aligned window left once the
+    /// `avoid` windows are cut out of the valid ranges. A window that lies
+    /// outside the valid range the aperture comes from cuts nothing there,
+    /// and the aperture is then exactly [`new`](Self::new)'s: on x86 the
+    /// valid ranges are `[0, MSI window)` and `[MSI window end, top)`, the
+    /// aperture is the upper one, so a 32-bit CMB BAR (below `0xfee0_0000`)
+    /// changes nothing visible — the aperture never reaches it, which is
+    /// what avoiding asks. Only a window inside the chosen range (a 64-bit
+    /// BAR above 4 GiB) moves or shrinks the aperture.
+    /// [`avoided`](VfioIommu::avoided) lists the windows given, and `Debug`
+    /// prints them.
+    ///
     /// # Errors
-    /// [`VfioErrorKind::InvalidArgument`] if the container has no type1v2
+    /// [`VfioErrorKind::InvalidArgument`](crate::VfioErrorKind::InvalidArgument) if the container has no type1v2
     /// IOMMU set, or no granule-aligned window is left; the errno of
     /// `VFIO_IOMMU_GET_INFO`.
     ///
@@ -128,19 +146,7 @@ impl VfioType1 {
             .unwrap_or(page_size() as u64)
             .max(page_size() as u64);
         let valid = info.iova_ranges.unwrap_or_else(|| std::vec![(0, u64::MAX)]);
-        let aperture = kernel::pick_aperture(&valid, granule, avoid).ok_or(VfioError::new(
-            VfioCall::Argument,
-            VfioErrorKind::InvalidArgument {
-                what: "no IOVA window is left in the container's valid ranges",
-            },
-        ))?;
-        Ok(Self {
-            container,
-            granule,
-            aperture,
-            valid,
-            live: Mappings::default(),
-        })
+        Self::build(container, valid, granule, avoid)
     }
 
     /// The container (to attach more groups, or open devices: a group
@@ -150,113 +156,8 @@ impl VfioType1 {
     /// See the type-level example.
     #[must_use]
     pub fn container(&self) -> &VfioContainer {
-        &self.container
+        self.handle()
     }
-
-    /// The container's valid IOVA ranges, `(first, last)` inclusive, as the
-    /// kernel reported them when the backend was made.
-    ///
-    /// See [`VfioType1::avoiding`].
-    #[must_use]
-    pub fn valid_ranges(&self) -> &[(u64, u64)] {
-        &self.valid
-    }
-
-    /// Bytes mapped through this backend now (for leak checks).
-    ///
-    /// See [`VfioType1::avoiding`].
-    #[must_use]
-    pub fn mapped_bytes(&self) -> u64 {
-        self.live.mapped_bytes()
-    }
-}
-
-impl fmt::Debug for VfioType1 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VfioType1")
-            .field("granule", &self.granule)
-            .field(
-                "aperture",
-                &format_args!("{:#x} + {:#x}", self.aperture.0, self.aperture.1),
-            )
-            .field("mapped_bytes", &self.mapped_bytes())
-            .finish()
-    }
-}
-
-// SAFETY: the trait's contract, point by point:
-// - `map` checks alignment, the aperture and overlap with its own table, then
-//   makes one VFIO_IOMMU_MAP_DMA of exactly `[iova, iova + len)` to the
-//   process range at `addr` with exactly `perm` (READ/WRITE flags); the
-//   kernel translates that range and no other. On error the kernel has
-//   unwound, and the backend unmaps the range again to make sure
-//   (`Mappings::map`): nothing of the call stays mapped.
-// - `unmap` removes every mapping inside the range (`Mappings::unmap`: whole
-//   mappings, the outside parts of a straddling one mapped back); type1
-//   flushes the IOTLB before the ioctl returns. An empty range makes no call.
-//   If the kernel refuses, the process aborts: returning would let the
-//   caller reuse memory a device can still reach.
-// - `granule` is the smallest IOMMU page size (at least the CPU page),
-//   `aperture` a window of the valid ranges read once: both constant.
-// - The container fd and the table (a mutex) are shared by threads.
-// - The linker is `MapEach`, which calls `map`.
-unsafe impl IommuBackend for VfioType1 {
-    const MAPS: AddrKind = AddrKind::Virt;
-    type Linker<'a> = MapEach<'a, Self>;
-
-    fn linker(&self, perm: IommuPerm) -> MapEach<'_, Self> {
-        MapEach::new(self, perm)
-    }
-
-    fn granule(&self) -> u64 {
-        self.granule
-    }
-
-    fn aperture(&self) -> (u64, u64) {
-        self.aperture
-    }
-
-    /// `VFIO_IOMMU_MAP_DMA` of the process virtual range at `addr`; `mmio`
-    /// changes nothing for type1 (it follows a BAR's `VM_PFNMAP` frames by
-    /// itself) but classifies an `EFAULT`.
-    unsafe fn map(
-        &self,
-        iova: u64,
-        addr: u64,
-        len: u64,
-        perm: IommuPerm,
-        mmio: bool,
-    ) -> Result<(), BackendError> {
-        self.live.map(
-            &Type1Calls(&self.container),
-            self.granule,
-            self.aperture,
-            (iova, addr, len),
-            perm,
-            mmio,
-        )
-    }
-
-    /// Nothing to do: a type1 mapping is visible when the ioctl returns.
-    unsafe fn sync(&self, _iova: u64, _len: u64) {}
-
-    unsafe fn unmap(&self, iova: u64, len: u64) {
-        if let Err(e) = self.live.unmap(&Type1Calls(&self.container), iova, len) {
-            unmap_refused("VFIO_IOMMU_UNMAP_DMA", &e);
-        }
-    }
-}
-
-/// The kernel refused an unmap the table allows: a device may still reach
-/// memory the caller is about to reuse. No safe way on: abort.
-pub(super) fn unmap_refused(op: &str, e: &kernel::UnmapFailed) -> ! {
-    std::eprintln!(
-        "dmaspace: {op} of {:#x}+{:#x} failed (errno {}): a device may still reach this memory; aborting",
-        e.iova,
-        e.len,
-        e.errno
-    );
-    std::process::abort()
 }
 
 /// A mapper for `device`, which VFIO drives as `vfio`, in `domain` over a
@@ -294,18 +195,5 @@ pub fn type1_mapper<'d, K: Brand, Dm: Brand>(
     device: &'d Device<'_, K>,
     domain: &'d IommuDomain<Dm, VfioType1>,
 ) -> Result<Mapper<'d, K, Iommu<'d, VfioType1>>, AttachError> {
-    let container = domain.backend().container();
-    attach::vouch(
-        vfio.container_id() == Some(container.id()),
-        AttachError::NotInContainer {
-            vfio: vfio.address(),
-        },
-        vfio.address(),
-        device.bdf(),
-    )?;
-    // SAFETY: the kernel gave `vfio`, the VFIO device of `device`'s
-    // function, from a group attached to the domain's container, whose
-    // type1 IOMMU the backend programs; the group stays in the container
-    // while `vfio` is open, and the mapper borrows `vfio`.
-    unsafe { Mapper::iommu_unchecked(device, domain) }.map_err(AttachError::Claim)
+    checked_mapper(vfio, device, domain)
 }
