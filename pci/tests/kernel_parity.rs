@@ -1,19 +1,37 @@
-//! Kernel parity: every sysfs tree captured from a real Linux 6.12 kernel
-//! (`tools/kernel-oracle/`), loaded through the crate's sysfs loader, must
-//! give the kernel's `pci_p2pdma_distance()` for every ordered pair, and the
-//! map type the kernel's `dma_map_sg()` showed wherever one was observed.
+//! Kernel parity: every sysfs tree captured from a real Linux kernel
+//! (`tools/kernel-oracle/`: 6.12 in `tests/fixtures/kernel/`, 7.3.4 in
+//! `tests/fixtures/kernel-7.3/`), loaded through the crate's sysfs loader,
+//! must give that kernel's `pci_p2pdma_distance()` for every ordered pair,
+//! judged by that kernel's named policy, and the map type the kernel's
+//! `dma_map_sg()` showed wherever one was observed.
 
 use std::fs;
 use std::path::Path;
 
-use dmaspace_pci::{Bdf, MapType, Policy, sysfs};
+use dmaspace_pci::{Bdf, KernelPolicy, MapType, Policy, sysfs};
+
+/// The captures of each kernel: fixture folder, release prefix, policy.
+fn kernels() -> [(&'static str, &'static str, KernelPolicy); 2] {
+    [
+        ("kernel", "6.12", KernelPolicy::linux_6_12()),
+        ("kernel-7.3", "7.3", KernelPolicy::linux_7_3()),
+    ]
+}
 use serde_json::Value;
 
 #[test]
 fn agrees_with_linux_on_every_captured_pair() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernel");
+    for (folder, release, kernel) in kernels() {
+        agrees_with_one_kernel(folder, release, kernel.policy());
+    }
+}
+
+fn agrees_with_one_kernel(folder: &str, release: &str, policy: &Policy) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder);
     let mut names: Vec<_> = fs::read_dir(&dir)
-        .expect("tests/fixtures/kernel")
+        .unwrap_or_else(|e| panic!("tests/fixtures/{folder}: {e}"))
         .map(|e| {
             e.expect("dir entry")
                 .file_name()
@@ -28,8 +46,6 @@ fn agrees_with_linux_on_every_captured_pair() {
         names.len()
     );
 
-    // The fixtures come from Linux 6.12: judge them by its allowlist.
-    let policy = Policy::linux_6_12();
     let (mut pairs, mut agree, mut observed) = (0usize, 0usize, 0usize);
     let mut disagreements = Vec::new();
     for name in &names {
@@ -38,7 +54,7 @@ fn agrees_with_linux_on_every_captured_pair() {
         let text = fs::read_to_string(base.join("verdicts.json")).expect("verdicts.json");
         let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            json["kernel"].as_str().map(|k| k.starts_with("6.12")),
+            json["kernel"].as_str().map(|k| k.starts_with(release)),
             Some(true),
             "{name}"
         );
@@ -53,7 +69,7 @@ fn agrees_with_linux_on_every_captured_pair() {
             let (p, c) = (bdf("provider"), bdf("client"));
             let want = pair["distance"].as_i64().expect("distance");
             let v = topo
-                .verdict(p, c, &policy)
+                .verdict(p, c, policy)
                 .unwrap_or_else(|e| panic!("{name} {p}->{c}: {e}"));
             let mut ok = i64::from(v.kernel_distance()) == want;
             if pair["observed"].as_bool() == Some(true) {
@@ -77,12 +93,12 @@ fn agrees_with_linux_on_every_captured_pair() {
         }
     }
     println!(
-        "agree {agree}/{pairs} pairs over {} topologies ({observed} with an observed map type)",
+        "Linux {release}: agree {agree}/{pairs} pairs over {} topologies ({observed} with an observed map type)",
         names.len()
     );
     assert!(
         disagreements.is_empty(),
-        "disagreements with Linux:\n{}",
+        "disagreements with Linux {release}:\n{}",
         disagreements.join("\n")
     );
 }
@@ -91,20 +107,27 @@ fn agrees_with_linux_on_every_captured_pair() {
 /// `explain` records it, and the all-pairs matrix.
 #[test]
 fn the_walk_and_all_pairs_agree_with_linux_too() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kernel");
-    let policy = Policy::linux_6_12();
+    for (folder, _, kernel) in kernels() {
+        walk_and_all_pairs_agree(folder, kernel.policy());
+    }
+}
+
+fn walk_and_all_pairs_agree(folder: &str, policy: &Policy) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(folder);
     let mut pairs = 0usize;
-    for entry in fs::read_dir(&dir).expect("tests/fixtures/kernel") {
+    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("tests/fixtures/{folder}: {e}")) {
         let base = entry.expect("dir entry").path();
         let topo = sysfs::load(&base.join("root")).expect("loads");
-        let matrix = topo.all_pairs(&policy).expect("no cycle");
+        let matrix = topo.all_pairs(policy).expect("no cycle");
         let text = fs::read_to_string(base.join("verdicts.json")).expect("verdicts.json");
         let json: Value = serde_json::from_str(&text).expect("json");
         for pair in json["pairs"].as_array().expect("pairs") {
             let bdf = |k: &str| -> Bdf { pair[k].as_str().expect(k).parse().expect("bdf") };
             let (p, c) = (bdf("provider"), bdf("client"));
             let want = pair["distance"].as_i64().expect("distance");
-            let walk = topo.verdict_by_walk(p, c, &policy).expect("walk");
+            let walk = topo.verdict_by_walk(p, c, policy).expect("walk");
             let cell = matrix.get(p, c).expect("in the matrix");
             assert_eq!(i64::from(walk.kernel_distance()), want, "{p} -> {c}");
             assert_eq!(i64::from(cell.kernel_distance()), want, "{p} -> {c}");
@@ -116,6 +139,6 @@ fn the_walk_and_all_pairs_agree_with_linux_too() {
             pairs += 1;
         }
     }
-    println!("walk and matrix agree on {pairs} pairs");
+    println!("{folder}: walk and matrix agree on {pairs} pairs");
     assert!(pairs > 6000, "{pairs}");
 }

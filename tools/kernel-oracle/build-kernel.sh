@@ -1,11 +1,16 @@
 #!/bin/sh
-# Build the oracle kernel: Linux 6.12 (Debian linux-source-6.12) from
-# tinyconfig + kernel.config (via the shared kbuild.sh, which caches the kernel
-# outside the clone, keyed by its config), then the p2p_oracle module, then
-# the initramfs. Idempotent: every step is skipped when its output is current.
+# Build the oracle kernel: Linux 6.12 (Debian linux-source-6.12), or with
+# KVER=7.3 Linux 7.3.4 (trixie-backports' linux-source-7.3), from tinyconfig +
+# kernel.config (via the shared kbuild.sh, which caches the kernel outside the
+# clone, keyed by its source and config), then the p2p_oracle module, then the
+# initramfs, into out/ (6.12) or out-7.3/. Idempotent: every step is skipped
+# when its output is current.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT="$HERE/out"
+KVER=${KVER:-6.12}
+export KVER
+if [ "$KVER" = 6.12 ]; then OUT="$HERE/out"; else OUT="$HERE/out-$KVER"; fi
+export ORACLE_OUT="$OUT"
 mkdir -p "$OUT"
 
 command -v qemu-system-x86_64 >/dev/null && [ -x /bin/busybox ] || {

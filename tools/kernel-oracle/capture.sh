@@ -1,6 +1,7 @@
 #!/bin/sh
 # capture.sh NAME: boot the oracle kernel in QEMU (q35, TCG) with the topology
 # described by topologies/NAME and write pci/tests/fixtures/kernel/NAME/
+# (KVER=7.3: the 7.3.4 kernel of out-7.3/, into pci/tests/fixtures/kernel-7.3/NAME/)
 #   console.log    raw serial console of the boot (the evidence)
 #   root/...       the captured sysfs tree (sys/devices/pci*, sys/bus/pci/devices, proc/cpuinfo)
 #   oracle.txt     the module's report as read from /proc/p2p_oracle
@@ -9,12 +10,14 @@
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-OUT="$HERE/out"
+KVER=${KVER:-6.12}
+if [ "$KVER" = 6.12 ]; then OUT="$HERE/out"; FIXDIR=kernel; else OUT="$HERE/out-$KVER"; FIXDIR="kernel-$KVER"; fi
+export ORACLE_OUT="$OUT"
 NAME=${1:?usage: capture.sh NAME (a file in tools/kernel-oracle/topologies/)}
 TOPO="$HERE/topologies/$NAME"
 [ -f "$TOPO" ] || { echo "capture: no topology $TOPO" >&2; exit 1; }
 for f in bzImage initramfs.cpio.gz; do
-  [ -f "$OUT/$f" ] || { echo "capture: $OUT/$f missing: run build-kernel.sh" >&2; exit 1; }
+  [ -f "$OUT/$f" ] || { echo "capture: $OUT/$f missing: run KVER=$KVER build-kernel.sh" >&2; exit 1; }
 done
 
 # The initramfs is cheap: rebuild it when /init or the module changed.
@@ -33,7 +36,7 @@ TOPOLOGIES="$HERE/topologies"
 # How many functions should publish P2P memory (the initramfs waits for them).
 P2PMEM=$(printf '%s\n' $QEMU_DEVICES | grep -c 'cmb_size_mb=' || true)
 
-FIX="$REPO/pci/tests/fixtures/kernel/$NAME"
+FIX="$REPO/pci/tests/fixtures/$FIXDIR/$NAME"
 rm -rf "$FIX"
 mkdir -p "$FIX"
 echo "capture: $NAME (cpu $CPU)"

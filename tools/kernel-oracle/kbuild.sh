@@ -2,7 +2,8 @@
 # kbuild.sh FRAGMENT...: the one kernel builder shared by the oracle kit
 # (tools/kernel-oracle/) and the VM kit (tools/vm/).
 #
-# Builds Linux 6.12 from Debian's linux-source-6.12: `make tinyconfig`, then
+# Builds Linux 6.12 from Debian's linux-source-6.12 (KVER=6.12, the default),
+# or Linux 7.3.4 from trixie-backports' linux-source-7.3 (KVER=7.3): `make tinyconfig`, then
 # every FRAGMENT merged in order, then `olddefconfig`. Every `CONFIG_X=y` line
 # of the fragments must survive olddefconfig (a line ending in `# optional`
 # may be dropped); otherwise the build fails loudly before compiling.
@@ -11,7 +12,8 @@
 # kernel: the source package version, the fragments' contents in order, and
 # RECIPE below. A second run with the same inputs does not rebuild:
 #   ${DMASPACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmaspace}/
-#     linux-source-6.12-<debver>/   the unpacked source, shared by every kernel (kept clean: builds use O=)
+#     linux-source-<KVER>-<debver>/ the unpacked source, shared by every kernel (kept clean: builds use O=)
+#     debs/                         7.3's .deb, kept: backports replace versions
 #     kernel-<hash>/build/          the object tree (O=), so modules can be built against it
 #     kernel-<hash>/bzImage         the kernel
 #     kernel-<hash>/config          its final .config
@@ -21,12 +23,21 @@
 #     kernel-<hash>/source          path of the source tree (for out-of-tree modules: make -C kernel-<hash>/build M=...)
 # The last line on stdout is the kernel-<hash> directory; progress goes to stderr.
 #
-# Environment: JOBS (default 2), DMASPACE_CACHE, KSRC_TAR (default the Debian tarball).
+# Environment: KVER (6.12 or 7.3), JOBS (default 2), DMASPACE_CACHE, KSRC_TAR
+# (default the Debian tarball).
 set -eu
 RECIPE="tinyconfig+fragments+olddefconfig;bzImage+modules;v1"
-SRC_TAR=${KSRC_TAR:-/usr/src/linux-source-6.12.tar.xz}
+KVER=${KVER:-6.12}
+# The one 7.3 this project is tested on. A newer backport replaces it in the
+# archive: the .deb is kept in the cache, and without it the build stops.
+PIN_7_3="7.3.4-1~bpo13+1"
 JOBS=${JOBS:-2}
 CACHE=${DMASPACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dmaspace}
+case "$KVER" in
+  6.12) SRC_TAR=${KSRC_TAR:-/usr/src/linux-source-6.12.tar.xz} ;;
+  7.3) SRC_TAR=${KSRC_TAR:-$CACHE/linux-source-7.3-$PIN_7_3.tar.xz} ;;
+  *) echo "kbuild: KVER must be 6.12 or 7.3, not $KVER" >&2; exit 2 ;;
+esac
 [ $# -ge 1 ] || { echo "usage: kbuild.sh FRAGMENT..." >&2; exit 2; }
 log() { echo "kbuild: $*" >&2; }
 # Absolute fragment paths: the merge runs in the build directory.
@@ -39,7 +50,7 @@ shift "$n"
 
 # --- tools -------------------------------------------------------------------
 need_pkgs=""
-[ -f "$SRC_TAR" ] || need_pkgs="$need_pkgs linux-source-6.12"
+[ "$KVER" != 6.12 ] || [ -f "$SRC_TAR" ] || need_pkgs="$need_pkgs linux-source-6.12"
 for t in gcc make flex bison bc cpio python3 flock; do
   command -v $t >/dev/null || need_pkgs="$need_pkgs build-essential flex bison bc cpio python3 util-linux"
 done
@@ -50,8 +61,38 @@ if [ -n "$need_pkgs" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need_pkgs >&2
 fi
 
+# --- 7.3's source: trixie-backports, through a private apt setup -----------------
+# (the system's sources stay as they are; the mirror is the machine's own)
+if [ "$KVER" = 7.3 ] && [ ! -f "$SRC_TAR" ]; then
+  case "$CACHE" in *" "*) log "DMASPACE_CACHE must not contain spaces: $CACHE"; exit 2 ;; esac
+  deb="$CACHE/debs/linux-source-7.3_${PIN_7_3}_all.deb"
+  if [ ! -f "$deb" ]; then
+    apt="$CACHE/apt-trixie-backports"
+    mkdir -p "$apt/lists/partial" "$apt/parts" "$CACHE/debs"
+    mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} trixie-backports main" > "$apt/sources.list"
+    # (word-split on purpose: the cache path has no spaces, checked above)
+    O="-o Dir::Etc::sourcelist=$apt/sources.list -o Dir::Etc::sourceparts=$apt/parts -o Dir::State::Lists=$apt/lists"
+    log "fetching linux-source-7.3 $PIN_7_3 from trixie-backports"
+    # shellcheck disable=SC2086
+    apt-get $O update >&2 || true
+    # shellcheck disable=SC2086
+    if ! (cd "$CACHE/debs" && apt-get $O download "linux-source-7.3=$PIN_7_3" >&2 2>/dev/null); then
+      log "ERROR: linux-source-7.3 $PIN_7_3 is not in trixie-backports any more and no cache holds it ($deb)"
+      exit 1
+    fi
+  fi
+  log "extracting the source tarball from $deb"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/src/linux-source-7.3.tar.xz > "$SRC_TAR.tmp"
+  mv "$SRC_TAR.tmp" "$SRC_TAR"
+fi
+
 # --- the key -----------------------------------------------------------------
-srcver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || true)
+if [ "$KVER" = 7.3 ]; then
+  srcver=$PIN_7_3
+else
+  srcver=$(dpkg-query -W -f '${Version}' linux-source-6.12 2>/dev/null || true)
+fi
 [ -n "$srcver" ] || srcver="tar-$(stat -c %s-%Y "$SRC_TAR")"
 key=$( {
   echo "$RECIPE"
@@ -63,7 +104,7 @@ key=$( {
   done
 } | sha256sum | cut -c1-16)
 KDIR="$CACHE/kernel-$key"
-KSRC="$CACHE/linux-source-6.12-$srcver"
+KSRC="$CACHE/linux-source-$KVER-$srcver"
 mkdir -p "$CACHE"
 
 if [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
@@ -86,7 +127,7 @@ if [ ! -f "$KSRC/Makefile" ]; then
       tmp="$KSRC.tmp.$$"
       rm -rf "$tmp"; mkdir -p "$tmp"
       tar -C "$tmp" -xf "$SRC_TAR"
-      mv "$tmp/linux-source-6.12" "$KSRC"
+      mv "$tmp/linux-source-$KVER" "$KSRC"
       rmdir "$tmp"
     fi
   )

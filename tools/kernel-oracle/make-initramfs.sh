@@ -3,7 +3,7 @@
 # p2p_oracle.ko. Uses the kernel's own gen_init_cpio, so no root is needed.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT="$HERE/out"
+OUT=${ORACLE_OUT:-$HERE/out}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 [ -x "$BUSYBOX" ] || { echo "make-initramfs: $BUSYBOX missing (apt-get install busybox-static)" >&2; exit 1; }
 [ -f "$OUT/p2p_oracle.ko" ] || { echo "make-initramfs: build the module first" >&2; exit 1; }

@@ -35,6 +35,26 @@
 #include <linux/seq_file.h>
 #include <linux/vmalloc.h>
 #include <linux/utsname.h>
+#include <linux/version.h>
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 0, 0)
+/*
+ * pci_has_p2pmem() is static in 7.3.4 (no longer exported).  Probe the
+ * provider's pool instead: a page allocated and freed at once.  That is what
+ * map_one() needs (pci_p2pmem_alloc_sgl() draws from the same pool).
+ */
+static bool oracle_has_p2pmem(struct pci_dev *pdev)
+{
+	void *p = pci_alloc_p2pmem(pdev, PAGE_SIZE);
+
+	if (!p)
+		return false;
+	pci_free_p2pmem(pdev, p, PAGE_SIZE);
+	return true;
+}
+#else
+#define oracle_has_p2pmem pci_has_p2pmem
+#endif
 
 #define REPORT_SIZE (4 << 20)
 
@@ -160,7 +180,7 @@ static int __init p2p_oracle_init(void)
 		out("P2P_DEV bdf=%s vendor=0x%04x device=0x%04x class=0x%06x pcie_type=%d acs_cap=0x%x acs_ctrl=0x%04x p2pmem=%d dma_mask=0x%llx\n",
 		    pci_name(devs[i]), devs[i]->vendor, devs[i]->device, devs[i]->class,
 		    pcie_type_or_minus(devs[i]), devs[i]->acs_cap, acs_ctrl,
-		    pci_has_p2pmem(devs[i]) ? 1 : 0,
+		    oracle_has_p2pmem(devs[i]) ? 1 : 0,
 		    devs[i]->dev.dma_mask ? (u64)*devs[i]->dev.dma_mask : 0ULL);
 	}
 
@@ -171,7 +191,7 @@ static int __init p2p_oracle_init(void)
 			    pci_p2pdma_distance(devs[i], &devs[j]->dev, false));
 
 	for (i = 0; i < n; i++) {
-		if (!pci_has_p2pmem(devs[i]))
+		if (!oracle_has_p2pmem(devs[i]))
 			continue;
 		for (j = 0; j < n; j++)
 			map_one(devs[i], devs[j]);
