@@ -158,6 +158,9 @@ impl<K: Brand, B: IommuBackend + 'static, Buf: DmaBuffer> AnyMap<K, B, Buf> {
     }
 }
 
+/// A mapping and its device address.
+type Mapped<K, B, Buf> = (u64, AnyMap<K, B, Buf>);
+
 /// The directions as types, from virtio's values.
 trait Dir: Direction + Sized {
     fn wrap<K: Brand, B: IommuBackend + 'static, Buf: DmaBuffer>(
@@ -238,7 +241,7 @@ pub type PhysLookup = fn(NonNull<u8>, usize) -> Option<PhysAddr>;
 /// # Invariants
 /// - `parts.mapper` is set, and every mapping in `state` was made by it;
 ///   they borrow it as `'static`, a lie the type system is told (see
-///   [`mapper`](Self::mapper)): `parts` is an `Arc` whose contents never
+///   `HalContext::mapper`): `parts` is an `Arc` whose contents never
 ///   move, and `state` (declared first) drops before this value's `Arc`.
 ///
 /// Drop order: live mappings are unmapped (their host memory leaked, as at
@@ -413,7 +416,7 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
         &self,
         ptr: NonNull<u8>,
         len: usize,
-    ) -> Result<Option<(u64, AnyMap<K, B, DriverBuf>)>, ShareError> {
+    ) -> Result<Option<Mapped<K, B, DriverBuf>>, ShareError> {
         if self.bounce_always {
             return Ok(None);
         }
@@ -456,12 +459,15 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
         st: &mut State<K, B, M>,
         ptr: NonNull<u8>,
         len: usize,
-    ) -> Result<(u64, AnyMap<K, B, M::Buf>), ShareError> {
+    ) -> Result<Mapped<K, B, M::Buf>, ShareError> {
         let bytes = len.next_multiple_of(PAGE);
         // Twice at most: a mapping at address 0 is plugged, and the next
         // one cannot be at 0.
         for _ in 0..2 {
-            let mut buf = st.memory.alloc(bytes).ok_or(ShareError::NoMemory { bytes })?;
+            let mut buf = st
+                .memory
+                .alloc(bytes)
+                .ok_or(ShareError::NoMemory { bytes })?;
             {
                 let mut pages = buf.pages();
                 if usize::try_from(pages.len()).is_ok_and(|l| l < bytes) {
@@ -593,10 +599,12 @@ where
     }
 
     unsafe fn share(&self, buffer: NonNull<[u8]>, dir: BufferDirection) -> Result<u64, ShareError> {
-        // SAFETY (all three): forwarded from `Hal::share`.
         match dir {
+            // SAFETY: forwarded from `Hal::share`.
             BufferDirection::DriverToDevice => unsafe { self.share_as::<ToDevice>(buffer, dir) },
+            // SAFETY: forwarded from `Hal::share`.
             BufferDirection::DeviceToDriver => unsafe { self.share_as::<FromDevice>(buffer, dir) },
+            // SAFETY: forwarded from `Hal::share`.
             BufferDirection::Both => unsafe { self.share_as::<Bidirectional>(buffer, dir) },
         }
     }
@@ -610,7 +618,9 @@ where
         let mut st = self.state.lock();
         match st.shares.get(&paddr) {
             Some(s)
-                if s.driver == DriverPtr(buffer.cast()) && s.len == buffer.len() && s.dir == dir => {}
+                if s.driver == DriverPtr(buffer.cast())
+                    && s.len == buffer.len()
+                    && s.dir == dir => {}
             Some(_) => return Err(UnshareError::Mismatch { paddr }),
             None => return Err(UnshareError::Unknown { paddr }),
         }

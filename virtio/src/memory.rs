@@ -7,8 +7,8 @@ use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
 
-use dmaspace::{PAGE_SIZE, PhysAddr};
 use dmaspace::host::{DmaBuffer, HostPages};
+use dmaspace::{PAGE_SIZE, PhysAddr};
 use spin::Mutex;
 
 use crate::context::PhysLookup;

@@ -101,7 +101,10 @@ impl fmt::Display for UnshareError {
         match self {
             Self::Unknown { paddr } => write!(f, "no live share at {paddr:#x}"),
             Self::Mismatch { paddr } => {
-                write!(f, "the share at {paddr:#x} is of another buffer or direction")
+                write!(
+                    f,
+                    "the share at {paddr:#x} is of another buffer or direction"
+                )
             }
         }
     }
@@ -263,8 +266,8 @@ impl<S: Slot> DmaHal<S> {
     ///
     /// See the crate's example.
     #[expect(
-        clippy::missing_panics_doc,
-        reason = "the context is taken once: by the closure, or back into the error"
+        clippy::type_complexity,
+        reason = "the context's four parameters, given back in the error"
     )]
     pub fn install<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory>(
         ctx: HalContext<K, Dm, B, M>,
@@ -281,7 +284,7 @@ impl<S: Slot> DmaHal<S> {
             None if took => Ok(HalGuard(PhantomData)),
             Some(context) => Err(AlreadyInstalled {
                 name: S::NAME,
-                context,
+                context: Box::new(context),
             }),
             None => unreachable!("the slot took the context"),
         }
@@ -301,15 +304,16 @@ impl<S: Slot> DmaHal<S> {
 /// See [`DmaHal::install`].
 pub struct AlreadyInstalled<C> {
     name: &'static str,
-    context: C,
+    context: Box<C>,
 }
 
 impl<C> AlreadyInstalled<C> {
     /// The context that was not installed.
     ///
     /// See [`DmaHal::install`].
+    #[must_use]
     pub fn into_context(self) -> C {
-        self.context
+        *self.context
     }
 }
 

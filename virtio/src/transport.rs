@@ -5,9 +5,9 @@ use alloc::sync::Arc;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use virtio_drivers::device::common::Feature;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr};
-use virtio_drivers::device::common::Feature;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// `VIRTIO_F_ACCESS_PLATFORM` (bit 33): the device's DMA goes through the
@@ -220,7 +220,8 @@ impl<T: Transport> Transport for PlatformTransport<T> {
         }
         if self.outcome.failed() {
             // Never DRIVER_OK on a device that is not set up.
-            self.inner.set_status(status.difference(DeviceStatus::DRIVER_OK) | DeviceStatus::FAILED);
+            self.inner
+                .set_status(status.difference(DeviceStatus::DRIVER_OK) | DeviceStatus::FAILED);
             return;
         }
         let first_features_ok = status.contains(DeviceStatus::FEATURES_OK)

@@ -36,9 +36,14 @@ struct Rig<S: Slot> {
 
 /// A context for device `00:dev.0` behind a fresh software IOMMU domain,
 /// installed in `S`'s slot, and a simulated disk behind it.
-fn rig<S: Slot>(dev: u8, aperture: (u64, u64), pages: usize) -> (Rig<S>, PlatformTransport<FakeTransport>) {
+fn rig<S: Slot>(
+    dev: u8,
+    aperture: (u64, u64),
+    pages: usize,
+) -> (Rig<S>, PlatformTransport<FakeTransport>) {
     // SAFETY: a simulated device, the only driver of its function here.
-    let device = unsafe { Device::<Dev>::new_unchecked(Bdf::new(0, dev, 0, 0), DmaLimits::BITS_64) };
+    let device =
+        unsafe { Device::<Dev>::new_unchecked(Bdf::new(0, dev, 0, 0), DmaLimits::BITS_64) };
     let domain = IommuDomain::<Dom>::software(aperture.0, aperture.1).unwrap();
     // SAFETY: identity memory model (tests/support): nothing reaches hardware.
     let mut heap = unsafe { HeapMemory::new(identity) };
@@ -53,10 +58,7 @@ fn rig<S: Slot>(dev: u8, aperture: (u64, u64), pages: usize) -> (Rig<S>, Platfor
     let ctx = unsafe { ctx.with_phys_lookup(identity) };
     let monitor = ctx.monitor();
     let mon = monitor.clone();
-    let model = BlkModel::new(
-        Box::new(move |a, p| mon.domain().translate(a, p)),
-        SECTORS,
-    );
+    let model = BlkModel::new(Box::new(move |a, p| mon.domain().translate(a, p)), SECTORS);
     let (transport, model) = FakeTransport::new(model);
     let guard = DmaHal::<S>::install(ctx).unwrap();
     let transport = PlatformTransport::new(transport);
@@ -89,7 +91,10 @@ fn reads_seeded_sectors_through_the_iommu() {
     let (rig, mut blk) = open::<H>(1);
     assert_eq!(blk.capacity(), SECTORS as u64);
     assert_eq!(rig.negotiation.result(), Some(Ok(true)));
-    assert_ne!(rig.model.lock().unwrap().driver_features & support::ACCESS_PLATFORM, 0);
+    assert_ne!(
+        rig.model.lock().unwrap().driver_features & support::ACCESS_PLATFORM,
+        0
+    );
     for sector in [0, 1, 7, 63] {
         let mut buf = [0u8; SECTOR];
         blk.read_blocks(sector, &mut buf).unwrap();
@@ -134,7 +139,10 @@ fn page_buffers_map_in_place_and_sub_granule_buffers_bounce() {
     assert_eq!(rig.monitor.shared_in_place(), in_place + 1);
     assert_eq!(rig.monitor.bounced(), bounced + 2);
     for s in 0..8 {
-        assert_eq!(page.0[s * SECTOR..(s + 1) * SECTOR].to_vec(), sector_seed(8 + s));
+        assert_eq!(
+            page.0[s * SECTOR..(s + 1) * SECTOR].to_vec(),
+            sector_seed(8 + s)
+        );
     }
     let page_addr = page.0.as_ptr() as u64;
     {
@@ -148,7 +156,8 @@ fn page_buffers_map_in_place_and_sub_granule_buffers_bounce() {
     let buf_at = page.0.as_ptr() as u64 + 1024;
     rig.model.lock().unwrap().reachable.clear();
     let bounced = rig.monitor.bounced();
-    blk.read_blocks(20, &mut page.0[1024..1024 + SECTOR]).unwrap();
+    blk.read_blocks(20, &mut page.0[1024..1024 + SECTOR])
+        .unwrap();
     assert_eq!(rig.monitor.bounced(), bounced + 3, "header, data, status");
     assert_eq!(page.0[1024..1024 + SECTOR].to_vec(), sector_seed(20));
     assert!(page.0[..1024].iter().all(|&b| b == 0xaa));
@@ -172,7 +181,10 @@ fn page_buffers_map_in_place_and_sub_granule_buffers_bounce() {
     let mut holder = Box::new(Page([0; 4096]));
     holder.0[100..100 + SECTOR].copy_from_slice(&data);
     blk.write_blocks(30, &holder.0[100..100 + SECTOR]).unwrap();
-    assert_eq!(&rig.model.lock().unwrap().disk[30 * SECTOR..31 * SECTOR], &data[..]);
+    assert_eq!(
+        &rig.model.lock().unwrap().disk[30 * SECTOR..31 * SECTOR],
+        &data[..]
+    );
 }
 
 #[test]
@@ -191,7 +203,10 @@ fn unshared_iovas_fault_afterwards() {
     for d in &m.seen {
         for perm in [IommuPerm::READ, IommuPerm::WRITE] {
             assert!(
-                matches!(dom.translate(d.addr, perm), Err(IommuFault::NotPresent { .. })),
+                matches!(
+                    dom.translate(d.addr, perm),
+                    Err(IommuFault::NotPresent { .. })
+                ),
                 "{:#x} still reachable after unshare",
                 d.addr
             );
@@ -230,7 +245,10 @@ fn uninstall_with_a_forgotten_driver_unmaps_everything_and_frees_nothing() {
     );
     // Nothing is reachable any more ...
     for a in [desc, avail, used] {
-        assert!(monitor.domain().translate(a, IommuPerm::READ).is_err(), "{a:#x}");
+        assert!(
+            monitor.domain().translate(a, IommuPerm::READ).is_err(),
+            "{a:#x}"
+        );
     }
     assert_eq!(monitor.domain().reserved_bytes(), 0);
     // ... and nothing was freed: the ring pages never went back to the pool.
@@ -240,7 +258,8 @@ fn uninstall_with_a_forgotten_driver_unmaps_everything_and_frees_nothing() {
     assert_eq!(<DmaHal<H> as Hal>::dma_alloc(1, BufferDirection::Both).0, 0);
     let dangling = std::ptr::NonNull::<u8>::dangling();
     // SAFETY: an address never allocated: refused, nothing touched.
-    assert_ne!(unsafe { <DmaHal<H> as Hal>::dma_dealloc(0x1234_5000, dangling, 1) }, 0);
+    let code = unsafe { <DmaHal<H> as Hal>::dma_dealloc(0x1234_5000, dangling, 1) };
+    assert_ne!(code, 0);
 }
 
 #[test]
@@ -269,7 +288,12 @@ fn share_after_uninstall_panics_with_a_clear_message() {
     dmaspace_virtio::hal!(H);
     let mut buf = [0u8; 16];
     // SAFETY: a valid buffer; nothing is installed, so nothing maps it.
-    unsafe { <DmaHal<H> as Hal>::share(std::ptr::NonNull::from(&mut buf[..]), BufferDirection::DriverToDevice) };
+    unsafe {
+        <DmaHal<H> as Hal>::share(
+            std::ptr::NonNull::from(&mut buf[..]),
+            BufferDirection::DriverToDevice,
+        )
+    };
 }
 
 #[test]
@@ -367,7 +391,10 @@ fn access_platform_negotiated_and_a_refusal_reported() {
         let transport = PlatformTransport::requiring(transport_inner(transport));
         let negotiation = transport.negotiation();
         assert!(VirtIOBlk::<DmaHal<H>, _>::new(transport).is_err());
-        assert_eq!(negotiation.result(), Some(Err(NegotiationError::NotOffered)));
+        assert_eq!(
+            negotiation.result(),
+            Some(Err(NegotiationError::NotOffered))
+        );
     }
     // Offered and negotiated: the device is set up.
     {

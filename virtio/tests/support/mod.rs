@@ -9,14 +9,12 @@
 //! reads, the used ring); what translate grants is then read or written
 //! at that physical (= virtual) address.
 
-#![allow(dead_code, reason = "each test binary uses part of the support")]
-
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use dmaspace::PhysAddr;
 use dmaspace::dir::IommuPerm;
 use dmaspace::error::IommuFault;
-use dmaspace::PhysAddr;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{Error, PhysAddr as VirtioAddr};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -318,7 +316,10 @@ impl FakeTransport {
     }
 
     fn config(&self) -> [u8; 64] {
-        let m = self.model.lock().unwrap();
+        let m = self
+            .model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut c = [0u8; 64];
         let sectors = (m.disk.len() / SECTOR) as u64;
         c[0..8].copy_from_slice(&sectors.to_le_bytes());
@@ -332,11 +333,17 @@ impl Transport for FakeTransport {
     }
 
     fn read_device_features(&mut self) -> u64 {
-        self.model.lock().unwrap().offered
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .offered
     }
 
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.model.lock().unwrap().driver_features = driver_features;
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .driver_features = driver_features;
     }
 
     fn max_queue_size(&mut self, _queue: u16) -> u32 {
@@ -344,23 +351,32 @@ impl Transport for FakeTransport {
     }
 
     fn notify(&mut self, _queue: u16) {
-        self.model.lock().unwrap().process();
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .process();
     }
 
     fn get_status(&self) -> DeviceStatus {
-        self.model.lock().unwrap().status
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .status
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
-        let mut m = self.model.lock().unwrap();
+        let mut m = self
+            .model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut s = status;
         if status.is_empty() {
             m.queue = None;
             m.last_avail = 0;
         }
         if s.contains(DeviceStatus::FEATURES_OK) {
-            let refuse = m.refuse_features
-                || (m.iommu_platform && m.driver_features & ACCESS_PLATFORM == 0);
+            let refuse =
+                m.refuse_features || (m.iommu_platform && m.driver_features & ACCESS_PLATFORM == 0);
             if refuse {
                 s.remove(DeviceStatus::FEATURES_OK);
             }
@@ -382,15 +398,25 @@ impl Transport for FakeTransport {
         driver_area: VirtioAddr,
         device_area: VirtioAddr,
     ) {
-        self.model.lock().unwrap().queue = Some((size, descriptors, driver_area, device_area));
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .queue = Some((size, descriptors, driver_area, device_area));
     }
 
     fn queue_unset(&mut self, _queue: u16) {
-        self.model.lock().unwrap().queue = None;
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .queue = None;
     }
 
     fn queue_used(&mut self, _queue: u16) -> bool {
-        self.model.lock().unwrap().queue.is_some()
+        self.model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .queue
+            .is_some()
     }
 
     fn ack_interrupt(&mut self) -> InterruptStatus {
