@@ -21,9 +21,11 @@ use dmaspace::{Brand, DeviceId, DmaAddr, PAGE_SIZE, PhysAddr};
 use spin::{Mutex, Once};
 use virtio_drivers::BufferDirection;
 
-use crate::memory::{DmaMemory, page_aligned};
+use crate::bridge::{
+    Bridge, DEALLOC_MISMATCH, DEALLOC_UNKNOWN, Leaked, Revoked, ShareError, UnshareError,
+};
+use crate::memory::{DmaMemory, PhysLookup, page_aligned};
 use crate::mmio::MmioWindow;
-use crate::slot::{Bridge, Leaked, Revoked, ShareError, UnshareError};
 
 /// How the mapper reaches memory: through the domain's backend.
 type Tr<B> = Iommu<'static, B>;
@@ -38,13 +40,6 @@ type Owned<K, D, Buf, B> = MappedBuf<'static, K, D, Buf, Tr<B>>;
     reason = "the page size, 4096, fits any usize"
 )]
 const PAGE: usize = PAGE_SIZE as usize;
-
-/// `dma_dealloc`'s answer for an address this context never handed out
-/// (or already took back).
-pub(crate) const DEALLOC_UNKNOWN: i32 = -1;
-/// `dma_dealloc`'s answer when the address is live but the pointer or page
-/// count is not the one `dma_alloc` returned.
-pub(crate) const DEALLOC_MISMATCH: i32 = -2;
 
 /// What the context owns that its mappings borrow: they live in an `Arc`
 /// (never moved) that a [`Monitor`] may share.
@@ -224,11 +219,6 @@ struct State<K: Brand, B: IommuBackend + 'static, M: DmaMemory> {
     shares: BTreeMap<u64, Share<K, B, M::Buf>>,
     plugs: Vec<Plug<K, B, M::Buf>>,
 }
-
-/// A lookup from a driver buffer's CPU address to its physical address.
-///
-/// See [`HalContext::with_phys_lookup`].
-pub type PhysLookup = fn(NonNull<u8>, usize) -> Option<PhysAddr>;
 
 /// Everything one Hal type serves while installed: device `K`, its IOMMU
 /// domain `Dm` over backend `B`, the mapper over them, host memory from

@@ -46,18 +46,18 @@
 
 extern crate alloc;
 
+mod bridge;
 mod context;
 mod memory;
 mod mmio;
 mod slot;
 mod transport;
 
-pub use context::{HalContext, Monitor, PhysLookup};
-pub use memory::{DmaMemory, HeapBuf, HeapMemory, PagePool, Pooled};
+pub use bridge::{ShareError, UnshareError};
+pub use context::{HalContext, Monitor};
+pub use memory::{DmaMemory, HeapBuf, HeapMemory, PagePool, PhysLookup, Pooled};
 pub use mmio::MmioWindow;
-pub use slot::{
-    AlreadyInstalled, DmaHal, HalGuard, HalSlot, ShareError, Slot, Uninstalled, UnshareError,
-};
+pub use slot::{AlreadyInstalled, DmaHal, HalGuard, HalSlot, Slot, Uninstalled};
 pub use transport::{ACCESS_PLATFORM, Negotiation, NegotiationError, PlatformTransport};
 
 /// Declares a type with its own static [`HalSlot`]; [`DmaHal`] of it is a

@@ -11,7 +11,10 @@ use dmaspace::host::{DmaBuffer, HostPages};
 use dmaspace::{PAGE_SIZE, PhysAddr};
 use spin::Mutex;
 
-use crate::context::PhysLookup;
+/// A lookup from a driver buffer's CPU address to its physical address.
+///
+/// See [`HalContext::with_phys_lookup`](crate::HalContext::with_phys_lookup).
+pub type PhysLookup = fn(NonNull<u8>, usize) -> Option<PhysAddr>;
 
 /// The bytes of one page, as a `usize`.
 #[expect(
@@ -247,7 +250,10 @@ impl<B: DmaBuffer + Send> DmaMemory for PagePool<B> {
 pub(crate) fn page_aligned(pages: &HostPages<'_>) -> bool {
     use dmaspace::host::CpuAccessible;
     let virt = pages.cpu_bytes().as_ptr() as usize;
-    virt % PAGE == 0 && pages.phys().is_none_or(|p| p.as_u64() % PAGE_SIZE == 0)
+    virt.is_multiple_of(PAGE)
+        && pages
+            .phys()
+            .is_none_or(|p| p.as_u64().is_multiple_of(PAGE_SIZE))
 }
 
 /// A buffer of a [`PagePool`], back in the pool when dropped (never while
