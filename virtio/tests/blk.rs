@@ -41,6 +41,17 @@ fn rig<S: Slot>(
     aperture: (u64, u64),
     pages: usize,
 ) -> (Rig<S>, PlatformTransport<FakeTransport>) {
+    rig_with::<S>(dev, aperture, pages, |c| c)
+}
+
+type Ctx = HalContext<Dev, Dom, SoftIommu, PagePool<dmaspace_virtio::HeapBuf>>;
+
+fn rig_with<S: Slot>(
+    dev: u8,
+    aperture: (u64, u64),
+    pages: usize,
+    tweak: impl FnOnce(Ctx) -> Ctx,
+) -> (Rig<S>, PlatformTransport<FakeTransport>) {
     // SAFETY: a simulated device, the only driver of its function here.
     let device =
         unsafe { Device::<Dev>::new_unchecked(Bdf::new(0, dev, 0, 0), DmaLimits::BITS_64) };
@@ -55,7 +66,7 @@ fn rig<S: Slot>(
     let ctx = HalContext::new(device, domain, pool.clone()).unwrap();
     // SAFETY: identity memory model: a buffer's physical address is its
     // virtual one, and the software IOMMU is the only "hardware".
-    let ctx = unsafe { ctx.with_phys_lookup(identity) };
+    let ctx = tweak(unsafe { ctx.with_phys_lookup(identity) });
     let monitor = ctx.monitor();
     let mon = monitor.clone();
     let model = BlkModel::new(Box::new(move |a, p| mon.domain().translate(a, p)), SECTORS);
@@ -412,4 +423,38 @@ fn transport_inner(t: PlatformTransport<FakeTransport>) -> FakeTransport {
     FakeTransport {
         model: Arc::clone(&t.inner().model),
     }
+}
+
+#[test]
+fn bounce_always_never_maps_driver_memory() {
+    dmaspace_virtio::hal!(H);
+    let (rig, transport) = rig_with::<H>(15, APERTURE, 16, HalContext::bounce_always);
+    let mut blk = VirtIOBlk::<DmaHal<H>, _>::new(transport).unwrap();
+    let mut page = Box::new(Page([0; 4096]));
+    blk.read_blocks(8, &mut page.0).unwrap();
+    assert_eq!(page.0[..SECTOR].to_vec(), sector_seed(8));
+    assert_eq!(rig.monitor.shared_in_place(), 0);
+    assert_eq!(rig.monitor.bounced(), 3);
+    let page_addr = page.0.as_ptr() as u64;
+    let m = rig.model.lock().unwrap();
+    assert!(!m.reachable.is_empty());
+    assert!(!m.reachable.contains(&(page_addr, 4096)));
+}
+
+#[test]
+fn mmio_windows_translate_and_an_unknown_address_panics() {
+    dmaspace_virtio::hal!(H);
+    let mut bar = vec![0u32; 1024].into_boxed_slice();
+    let ptr = std::ptr::NonNull::from(&mut bar[..]).cast::<u8>();
+    // SAFETY: the "BAR" is this boxed array, alive until the end of the test.
+    let window = unsafe { dmaspace_virtio::MmioWindow::new(PhysAddr::new(0xfe00_0000), 4096, ptr) };
+    let (_rig, _transport) = rig_with::<H>(16, APERTURE, 4, |c| c.with_mmio_window(window));
+    // SAFETY: a range inside the registered window.
+    let p = unsafe { <DmaHal<H> as Hal>::mmio_phys_to_virt(0xfe00_0100, 16) };
+    assert_eq!(p.as_ptr() as usize, ptr.as_ptr() as usize + 0x100);
+    // SAFETY: not a window: the Hal panics before anything is touched.
+    let outside = std::panic::catch_unwind(|| unsafe {
+        <DmaHal<H> as Hal>::mmio_phys_to_virt(0xfe00_0ff8, 16)
+    });
+    assert!(outside.is_err(), "crossing the window's end");
 }
