@@ -16,8 +16,8 @@ use dmaspace::error::{ClaimError, MapError};
 use dmaspace::host::{CpuAccessible, DmaBuffer, HostPages};
 use dmaspace::iommu::IommuDomain;
 use dmaspace::map::{Coherent, Iommu, MappedBuf, Mapper};
-use dmaspace::vec::DmaSeg;
-use dmaspace::{Brand, DeviceId, DmaAddr, PAGE_SIZE, PhysAddr};
+use dmaspace::vec::{DmaSeg, HostMem};
+use dmaspace::{Brand, DeviceId, PAGE_SIZE, PhysAddr};
 use spin::{Mutex, Once};
 use virtio_drivers::BufferDirection;
 
@@ -128,9 +128,9 @@ enum AnyMap<K: Brand, B: IommuBackend + 'static, Buf: DmaBuffer> {
 }
 
 /// The single device address of a mapping (virtio takes one per buffer).
-fn single<K: Brand, D: Direction>(segs: Result<&[DmaSeg<K, D>], MapError>) -> Option<u64> {
+fn single<K: Brand, D: Direction>(segs: Result<&[DmaSeg<K, D, HostMem>], MapError>) -> Option<u64> {
     match segs.ok()? {
-        [seg] => seg.addr().map(DmaAddr::as_u64),
+        [seg] => Some(seg.addr().as_u64()),
         _ => None,
     }
 }
@@ -552,7 +552,7 @@ where
                 p.cpu_bytes_mut().fill(0);
             }
             let ring = self.mapper().map_coherent::<u8, _>(buf).ok()?;
-            let addr = ring.segment(self.id()).ok()?.addr()?.as_u64();
+            let addr = ring.segment(self.id()).ok()?.addr().as_u64();
             if addr == 0 {
                 st.plugs.push(Plug::Ring(ring));
                 self.stats().plugged.fetch_add(1, Ordering::Relaxed);
