@@ -18,7 +18,7 @@ use dmaspace::iommu::IommuDomain;
 use dmaspace::map::{Coherent, Iommu, MappedBuf, Mapper};
 use dmaspace::vec::{DmaSeg, HostMem};
 use dmaspace::{Brand, DeviceId, PAGE_SIZE, PhysAddr};
-use spin::{Mutex, Once};
+use spin::Mutex;
 use virtio_drivers::BufferDirection;
 
 use crate::bridge::{
@@ -41,16 +41,14 @@ type Owned<K, D, Buf, B> = MappedBuf<'static, K, D, Buf, Tr<B>>;
 )]
 const PAGE: usize = PAGE_SIZE as usize;
 
-/// What the context owns that its mappings borrow: they live in an `Arc`
-/// (never moved) that a [`Monitor`] may share.
-///
-/// # Invariants
-/// `mapper`, once set, borrows `device` and `domain` of this same value
-/// (self-referential: `'static` stands for "as long as this `Parts`").
-/// Fields drop in declaration order: the mapper (detaching the device)
-/// before the device and the domain it borrows.
+/// What the context owns that its mapper and mappings borrow: they live in
+/// an `Arc` (never moved, never borrowed mutably) that a [`Monitor`] may
+/// share. The mapper lives in an allocation of its own (see
+/// [`HalContext`]): it is dropped before this value's drop glue takes
+/// `&mut Parts`, which would invalidate the mapper's shared borrows of
+/// `device` and `domain` (Miri's Stacked Borrows caught a first version
+/// that kept the mapper in here).
 struct Parts<K: Brand, Dm: Brand, B: IommuBackend + 'static> {
-    mapper: Once<Mapper<'static, K, Tr<B>>>,
     device: Device<'static, K>,
     domain: IommuDomain<Dm, B>,
     stats: Stats,
@@ -229,18 +227,21 @@ struct State<K: Brand, B: IommuBackend + 'static, M: DmaMemory> {
 /// crate's example.
 ///
 /// # Invariants
-/// - `parts.mapper` is set, and every mapping in `state` was made by it;
-///   they borrow it as `'static`, a lie the type system is told (see
-///   `HalContext::mapper`): `parts` is an `Arc` whose contents never
-///   move, and `state` (declared first) drops before this value's `Arc`.
+/// - `mapper` borrows `parts.device` and `parts.domain`, and every mapping
+///   in `state` was made by `mapper`; both borrows are `'static`, a lie
+///   the type system is told (see `HalContext::mapper`): each `Arc`'s
+///   contents never move, `mapper`'s `Arc` is this value's alone, and the
+///   fields drop in declaration order: `state` (the mappings), `mapper`,
+///   then this value's share of `parts`.
 ///
 /// Drop order: live mappings are unmapped (their host memory leaked, as at
 /// uninstall: see [`HalGuard`](crate::HalGuard)), then the rest of the
-/// state (plugs, the memory source), then this value's share of `parts`;
-/// the mapper, device and domain go with the last share (a [`Monitor`] may
-/// hold one), the mapper first.
+/// state (plugs, the memory source), then the mapper (detaching the
+/// device), then this value's share of the device and domain (a
+/// [`Monitor`] may hold another).
 pub struct HalContext<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> {
     state: Mutex<State<K, B, M>>,
+    mapper: Arc<Mapper<'static, K, Tr<B>>>,
     parts: Arc<Parts<K, Dm, B>>,
     windows: Vec<MmioWindow>,
     phys_lookup: Option<PhysLookup>,
@@ -288,19 +289,18 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
         memory: M,
     ) -> Result<Self, ClaimError> {
         let parts = Arc::new(Parts {
-            mapper: Once::new(),
             device,
             domain,
             stats: Stats::default(),
         });
-        // SAFETY: the `Arc`'s contents never move and live as long as the
-        // mapper stored in them, which drops first (`Parts`'s invariant).
+        // SAFETY: the `Arc`'s contents never move, are never borrowed
+        // mutably before the last `Arc` goes, and this context's share
+        // outlives the mapper made here (the type's invariant: `mapper`
+        // drops before `parts`).
         let p: &'static Parts<K, Dm, B> = unsafe { &*Arc::as_ptr(&parts) };
         // SAFETY: the caller's contract.
-        let mapper = unsafe { Mapper::iommu_unchecked(&p.device, &p.domain) }?;
-        // INVARIANT: the mapper borrows `device` and `domain` of the same `Parts`.
-        p.mapper.call_once(|| mapper);
-        // INVARIANT: the mapper is set; no mapping yet.
+        let mapper = Arc::new(unsafe { Mapper::iommu_unchecked(&p.device, &p.domain) }?);
+        // INVARIANT: the mapper borrows `parts`, held after it; no mapping yet.
         Ok(Self {
             state: Mutex::new(State {
                 memory,
@@ -308,6 +308,7 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
                 shares: BTreeMap::new(),
                 plugs: Vec::new(),
             }),
+            mapper,
             parts,
             windows: Vec::new(),
             phys_lookup: None,
@@ -378,15 +379,11 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
     /// The mapper, borrowed for `'static`: what the mappings kept in
     /// `state` need. Only mappings stored in `state` may be made with it.
     fn mapper(&self) -> &'static Mapper<'static, K, Tr<B>> {
-        // SAFETY: the `Arc`'s contents never move, and this context's
-        // share of them outlives every mapping in `state` (which drops
-        // first: the type's invariant); mappings never leave `state`
+        // SAFETY: the `Arc`'s contents never move, the `Arc` is this
+        // context's alone, and it outlives every mapping in `state` (which
+        // drops first: the type's invariant); mappings never leave `state`
         // except to be dropped or unmapped inside this context's methods.
-        let parts: &'static Parts<K, Dm, B> = unsafe { &*Arc::as_ptr(&self.parts) };
-        match parts.mapper.get() {
-            Some(m) => m,
-            None => unreachable!("set at construction"),
-        }
+        unsafe { &*Arc::as_ptr(&self.mapper) }
     }
 
     fn id(&self) -> DeviceId {
@@ -702,8 +699,8 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> Drop
                 How::Bounce(m) => drop(m.unmap()),
             }
         }
-        // The fields drop next: the plugs and the memory source (`state`)
-        // before this value's share of the mapper (`parts`).
+        // The fields drop next: the plugs and the memory source (`state`),
+        // the mapper, then this value's share of what it borrowed (`parts`).
     }
 }
 
