@@ -326,8 +326,21 @@ impl<'b> HostPages<'b> {
         })
     }
 
-    /// The first byte, for owners that reach the bytes by raw pointer.
-    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+    /// Where the first byte is, without making a reference to the bytes
+    /// (which a device may be writing): for alignment checks, and for
+    /// owners that reach the bytes by raw pointer. Using it is the
+    /// caller's `unsafe`.
+    ///
+    /// ```
+    /// # let mut b = [0u8; 8];
+    /// let expected = b.as_ptr();
+    /// # // SAFETY: doc example, never mapped for hardware.
+    /// let p = unsafe { dmaspace::host::HostPages::new(&mut b, dmaspace::PhysAddr::new(0)) }?;
+    /// assert_eq!(p.as_ptr().as_ptr().cast_const(), expected);
+    /// # Ok::<(), dmaspace::error::MapError>(())
+    /// ```
+    #[must_use]
+    pub fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
 }
