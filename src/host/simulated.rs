@@ -1,7 +1,7 @@
 //! Host RAM with made-up physical addresses, and the bus port through which
 //! a simulated device reaches it.
 
-use alloc::boxed::Box;
+use alloc::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,9 +14,11 @@ use crate::error::MapError;
 /// The bytes of a [`SimulatedRam`], shared with its [`RamBus`]es.
 ///
 /// # Invariants
-/// `ptr` is the start of a `Box<[u8]>` of `len` bytes this value owns; every
-/// access goes through pointers derived from `ptr`, so the CPU's
-/// [`HostPages`] and a device's writes never invalidate each other.
+/// `ptr` is the start of an allocation of `len` zero-initialized bytes,
+/// aligned to a page ([`Backing::layout`]), that this value owns (dangling
+/// when `len` is 0: nothing is allocated); every access goes through
+/// pointers derived from `ptr`, so the CPU's [`HostPages`] and a device's
+/// writes never invalidate each other.
 struct Backing {
     ptr: NonNull<u8>,
     len: usize,
@@ -28,12 +30,48 @@ unsafe impl Send for Backing {}
 // SAFETY: as above.
 unsafe impl Sync for Backing {}
 
+impl Backing {
+    /// Page-aligned, as a page frame is: a ring or a `Hal` that hands out
+    /// CPU pointers of "physical" pages finds them aligned like the
+    /// physical addresses.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the page size, 4096, fits any usize"
+    )]
+    fn layout(len: usize) -> Layout {
+        match Layout::from_size_align(len, PAGE_SIZE as usize) {
+            Ok(l) => l,
+            Err(_) => panic!("SimulatedRam of {len} bytes is too large to allocate"),
+        }
+    }
+
+    /// `len` zeroed, page-aligned bytes.
+    fn zeroed(len: usize) -> Self {
+        if len == 0 {
+            // INVARIANT: nothing allocated, nothing accessed.
+            return Self {
+                ptr: NonNull::dangling(),
+                len,
+            };
+        }
+        let layout = Self::layout(len);
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            handle_alloc_error(layout)
+        };
+        // INVARIANT: a fresh zeroed allocation of `len` page-aligned bytes, owned here.
+        Self { ptr, len }
+    }
+}
+
 impl Drop for Backing {
     fn drop(&mut self) {
-        let slice = core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len);
-        // SAFETY: `ptr`/`len` came from `Box::into_raw` (the invariant), and
-        // this is the last owner (`Arc`).
-        drop(unsafe { Box::from_raw(slice) });
+        if self.len > 0 {
+            // SAFETY: `ptr` came from `alloc_zeroed` with this layout (the
+            // invariant), and this is the last owner (`Arc`).
+            unsafe { dealloc(self.ptr.as_ptr(), Self::layout(self.len)) };
+        }
     }
 }
 
@@ -87,22 +125,20 @@ impl SimulatedRam {
         let Some(len) = len else {
             panic!("SimulatedRam of {pages} pages at {base:?} passes the top of the address space");
         };
-        let bytes: Box<[u8]> = alloc::vec![0; len].into_boxed_slice();
-        let ptr = NonNull::from(Box::leak(bytes)).cast::<u8>();
         Self {
-            // INVARIANT: `ptr` starts the leaked `Box<[u8]>` of `len` bytes, now the
-            // `Backing`'s, which frees it on drop.
-            mem: Arc::new(Backing { ptr, len }),
+            mem: Arc::new(Backing::zeroed(len)),
             base,
         }
     }
 
-    /// The memory as one [`HostPages`] per page.
+    /// The memory as one [`HostPages`] per page. The CPU's side is
+    /// page-aligned too, as a page frame's mapping is.
     ///
     /// ```
     /// // SAFETY: never given to hardware.
     /// let mut ram = unsafe { dmaspace::host::SimulatedRam::new(dmaspace::PhysAddr::new(0), 3) };
     /// assert_eq!(ram.pages().count(), 3);
+    /// assert!(ram.pages().all(|p| p.as_ptr().as_ptr() as usize % 4096 == 0));
     /// ```
     #[expect(
         clippy::cast_possible_truncation,
