@@ -1,9 +1,10 @@
 //! Host RAM with made-up physical addresses, and the bus port through which
 //! a simulated device reaches it.
 
-use alloc::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
+use alloc::alloc::{alloc_zeroed, dealloc, handle_alloc_error};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::alloc::Layout;
 use core::fmt;
 use core::ptr::NonNull;
 
