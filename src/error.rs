@@ -253,6 +253,34 @@ impl MapError {
         }
     }
 
+    /// Whether copying the memory into a bounce buffer of the driver's own
+    /// (whole pages, below the device's DMA mask, with a known physical
+    /// address, in one piece) and mapping that instead would succeed where
+    /// mapping it in place did not: Linux's swiotlb decision. True for
+    /// [`PartialGranule`](MapError::PartialGranule) (the granules hold
+    /// memory outside the buffer), [`BeyondDmaMask`](MapError::BeyondDmaMask),
+    /// [`NoPhysAddr`](MapError::NoPhysAddr) and
+    /// [`TooManySegments`](MapError::TooManySegments); false for every error
+    /// that a bounce would meet again (exhaustion, a wrong instance, an
+    /// empty or overflowing request, a backend failure). Only host memory
+    /// may be bounced: P2P memory never reaches a bounce buffer.
+    ///
+    /// ```
+    /// use dmaspace::error::MapError;
+    /// assert!(MapError::PartialGranule { index: 0, granule: 4096 }.bounce_would_help());
+    /// assert!(!MapError::IovaExhausted { len: 4096 }.bounce_would_help());
+    /// ```
+    #[must_use]
+    pub fn bounce_would_help(&self) -> bool {
+        matches!(
+            self,
+            MapError::PartialGranule { .. }
+                | MapError::BeyondDmaMask { .. }
+                | MapError::NoPhysAddr { .. }
+                | MapError::TooManySegments { .. }
+        )
+    }
+
     /// `Ok` if `[offset, offset + len)` lies inside `size` bytes, else
     /// [`MapError::OutOfBounds`]: the one bounds rule for sub-ranges.
     pub(crate) fn check_within(offset: u64, len: u64, size: u64) -> Result<(), MapError> {

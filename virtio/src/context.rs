@@ -427,13 +427,8 @@ impl<K: Brand, Dm: Brand, B: IommuBackend + 'static, M: DmaMemory> HalContext<K,
                     _ => Ok(None),
                 }
             }
-            Err(e) => match e.error {
-                MapError::PartialGranule { .. }
-                | MapError::BeyondDmaMask { .. }
-                | MapError::NoPhysAddr { .. }
-                | MapError::TooManySegments { .. } => Ok(None),
-                other => Err(ShareError::Map(other)),
-            },
+            Err(e) if e.error.bounce_would_help() => Ok(None),
+            Err(e) => Err(ShareError::Map(e.error)),
         }
     }
 
