@@ -75,6 +75,10 @@ pub enum MachineError {
     Sysfs(dmaspace_pci::sysfs::SysfsError),
     /// Another `Machine` of this host is alive.
     Claim(ClaimError),
+    /// The running kernel is one this crate has no P2PDMA policy for
+    /// ([`Machine::from_sysfs`]); choose one with
+    /// [`Machine::from_sysfs_with`].
+    UnknownKernel(dmaspace_pci::UnknownKernel),
 }
 
 #[cfg(feature = "std")]
@@ -83,6 +87,9 @@ impl fmt::Display for MachineError {
         match self {
             MachineError::Sysfs(e) => e.fmt(f),
             MachineError::Claim(e) => e.fmt(f),
+            MachineError::UnknownKernel(e) => {
+                write!(f, "{e}; choose one with Machine::from_sysfs_with")
+            }
         }
     }
 }
@@ -93,6 +100,7 @@ impl core::error::Error for MachineError {
         match self {
             MachineError::Sysfs(e) => Some(e),
             MachineError::Claim(e) => Some(e),
+            MachineError::UnknownKernel(e) => Some(e),
         }
     }
 }
@@ -115,13 +123,19 @@ impl Machine {
         }
     }
 
-    /// This host, read from `/sys` and `/proc/cpuinfo`: the trusted source.
+    /// This host, read from `/sys` and `/proc/cpuinfo`: the trusted source,
+    /// judged by the running kernel's P2PDMA rules (the policy its release,
+    /// `/proc/sys/kernel/osrelease`, names: [`KernelPolicy::for_release`]).
     /// One per process at a time.
     ///
     /// # Errors
     /// [`MachineError::Claim`] with [`ClaimError::HostAlreadyLoaded`] while
     /// another host machine lives; [`MachineError::Sysfs`] if the tree
-    /// cannot be read.
+    /// cannot be read; [`MachineError::UnknownKernel`] if the running kernel
+    /// is one this crate has no list for (Linux 6.12 and 7.3 are named):
+    /// routes classified with another kernel's list may be refused by this
+    /// one, so the choice is the caller's, with
+    /// [`from_sysfs_with`](Self::from_sysfs_with).
     ///
     /// ```no_run
     /// let machine = dmaspace::machine::Machine::from_sysfs()?;
@@ -130,19 +144,59 @@ impl Machine {
     /// ```
     #[cfg(feature = "std")]
     pub fn from_sysfs() -> Result<Self, MachineError> {
+        Self::load_host(None)
+    }
+
+    /// [`from_sysfs`](Self::from_sysfs), judged by `kernel`'s rules whatever
+    /// kernel runs: for a kernel this crate does not name, the caller picks
+    /// the named list it knows to match (or to be stricter).
+    ///
+    /// # Errors
+    /// As [`from_sysfs`](Self::from_sysfs), without `UnknownKernel`.
+    ///
+    /// ```no_run
+    /// use dmaspace::{machine::Machine, pci::KernelPolicy};
+    /// let machine = Machine::from_sysfs_with(KernelPolicy::linux_6_12())?;
+    /// assert_eq!(machine.policy(), KernelPolicy::linux_6_12().policy());
+    /// # Ok::<(), dmaspace::machine::MachineError>(())
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn from_sysfs_with(kernel: KernelPolicy) -> Result<Self, MachineError> {
+        Self::load_host(Some(kernel))
+    }
+
+    /// Claims the host, reads it, and picks the policy (`kernel`, or the
+    /// running kernel's); the claim is released on any error.
+    #[cfg(feature = "std")]
+    fn load_host(kernel: Option<KernelPolicy>) -> Result<Self, MachineError> {
         if HOST_LOADED
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             return Err(MachineError::Claim(ClaimError::HostAlreadyLoaded));
         }
-        match dmaspace_pci::sysfs::load(std::path::Path::new("/")) {
+        let root = std::path::Path::new("/");
+        let loaded = dmaspace_pci::sysfs::load(root)
+            .map_err(MachineError::Sysfs)
+            .and_then(|topo| {
+                let kernel = match kernel {
+                    Some(k) => k,
+                    None => {
+                        let release = dmaspace_pci::sysfs::kernel_release(root)
+                            .map_err(MachineError::Sysfs)?
+                            .unwrap_or_default();
+                        KernelPolicy::for_release(&release).map_err(MachineError::UnknownKernel)?
+                    }
+                };
+                Ok((topo, kernel))
+            });
+        match loaded {
             // INVARIANT: the exchange above made this the only live host machine; its
             // `Drop` clears the flag.
-            Ok(topo) => Ok(Self::with(MachineId::HOST, topo, true)),
+            Ok((topo, kernel)) => Ok(Self::with(MachineId::HOST, topo, true).with_policy(kernel)),
             Err(e) => {
                 HOST_LOADED.store(false, Ordering::Release);
-                Err(MachineError::Sysfs(e))
+                Err(e)
             }
         }
     }

@@ -148,21 +148,40 @@ fn same_device_needs_the_same_function_of_the_same_machine() {
 
 #[test]
 fn this_host_is_loaded_once_per_process() {
-    match Machine::from_sysfs() {
+    let kernel = dmaspace::pci::KernelPolicy::linux_6_12();
+    match Machine::from_sysfs_with(kernel.clone()) {
         Ok(host) => {
+            assert_eq!(host.policy(), kernel.policy());
+            assert!(matches!(
+                Machine::from_sysfs_with(kernel.clone()),
+                Err(MachineError::Claim(ClaimError::HostAlreadyLoaded))
+            ));
             assert!(matches!(
                 Machine::from_sysfs(),
                 Err(MachineError::Claim(ClaimError::HostAlreadyLoaded))
             ));
             drop(host);
-            assert!(
-                Machine::from_sysfs().is_ok(),
-                "the claim ends with the machine"
-            );
+            // The running kernel's own rules, or a refusal that names it and
+            // keeps no claim.
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            match (
+                dmaspace::pci::KernelPolicy::for_release(&release),
+                Machine::from_sysfs(),
+            ) {
+                (Ok(named), Ok(host)) => assert_eq!(host.policy(), named.policy()),
+                (Err(_), Err(MachineError::UnknownKernel(e))) => {
+                    assert_eq!(e.release, release.trim());
+                    assert!(Machine::from_sysfs_with(kernel).is_ok(), "no claim kept");
+                }
+                (named, got) => panic!("kernel {release:?}: {named:?} but {got:?}"),
+            }
         }
         // No readable PCI tree here: the failed load must not keep the claim.
         Err(MachineError::Sysfs(_)) => {
-            assert!(matches!(Machine::from_sysfs(), Err(MachineError::Sysfs(_))));
+            assert!(matches!(
+                Machine::from_sysfs_with(kernel),
+                Err(MachineError::Sysfs(_))
+            ));
         }
         Err(e) => panic!("unexpected: {e}"),
     }
