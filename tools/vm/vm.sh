@@ -66,7 +66,7 @@ timeout --kill-after=10 "${E2E_VM_TIMEOUT:-300}" qemu-system-x86_64 \
   $MACHINE $DEVICES ${E2E_QEMU_EXTRA:-} </dev/null || rc=$?
 if [ "$PROFILE" = virtio-blk ] && [ $rc = 0 ]; then
   # The guest's verdict stands unless it said ok and the image disagrees.
-  if verdict=$(python3 "$HERE/virtio-image.py" check "$IMG/vb.img"); then
+  if verdict=$(python3 "$HERE/virtio-image.py" check "$IMG/vb.img" "$SCEN"); then
     echo "# $SCEN: host image check: $verdict" >> "$LOG"
   elif tr -d '\r' < "$LOG" | grep -q -a -x "$SCEN: ok"; then
     echo "$SCEN: FAILED host image check: $verdict" >> "$LOG"

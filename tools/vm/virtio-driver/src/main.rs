@@ -5,7 +5,8 @@
 //! scenario's domain.
 //!
 //! ```text
-//! virtio-e2e run SCENARIO BDF   one line: `SCENARIO: ok` or `SCENARIO: FAILED why`
+//! virtio-e2e run SCENARIO BDF   SCENARIO: virtio-blk-type1, virtio-blk-iommufd,
+//!                                virtio-blk-contains (type1, a stale IOVA); one line: `SCENARIO: ok` or `SCENARIO: FAILED why`
 //!                                (details on a `# SCENARIO: ...` line); exit 0 / 1
 //! ```
 //!
@@ -15,6 +16,7 @@
 //! the same two patterns and the same list).
 
 mod cam;
+mod stale;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,7 @@ use dmaspace_vfio::{
     Iommufd, MappedBar, PinnedMemory, Sysfs, VfioContainer, VfioDevice, VfioGroup, VfioIommuType,
 };
 use dmaspace_virtio::{DmaHal, HalContext, MmioWindow, PagePool, PlatformTransport};
+use virtio_drivers::Hal;
 use virtio_drivers::device::blk::{SECTOR_SIZE, VirtIOBlk};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::PciRoot;
@@ -60,7 +63,7 @@ const WRITTEN: &[(u64, u64)] = &[(100, 8), (301, 1), (517, 3)];
 
 /// Byte `i` of sector `lba` as the host seeded it: the LBA (little-endian
 /// u64), then `(lba * 7 + i) % 251`.
-fn seed(lba: u64) -> Vec<u8> {
+pub(crate) fn seed(lba: u64) -> Vec<u8> {
     sector(lba, lba, 7, 251)
 }
 
@@ -76,7 +79,7 @@ fn sector(lba: u64, head: u64, mul: u64, modulus: u64) -> Vec<u8> {
     v
 }
 
-fn pattern(first: u64, n: u64, f: fn(u64) -> Vec<u8>) -> Vec<u8> {
+pub(crate) fn pattern(first: u64, n: u64, f: fn(u64) -> Vec<u8>) -> Vec<u8> {
     (first..first + n).flat_map(f).collect()
 }
 
@@ -84,17 +87,17 @@ fn pattern(first: u64, n: u64, f: fn(u64) -> Vec<u8>) -> Vec<u8> {
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
 
-fn pages(n: usize) -> Vec<Page> {
+pub(crate) fn pages(n: usize) -> Vec<Page> {
     (0..n).map(|_| Page([0xa5; 4096])).collect()
 }
 
-fn bytes_mut(p: &mut [Page]) -> &mut [u8] {
+pub(crate) fn bytes_mut(p: &mut [Page]) -> &mut [u8] {
     // SAFETY: `Page` is `repr(C)` around one `[u8; 4096]`, so the pages are
     // `4096 * len` initialized bytes, borrowed from `p` for as long as it is.
     unsafe { std::slice::from_raw_parts_mut(p.as_mut_ptr().cast::<u8>(), p.len() * 4096) }
 }
 
-fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
+pub(crate) fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
     match got.iter().zip(want).position(|(a, b)| a != b) {
         None if got.len() == want.len() => Ok(()),
         None => Err(format!("{what}: {} bytes, want {}", got.len(), want.len())),
@@ -139,9 +142,10 @@ fn pool() -> Result<PagePool<PinnedMemory>, String> {
 /// # Safety
 /// `vdev`'s DMA is translated by `domain`'s backend while this runs (its
 /// group is in the domain's container, or it is attached to its IOAS).
-unsafe fn drive<B: IommuBackend + 'static>(
+unsafe fn drive<H: Hal, B: IommuBackend + 'static>(
     vdev: &VfioDevice,
     domain: IommuDomain<Dom, B>,
+    contains: bool,
 ) -> Result<String, String>
 where
     HalContext<VirtioBlk, Dom, B, PagePool<PinnedMemory>>: Send + Sync,
@@ -175,12 +179,12 @@ where
     let cam = VfioCam::new(vdev);
     let df = cam.function();
     let mut root = PciRoot::new(cam);
-    let transport = PciTransport::new::<BlkHal, _>(&mut root, df).map_err(s("PciTransport"))?;
+    let transport = PciTransport::new::<H, _>(&mut root, df).map_err(s("PciTransport"))?;
     // The device was made with iommu_platform=on: without ACCESS_PLATFORM
     // it would read the IOVAs as guest-physical addresses.
     let transport = PlatformTransport::requiring(transport);
     let negotiation = transport.negotiation();
-    let mut blk = VirtIOBlk::<BlkHal, _>::new(transport).map_err(|e| {
+    let mut blk = VirtIOBlk::<H, _>::new(transport).map_err(|e| {
         format!(
             "VirtIOBlk::new: {e} (negotiation: {:?})",
             negotiation.result()
@@ -195,6 +199,10 @@ where
             "capacity {} sectors, want {SECTORS}",
             blk.capacity()
         ));
+    }
+
+    if contains {
+        return stale::contained(&mut blk);
     }
 
     // Reads of the seed: into a page-aligned buffer (in place) and into
@@ -269,7 +277,7 @@ where
     ))
 }
 
-fn blk_type1(a: Bdf) -> Result<String, String> {
+fn blk_type1(a: Bdf, contains: bool) -> Result<String, String> {
     let sysfs = Sysfs::live();
     sysfs.require_vfio_pci(a).map_err(s("vfio-pci"))?;
     let mut container = VfioContainer::open(&sysfs).map_err(s("container"))?;
@@ -285,7 +293,13 @@ fn blk_type1(a: Bdf) -> Result<String, String> {
         .map_err(s("domain"))?;
     // SAFETY: the device's group is in the container the domain's backend
     // owns, with the type1 IOMMU set: its DMA is translated by it.
-    let r = unsafe { drive(&vdev, domain) };
+    let r = if contains {
+        // SAFETY: as above.
+        unsafe { drive::<stale::Stale, _>(&vdev, domain, true) }
+    } else {
+        // SAFETY: as above.
+        unsafe { drive::<BlkHal, _>(&vdev, domain, false) }
+    };
     drop(vdev);
     drop(group);
     r.map(|d| format!("vfio-type1: {d}"))
@@ -302,7 +316,7 @@ fn blk_iommufd(a: Bdf) -> Result<String, String> {
         .map_err(s("domain"))?;
     // SAFETY: the device is bound to the iommufd and attached to the IOAS
     // the domain's backend owns: its DMA is translated by it.
-    let r = unsafe { drive(&vdev, domain) };
+    let r = unsafe { drive::<BlkHal, _>(&vdev, domain, false) };
     r.map(|d| format!("iommufd: {d}"))
 }
 
@@ -312,7 +326,8 @@ fn run(name: &str, args: &[String]) -> Result<String, String> {
     };
     let a: Bdf = bdf.parse().map_err(|e| format!("{bdf}: {e}"))?;
     match name {
-        "virtio-blk-type1" => blk_type1(a),
+        "virtio-blk-type1" => blk_type1(a, false),
+        "virtio-blk-contains" => blk_type1(a, true),
         "virtio-blk-iommufd" => blk_iommufd(a),
         _ => Err(format!("unknown scenario {name}")),
     }
@@ -321,7 +336,9 @@ fn run(name: &str, args: &[String]) -> Result<String, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some("run"), Some(name)) = (args.first().map(String::as_str), args.get(1)) else {
-        eprintln!("usage: virtio-e2e run virtio-blk-type1|virtio-blk-iommufd BDF");
+        eprintln!(
+            "usage: virtio-e2e run virtio-blk-type1|virtio-blk-iommufd|virtio-blk-contains BDF"
+        );
         return ExitCode::from(2);
     };
     let rest = &args[2..];
