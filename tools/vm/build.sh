@@ -4,7 +4,8 @@
 #                    outside the clone by tools/kernel-oracle/kbuild.sh)
 #   p2p_oracle.ko    the oracle module, built against it (the guest kernel's verdicts)
 #   nvme-e2e         the driver, a static binary (musl; static glibc if musl is unavailable)
-#   initramfs.cpio.gz  busybox + /init + the two above
+#   virtio-e2e       virtio-drivers' VirtIOBlk on dmaspace-virtio, built the same way
+#   initramfs.cpio.gz  busybox + /init + the three above
 # Idempotent; a second run takes seconds.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,15 +32,15 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
   rustup target add "$TARGET" >&2 || TARGET=""
 fi
 if [ -n "$TARGET" ]; then
-  nice -n 10 cargo build --quiet --release --manifest-path "$REPO/Cargo.toml" -p dmaspace-vm-nvme --target "$TARGET" >&2
-  BIN="$REPO/target/$TARGET/release/nvme-e2e"
+  nice -n 10 cargo build --quiet --release --manifest-path "$REPO/Cargo.toml" -p dmaspace-vm-nvme -p dmaspace-vm-virtio --target "$TARGET" >&2
+  BIN="$REPO/target/$TARGET/release"
 else
   log "musl target unavailable: static glibc"
   RUSTFLAGS="-C target-feature=+crt-static" nice -n 10 cargo build --quiet --release \
-    --manifest-path "$REPO/Cargo.toml" -p dmaspace-vm-nvme --target x86_64-unknown-linux-gnu >&2
-  BIN="$REPO/target/x86_64-unknown-linux-gnu/release/nvme-e2e"
+    --manifest-path "$REPO/Cargo.toml" -p dmaspace-vm-nvme -p dmaspace-vm-virtio --target x86_64-unknown-linux-gnu >&2
+  BIN="$REPO/target/x86_64-unknown-linux-gnu/release"
 fi
-cp "$BIN" "$OUT/nvme-e2e"
+cp "$BIN/nvme-e2e" "$BIN/virtio-e2e" "$OUT/"
 t2=$(date +%s)
 
 cat > "$OUT/initramfs.list" <<LIST
@@ -49,6 +50,7 @@ dir /bin 0755 0 0
 file /bin/busybox /bin/busybox 0755 0 0
 slink /bin/sh busybox 0777 0 0
 file /bin/nvme-e2e $OUT/nvme-e2e 0755 0 0
+file /bin/virtio-e2e $OUT/virtio-e2e 0755 0 0
 dir /proc 0755 0 0
 dir /sys 0755 0 0
 dir /tmp 0755 0 0

@@ -24,6 +24,9 @@ p2p-refused         iommu-qemu64   $A,$B           $A,$B     1
 p2p-iommufd-refused iommu-epyc     $A,$B           $A,$B     1
 p2p-host-bridge     iommu-epyc     $A,$B           $A,$B     1
 p2p-bus-addr        noiommu-switch $SA,$SB         $SA,$SB   1
+virtio-blk-type1    virtio-blk     $A              $A        0
+virtio-blk-iommufd  virtio-blk     $A              $A        0
+virtio-blk-contains virtio-blk     $A              $A        0
 "
 
 t0=$(date +%s)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # tools/vm/vm.sh PROFILE SCENARIO ARGS VFIO ORACLE LOG: boot one e2e VM and
 # write its serial console to LOG. Needs tools/vm/out/ (build.sh).
-#   PROFILE  iommu-qemu64 | iommu-epyc | noiommu-switch (the machines below)
+#   PROFILE  iommu-qemu64 | iommu-epyc | noiommu-switch | virtio-blk (the machines below)
 #   ARGS     comma-separated BDFs for the scenario
 #   VFIO     comma-separated BDFs handed to vfio-pci
 #   ORACLE   1: load the oracle module (the guest kernel's P2PDMA verdicts)
 # Every NVMe has a fresh 16 MiB raw image, a 4 MiB CMB and MDTS 4 MiB.
+# virtio-blk: a seeded 4 MiB image (virtio-image.py), checked after the VM:
+# a difference appends `SCENARIO: FAILED host image check: ...` to LOG.
 # The VM is killed after E2E_VM_TIMEOUT seconds (default 300): a hang cannot block CI.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -40,8 +42,20 @@ case $PROFILE in
       $(nvme A bus=dsp1) $(nvme B bus=dsp2)"
     CMDLINE="vfio.enable_unsafe_noiommu_mode=1"
     ;;
+  virtio-blk)
+    # virtio-blk-pci 00:03.0, modern only, behind the IOMMU (ACCESS_PLATFORM),
+    # on a 4 MiB raw image seeded from each sector's LBA. The guest kernel
+    # has no virtio-pci driver: the function stays unbound for vfio-pci.
+    CPU=qemu64
+    MACHINE="-device intel-iommu,intremap=on,aw-bits=48"
+    python3 "$HERE/virtio-image.py" seed "$IMG/vb.img"
+    DEVICES="-drive file=$IMG/vb.img,if=none,id=vb,format=raw
+      -device virtio-blk-pci,disable-legacy=on,iommu_platform=on,drive=vb,bus=pcie.0,addr=0x3"
+    CMDLINE="intel_iommu=on iommu=nopt"
+    ;;
   *) echo "vm.sh: unknown profile $PROFILE" >&2; exit 2 ;;
 esac
+rc=0
 # shellcheck disable=SC2086 # word lists by design
 timeout --kill-after=10 "${E2E_VM_TIMEOUT:-300}" qemu-system-x86_64 \
   -M q35 -accel tcg -cpu "$CPU" -smp 1 -m 512M \
@@ -49,4 +63,15 @@ timeout --kill-after=10 "${E2E_VM_TIMEOUT:-300}" qemu-system-x86_64 \
   -serial "file:$LOG" \
   -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
   -append "console=ttyS0 panic=-1 quiet $CMDLINE e2e.scenario=$SCEN e2e.args=$ARGS e2e.vfio=$VFIO e2e.oracle=$ORACLE e2e.timeout=${E2E_GUEST_TIMEOUT:-240}" \
-  $MACHINE $DEVICES ${E2E_QEMU_EXTRA:-} </dev/null
+  $MACHINE $DEVICES ${E2E_QEMU_EXTRA:-} </dev/null || rc=$?
+if [ "$PROFILE" = virtio-blk ] && [ $rc = 0 ]; then
+  # The guest's verdict stands unless it said ok and the image disagrees.
+  if verdict=$(python3 "$HERE/virtio-image.py" check "$IMG/vb.img" "$SCEN"); then
+    echo "# $SCEN: host image check: $verdict" >> "$LOG"
+  elif tr -d '\r' < "$LOG" | grep -q -a -x "$SCEN: ok"; then
+    echo "$SCEN: FAILED host image check: $verdict" >> "$LOG"
+  else
+    echo "# $SCEN: host image check: $verdict" >> "$LOG"
+  fi
+fi
+exit $rc
