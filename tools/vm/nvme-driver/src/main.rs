@@ -16,6 +16,8 @@
 
 mod classify;
 mod dma;
+#[path = "../../guest/kmsg.rs"]
+mod kmsg;
 mod nvme;
 mod prp;
 mod scenarios;

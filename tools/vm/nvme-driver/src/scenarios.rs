@@ -10,9 +10,6 @@
 //! `RouteError::NotSupported`.
 
 use std::fmt::Display;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use dmaspace::PhysAddr;
@@ -32,6 +29,7 @@ use dmaspace_vfio::{MappedBar, PinnedMemory, VfioDevice};
 
 use crate::classify::{kernel_distance, machine};
 use crate::dma::{Backend, CmbMem, Nvme, Opened, open_iommufd, open_vfio};
+use crate::kmsg::{Kmsg, dmar_fault_in};
 use crate::nvme::{self, Controller, NvmeError};
 use crate::seam::DevAddr;
 use crate::with_mapper;
@@ -496,54 +494,6 @@ pub fn own_cmb(a: Bdf) -> Outcome {
             regs.after.1,
             st.commands
         ))
-    })
-}
-
-/// The kernel log from now on (`/dev/kmsg`, non-blocking).
-struct Kmsg(File);
-
-impl Kmsg {
-    fn from_now() -> Result<Self, String> {
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-            .map_err(s("open /dev/kmsg"))?;
-        f.seek(SeekFrom::End(0)).map_err(s("seek /dev/kmsg"))?;
-        Ok(Self(f))
-    }
-
-    /// Records logged since, one per read.
-    fn records(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match self.0.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let msg = rec.split_once(';').map_or(rec.as_str(), |(_, m)| m);
-                    out.push(msg.lines().next().unwrap_or("").to_string());
-                }
-                // EPIPE: records were overwritten; keep reading.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-                Err(_) => break,
-            }
-        }
-        out
-    }
-}
-
-/// A DMAR fault line for an address in `[lo, hi)`.
-fn dmar_fault_in(lines: &[String], lo: u64, hi: u64) -> Option<String> {
-    lines.iter().find_map(|l| {
-        let i = l.find("fault addr 0x")?;
-        let hex: String = l[i + 13..]
-            .chars()
-            .take_while(char::is_ascii_hexdigit)
-            .collect();
-        let a = u64::from_str_radix(&hex, 16).ok()?;
-        (l.contains("DMAR") && (lo..hi).contains(&a)).then(|| l.clone())
     })
 }
 

@@ -16,6 +16,8 @@
 //! the same two patterns and the same list).
 
 mod cam;
+#[path = "../../guest/kmsg.rs"]
+mod kmsg;
 mod stale;
 
 use std::process::ExitCode;

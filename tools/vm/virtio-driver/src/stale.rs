@@ -11,6 +11,7 @@ use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk};
 use virtio_drivers::transport::Transport;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
+use crate::kmsg::{Kmsg, dmar_fault_in};
 use crate::{BlkHal, bytes_mut, compare, pages, pattern, seed};
 
 /// What the escape is doing.
@@ -168,56 +169,4 @@ pub fn contained<H: Hal, T: Transport>(blk: &mut VirtIOBlk<H, T>) -> Result<Stri
     Ok(format!(
         "positive control: {len} bytes at LBA {LBA} read into a mapped buffer; then its IOVA {stale:#x} unshared behind virtio-drivers' back: request not completed, {len} bytes untouched; kernel: {fault}"
     ))
-}
-
-/// The kernel log from now on (`/dev/kmsg`, non-blocking).
-struct Kmsg(std::fs::File);
-
-impl Kmsg {
-    fn from_now() -> Result<Self, String> {
-        use std::io::Seek;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-            .map_err(|e| format!("open /dev/kmsg: {e}"))?;
-        f.seek(std::io::SeekFrom::End(0))
-            .map_err(|e| format!("seek /dev/kmsg: {e}"))?;
-        Ok(Self(f))
-    }
-
-    /// Records logged since, one per read.
-    fn records(&mut self) -> Vec<String> {
-        use std::io::Read;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match self.0.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let msg = rec.split_once(';').map_or(rec.as_str(), |(_, m)| m);
-                    out.push(msg.lines().next().unwrap_or("").to_string());
-                }
-                // EPIPE: records were overwritten; keep reading.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-                Err(_) => break,
-            }
-        }
-        out
-    }
-}
-
-/// A DMAR fault line for an address in `[lo, hi)`.
-fn dmar_fault_in(lines: &[String], lo: u64, hi: u64) -> Option<String> {
-    lines.iter().find_map(|l| {
-        let i = l.find("fault addr 0x")?;
-        let hex: String = l[i + 13..]
-            .chars()
-            .take_while(char::is_ascii_hexdigit)
-            .collect();
-        let a = u64::from_str_radix(&hex, 16).ok()?;
-        (l.contains("DMAR") && (lo..hi).contains(&a)).then(|| l.clone())
-    })
 }
