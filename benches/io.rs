@@ -37,6 +37,8 @@ use dmaspace::prelude::*;
 
 #[path = "support/atomic_twin.rs"]
 mod atomic_twin;
+#[path = "support/plain_map.rs"]
+mod plain;
 use atomic_twin::{AtomicDomain, AtomicPool};
 
 brand!(Nvme);

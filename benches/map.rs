@@ -22,6 +22,12 @@ use dmaspace::host::{HostPages, SimulatedRam};
 use dmaspace::prelude::*;
 use dmaspace::vec::{BvecSeg, SegOf};
 
+#[path = "support/plain_map.rs"]
+mod plain;
+use plain::{
+    BAR_BUS, BAR_CPU, GRANULE, HOST_BASE, IOVA_BASE, PROVIDER, PlainDomain, PlainSeg, plain_map,
+    plain_unmap,
+};
 #[path = "support/atomic_twin.rs"]
 mod atomic_twin;
 use atomic_twin::AtomicDomain;
@@ -31,171 +37,6 @@ use dmaspace::iommu::iova_alloc::IovaAllocator;
 brand!(Cmb);
 brand!(Nic);
 brand!(Dom);
-
-const GRANULE: u64 = PAGE_SIZE;
-const HOST_BASE: u64 = 0x1_0000_0000;
-const BAR_CPU: u64 = 0x40_0000_0000;
-const BAR_BUS: u64 = 0x8000_0000;
-const IOVA_BASE: u64 = 0x1000_0000;
-/// The provider the plain request's P2P segments must belong to.
-const PROVIDER: u64 = 7;
-
-/// The baseline: everything a `u64`, one flat page table, one function.
-struct PlainDomain {
-    table: Vec<u64>,
-    rover: usize,
-}
-
-const P_READ: u64 = 1;
-const P_RESERVED: u64 = 1 << 3;
-const P_LINKED: u64 = 1 << 4;
-const P_PRESENT: u64 = 1 << 5;
-
-impl PlainDomain {
-    /// `count` free entries whose IOVAs are at most `mask`.
-    fn reserve(&mut self, count: usize, mask: u64) -> Option<usize> {
-        let below = if mask < IOVA_BASE {
-            0
-        } else {
-            ((u128::from(mask - IOVA_BASE) + 1) / u128::from(GRANULE)) as usize
-        };
-        let n = self.table.len().min(below);
-        if count == 0 || count > n {
-            return None;
-        }
-        let mut start = self.rover % n;
-        let mut scanned = 0;
-        while scanned < n {
-            if start + count > n {
-                scanned += n - start;
-                start = 0;
-                continue;
-            }
-            match self.table[start..start + count]
-                .iter()
-                .rposition(|&e| e != 0)
-            {
-                None => {
-                    self.table[start..start + count].fill(P_RESERVED);
-                    self.rover = start + count;
-                    return Some(start);
-                }
-                Some(b) => {
-                    scanned += b + 1;
-                    start += b + 1;
-                }
-            }
-        }
-        None
-    }
-}
-
-/// One segment of the plain request.
-#[derive(Clone, Copy)]
-struct PlainSeg {
-    p2p: bool,
-    /// Host: the granules it touches lie inside its buffer.
-    covers: bool,
-    /// P2P: the provider it belongs to.
-    provider: u64,
-    phys: u64,
-    len: u64,
-}
-
-/// Segments -> (addr, len) into `out`; returns the reserved run and the count.
-fn plain_map(
-    dom: &mut PlainDomain,
-    segs: &[PlainSeg],
-    bus_offset: u64,
-    dma_mask: u64,
-    out: &mut [(u64, u64)],
-) -> Result<((usize, usize), usize), &'static str> {
-    let mut iova_bytes = 0u64;
-    let mut links = 0usize;
-    let mut outputs = 0usize;
-    let mut run_open = false;
-    for s in segs {
-        if s.len == 0 {
-            return Err("empty");
-        }
-        // The same checks the crate makes: the provider is the route's, the
-        // range the device will see must not wrap, bus addresses must be
-        // within the DMA mask, IOMMU-bound memory covers its granules, the
-        // link rule, the IOVA size must not overflow, the output must fit.
-        if s.p2p && s.provider != PROVIDER {
-            return Err("foreign provider");
-        }
-        let start = if s.p2p {
-            s.phys.wrapping_add(bus_offset)
-        } else {
-            s.phys
-        };
-        let last = start.checked_add(s.len - 1).ok_or("overflow")?;
-        if s.p2p {
-            if last > dma_mask {
-                return Err("beyond dma mask");
-            }
-            outputs += 1;
-            run_open = false;
-            continue;
-        }
-        if !s.covers {
-            return Err("partial granule");
-        }
-        let lead = s.phys & (GRANULE - 1);
-        if iova_bytes % GRANULE != 0 || (links > 0 && lead != 0) {
-            return Err("unaligned");
-        }
-        let at = if links == 0 { lead } else { iova_bytes };
-        iova_bytes = at.checked_add(s.len).ok_or("overflow")?;
-        links += 1;
-        outputs += usize::from(!run_open);
-        run_open = true;
-    }
-    if outputs > out.len() {
-        return Err("out of capacity");
-    }
-    let count = iova_bytes.div_ceil(GRANULE) as usize;
-    let first = dom.reserve(count, dma_mask).ok_or("iova exhausted")?;
-    let start = IOVA_BASE + first as u64 * GRANULE;
-    let mut cursor = 0u64;
-    let mut n = 0;
-    let mut run_open = false;
-    for s in segs {
-        if s.p2p {
-            out[n] = (s.phys.wrapping_add(bus_offset), s.len);
-            n += 1;
-            run_open = false;
-            continue;
-        }
-        let lead = s.phys & (GRANULE - 1);
-        let at = if cursor == 0 { lead } else { cursor };
-        let pages = (lead + s.len).div_ceil(GRANULE) as usize;
-        let mut pa = s.phys & !(GRANULE - 1);
-        for e in &mut dom.table[first + (at / GRANULE) as usize..][..pages] {
-            *e = pa | P_READ | P_RESERVED | P_LINKED;
-            pa += GRANULE;
-        }
-        cursor = at + s.len;
-        if run_open {
-            out[n - 1].1 += s.len;
-            continue;
-        }
-        out[n] = (start + at, s.len);
-        n += 1;
-        run_open = true;
-    }
-    for e in &mut dom.table[first..first + count] {
-        if *e & P_LINKED != 0 {
-            *e |= P_PRESENT;
-        }
-    }
-    Ok(((first, count), n))
-}
-
-fn plain_unmap(dom: &mut PlainDomain, (first, count): (usize, usize)) {
-    dom.table[first..first + count].fill(0);
-}
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("map_bvec");
@@ -252,17 +93,6 @@ fn bench(c: &mut Criterion) {
                 bvec.push(s.into_bvec_seg());
             }
         }
-        // The plain request again, for the twin on the crate's machinery.
-        let atomic: Vec<atomic_twin::Seg> = plain
-            .iter()
-            .map(|p| atomic_twin::Seg {
-                p2p: p.p2p,
-                covers: p.covers,
-                provider: p.provider,
-                phys: p.phys,
-                len: p.len,
-            })
-            .collect();
         let mapper = Mapper::iommu(&nic, &dom).unwrap();
         // One queue, with its own IOVA cache (a driver has one per CPU).
         let queue = mapper.queue();
@@ -323,7 +153,7 @@ fn bench(c: &mut Criterion) {
             };
             let mut out = vec![(0, 0); n];
             let ((run, len), written) =
-                atomic_twin::atomic_map(&twin, &atomic, PROVIDER, bus_offset, u64::MAX, &mut out)
+                atomic_twin::atomic_map(&twin, &plain, PROVIDER, bus_offset, u64::MAX, &mut out)
                     .unwrap();
             let atomic_rel: Vec<(u64, u64)> = out[..written]
                 .iter()
@@ -373,7 +203,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let (run, written) = atomic_twin::atomic_map(
                     &twin,
-                    black_box(&atomic),
+                    black_box(&plain),
                     PROVIDER,
                     bus_offset,
                     black_box(u64::MAX),

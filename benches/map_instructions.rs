@@ -192,7 +192,7 @@ fn plain_u64(mut p: Plain) -> Plain {
 /// and software IOMMU.
 pub struct Atomic {
     dom: atomic_twin::AtomicDomain<'static>,
-    segs: Vec<atomic_twin::Seg>,
+    segs: Vec<PlainSeg>,
     out: Vec<(u64, u64)>,
     bus_offset: u64,
 }
@@ -209,17 +209,7 @@ fn atomic_setup(n: usize) -> Atomic {
             iommu: SoftIommu::new(IOVA_BASE, len).expect("aperture"),
             cache: alloc.cache(),
         },
-        segs: p
-            .segs
-            .iter()
-            .map(|s| atomic_twin::Seg {
-                p2p: s.p2p,
-                covers: s.covers,
-                provider: s.provider,
-                phys: s.phys,
-                len: s.len,
-            })
-            .collect(),
+        segs: p.segs,
         out: vec![(0, 0); n],
         bus_offset: p.bus_offset,
     };

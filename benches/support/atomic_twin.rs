@@ -1,4 +1,5 @@
-//! Twins on the crate's own machinery: the same IOVA cache
+//! Twins on the crate's own machinery (included as `atomic_twin` beside
+//! `plain_map.rs` as `plain`, whose request and first pass they share): the same IOVA cache
 //! (`IovaCache`), the same software IOMMU (`SoftIommu`: atomic entries, a
 //! 4-level table, the linker and sync a typed mapping uses) and, for the
 //! pool, the same slot bitmap algorithm, all driven with plain `u64`s and
@@ -16,6 +17,8 @@ use dmaspace::dir::IommuPerm;
 use dmaspace::iommu::SoftIommu;
 use dmaspace::iommu::iova_alloc::IovaCache;
 
+use super::plain::{PlainSeg, plan};
+
 /// The IOMMU granule (4 KiB).
 const G: u64 = 4096;
 
@@ -26,20 +29,8 @@ pub struct AtomicDomain<'a> {
     pub cache: IovaCache<'a>,
 }
 
-/// One segment of a request, as plain numbers (as `plain_map::PlainSeg`).
-#[derive(Clone, Copy)]
-pub struct Seg {
-    pub p2p: bool,
-    /// Host: the granules it touches lie inside its buffer.
-    pub covers: bool,
-    /// P2P: the provider it belongs to.
-    pub provider: u64,
-    pub phys: u64,
-    pub len: u64,
-}
-
 /// `map_bvec`'s work on plain numbers through `dom`: validate every segment
-/// as the crate does, reserve one IOVA run from the cache, link each host
+/// as the crate does (the plain twin's first pass, `plain::plan`), reserve one IOVA run from the cache, link each host
 /// segment through the IOMMU's linker (read permission, to-device), sync the
 /// run, merge consecutive IOVA segments and translate P2P ones to bus
 /// addresses into `out`. Returns the run `(iova, len)` and the count.
@@ -48,50 +39,13 @@ pub struct Seg {
 /// The check that failed, by name; nothing stays mapped or reserved.
 pub fn atomic_map(
     dom: &AtomicDomain<'_>,
-    segs: &[Seg],
+    segs: &[PlainSeg],
     provider: u64,
     bus_offset: u64,
     dma_mask: u64,
     out: &mut [(u64, u64)],
 ) -> Result<((u64, u64), usize), &'static str> {
-    let mut iova_bytes = 0u64;
-    let mut links = 0usize;
-    let mut outputs = 0usize;
-    let mut run_open = false;
-    for s in segs {
-        if s.len == 0 {
-            return Err("empty");
-        }
-        if s.p2p && s.provider != provider {
-            return Err("foreign provider");
-        }
-        let start = if s.p2p {
-            s.phys.wrapping_add(bus_offset)
-        } else {
-            s.phys
-        };
-        let last = start.checked_add(s.len - 1).ok_or("overflow")?;
-        if s.p2p {
-            if last > dma_mask {
-                return Err("beyond dma mask");
-            }
-            outputs += 1;
-            run_open = false;
-            continue;
-        }
-        if !s.covers {
-            return Err("partial granule");
-        }
-        let lead = s.phys & (G - 1);
-        if iova_bytes % G != 0 || (links > 0 && lead != 0) {
-            return Err("unaligned");
-        }
-        let at = if links == 0 { lead } else { iova_bytes };
-        iova_bytes = at.checked_add(s.len).ok_or("overflow")?;
-        links += 1;
-        outputs += usize::from(!run_open);
-        run_open = true;
-    }
+    let (iova_bytes, outputs) = plan(segs, provider, bus_offset, dma_mask)?;
     if outputs > out.len() {
         return Err("out of capacity");
     }

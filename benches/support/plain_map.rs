@@ -1,9 +1,11 @@
-//! The plain-`u64` baseline of `map_bvec`, the same code as in
-//! `benches/map.rs` (kept there as is): validate every segment (provider
+//! The plain-`u64` baseline of `map_bvec`: validate every segment (provider
 //! identity, whole granules, the IOVA link rule, overflow, output capacity),
 //! reserve one contiguous IOVA run below the DMA mask (next-fit over a flat
 //! page table), write one entry per granule, merge consecutive IOVA
-//! segments, translate P2P segments to bus addresses, then unmap.
+//! segments, translate P2P segments to bus addresses, then unmap. Included
+//! as `plain` by every bench with a plain-integer twin; `atomic_twin.rs`
+//! shares its first pass ([`plan`]).
+#![allow(dead_code, reason = "each bench uses the twins of its own paths")]
 
 use dmaspace::PAGE_SIZE;
 
@@ -77,14 +79,16 @@ pub struct PlainSeg {
     pub len: u64,
 }
 
-/// Segments -> (addr, len) into `out`; returns the reserved run and the count.
-pub fn plain_map(
-    dom: &mut PlainDomain,
+/// The first pass over a request, shared by both twins: the checks the
+/// crate makes, in its order, and the sizes they imply. Returns the IOVA
+/// bytes of the run (from its first granule) and the number of outputs.
+#[inline(always)]
+pub fn plan(
     segs: &[PlainSeg],
+    provider: u64,
     bus_offset: u64,
     dma_mask: u64,
-    out: &mut [(u64, u64)],
-) -> Result<((usize, usize), usize), &'static str> {
+) -> Result<(u64, usize), &'static str> {
     let mut iova_bytes = 0u64;
     let mut links = 0usize;
     let mut outputs = 0usize;
@@ -97,7 +101,7 @@ pub fn plain_map(
         // range the device will see must not wrap, bus addresses must be
         // within the DMA mask, IOMMU-bound memory covers its granules, the
         // link rule, the IOVA size must not overflow, the output must fit.
-        if s.p2p && s.provider != PROVIDER {
+        if s.p2p && s.provider != provider {
             return Err("foreign provider");
         }
         let start = if s.p2p {
@@ -127,6 +131,18 @@ pub fn plain_map(
         outputs += usize::from(!run_open);
         run_open = true;
     }
+    Ok((iova_bytes, outputs))
+}
+
+/// Segments -> (addr, len) into `out`; returns the reserved run and the count.
+pub fn plain_map(
+    dom: &mut PlainDomain,
+    segs: &[PlainSeg],
+    bus_offset: u64,
+    dma_mask: u64,
+    out: &mut [(u64, u64)],
+) -> Result<((usize, usize), usize), &'static str> {
+    let (iova_bytes, outputs) = plan(segs, PROVIDER, bus_offset, dma_mask)?;
     if outputs > out.len() {
         return Err("out of capacity");
     }
