@@ -83,6 +83,10 @@ pub enum BackendErrorKind {
     Unmappable,
     /// The range is outside what the backend translates, or overlaps a mapping.
     BadRange,
+    /// The memory's exporter revoked it (a peer's BAR whose dma-buf VFIO
+    /// revoked: decoding off, a reset, its device closed). Nothing was
+    /// mapped; mappings made before are dead.
+    Revoked,
     /// Anything else the OS reported.
     Other,
 }
@@ -127,6 +131,7 @@ impl fmt::Display for BackendError {
             BackendErrorKind::NoMemory => "out of memory or of mapping slots",
             BackendErrorKind::Unmappable => "this memory cannot be mapped by this backend",
             BackendErrorKind::BadRange => "the range is outside the aperture or overlaps a mapping",
+            BackendErrorKind::Revoked => "the memory's exporter revoked it",
             BackendErrorKind::Other => "the backend refused",
         };
         write!(f, "{} failed (errno {}): {what}", self.op, self.code)

@@ -325,10 +325,16 @@ impl VfioDevice {
 
     /// `VFIO_DEVICE_RESET` (function-level or bus reset, as the kernel can).
     ///
+    /// Takes `&mut self`: a reset revokes every dma-buf export of the device
+    /// ([`export_dma_buf`](Self::export_dma_buf)), and the kernel then tears
+    /// down their IOMMU mappings without a word (DMA to them stops, the
+    /// range stays occupied). An export borrows the device, and a mapping of
+    /// it borrows the export, so none can be live across a reset.
+    ///
     /// # Errors
     ///
     /// The ioctl's errno.
-    pub fn reset(&self) -> Result<()> {
+    pub fn reset(&mut self) -> Result<()> {
         sys::ioctl_val(self.raw_fd(), Ioctl::DeviceReset, 0).map(drop)
     }
 

@@ -46,6 +46,12 @@ pub enum Ioctl {
     IoasUnmap,
     /// `IOMMU_IOAS_IOVA_RANGES` on `/dev/iommu`.
     IoasIovaRanges,
+    /// `VFIO_DEVICE_FEATURE` on a device (Linux 6.19 and later: the dma-buf
+    /// export of a BAR range, `VFIO_DEVICE_FEATURE_DMA_BUF`).
+    DeviceFeature,
+    /// `IOMMU_IOAS_MAP_FILE` on `/dev/iommu` (a memfd or, from Linux 6.19,
+    /// a VFIO dma-buf).
+    IoasMapFile,
 }
 
 impl Ioctl {
@@ -77,6 +83,8 @@ impl Ioctl {
             Self::IoasMap => "IOMMU_IOAS_MAP",
             Self::IoasUnmap => "IOMMU_IOAS_UNMAP",
             Self::IoasIovaRanges => "IOMMU_IOAS_IOVA_RANGES",
+            Self::DeviceFeature => "VFIO_DEVICE_FEATURE",
+            Self::IoasMapFile => "IOMMU_IOAS_MAP_FILE",
         }
     }
 }
@@ -191,6 +199,12 @@ pub enum VfioErrorKind {
     /// device's BAR) and Linux 6.12's `IOMMU_IOAS_MAP` pins pages with
     /// `pin_user_pages`, which refuses such mappings (`EFAULT`). Nothing was mapped.
     PfnmapNotMappable,
+    /// The exporting device revoked the dma-buf (`ENODEV` from
+    /// `IOMMU_IOAS_MAP_FILE`): its memory decoding was turned off, it was
+    /// reset, or its VFIO device was closed. Nothing was mapped. Mappings
+    /// made before the revocation are dead for good (the kernel tears them
+    /// down and says nothing): see `docs/p2p-paths.md`.
+    Revoked,
     /// The region cannot be `mmap`ed (no `VFIO_REGION_INFO_FLAG_MMAP`, or empty).
     RegionNotMappable {
         /// The region index.
@@ -274,6 +288,7 @@ impl VfioError {
         match self.kind {
             VfioErrorKind::Os { errno } => Some(errno),
             VfioErrorKind::PfnmapNotMappable => Some(libc::EFAULT),
+            VfioErrorKind::Revoked => Some(libc::ENODEV),
             _ => None,
         }
     }
@@ -328,7 +343,7 @@ pub fn errno_name(errno: i32) -> &'static str {
 fn meaning(call: &VfioCall, errno: i32) -> &'static str {
     use libc::{
         EACCES, EAGAIN, EBUSY, EEXIST, EFAULT, EINVAL, ENODEV, ENOENT, ENOMEM, ENOSPC, ENOTTY,
-        EPERM,
+        EOPNOTSUPP, EPERM,
     };
     match (call, errno) {
         (VfioCall::Open(_), ENOENT) => {
@@ -406,6 +421,27 @@ fn meaning(call: &VfioCall, errno: i32) -> &'static str {
         }
         (VfioCall::Ioctl(Ioctl::IoasMap), ENOSPC) => "no free IOVA range of this size",
         (VfioCall::Ioctl(Ioctl::IoasUnmap), ENOENT) => "nothing is mapped at this IOVA range",
+        (VfioCall::Ioctl(Ioctl::DeviceFeature), EINVAL) => {
+            "offset or length not page-aligned or beyond the BAR, or a flag this kernel does not know (Linux before 6.19 has no dma-buf export)"
+        }
+        (VfioCall::Ioctl(Ioctl::DeviceFeature), ENODEV) => {
+            "the region is not a memory BAR that can be exported (an upper half of a 64-bit BAR, config space)"
+        }
+        (VfioCall::Ioctl(Ioctl::DeviceFeature), ENOTTY) => {
+            "this kernel cannot export a BAR as a dma-buf (Linux before 6.19, or CONFIG_VFIO_PCI_DMABUF off)"
+        }
+        (VfioCall::Ioctl(Ioctl::IoasMapFile), ENODEV) => {
+            "the dma-buf is revoked: the exporting device's memory decoding is off, it was reset, or its VFIO device was closed"
+        }
+        (VfioCall::Ioctl(Ioctl::IoasMapFile), EOPNOTSUPP) => {
+            "iommufd cannot import this dma-buf (vfio-pci not loaded, or more than one range)"
+        }
+        (VfioCall::Ioctl(Ioctl::IoasMapFile), EINVAL) => {
+            "start not page-aligned, or start + length beyond the dma-buf"
+        }
+        (VfioCall::Ioctl(Ioctl::IoasMapFile), EEXIST) => {
+            "the IOVA range overlaps an existing mapping (a revoked one stays until IOMMU_IOAS_UNMAP)"
+        }
         (VfioCall::Ioctl(Ioctl::IoasUnmap), EINVAL) => "the range would split an existing mapping",
         (VfioCall::Ioctl(_), ENOTTY) => {
             "this kernel does not know the ioctl (option off, or too old)"
@@ -458,6 +494,9 @@ impl fmt::Display for VfioErrorKind {
             Self::Unsupported { what } => write!(f, "not supported by this kernel: {what}"),
             Self::PfnmapNotMappable => f.write_str(
                 "EFAULT: iommufd cannot map a PFNMAP range (another device's BAR) in Linux 6.12; nothing was mapped",
+            ),
+            Self::Revoked => f.write_str(
+                "ENODEV: the dma-buf is revoked (the exporting device's decoding is off, it was reset, or its VFIO device closed); nothing was mapped, and mappings made before it are dead",
             ),
             Self::RegionNotMappable { index } => write!(f, "region {index} cannot be mmap-ed"),
             Self::OutOfBounds { offset, len, size } => write!(

@@ -2,7 +2,7 @@
 //! cdevs bound to it ([`VfioDevice::open_cdev`](super::Device::open_cdev)).
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::vec::Vec;
 
@@ -12,6 +12,7 @@ use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
 use super::mem::PinnedMemory;
 use super::sys;
 use super::sysfs::Sysfs;
+use crate::backend::vfio_dmabuf::{Imports, Source, map_record};
 
 /// An open `/dev/iommu`.
 #[derive(Clone, Debug)]
@@ -80,6 +81,7 @@ impl Iommufd {
         Ok(Ioas {
             iommufd: self.clone(),
             id: a.out_ioas_id,
+            imports: Imports::default(),
         })
     }
 }
@@ -103,6 +105,8 @@ impl Iommufd {
 pub struct Ioas {
     iommufd: Iommufd,
     id: u32,
+    /// The dma-bufs imported ([`Ioas::import`]), by the `mmap` they stand for.
+    imports: Imports,
 }
 
 impl Ioas {
@@ -115,6 +119,33 @@ impl Ioas {
     /// The iommufd the IOAS lives in.
     pub(crate) fn iommufd(&self) -> &Iommufd {
         &self.iommufd
+    }
+
+    /// The dma-bufs this IOAS imported.
+    pub(crate) fn imports(&self) -> &Imports {
+        &self.imports
+    }
+
+    /// Maps the process range at `vaddr`: through an imported dma-buf
+    /// where the range lies in its BAR's `mmap` (`IOMMU_IOAS_MAP_FILE`),
+    /// else `IOMMU_IOAS_MAP`.
+    pub(crate) fn map_imported_or_vaddr(
+        &self,
+        vaddr: u64,
+        len: u64,
+        iova: u64,
+        device_reads: bool,
+        device_writes: bool,
+    ) -> Result<()> {
+        match self.imports.source(vaddr, len) {
+            Ok(Source::Vaddr) => self.map_vaddr(vaddr, len, iova, device_reads, device_writes),
+            Ok(Source::DmaBuf(rec, off)) => {
+                map_record(self, &rec, (off, len, iova), device_reads, device_writes)
+            }
+            Err(()) => Err(VfioError::invalid(
+                "the range straddles the edge of an imported BAR",
+            )),
+        }
     }
 
     fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {
@@ -189,6 +220,55 @@ impl Ioas {
             })
     }
 
+    /// Maps `[start, start + len)` of the dma-buf `buf` at exactly `iova`,
+    /// readable and/or writable by the devices (`IOMMU_IOAS_MAP_FILE` with
+    /// `FIXED_IOVA`): the P2P path to another device's BAR that Linux 6.19
+    /// opened, where [`map_bar`](Self::map_bar) fails.
+    ///
+    /// The kernel checks no P2P route here: it maps whatever the exporter's
+    /// BAR is, reachable or not. The typed path
+    /// ([`DmaBufBar`](crate::backend::vfio_dmabuf::DmaBufBar)) maps only
+    /// through a route the kernel's P2PDMA rules allow.
+    ///
+    /// # Errors
+    ///
+    /// [`VfioErrorKind::InvalidArgument`] before the call (empty, unaligned,
+    /// or past the dma-buf); [`VfioErrorKind::Revoked`] for `ENODEV` (the
+    /// exporter revoked it); the ioctl's errno otherwise (`EOPNOTSUPP`:
+    /// iommufd cannot import it; `EEXIST`: overlap).
+    ///
+    /// # Safety
+    ///
+    /// As [`map`](Self::map).
+    pub unsafe fn map_dma_buf(
+        &self,
+        buf: &crate::DmaBuf<'_>,
+        start: u64,
+        len: u64,
+        iova: u64,
+        device_reads: bool,
+        device_writes: bool,
+    ) -> Result<()> {
+        if start.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Err(VfioError::new(
+                VfioCall::Argument,
+                VfioErrorKind::OutOfBounds {
+                    offset: start,
+                    len,
+                    size: buf.len(),
+                },
+            ));
+        }
+        ioas_map_file(
+            self.iommufd.raw_fd(),
+            self.id,
+            buf.fd(),
+            (start, len, iova),
+            device_reads,
+            device_writes,
+        )
+    }
+
     /// Unmaps `[iova, iova + len)` (`IOMMU_IOAS_UNMAP`); returns the bytes unmapped.
     ///
     /// # Errors
@@ -243,6 +323,43 @@ pub(crate) fn ioas_map(
     // SAFETY: IOMMU_IOAS_MAP takes a struct iommu_ioas_map, size set; the
     // kernel reads it and pins the user pages it names.
     unsafe { sys::ioctl_ptr(fd, Ioctl::IoasMap, &mut m) }.map(drop)
+}
+
+/// `IOMMU_IOAS_MAP_FILE` (fixed IOVA) of `[start, start + len)` of the
+/// file `file` at `iova`, on IOAS `id` of the iommufd `fd`. `ENODEV` (a
+/// revoked dma-buf) is [`VfioErrorKind::Revoked`]. Crate-private: the
+/// callers vouch for the IOVA range.
+pub(crate) fn ioas_map_file(
+    fd: BorrowedFd<'_>,
+    id: u32,
+    file: BorrowedFd<'_>,
+    (start, len, iova): (u64, u64, u64),
+    device_reads: bool,
+    device_writes: bool,
+) -> Result<()> {
+    check_map_args(start, len, iova)?;
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    let mut m = sys::IommuIoasMapFile {
+        size: sys::argsz::<sys::IommuIoasMapFile>(),
+        flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
+            | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
+            | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
+        ioas_id: id,
+        fd: file.as_raw_fd(),
+        start,
+        length: len,
+        iova,
+    };
+    // SAFETY: IOMMU_IOAS_MAP_FILE takes a struct iommu_ioas_map_file, size
+    // set; it holds an fd number and no pointer.
+    match unsafe { sys::ioctl_ptr(fd, Ioctl::IoasMapFile, &mut m) } {
+        Ok(_) => Ok(()),
+        Err(e) if e.errno() == Some(libc::ENODEV) => Err(VfioError::new(
+            VfioCall::Ioctl(Ioctl::IoasMapFile),
+            VfioErrorKind::Revoked,
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// `IOMMU_IOAS_UNMAP` on IOAS `id` of the iommufd `fd`; the bytes unmapped.

@@ -46,6 +46,7 @@ pub mod backend;
 
 mod container;
 mod device;
+mod dmabuf;
 mod error;
 mod iommufd;
 mod mem;
@@ -54,6 +55,7 @@ mod sysfs;
 
 pub use container::{VfioContainer, VfioGroup, VfioGroupStatus, VfioIommuInfo, VfioIommuType};
 pub use device::{MappedBar, VfioDevice, VfioDeviceInfo, VfioRegionInfo};
+pub use dmabuf::DmaBuf;
 pub use error::{Ioctl, VfioCall, VfioError, VfioErrorKind, errno_name};
 pub use iommufd::{Ioas, Iommufd};
 pub use mem::{PinnedMemory, page_size, phys_addr_of};

@@ -48,6 +48,8 @@ impl Ioctl {
             Self::IoasIovaRanges => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_IOVA_RANGES),
             Self::IoasMap => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_MAP),
             Self::IoasUnmap => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_UNMAP),
+            Self::DeviceFeature => io(VFIO_TYPE, VFIO_BASE + 17),
+            Self::IoasMapFile => io(iofd::IOMMUFD_TYPE, iofd::IOMMUFD_CMD_IOAS_MAP_FILE),
         }
     }
 }
@@ -75,11 +77,12 @@ pub(crate) use iofd::{
     iommufd_ioas_map_flags_IOMMU_IOAS_MAP_WRITEABLE as IOMMU_IOAS_MAP_WRITEABLE,
 };
 pub(crate) use uapi::{
-    VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_DMA_MAP_FLAG_READ,
-    VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE,
-    VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_NOIOMMU_IOMMU,
-    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
-    VFIO_REGION_INFO_FLAG_WRITE, VFIO_TYPE1v2_IOMMU as VFIO_TYPE1V2_IOMMU,
+    VFIO_DEVICE_FEATURE_DMA_BUF, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FLAGS_PCI,
+    VFIO_DEVICE_FLAGS_RESET, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
+    VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE, VFIO_IOMMU_INFO_CAPS,
+    VFIO_IOMMU_INFO_PGSIZES, VFIO_NOIOMMU_IOMMU, VFIO_PCI_CONFIG_REGION_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    VFIO_TYPE1v2_IOMMU as VFIO_TYPE1V2_IOMMU,
 };
 
 // The structs, under this crate's names. `vfio-bindings` 0.7 is newer than
@@ -90,15 +93,33 @@ pub(crate) use uapi::{
 pub(crate) use iofd::{
     iommu_destroy as IommuDestroy, iommu_ioas_alloc as IommuIoasAlloc,
     iommu_ioas_iova_ranges as IommuIoasIovaRanges, iommu_ioas_map as IommuIoasMap,
-    iommu_ioas_unmap as IommuIoasUnmap, iommu_iova_range as IommuIovaRange,
+    iommu_ioas_map_file as IommuIoasMapFile, iommu_ioas_unmap as IommuIoasUnmap,
+    iommu_iova_range as IommuIovaRange,
 };
 pub(crate) use uapi::{
     vfio_device_attach_iommufd_pt as VfioDeviceAttachIommufdPt,
-    vfio_device_bind_iommufd as VfioDeviceBindIommufd, vfio_device_info as VfioDeviceInfo,
+    vfio_device_bind_iommufd as VfioDeviceBindIommufd, vfio_device_feature as VfioDeviceFeature,
+    vfio_device_feature_dma_buf as VfioDeviceFeatureDmaBuf, vfio_device_info as VfioDeviceInfo,
     vfio_group_status as VfioGroupStatus, vfio_iommu_type1_dma_map as VfioIommuType1DmaMap,
     vfio_iommu_type1_dma_unmap as VfioIommuType1DmaUnmap,
-    vfio_iommu_type1_info as VfioIommuType1Info, vfio_region_info as VfioRegionInfo,
+    vfio_iommu_type1_info as VfioIommuType1Info, vfio_region_dma_range as VfioRegionDmaRange,
+    vfio_region_info as VfioRegionInfo,
 };
+
+/// `VFIO_DEVICE_FEATURE` with `VFIO_DEVICE_FEATURE_DMA_BUF` and one range:
+/// `struct vfio_device_feature` whose flexible `data` is a `struct
+/// vfio_device_feature_dma_buf` whose flexible `dma_ranges` holds one
+/// `struct vfio_region_dma_range` (40 bytes; iommufd imports only one range).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct DmaBufFeature {
+    pub(crate) feature: VfioDeviceFeature,
+    pub(crate) dma_buf: VfioDeviceFeatureDmaBuf,
+    pub(crate) range: VfioRegionDmaRange,
+}
+const _: () = assert!(core::mem::size_of::<DmaBufFeature>() == 40);
+const _: () = assert!(core::mem::offset_of!(DmaBufFeature, dma_buf) == 8);
+const _: () = assert!(core::mem::offset_of!(DmaBufFeature, range) == 24);
 
 /// Byte offsets inside `VFIO_IOMMU_GET_INFO`'s answer, which is decoded
 /// from a byte buffer (a fixed part, then a chain of capabilities).
@@ -226,6 +247,9 @@ mod tests {
             (Ioctl::IoasIovaRanges, 0x3b84),
             (Ioctl::IoasMap, 0x3b85),
             (Ioctl::IoasUnmap, 0x3b86),
+            // Linux 7.3.4's headers.
+            (Ioctl::DeviceFeature, 0x3b75),
+            (Ioctl::IoasMapFile, 0x3b8f),
         ];
         for (ioctl, n) in table {
             assert_eq!(ioctl.request(), n, "{}", ioctl.name());
@@ -235,6 +259,8 @@ mod tests {
     #[test]
     fn argsz_is_the_struct_size() {
         assert_eq!(argsz::<IommuIoasMap>(), 40);
+        assert_eq!(argsz::<IommuIoasMapFile>(), 40);
+        assert_eq!(argsz::<DmaBufFeature>(), 40);
         // Newer than 6.12's 12 and 16 bytes, which 6.12 accepts (it reads its minimum).
         assert_eq!(argsz::<VfioDeviceAttachIommufdPt>(), 16);
         assert_eq!(argsz::<VfioDeviceBindIommufd>(), 24);

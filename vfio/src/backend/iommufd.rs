@@ -8,7 +8,10 @@
 //! range, so another device's BAR cannot be mapped: a P2P segment through
 //! the host bridge comes back as a [`BackendError`] of kind
 //! [`Unmappable`](dmaspace::backend::BackendErrorKind::Unmappable) (errno
-//! `EFAULT`), and nothing is mapped.
+//! `EFAULT`), and nothing is mapped. From Linux 6.19 the peer's BAR can be
+//! exported as a dma-buf: publish it as a
+//! [`DmaBufBar`](super::vfio_dmabuf::DmaBufBar) and [`Ioas::import`] it, and
+//! this backend maps its P2P segments with `IOMMU_IOAS_MAP_FILE`.
 #![cfg(target_os = "linux")]
 
 use super::attach::AttachError;
@@ -70,7 +73,7 @@ unsafe impl Kernel for Ioas {
     fn map(&self, iova: u64, vaddr: u64, len: u64, perm: IommuPerm) -> Result<(), i32> {
         let reads = perm.contains(IommuPerm::READ);
         let writes = perm.contains(IommuPerm::WRITE);
-        self.map_vaddr(vaddr, len, iova, reads, writes)
+        self.map_imported_or_vaddr(vaddr, len, iova, reads, writes)
             .map_err(|e| e.errno().unwrap_or(libc::EINVAL))
     }
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32> {

@@ -81,10 +81,11 @@ pub(crate) struct Mappings {
 /// memory is a device's BAR (P2P through the host bridge): an `EFAULT` then
 /// says the kernel cannot pin it (iommufd in 6.12 refuses PFNMAP ranges).
 pub(crate) fn map_error(op: &'static str, errno: i32, mmio: bool) -> BackendError {
-    use libc::{EADDRINUSE, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSPC, EOVERFLOW, ERANGE};
+    use libc::{EADDRINUSE, EEXIST, EFAULT, EINVAL, ENODEV, ENOMEM, ENOSPC, EOVERFLOW, ERANGE};
     let kind = match errno {
         ENOMEM | ENOSPC => BackendErrorKind::NoMemory,
         EFAULT if mmio => BackendErrorKind::Unmappable,
+        ENODEV if mmio => BackendErrorKind::Revoked,
         EEXIST | EINVAL | EOVERFLOW | ERANGE | EADDRINUSE => BackendErrorKind::BadRange,
         _ => BackendErrorKind::Other,
     };
@@ -362,6 +363,8 @@ mod tests {
             (libc::ENOSPC, false, NoMemory),
             (libc::EFAULT, true, Unmappable),
             (libc::EFAULT, false, Other),
+            (libc::ENODEV, true, Revoked),
+            (libc::ENODEV, false, Other),
             (libc::EEXIST, false, BadRange),
             (libc::EINVAL, true, BadRange),
             (libc::EOVERFLOW, false, BadRange),

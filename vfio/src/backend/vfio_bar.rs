@@ -124,38 +124,18 @@ impl<PB: Brand> VfioBarProvider<PB> {
     /// function or BAR, an I/O BAR); [`VfioBarError::Vfio`] when the
     /// region cannot be queried or mapped or the BAR register read;
     /// [`VfioBarError::Mismatch`] when size or bus address differ.
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "a process virtual address is a usize"
-    )]
     pub unsafe fn new(
         machine: &Machine,
         device: &VfioDevice,
         bar: u8,
     ) -> Result<Self, VfioBarError> {
-        if !machine.is_host() {
-            return Err(VfioBarError::NotHost);
-        }
-        let bdf = device.address();
-        // SAFETY: the caller promises the BAR is plain memory nobody else
-        // uses; the machine is this host's, read from sysfs, and the BAR's
-        // place is checked against the device just below, before any
-        // address of it is handed out.
-        let mut provider = unsafe { machine.bar_provider::<PB>(bdf, bar) }?;
-        let mapped = device.map_bar(u32::from(bar))?;
-        let bus_start = device.bar_bus_address(u32::from(bar))?;
-        agree(&provider, mapped.len() as u64, bus_start)?;
-        // SAFETY: `mapped` is VFIO's shared mmap of region `bar` of this
-        // function, all of the BAR (its length is the provider's size); it
-        // moves into the same value as the provider, which drops first.
-        unsafe { provider.set_cpu_mapping(mapped.vaddr() as usize) }?;
-        // INVARIANT: `bar_provider` made the provider from the machine's record of BAR `bar`,
-        // `agree` checked VFIO's region size and the BAR register against it, and its CPU
-        // mapping is `mapped`, the whole region.
-        Ok(Self {
-            provider,
-            bar: mapped,
-        })
+        // SAFETY: forwarded from this function's contract; the mapping moves
+        // into the same value as the provider, which drops first.
+        let (provider, bar) = unsafe { publish(machine, device, bar) }?;
+        // INVARIANT: `publish` made the provider from the machine's record of
+        // BAR `bar`, checked VFIO's region size and the BAR register against
+        // it, and recorded `bar`, the whole region, as its CPU mapping.
+        Ok(Self { provider, bar })
     }
 
     /// The provider: allocate P2P memory from it, classify routes to it.
@@ -179,8 +159,42 @@ impl<PB: Brand> VfioBarProvider<PB> {
     }
 }
 
+/// The provider of BAR `bar` of `device` and VFIO's `mmap` of the whole
+/// BAR, recorded as its CPU mapping: the checks of [`VfioBarProvider::new`].
+///
+/// # Safety
+/// As [`VfioBarProvider::new`]; and the caller keeps the returned mapping
+/// alive as long as the provider.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a process virtual address is a usize"
+)]
+pub(super) unsafe fn publish<PB: Brand>(
+    machine: &Machine,
+    device: &VfioDevice,
+    bar: u8,
+) -> Result<(Provider<PB>, MappedBar), VfioBarError> {
+    if !machine.is_host() {
+        return Err(VfioBarError::NotHost);
+    }
+    let bdf = device.address();
+    // SAFETY: the caller promises the BAR is plain memory nobody else
+    // uses; the machine is this host's, read from sysfs, and the BAR's
+    // place is checked against the device just below, before any
+    // address of it is handed out.
+    let mut provider = unsafe { machine.bar_provider::<PB>(bdf, bar) }?;
+    let mapped = device.map_bar(u32::from(bar))?;
+    let bus_start = device.bar_bus_address(u32::from(bar))?;
+    agree(&provider, mapped.len() as u64, bus_start)?;
+    // SAFETY: `mapped` is VFIO's shared mmap of region `bar` of this
+    // function, all of the BAR (its length is the provider's size); the
+    // caller keeps it as long as the provider.
+    unsafe { provider.set_cpu_mapping(mapped.vaddr() as usize) }?;
+    Ok((provider, mapped))
+}
+
 /// Where `phys` lies in the provider's BAR.
-fn offset_in<PB: Brand>(provider: &Provider<PB>, phys: PhysAddr) -> Option<usize> {
+pub(super) fn offset_in<PB: Brand>(provider: &Provider<PB>, phys: PhysAddr) -> Option<usize> {
     let off = phys.as_u64().checked_sub(provider.cpu_start().as_u64())?;
     if off < provider.size() {
         usize::try_from(off).ok()

@@ -286,7 +286,9 @@ pub fn open_vfio(addrs: &[Bdf]) -> Result<Opened, String> {
     container.set_iommu(t).map_err(|e| e.to_string())?;
     let mut devices = Vec::new();
     for (&a, &i) in addrs.iter().zip(&which) {
-        devices.push(groups[i].device(a).map_err(|e| e.to_string())?);
+        let mut d = groups[i].device(a).map_err(|e| e.to_string())?;
+        fresh(&mut d)?;
+        devices.push(d);
     }
     let backend = if noiommu {
         keep_locked_pages_in_place();
@@ -316,6 +318,7 @@ pub fn open_iommufd(addrs: &[Bdf]) -> Result<Opened, String> {
         let mut d = VfioDevice::open_cdev(&sysfs, a).map_err(|e| e.to_string())?;
         d.bind_iommufd(&fd).map_err(|e| e.to_string())?;
         d.attach_ioas(&ioas).map_err(|e| e.to_string())?;
+        fresh(&mut d)?;
         devices.push(d);
     }
     // Every device is attached: the IOAS's allowed ranges are final.
@@ -326,6 +329,18 @@ pub fn open_iommufd(addrs: &[Bdf]) -> Result<Opened, String> {
         },
         devices,
     })
+}
+
+/// Starts from a clean function (FLR where offered): whatever the previous
+/// driver left enabled (queues, the CMB) is gone. Done once, when the device
+/// is opened: a reset takes `&mut VfioDevice`, since it would revoke a
+/// dma-buf export of the device that mappings may be using.
+fn fresh(d: &mut VfioDevice) -> Result<(), String> {
+    let a = d.address();
+    if d.info().map_err(|e| format!("{a}: {e}"))?.can_reset() {
+        d.reset().map_err(|e| format!("reset {a}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// No-IOMMU mode hands devices physical addresses from pagemap: locked pages

@@ -511,7 +511,7 @@ fn commands<D: Direction>(
 }
 
 impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
-    /// Resets and enables the controller `dev`, whose DMA goes through
+    /// Enables the controller `dev` (reset when it was opened), whose DMA goes through
     /// `mapper` (a mapper of this controller's device, in the domain `dev` is
     /// attached to), creates the admin queue in coherent memory, identifies
     /// controller and namespace 1, and (with `io_queue`) creates one I/O
@@ -522,11 +522,6 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
         mode: Mode,
         io_queue: bool,
     ) -> Result<Self> {
-        // Start from a clean function (FLR where offered): whatever the previous
-        // driver left enabled (queues, the CMB) is gone.
-        if dev.info()?.can_reset() {
-            dev.reset()?;
-        }
         dev.enable_bus_master()?;
         let bar0 = dev.map_bar(0)?;
         let cap = u64::from(bar0.read32(REG_CAP)?) | (u64::from(bar0.read32(REG_CAP + 4)?) << 32);
