@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# tools/vm/build.sh: everything the e2e VM needs, into tools/vm/out/:
-#   bzImage          Linux 6.12, the oracle's fragment + kernel-vm.config (cached
-#                    outside the clone by tools/kernel-oracle/kbuild.sh)
-#   p2p_oracle.ko    the oracle module, built against it (the guest kernel's verdicts)
+# tools/vm/build.sh [KVER...]: everything the e2e VMs need, into tools/vm/out/:
 #   nvme-e2e         the driver, a static binary (musl; static glibc if musl is unavailable)
 #   virtio-e2e       virtio-drivers' VirtIOBlk on dmaspace-virtio, built the same way
-#   initramfs.cpio.gz  busybox + /init + the three above
+# and for each guest kernel KVER (default: 6.12 7.3), in tools/vm/out/k-KVER/:
+#   bzImage          the kernel (kernel.sh KVER: cached outside the clone by
+#                    tools/kernel-oracle/kbuild.sh)
+#   p2p_oracle.ko    the oracle module, built against it (the guest kernel's verdicts)
+#   initramfs.cpio.gz  busybox + /init + the module and the two drivers
 # Idempotent; a second run takes seconds.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -20,10 +21,15 @@ command -v qemu-system-x86_64 >/dev/null && [ -x /bin/busybox ] || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-x86 busybox-static >&2
 }
 
+KVERS=${*:-6.12 7.3}
 t0=$(date +%s)
-KDIR=$("$ORACLE/kbuild.sh" "$ORACLE/kernel.config" "$HERE/kernel-vm.config" | tail -n 1)
-cp "$KDIR/bzImage" "$OUT/bzImage"
-"$ORACLE/build-module.sh" "$KDIR" "$OUT/p2p_oracle.ko"
+for k in $KVERS; do
+  KDIR=$(bash "$HERE/kernel.sh" "$k")
+  mkdir -p "$OUT/k-$k"
+  cp "$KDIR/bzImage" "$OUT/k-$k/bzImage"
+  "$ORACLE/build-module.sh" "$KDIR" "$OUT/k-$k/p2p_oracle.ko"
+  echo "$KDIR" > "$OUT/k-$k/kdir"
+done
 t1=$(date +%s)
 
 # The driver: static, so the initramfs needs no libc.
@@ -43,7 +49,10 @@ fi
 cp "$BIN/nvme-e2e" "$BIN/virtio-e2e" "$OUT/"
 t2=$(date +%s)
 
-cat > "$OUT/initramfs.list" <<LIST
+info=""
+for k in $KVERS; do
+  KDIR=$(cat "$OUT/k-$k/kdir")
+  cat > "$OUT/k-$k/initramfs.list" <<LIST
 dir /dev 0755 0 0
 nod /dev/console 0600 0 0 c 5 1
 dir /bin 0755 0 0
@@ -55,8 +64,10 @@ dir /proc 0755 0 0
 dir /sys 0755 0 0
 dir /tmp 0755 0 0
 file /init $HERE/initramfs/init 0755 0 0
-file /p2p_oracle.ko $OUT/p2p_oracle.ko 0644 0 0
+file /p2p_oracle.ko $OUT/k-$k/p2p_oracle.ko 0644 0 0
 LIST
-"$KDIR/gen_init_cpio" "$OUT/initramfs.list" | gzip -1 > "$OUT/initramfs.cpio.gz"
-echo "kernel $(cat "$KDIR/kernelrelease") (compile $(cat "$KDIR/build-seconds") s when built; this step $((t1 - t0)) s), driver $((t2 - t1)) s" > "$OUT/build-info"
+  "$KDIR/gen_init_cpio" "$OUT/k-$k/initramfs.list" | gzip -1 > "$OUT/k-$k/initramfs.cpio.gz"
+  info="$info${info:+, }kernel $(cat "$KDIR/kernelrelease") (compile $(cat "$KDIR/build-seconds") s when built)"
+done
+echo "$info; kernels and modules $((t1 - t0)) s this run, driver $((t2 - t1)) s" > "$OUT/build-info"
 log "OK: $(cat "$OUT/build-info")"

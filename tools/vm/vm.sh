@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/vm/vm.sh PROFILE SCENARIO ARGS VFIO ORACLE LOG: boot one e2e VM and
 # write its serial console to LOG. Needs tools/vm/out/ (build.sh).
+#   E2E_KERNEL  the guest kernel, 6.12 (default) or 7.3: tools/vm/out/k-E2E_KERNEL/
 #   PROFILE  iommu-qemu64 | iommu-epyc | noiommu-switch | virtio-blk (the machines below)
 #   ARGS     comma-separated BDFs for the scenario
 #   VFIO     comma-separated BDFs handed to vfio-pci
@@ -61,7 +62,7 @@ timeout --kill-after=10 "${E2E_VM_TIMEOUT:-300}" qemu-system-x86_64 \
   -M q35 -accel tcg -cpu "$CPU" -smp 1 -m 512M \
   -nographic -nodefaults -no-reboot -monitor none \
   -serial "file:$LOG" \
-  -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
+  -kernel "$OUT/k-${E2E_KERNEL:-6.12}/bzImage" -initrd "$OUT/k-${E2E_KERNEL:-6.12}/initramfs.cpio.gz" \
   -append "console=ttyS0 panic=-1 quiet $CMDLINE e2e.scenario=$SCEN e2e.args=$ARGS e2e.vfio=$VFIO e2e.oracle=$ORACLE e2e.timeout=${E2E_GUEST_TIMEOUT:-240}" \
   $MACHINE $DEVICES ${E2E_QEMU_EXTRA:-} </dev/null || rc=$?
 if [ "$PROFILE" = virtio-blk ] && [ $rc = 0 ]; then

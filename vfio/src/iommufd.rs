@@ -117,7 +117,8 @@ impl Ioas {
     }
 
     /// The iommufd the IOAS lives in.
-    pub(crate) fn iommufd(&self) -> &Iommufd {
+    #[must_use]
+    pub fn iommufd(&self) -> &Iommufd {
         &self.iommufd
     }
 

@@ -58,7 +58,10 @@ use dmaspace::pci::Bdf;
 /// ```
 pub type IommufdIoas = VfioIommu<Ioas>;
 
-// SAFETY: `map` is one IOMMU_IOAS_MAP with FIXED_IOVA of exactly the range,
+// SAFETY: `map` is one IOMMU_IOAS_MAP with FIXED_IOVA of exactly the range
+// (or, for a range inside an imported BAR's `mmap`, one IOMMU_IOAS_MAP_FILE
+// of the same bytes of its dma-buf: the record holds the `mmap`, so the
+// range names that BAR and nothing else),
 // READABLE/WRITEABLE exactly `perm` (iommufd unwinds a failed map); `unmap`
 // one IOMMU_IOAS_UNMAP, which unmaps from every attached domain and flushes
 // before it returns (`ENOENT`, nothing there, is success). `attached`: the
@@ -75,6 +78,12 @@ unsafe impl Kernel for Ioas {
         let writes = perm.contains(IommuPerm::WRITE);
         self.map_imported_or_vaddr(vaddr, len, iova, reads, writes)
             .map_err(|e| e.errno().unwrap_or(libc::EINVAL))
+    }
+    fn map_op(&self, vaddr: u64, len: u64) -> &'static str {
+        match self.imports().source(vaddr, len) {
+            Ok(crate::backend::vfio_dmabuf::Source::DmaBuf(..)) => "IOMMU_IOAS_MAP_FILE",
+            _ => Self::MAP_OP,
+        }
     }
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32> {
         // SAFETY: the backend unmaps only its own ranges (the caller of

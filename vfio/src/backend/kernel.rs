@@ -44,6 +44,11 @@ pub unsafe trait Kernel {
     const NO_WINDOW: &'static str;
     /// Maps `[iova, iova + len)` to the process virtual range at `vaddr`.
     fn map(&self, iova: u64, vaddr: u64, len: u64, perm: IommuPerm) -> Result<(), i32>;
+    /// The name of the call [`map`](Self::map) makes for the process
+    /// range at `vaddr`, for errors.
+    fn map_op(&self, _vaddr: u64, _len: u64) -> &'static str {
+        Self::MAP_OP
+    }
     /// Unmaps whole mappings inside `[iova, iova + len)`.
     fn unmap(&self, iova: u64, len: u64) -> Result<(), i32>;
     /// Whether `vfio`'s DMA goes through this context.
@@ -147,7 +152,7 @@ impl Mappings {
                 if !matches!(errno, libc::EEXIST | libc::EINVAL) {
                     let _ = k.unmap(iova, len);
                 }
-                Err(map_error(K::MAP_OP, errno, mmio))
+                Err(map_error(k.map_op(vaddr, len), errno, mmio))
             }
         }
     }

@@ -1,17 +1,24 @@
 //! The machine as dmaspace sees it (`Machine::from_sysfs`: the guest's own
-//! sysfs, classified with Linux 6.12's allowlist), and the guest kernel's
+//! sysfs, classified by the rules of the kernel it runs, 6.12's or 7.3's),
+//! and the guest kernel's
 //! own answer for a pair (`pci_p2pdma_distance`, from the oracle module's
 //! `/proc/p2p_oracle`) to check the crate's classification against.
 
 use dmaspace::machine::Machine;
 use dmaspace::pci::Bdf;
-use dmaspace::pci::KernelPolicy;
 
-/// This guest, from its sysfs: the only machine routes are classified on.
+/// This guest, from its sysfs, judged by its running kernel's named
+/// policy: the only machine routes are classified on.
 pub fn machine() -> Result<Machine, String> {
-    Ok(Machine::from_sysfs()
-        .map_err(|e| format!("sysfs: {e}"))?
-        .with_policy(KernelPolicy::linux_6_12()))
+    Machine::from_sysfs().map_err(|e| format!("sysfs: {e}"))
+}
+
+/// The name of the rules [`machine`] judges by: the running kernel's
+/// (`linux-6.12`, `linux-7.3`).
+pub fn policy_name() -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    dmaspace::pci::KernelPolicy::for_release(&release)
+        .map_or_else(|e| e.to_string(), |k| k.name().to_string())
 }
 
 /// `pci_p2pdma_distance(provider, client)` as the oracle module recorded it:

@@ -16,6 +16,7 @@
 
 mod classify;
 mod dma;
+mod dmabuf;
 #[path = "../../guest/kmsg.rs"]
 mod kmsg;
 mod nvme;
@@ -38,6 +39,9 @@ const SCENARIOS: &[(&str, usize)] = &[
     ("p2p-iommufd-refused", 2),
     ("p2p-host-bridge", 2),
     ("p2p-bus-addr", 2),
+    ("p2p-iommufd-dmabuf", 2),
+    ("p2p-dmabuf-refused", 2),
+    ("p2p-dmabuf-revoked", 2),
 ];
 
 fn usage() -> ExitCode {
@@ -72,6 +76,9 @@ fn run(name: &str, args: &[String]) -> scenarios::Outcome {
         "p2p-iommufd-refused" => scenarios::p2p_iommufd_refused(a[0], a[1]),
         "p2p-host-bridge" => scenarios::p2p_host_bridge(a[0], a[1]),
         "p2p-bus-addr" => scenarios::p2p_bus_addr(a[0], a[1]),
+        "p2p-iommufd-dmabuf" => dmabuf::p2p_iommufd_dmabuf(a[0], a[1]),
+        "p2p-dmabuf-refused" => dmabuf::p2p_dmabuf_refused(a[0], a[1]),
+        "p2p-dmabuf-revoked" => dmabuf::p2p_dmabuf_revoked(a[0], a[1]),
         _ => Err(format!("unknown scenario {name}")),
     }
 }

@@ -1069,7 +1069,9 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
 
     /// Maps P2P memory `seg` for this controller by `route` in direction `D`
     /// and runs `f` with the segments; unmaps when `f` returns.
-    fn with_p2p<D: Direction, R>(
+    /// Maps `seg` by `route` for this controller and runs `f` while the
+    /// mapping lives, with the controller and the mapped segments.
+    pub fn with_p2p<D: Direction, R>(
         &mut self,
         seg: P2pSeg<'_, CmbMem>,
         route: &P2pRoute<'_, CmbMem, Nvme>,
@@ -1082,6 +1084,12 @@ impl<'m, 'd, T: Translation> Controller<'m, 'd, T> {
             let s = v.segments(mapper.device().id())?;
             f(self, s)
         })?
+    }
+
+    /// Reads `len(segs)` bytes at `lba` into mapped segments (one command
+    /// list), as [`read_p2p`](Self::read_p2p) does inside its mapping.
+    pub fn read_into(&mut self, lba: u64, segs: &[DmaSeg<Nvme, FromDevice>]) -> Result<IoStats> {
+        self.rw(op::READ, lba, segs)
     }
 
     /// Reads `seg.len()` bytes at `lba` into P2P memory, reached by `route`

@@ -24,6 +24,7 @@ use dmaspace::provider::Provider;
 use dmaspace::route::{P2pRoute, RouteError};
 use dmaspace::vec::Via;
 use dmaspace_vfio::backend::vfio_bar::VfioBarProvider;
+use dmaspace_vfio::backend::vfio_dmabuf::DmaBufBar;
 use dmaspace_vfio::backend::vfio_noiommu::NoIommuError;
 use dmaspace_vfio::{MappedBar, PinnedMemory, VfioDevice};
 
@@ -38,7 +39,7 @@ use dmaspace::pci::Bdf;
 /// A scenario's verdict: what it showed, or why it failed.
 pub type Outcome = Result<String, String>;
 
-fn s<E: Display>(ctx: &'static str) -> impl Fn(E) -> String {
+pub(crate) fn s<E: Display>(ctx: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{ctx}: {e}")
 }
 
@@ -77,21 +78,21 @@ pub fn compare(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
     }
 }
 
-fn read_back(mem: &PinnedMemory, off: usize, len: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn read_back(mem: &PinnedMemory, off: usize, len: usize) -> Result<Vec<u8>, String> {
     let mut v = vec![0u8; len];
     mem.read(off, &mut v).map_err(s("read buffer"))?;
     Ok(v)
 }
 
 /// Pinned host memory holding `data` at `off`.
-fn filled(off: usize, data: &[u8]) -> Result<PinnedMemory, String> {
+pub(crate) fn filled(off: usize, data: &[u8]) -> Result<PinnedMemory, String> {
     let mut m = PinnedMemory::new(off + data.len()).map_err(s("alloc"))?;
     m.write(off, data).map_err(s("fill"))?;
     Ok(m)
 }
 
 /// Pinned host memory of `len` bytes, every byte `byte`.
-fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
+pub(crate) fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
     let mut m = PinnedMemory::new(len).map_err(s("alloc"))?;
     let l = m.len();
     m.fill(0, l, byte).map_err(s("fill"))?;
@@ -102,7 +103,11 @@ fn poisoned(len: usize, byte: u8) -> Result<PinnedMemory, String> {
 /// limits it reports: claimed with the limits any NVMe has, for Identify
 /// (MDTS), then narrowed (`Device::set_limits`, once that first mapper is
 /// gone) to MDTS and QEMU's PRP limit.
-fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nvme>, String> {
+pub(crate) fn claim<'m>(
+    machine: &'m Machine,
+    o: &Opened,
+    i: usize,
+) -> Result<Device<'m, Nvme>, String> {
     let vdev = &o.devices[i];
     let at = vdev.address();
     let mut dev = machine
@@ -117,7 +122,7 @@ fn claim<'m>(machine: &'m Machine, o: &Opened, i: usize) -> Result<Device<'m, Nv
     Ok(dev)
 }
 
-fn init<'m, 'd, T: Translation>(
+pub(crate) fn init<'m, 'd, T: Translation>(
     vdev: &'m VfioDevice,
     m: &'m dmaspace::map::Mapper<'d, Nvme, T>,
     o: &Opened,
@@ -378,40 +383,77 @@ pub fn host_iova_iommufd(a: Bdf) -> Outcome {
 /// A controller's CMB as P2P memory: BAR2 of the function published by
 /// dmaspace's [`VfioBarProvider`] (the machine's record of BAR2 checked
 /// against VFIO's region and the BAR register, the process mapping kept as
-/// long as the provider), and BAR2's bus address, which the driver writes
-/// as CBA.
-struct CmbBar {
-    p: VfioBarProvider<CmbMem>,
-    bus_start: u64,
+/// long as the provider), or, for iommufd on Linux 7.3, by [`DmaBufBar`]
+/// (the same, and BAR2 exported as a dma-buf); and BAR2's bus address,
+/// which the driver writes as CBA.
+pub(crate) struct CmbBar<'d> {
+    p: Published<'d>,
+    pub(crate) bus_start: u64,
 }
 
-impl CmbBar {
+enum Published<'d> {
+    Mmap(VfioBarProvider<CmbMem>),
+    DmaBuf(DmaBufBar<'d, CmbMem>),
+}
+
+impl<'d> CmbBar<'d> {
     /// Publishes BAR2 of `vdev` on `machine` as P2P memory.
-    fn of(machine: &Machine, vdev: &VfioDevice) -> Result<Self, String> {
+    pub(crate) fn of(machine: &Machine, vdev: &VfioDevice) -> Result<Self, String> {
         // SAFETY: BAR2 of an NVMe controller with CAP.CMBS is its CMB, plain
         // memory; this process drives the function alone (bound to vfio-pci,
         // opened above) and keeps the provider until its mappings are gone.
         let p = unsafe { VfioBarProvider::new(machine, vdev, 2) }.map_err(s("provider"))?;
         let bus_start = vdev.bar_bus_address(2).map_err(s("BAR2 register"))?;
-        Ok(Self { p, bus_start })
+        Ok(Self {
+            p: Published::Mmap(p),
+            bus_start,
+        })
     }
 
-    fn provider(&self) -> &Provider<CmbMem> {
-        self.p.provider()
+    /// Publishes BAR2 of `vdev` on `machine` as P2P memory exported as a
+    /// dma-buf (Linux 6.19 and later), for iommufd.
+    pub(crate) fn exported(machine: &Machine, vdev: &'d VfioDevice) -> Result<Self, String> {
+        // SAFETY: as in `of`.
+        let p = unsafe { DmaBufBar::new(machine, vdev, 2) }.map_err(s("dma-buf provider"))?;
+        let bus_start = vdev.bar_bus_address(2).map_err(s("BAR2 register"))?;
+        Ok(Self {
+            p: Published::DmaBuf(p),
+            bus_start,
+        })
     }
 
-    fn bar(&self) -> &MappedBar {
-        self.p.bar()
+    /// The dma-buf publication, if it is one.
+    pub(crate) fn dma_buf(&self) -> Option<&DmaBufBar<'d, CmbMem>> {
+        match &self.p {
+            Published::DmaBuf(d) => Some(d),
+            Published::Mmap(_) => None,
+        }
+    }
+
+    pub(crate) fn provider(&self) -> &Provider<CmbMem> {
+        match &self.p {
+            Published::Mmap(p) => p.provider(),
+            Published::DmaBuf(d) => d.provider(),
+        }
+    }
+
+    pub(crate) fn bar(&self) -> &MappedBar {
+        match &self.p {
+            Published::Mmap(p) => p.bar(),
+            Published::DmaBuf(d) => d.bar(),
+        }
     }
 
     /// Where P2P memory at `phys` lies in the BAR mapping.
     fn offset(&self, phys: PhysAddr) -> Result<usize, String> {
-        self.p
-            .bar_offset(phys)
-            .ok_or_else(|| format!("{phys:?} is not in BAR2"))
+        match &self.p {
+            Published::Mmap(p) => p.bar_offset(phys),
+            Published::DmaBuf(d) => d.bar_offset(phys),
+        }
+        .ok_or_else(|| format!("{phys:?} is not in BAR2"))
     }
 
-    fn cpu_read(&self, phys: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
+    pub(crate) fn cpu_read(&self, phys: PhysAddr, len: usize) -> Result<Vec<u8>, String> {
         let mut v = vec![0u8; len];
         self.bar()
             .read_bytes(self.offset(phys)?, &mut v)
@@ -573,7 +615,7 @@ pub fn iommu_contains(a: Bdf) -> Outcome {
 
 /// The crate's route from provider `cmb` (B's CMB) to client `dev` (A),
 /// classified on the guest's machine and checked against the guest kernel.
-fn classify_checked<'r>(
+pub(crate) fn classify_checked<'r>(
     machine: &'r Machine,
     cmb: &'r CmbBar,
     dev: &'r Device<'_, Nvme>,
@@ -598,7 +640,7 @@ fn classify_checked<'r>(
 /// A reads its LBAs straight into B's CMB by `route_ab`; B writes them from its
 /// CMB to its own namespace (same-device route `route_bb`); the host reads B's
 /// namespace back and compares with A's data.
-fn p2p_copy<T: Translation>(
+pub(crate) fn p2p_copy<T: Translation>(
     ca: &mut Controller<'_, '_, T>,
     cb: &mut Controller<'_, '_, T>,
     cmb: &CmbBar,
@@ -640,6 +682,9 @@ fn p2p_copy<T: Translation>(
         .map_err(s("host read of B"))?;
     compare("B's namespace vs A's data", &read_back(&r, 0, len)?, &p)?;
     let how = match st.first {
+        Some((Via::Iommu, a)) if cmb.dma_buf().is_some() => format!(
+            "B's CMB mapped at IOVA {a:#x} of A's IOAS (IOMMU_IOAS_MAP_FILE of B's dma-buf, through the IommufdIoas backend)"
+        ),
         Some((Via::Iommu, a)) => format!(
             "B's CMB mapped at IOVA {a:#x} of A's domain (MMIO, through the VfioType1 backend)"
         ),
@@ -804,7 +849,7 @@ pub fn p2p_iommufd_refused(a: Bdf, b: Bdf) -> Outcome {
     ))
 }
 
-fn host_io_small<T: Translation>(c: &mut Controller<'_, '_, T>) -> Outcome {
+pub(crate) fn host_io_small<T: Translation>(c: &mut Controller<'_, '_, T>) -> Outcome {
     let len = 64usize << 10;
     let p = pattern(0x5a11, len);
     c.write_host(0, &mut filled(0, &p)?, 0, len as u64)
