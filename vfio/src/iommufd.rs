@@ -197,8 +197,10 @@ impl Ioas {
     /// Tries to map another device's BAR (its `mmap`) at `iova`. Linux 6.12
     /// cannot: `IOMMU_IOAS_MAP` pins with `pin_user_pages`, which refuses the
     /// `VM_PFNMAP` mapping, so this returns [`VfioErrorKind::PfnmapNotMappable`] and
-    /// maps nothing (the kernel unwinds; the range stays free). Kernels with
-    /// dma-buf import for VFIO BARs may accept a different call.
+    /// maps nothing (the kernel unwinds; the range stays free). Linux 7.3
+    /// refuses it too; from 6.19 the BAR is exported as a dma-buf
+    /// ([`VfioDevice::export_dma_buf`](crate::VfioDevice::export_dma_buf))
+    /// and mapped with [`map_dma_buf`](Self::map_dma_buf).
     ///
     /// # Errors
     ///
