@@ -688,6 +688,31 @@ impl MappedBar {
     }
 }
 
+#[cfg(test)]
+impl MappedBar {
+    /// A `MappedBar` over fresh anonymous memory: what a BAR's `mmap` gives,
+    /// without a device.
+    pub(crate) fn anonymous(len: usize) -> Self {
+        // SAFETY: a fresh anonymous mapping; `MappedBar`'s Drop unmaps it.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        MappedBar {
+            ptr: NonNull::new(p.cast()).unwrap(),
+            len,
+            index: 0,
+        }
+    }
+}
+
 impl Drop for MappedBar {
     fn drop(&mut self) {
         // SAFETY: [ptr, ptr + len) is the mapping made in `map_bar`, owned here,
@@ -732,23 +757,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "mmap is a foreign call")]
     fn every_width_is_bounded_aligned_and_little_endian() {
         let len = crate::page_size();
-        // SAFETY: a fresh anonymous mapping; `MappedBar`'s Drop unmaps it.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        let bar = MappedBar {
-            ptr: NonNull::new(p.cast()).unwrap(),
-            len,
-            index: 0,
-        };
+        let bar = MappedBar::anonymous(len);
         // SAFETY: anonymous memory, no device behind it.
         unsafe {
             bar.write64(0, 0x0807_0605_0403_0201).unwrap();

@@ -334,4 +334,45 @@ mod tests {
         assert_eq!(off(start + size - 4096, 8192), Err(()));
         assert_eq!(off(start - 4096, size + 8192), Err(()));
     }
+
+    /// The registry an IOAS keeps: a range inside an imported BAR's `mmap`
+    /// maps from the dma-buf at its offset, one across its edge is refused,
+    /// any other through its process address; and once the owner drops the
+    /// record, its addresses name nothing (the `mmap` is gone with it).
+    #[test]
+    #[cfg_attr(miri, ignore = "mmap is a foreign call")]
+    fn an_import_names_its_bar_while_it_lives() {
+        let page = page_size() as u64;
+        let bar = MappedBar::anonymous(4 * page as usize);
+        let start = bar.vaddr();
+        let rec = Arc::new(ExportRecord {
+            dmabuf: std::fs::File::open("/dev/null").unwrap().into(),
+            bar,
+            device: Bdf::new(0, 0, 4, 0),
+        });
+        let imports = Imports::default();
+        imports.add(&rec);
+        imports.add(&rec);
+        assert_eq!(imports.0.lock().unwrap().len(), 1, "importing twice is once");
+        let want = Arc::as_ptr(&rec);
+        let at = |vaddr, len| match imports.source(vaddr, len) {
+            Ok(Source::DmaBuf(r, off)) => {
+                assert_eq!(Arc::as_ptr(&r), want);
+                Some(Some(off))
+            }
+            Ok(Source::Vaddr) => Some(None),
+            Err(()) => None,
+        };
+        assert_eq!(at(start + page, 2 * page), Some(Some(page)));
+        assert_eq!(at(start + 4 * page, page), Some(None));
+        assert_eq!(at(start + 3 * page, 2 * page), None);
+        drop(rec);
+        assert_eq!(at(start + page, 2 * page), Some(None));
+        imports.add(&Arc::new(ExportRecord {
+            dmabuf: std::fs::File::open("/dev/null").unwrap().into(),
+            bar: MappedBar::anonymous(page as usize),
+            device: Bdf::new(0, 0, 5, 0),
+        }));
+        assert_eq!(imports.0.lock().unwrap().len(), 1, "dead records are pruned");
+    }
 }
