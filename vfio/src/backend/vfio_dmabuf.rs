@@ -353,7 +353,11 @@ mod tests {
         let imports = Imports::default();
         imports.add(&rec);
         imports.add(&rec);
-        assert_eq!(imports.0.lock().unwrap().len(), 1, "importing twice is once");
+        assert_eq!(
+            imports.0.lock().unwrap().len(),
+            1,
+            "importing twice is once"
+        );
         let want = Arc::as_ptr(&rec);
         let at = |vaddr, len| match imports.source(vaddr, len) {
             Ok(Source::DmaBuf(r, off)) => {
@@ -373,6 +377,10 @@ mod tests {
             bar: MappedBar::anonymous(page as usize),
             device: Bdf::new(0, 0, 5, 0),
         }));
-        assert_eq!(imports.0.lock().unwrap().len(), 1, "dead records are pruned");
+        assert_eq!(
+            imports.0.lock().unwrap().len(),
+            1,
+            "dead records are pruned"
+        );
     }
 }
