@@ -842,8 +842,14 @@ pub fn p2p_iommufd_refused(a: Bdf, b: Bdf) -> Outcome {
     drop(probe);
     // And the IOAS still carries host DMA.
     let d = host_io_small(&mut c)?;
+    // Linux 6.12 has no dma-buf export of a BAR either (the 7.3 path).
+    let export = match o.devices[1].export_dma_buf(2, 0, len) {
+        Ok(_) => return Err("Linux 6.12 exported a BAR as a dma-buf".into()),
+        Err(e) if matches!(e.errno(), Some(libc::ENOTTY | libc::EINVAL)) => e.to_string(),
+        Err(e) => return Err(format!("dma-buf export: {e}, want ENOTTY or EINVAL")),
+    };
     Ok(format!(
-        "route {} (distance {}) needs {b}'s BAR2 in {a}'s IOAS; MapError::Backend: {err}; nothing mapped or reserved after it, no command issued, IOMMU_IOAS_UNMAP of {at:#x}+{len:#x} says ENOENT; {d}",
+        "route {} (distance {}) needs {b}'s BAR2 in {a}'s IOAS; MapError::Backend: {err}; nothing mapped or reserved after it, no command issued, IOMMU_IOAS_UNMAP of {at:#x}+{len:#x} says ENOENT; {d}; the 7.3 path is not there: {export}",
         route.kernel_name(),
         route.distance(),
     ))
