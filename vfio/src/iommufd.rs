@@ -9,10 +9,10 @@ use std::vec::Vec;
 use super::container::check_map_args;
 use super::device::MappedBar;
 use super::error::{Ioctl, Result, VfioCall, VfioError, VfioErrorKind};
+use super::import::{ExportRecord, Imports, Source};
 use super::mem::PinnedMemory;
 use super::sys;
 use super::sysfs::Sysfs;
-use crate::backend::vfio_dmabuf::{Imports, Source, map_record};
 
 /// An open `/dev/iommu`.
 #[derive(Clone, Debug)]
@@ -141,12 +141,30 @@ impl Ioas {
         match self.imports.source(vaddr, len) {
             Ok(Source::Vaddr) => self.map_vaddr(vaddr, len, iova, device_reads, device_writes),
             Ok(Source::DmaBuf(rec, off)) => {
-                map_record(self, &rec, (off, len, iova), device_reads, device_writes)
+                self.map_record(&rec, (off, len, iova), device_reads, device_writes)
             }
             Err(()) => Err(VfioError::invalid(
                 "the range straddles the edge of an imported BAR",
             )),
         }
+    }
+
+    /// Maps `rec`'s bytes at `off` (`IOMMU_IOAS_MAP_FILE` of its dma-buf).
+    fn map_record(
+        &self,
+        rec: &ExportRecord,
+        (off, len, iova): (u64, u64, u64),
+        device_reads: bool,
+        device_writes: bool,
+    ) -> Result<()> {
+        ioas_map_file(
+            self.iommufd.raw_fd(),
+            self.id,
+            rec.dmabuf.as_fd(),
+            (off, len, iova),
+            device_reads,
+            device_writes,
+        )
     }
 
     fn map_raw(&self, vaddr: u64, len: u64, iova: u64) -> Result<()> {

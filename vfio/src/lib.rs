@@ -48,6 +48,7 @@ mod container;
 mod device;
 mod dmabuf;
 mod error;
+mod import;
 mod iommufd;
 mod mem;
 mod sys;

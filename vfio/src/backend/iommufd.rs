@@ -81,7 +81,7 @@ unsafe impl Kernel for Ioas {
     }
     fn map_op(&self, vaddr: u64, len: u64) -> &'static str {
         match self.imports().source(vaddr, len) {
-            Ok(crate::backend::vfio_dmabuf::Source::DmaBuf(..)) => "IOMMU_IOAS_MAP_FILE",
+            Ok(crate::import::Source::DmaBuf(..)) => "IOMMU_IOAS_MAP_FILE",
             _ => Self::MAP_OP,
         }
     }
