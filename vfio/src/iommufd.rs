@@ -317,6 +317,14 @@ impl Ioas {
     }
 }
 
+/// The flags of a fixed-IOVA map (`IOMMU_IOAS_MAP`, `IOMMU_IOAS_MAP_FILE`).
+fn map_flags(device_reads: bool, device_writes: bool) -> u32 {
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    sys::IOMMU_IOAS_MAP_FIXED_IOVA
+        | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
+        | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE)
+}
+
 /// `IOMMU_IOAS_MAP` (fixed IOVA) on IOAS `id` of the iommufd `fd`.
 /// Crate-private: the callers vouch for the memory.
 pub(crate) fn ioas_map(
@@ -329,12 +337,9 @@ pub(crate) fn ioas_map(
     device_writes: bool,
 ) -> Result<()> {
     check_map_args(vaddr, len, iova)?;
-    let flag = |on: bool, f: u32| if on { f } else { 0 };
     let mut m = sys::IommuIoasMap {
         size: sys::argsz::<sys::IommuIoasMap>(),
-        flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
-            | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
-            | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
+        flags: map_flags(device_reads, device_writes),
         ioas_id: id,
         __reserved: 0,
         user_va: vaddr,
@@ -359,12 +364,9 @@ pub(crate) fn ioas_map_file(
     device_writes: bool,
 ) -> Result<()> {
     check_map_args(start, len, iova)?;
-    let flag = |on: bool, f: u32| if on { f } else { 0 };
     let mut m = sys::IommuIoasMapFile {
         size: sys::argsz::<sys::IommuIoasMapFile>(),
-        flags: sys::IOMMU_IOAS_MAP_FIXED_IOVA
-            | flag(device_reads, sys::IOMMU_IOAS_MAP_READABLE)
-            | flag(device_writes, sys::IOMMU_IOAS_MAP_WRITEABLE),
+        flags: map_flags(device_reads, device_writes),
         ioas_id: id,
         fd: file.as_raw_fd(),
         start,
