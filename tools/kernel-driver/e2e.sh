@@ -16,7 +16,10 @@ OUT="$HERE/out"
 mkdir -p "$OUT"
 JOBS=${JOBS:-2}
 pass=0 fail=0
-ok() { echo "$1: ok${2:+ ($2)}"; pass=$((pass + 1)); }
+ok() { # ok NAME [DETAIL]: DETAIL in parentheses (unless it has them)
+  case "${2:-}" in "") echo "$1: ok" ;; "("*) echo "$1: ok $2" ;; *) echo "$1: ok ($2)" ;; esac
+  pass=$((pass + 1))
+}
 bad() { echo "$1: FAILED $2"; fail=$((fail + 1)); }
 finish() { echo "$pass passed, $fail failed"; [ "$fail" = 0 ]; exit $?; }
 all_failed() { # all_failed WHY: every scenario fails for one reason
@@ -31,8 +34,12 @@ command -v qemu-system-x86_64 >/dev/null && [ -x /bin/busybox ] || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-x86 busybox-static >&2
 }
 
-# 1. the kernel
-KDIR=$(sh "$HERE/kernel.sh" 2> "$OUT/kbuild.log" | tail -n 1)
+# 1. the kernel (KDRV_KDIR=DIR: a kernel-<hash> directory kernel.sh built before)
+if [ -n "${KDRV_KDIR:-}" ]; then
+  KDIR=$KDRV_KDIR
+else
+  KDIR=$(sh "$HERE/kernel.sh" 2> "$OUT/kbuild.log" | tail -n 1)
+fi
 if [ -z "$KDIR" ] || [ ! -f "$KDIR/bzImage" ]; then
   all_failed "kernel build: $(tail -n 3 "$OUT/kbuild.log" | tr '\n' ' ')"
 fi
@@ -51,7 +58,11 @@ if nice -n 10 make -s -C "$KSRC" O="$KDIR/build" "${KMAKE[@]}" -j"$JOBS" bzImage
   t2=$(date +%s)
   ok crate-in-kernel "dmaspace, dmaspace_pci, bitflags, dmaspace_kernel in vmlinux, $nexp symbols exported, $((t2 - t1)) s"
 else
-  bad crate-in-kernel "$(grep -m 3 -E 'error|Error' "$OUT/crate.log" | tr '\n' ' ') (see $OUT/crate.log)"
+  if [ ! -s "$OUT/crate.log" ]; then
+    bad crate-in-kernel "make built no vendored crate (does rust/Makefile include rust/vendor/Makefile?)"
+  else
+    bad crate-in-kernel "$(grep -m 3 -E 'error|Error' "$OUT/crate.log" | tr '\n' ' ') (see $OUT/crate.log)"
+  fi
   for s in edu-coherent-iommu edu-streaming-iommu edu-coherent-direct edu-streaming-direct edu-iommu-contains; do
     bad "$s" "no kernel with the crate"
   done
@@ -93,7 +104,7 @@ vm() { # vm NAME QEMU-MACHINE-ARGS CMDLINE
     -nographic -nodefaults -no-reboot -monitor none -serial "file:$log" \
     -kernel "$OUT/bzImage" -initrd "$OUT/initramfs.cpio.gz" \
     -append "console=ttyS0 panic=-1 quiet $3" \
-    $2 -device edu,addr=0x4 </dev/null
+    $2 -device edu,addr=0x4 </dev/null 2> "$OUT/qemu-$1.log"
   tr -d '\r' < "$log" > "$log.txt"
 }
 line() { grep -a -m 1 "dmaspace-edu: $2:" "$OUT/vm-$1.log.txt" | sed 's/.*dmaspace-edu: //'; }

@@ -20,7 +20,7 @@ grep -q '^obj-$(CONFIG_RUST) += zerocopy.o$' "$KSRC/rust/Makefile" || {
   cat "$KSRC/rust/Makefile"
   printf '\n%s\n%s\n%s\n' \
     '# dmaspace: crates vendored by tools/kernel-driver/vendor.sh (none until it ran).' \
-    '-include $(srctree)/$(src)/vendor/Makefile' ''
+    '-include $(src)/vendor/Makefile' ''
 } > "$KSRC/rust/Makefile.new"
 mv "$KSRC/rust/Makefile.new" "$KSRC/rust/Makefile"
 {

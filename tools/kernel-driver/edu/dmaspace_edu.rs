@@ -194,7 +194,7 @@ fn check_coherent(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_
 /// back into a `FromDevice` table; every byte of both tables compared.
 fn check_streaming(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_>) -> Result<(usize, usize, u64), Fail> {
     const LEN: usize = 8192;
-    const START: usize = 96;
+    const START: usize = 2048;
     const N: usize = 4000;
     let mut a = Streaming::<Edu, ToDevice>::new(dma, pdev, LEN)?;
     let mut b = Streaming::<Edu, FromDevice>::new(dma, pdev, LEN)?;
