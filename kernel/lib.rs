@@ -201,7 +201,13 @@ impl<K: Brand, D: KernelDirection> Streaming<K, D> {
         // INVARIANT: `cpu` points at the `VVec`'s `len` initialized bytes; the
         // `VVec` moved into `sgt` (its heap buffer did not move) and is freed
         // only when `sgt` drops, with `self`.
-        Ok(Self { sgt, cpu, len, dev: bound as *const _ as usize, _kind: PhantomData })
+        Ok(Self {
+            sgt,
+            cpu,
+            len,
+            dev: bound as *const _ as usize,
+            _kind: PhantomData,
+        })
     }
 
     /// The table's length in bytes.
@@ -235,7 +241,9 @@ impl<K: Brand, D: KernelDirection> Streaming<K, D> {
         let mut n = 0;
         for e in self.sgt.iter() {
             if n == MAX_SEGMENTS {
-                return Err(MapError::OutOfCapacity { capacity: MAX_SEGMENTS });
+                return Err(MapError::OutOfCapacity {
+                    capacity: MAX_SEGMENTS,
+                });
             }
             pairs[n] = (e.dma_address(), e.dma_len());
             n += 1;
@@ -246,7 +254,14 @@ impl<K: Brand, D: KernelDirection> Streaming<K, D> {
         // `dma_map_sgtable` mapped for this device in direction `D`; `pdev`
         // (bound, the same device) keeps them mapped, and `self` (borrowed)
         // keeps the table alive, until this call returns.
-        unsafe { view_platform_mapping(dev.device(), &pairs[..n], SegBuf::from_slots(&mut slots), use_it) }
+        unsafe {
+            view_platform_mapping(
+                dev.device(),
+                &pairs[..n],
+                SegBuf::from_slots(&mut slots),
+                use_it,
+            )
+        }
     }
 
     /// Copies `out.len()` bytes at `offset` of the pages to `out`.

@@ -23,6 +23,9 @@
 #     kernel-<hash>/source          path of the source tree (for out-of-tree modules: make -C kernel-<hash>/build M=...)
 #     kernel-<hash>/makeflags       the make variables the kernel was built with (ARCH=x86_64, LLVM=-19):
 #                                   out-of-tree modules must be built with the same ones
+#     kernel-<hash>/toolchain       (LLVM builds) rustc, bindgen and clang versions: Rust objects
+#                                   only link with the rustc that built them, so a cached kernel
+#                                   whose toolchain differs is rebuilt (incrementally)
 # The last line on stdout is the kernel-<hash> directory; progress goes to stderr.
 #
 # Environment: KVER (6.12 or 7.3), JOBS (default 2), DMASPACE_CACHE, KSRC_TAR
@@ -108,6 +111,11 @@ if [ -n "$LLVM" ]; then
     export LIBCLANG_PATH=/usr/lib/llvm-19/lib
   fi
 fi
+toolchain() { # what a Rust-enabled kernel was built with
+  rustc --version 2>&1 | head -n 1
+  bindgen --version 2>&1 | head -n 1
+  case "$LLVM" in -*) "clang$LLVM" --version ;; */) "${LLVM}clang" --version ;; *) clang --version ;; esac 2>&1 | head -n 1
+}
 KSRC_PATCH=${KSRC_PATCH:-}
 if [ -n "$KSRC_PATCH" ]; then
   [ -f "$KSRC_PATCH" ] || { log "no KSRC_PATCH script $KSRC_PATCH"; exit 1; }
@@ -140,7 +148,12 @@ if [ -n "$KSRC_PATCH" ]; then
 fi
 mkdir -p "$CACHE"
 
-if [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
+stale_toolchain=""
+if [ -n "$LLVM" ] && [ -f "$KDIR/toolchain" ] && [ "$(toolchain)" != "$(cat "$KDIR/toolchain")" ]; then
+  stale_toolchain=1
+  log "cached $KDIR was built with $(tr '\n' ' ' < "$KDIR/toolchain"); now $(toolchain | tr '\n' ' '): rebuilding"
+fi
+if [ -z "$stale_toolchain" ] && [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
   log "cached: $KDIR ($(cat "$KDIR/kernelrelease"), built in $(cat "$KDIR/build-seconds" 2>/dev/null || echo '?') s)"
   echo "$KDIR"
   exit 0
@@ -230,6 +243,7 @@ t1=$(date +%s)
 # shellcheck disable=SC2086
 make -s -C "$KSRC" O="$B" $KMAKE kernelrelease > "$KDIR/kernelrelease"
 echo "$KMAKE" > "$KDIR/makeflags"
+[ -z "$LLVM" ] || toolchain > "$KDIR/toolchain"
 cp "$B/.config" "$KDIR/config"
 echo $((t1 - t0)) > "$KDIR/build-seconds"
 echo "$KSRC" > "$KDIR/source"

@@ -22,7 +22,9 @@ use dmaspace::dir::{Bidirectional, DeviceReads, DeviceWrites, FromDevice, ToDevi
 use dmaspace::error::MapError;
 use dmaspace::vec::DmaSeg;
 use dmaspace::{brand, DmaAddr};
-use dmaspace_kernel::{coherent, coherent_read, coherent_write, KernelDirection, PciDma, Streaming};
+use dmaspace_kernel::{
+    coherent, coherent_read, coherent_write, KernelDirection, PciDma, Streaming,
+};
 use kernel::{
     device::Core,
     dma::Coherent,
@@ -67,9 +69,16 @@ enum Fail {
     /// The engine did not finish.
     Timeout,
     /// A transfer would reach the end of edu's buffer (QEMU 7.2 aborts).
-    EduRange { off: usize, len: usize },
+    EduRange {
+        off: usize,
+        len: usize,
+    },
     /// Byte `at` is `got`, `want` expected.
-    Mismatch { at: usize, want: u8, got: u8 },
+    Mismatch {
+        at: usize,
+        want: u8,
+        got: u8,
+    },
 }
 
 impl From<Error> for Fail {
@@ -123,15 +132,31 @@ fn edu_range(off: usize, len: usize) -> Result<(), Fail> {
 }
 
 /// RAM -> edu: the source is memory the device may read.
-fn to_edu<D: DeviceReads>(bar: &Bar0<'_>, src: DmaAddr<'_, Edu, D>, edu_off: usize, len: usize) -> Result<(), Fail> {
+fn to_edu<D: DeviceReads>(
+    bar: &Bar0<'_>,
+    src: DmaAddr<'_, Edu, D>,
+    edu_off: usize,
+    len: usize,
+) -> Result<(), Fail> {
     edu_range(edu_off, len)?;
     run(bar, low32(src.as_u64())?, EDU_BUF + edu_off as u32, len, 0)
 }
 
 /// edu -> RAM: the destination is memory the device may write.
-fn from_edu<D: DeviceWrites>(bar: &Bar0<'_>, edu_off: usize, dst: DmaAddr<'_, Edu, D>, len: usize) -> Result<(), Fail> {
+fn from_edu<D: DeviceWrites>(
+    bar: &Bar0<'_>,
+    edu_off: usize,
+    dst: DmaAddr<'_, Edu, D>,
+    len: usize,
+) -> Result<(), Fail> {
     edu_range(edu_off, len)?;
-    run(bar, EDU_BUF + edu_off as u32, low32(dst.as_u64())?, len, CMD_FROM_EDU)
+    run(
+        bar,
+        EDU_BUF + edu_off as u32,
+        low32(dst.as_u64())?,
+        len,
+        CMD_FROM_EDU,
+    )
 }
 
 /// Calls `f(segment, offset in it, offset in the range, length)` for each
@@ -154,20 +179,32 @@ fn pieces<D: dmaspace::dir::Direction>(
         }
         seg_base += seg_len;
     }
-    if done == len { Ok(()) } else { Err(Fail::Map(MapError::NotInMapping)) }
+    if done == len {
+        Ok(())
+    } else {
+        Err(Fail::Map(MapError::NotInMapping))
+    }
 }
 
 fn compare(got: &[u8], want: impl Fn(usize) -> u8, base: usize) -> Result<(), Fail> {
     for (i, &g) in got.iter().enumerate() {
         if g != want(i) {
-            return Err(Fail::Mismatch { at: base + i, want: want(i), got: g });
+            return Err(Fail::Mismatch {
+                at: base + i,
+                want: want(i),
+                got: g,
+            });
         }
     }
     Ok(())
 }
 
 /// Coherent: 2 KiB of a pattern to edu, back into the other half, compared.
-fn check_coherent(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_>) -> Result<u64, Fail> {
+fn check_coherent(
+    dma: &PciDma<Edu>,
+    pdev: &pci::Device<Core<'_>>,
+    bar: &Bar0<'_>,
+) -> Result<u64, Fail> {
     const HALF: usize = 2048;
     let c = Coherent::<u8>::zeroed_slice(pdev.as_ref(), 2 * HALF, GFP_KERNEL)?;
     let mut buf = KVec::from_elem(0u8, HALF, GFP_KERNEL)?;
@@ -192,7 +229,11 @@ fn check_coherent(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_
 
 /// Streaming: a range across a page boundary of a `ToDevice` table to edu,
 /// back into a `FromDevice` table; every byte of both tables compared.
-fn check_streaming(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_>) -> Result<(usize, usize, u64), Fail> {
+fn check_streaming(
+    dma: &PciDma<Edu>,
+    pdev: &pci::Device<Core<'_>>,
+    bar: &Bar0<'_>,
+) -> Result<(usize, usize, u64), Fail> {
     const LEN: usize = 8192;
     const START: usize = 2048;
     const N: usize = 4000;
@@ -207,12 +248,16 @@ fn check_streaming(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'
     b.write(0, &buf)?;
     let (na, first) = a.segments(dma, pdev, |v| -> Result<(usize, u64), Fail> {
         let segs = v.segments(dma.device().id())?;
-        pieces(segs, START, N, |s, off, done, n| to_edu(bar, s.at(off)?, done, n))?;
+        pieces(segs, START, N, |s, off, done, n| {
+            to_edu(bar, s.at(off)?, done, n)
+        })?;
         Ok((segs.len(), segs[0].at(0)?.as_u64()))
     })??;
     let nb = b.segments(dma, pdev, |v| -> Result<usize, Fail> {
         let segs = v.segments(dma.device().id())?;
-        pieces(segs, START, N, |s, off, done, n| from_edu(bar, done, s.at(off)?, n))?;
+        pieces(segs, START, N, |s, off, done, n| {
+            from_edu(bar, done, s.at(off)?, n)
+        })?;
         Ok(segs.len())
     })??;
     b.read(0, &mut buf)?;
@@ -227,7 +272,11 @@ fn check_streaming(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'
 /// Containment: the engine aimed at the address of a freed coherent buffer
 /// (through dmaspace's `unsafe` escape) must change no byte of a live buffer;
 /// the IOMMU faults it (the e2e checks the guest's DMAR log for `stale`).
-fn check_contains(dma: &PciDma<Edu>, pdev: &pci::Device<Core<'_>>, bar: &Bar0<'_>) -> Result<u64, Fail> {
+fn check_contains(
+    dma: &PciDma<Edu>,
+    pdev: &pci::Device<Core<'_>>,
+    bar: &Bar0<'_>,
+) -> Result<u64, Fail> {
     const LEN: usize = 4096;
     let canary = Coherent::<u8>::zeroed_slice(pdev.as_ref(), LEN, GFP_KERNEL)?;
     let mut buf = KVec::from_elem(0x11u8, LEN, GFP_KERNEL)?;
@@ -276,11 +325,24 @@ impl pci::Driver for EduDriver {
         // SAFETY: probe: no DMA allocation or mapping for this device runs
         // concurrently, and this is the only `PciDma` made for it.
         let dma = unsafe { PciDma::<Edu>::new(pdev, EDU_DMA_BITS)? };
-        dev_info!(pdev, "dmaspace-edu: DmaLimits mask {:#x}\n", dma.device().limits().dma_mask());
-        dev_info!(pdev, "dmaspace-edu: directions {} {}\n", <ToDevice as KernelDirection>::DATA as u32, <FromDevice as KernelDirection>::DATA as u32);
+        dev_info!(
+            pdev,
+            "dmaspace-edu: DmaLimits mask {:#x}\n",
+            dma.device().limits().dma_mask()
+        );
+        dev_info!(
+            pdev,
+            "dmaspace-edu: directions {} {}\n",
+            <ToDevice as KernelDirection>::DATA as u32,
+            <FromDevice as KernelDirection>::DATA as u32
+        );
 
         match check_coherent(&dma, pdev, &bar) {
-            Ok(a) => dev_info!(pdev, "dmaspace-edu: coherent: ok (4096 bytes at {:#x})\n", a),
+            Ok(a) => dev_info!(
+                pdev,
+                "dmaspace-edu: coherent: ok (4096 bytes at {:#x})\n",
+                a
+            ),
             Err(e) => dev_err!(pdev, "dmaspace-edu: coherent: FAILED {:?}\n", e),
         }
         match check_streaming(&dma, pdev, &bar) {
@@ -295,7 +357,11 @@ impl pci::Driver for EduDriver {
         }
         if module_parameters::contains.value() {
             match check_contains(&dma, pdev, &bar) {
-                Ok(a) => dev_info!(pdev, "dmaspace-edu: contains: ok (no byte changed) stale={:#x}\n", a),
+                Ok(a) => dev_info!(
+                    pdev,
+                    "dmaspace-edu: contains: ok (no byte changed) stale={:#x}\n",
+                    a
+                ),
                 Err(e) => dev_err!(pdev, "dmaspace-edu: contains: FAILED {:?}\n", e),
             }
         }
