@@ -23,7 +23,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Add, AddAssign, Sub};
 
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+// The derives from `zerocopy_derive` itself, not through `zerocopy`'s re-export:
+// Linux vendors zerocopy without its `derive` feature (docs/kernel.md).
+use zerocopy_derive::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::brand::{Brand, Invariant};
 use crate::dir::Direction;

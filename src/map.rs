@@ -439,7 +439,7 @@ impl<'a, D: Direction, C: CacheMaintenance, I: Iterator<Item = (Step, Src<'a>)> 
 
 /// One queue of a [`Mapper`]: the same mappings, with IOVA space from a
 /// cache of its own; see [`Mapper::queue`].
-pub struct MapQueue<'m, 'd, K: Brand, T: Translation + 'm, C: CacheMaintenance> {
+pub struct MapQueue<'m, 'd, K: Brand, T: Translation, C: CacheMaintenance> {
     mapper: &'m Mapper<'d, K, T, C>,
     cache: T::Cache<'m>,
 }

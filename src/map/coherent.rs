@@ -60,7 +60,7 @@ use super::{MapQueue, Mapper};
 /// Only for cache-coherent DMA (`C` = [`CacheCoherent`]): on a platform
 /// that is not, coherent memory needs an uncached CPU mapping, which this
 /// crate cannot make.
-pub struct Coherent<'q, K: Brand, E, Buf: DmaBuffer, T: Translation + 'q = Direct> {
+pub struct Coherent<'q, K: Brand, E, Buf: DmaBuffer, T: Translation = Direct> {
     map: MappedBuf<'q, K, Bidirectional, Buf, T, CacheCoherent>,
     ptr: Elems<E>,
     len: usize,

@@ -147,7 +147,7 @@ pub struct MappedBuf<
     D: Direction,
     Buf: DmaBuffer,
     T: Translation + 'q = Direct,
-    C: CacheMaintenance + 'q = CacheCoherent,
+    C: CacheMaintenance = CacheCoherent,
     O: Owner = DeviceOwned,
 > {
     lease: Option<T::Lease<'q>>,

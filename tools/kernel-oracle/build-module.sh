@@ -14,6 +14,10 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp "$HERE/module/p2p_oracle.c" "$HERE/module/Kbuild" "$tmp/"
-make -s -C "$KDIR/build" ARCH=x86_64 M="$tmp" modules >&2
+# The kernel's own make variables (LLVM=-19 for a Rust-enabled kernel): a
+# module must be built with the compiler the kernel was.
+MAKEFLAGS_K=$(cat "$KDIR/makeflags" 2>/dev/null || echo ARCH=x86_64)
+# shellcheck disable=SC2086
+make -s -C "$KDIR/build" $MAKEFLAGS_K M="$tmp" modules >&2
 cp "$tmp/p2p_oracle.ko" "$DEST"
 echo "build-module: $DEST" >&2

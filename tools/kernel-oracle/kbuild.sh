@@ -21,10 +21,24 @@
 #     kernel-<hash>/build-seconds   wall time of the compile
 #     kernel-<hash>/gen_init_cpio   the kernel's initramfs packer (no root needed), for both kits
 #     kernel-<hash>/source          path of the source tree (for out-of-tree modules: make -C kernel-<hash>/build M=...)
+#     kernel-<hash>/makeflags       the make variables the kernel was built with (ARCH=x86_64, LLVM=-19):
+#                                   out-of-tree modules must be built with the same ones
+#     kernel-<hash>/toolchain       (LLVM builds) rustc, bindgen and clang versions: Rust objects
+#                                   only link with the rustc that built them, so a cached kernel
+#                                   whose toolchain differs is rebuilt (incrementally)
 # The last line on stdout is the kernel-<hash> directory; progress goes to stderr.
 #
 # Environment: KVER (6.12 or 7.3), JOBS (default 2), DMASPACE_CACHE, KSRC_TAR
-# (default the Debian tarball).
+# (default the Debian tarball), and for a Rust-enabled kernel:
+#   LLVM=1       build with clang/lld 19 (`make LLVM=-19`; LLVM=1 if no clang-19 is
+#                installed), as Rust-for-Linux requires; `make rustavailable` must pass.
+#                LIBCLANG_PATH defaults to LLVM 19's library directory (for bindgen).
+#   KSRC_PATCH=SCRIPT  build from a copy of the unpacked source (hard links,
+#                linux-source-<KVER>-<debver>+<hash>/) on which SCRIPT ran once, with the
+#                copy's path as its argument; SCRIPT must replace the files it changes
+#                (never write through a hard link), so the shared source stays clean.
+# Each of these enters the key only when set: the keys of plain gcc builds
+# stay what they were.
 set -eu
 RECIPE="tinyconfig+fragments+olddefconfig;bzImage+modules;v1"
 KVER=${KVER:-6.12}
@@ -87,6 +101,27 @@ if [ "$KVER" = 7.3 ] && [ ! -f "$SRC_TAR" ]; then
   mv "$SRC_TAR.tmp" "$SRC_TAR"
 fi
 
+# --- LLVM (Rust-for-Linux needs the kernel built with clang) ------------------------
+KMAKE="ARCH=x86_64"
+LLVM=${LLVM:-}
+if [ -n "$LLVM" ]; then
+  if [ "$LLVM" = 1 ] && command -v clang-19 >/dev/null; then LLVM=-19; fi
+  KMAKE="$KMAKE LLVM=$LLVM"
+  if [ -z "${LIBCLANG_PATH:-}" ] && [ -d /usr/lib/llvm-19/lib ]; then
+    export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+  fi
+fi
+toolchain() { # what a Rust-enabled kernel was built with
+  rustc --version 2>&1 | head -n 1
+  bindgen --version 2>&1 | head -n 1
+  case "$LLVM" in -*) "clang$LLVM" --version ;; */) "${LLVM}clang" --version ;; *) clang --version ;; esac 2>&1 | head -n 1
+}
+KSRC_PATCH=${KSRC_PATCH:-}
+if [ -n "$KSRC_PATCH" ]; then
+  [ -f "$KSRC_PATCH" ] || { log "no KSRC_PATCH script $KSRC_PATCH"; exit 1; }
+  KSRC_PATCH=$(cd "$(dirname "$KSRC_PATCH")" && pwd)/$(basename "$KSRC_PATCH")
+fi
+
 # --- the key -----------------------------------------------------------------
 if [ "$KVER" = 7.3 ]; then
   srcver=$PIN_7_3
@@ -102,12 +137,23 @@ key=$( {
     echo "fragment"
     cat "$f"
   done
+  [ -z "$LLVM" ] || echo "make LLVM=$LLVM"
+  if [ -n "$KSRC_PATCH" ]; then echo "source patch"; cat "$KSRC_PATCH"; fi
 } | sha256sum | cut -c1-16)
 KDIR="$CACHE/kernel-$key"
-KSRC="$CACHE/linux-source-$KVER-$srcver"
+KSRC_CLEAN="$CACHE/linux-source-$KVER-$srcver"
+KSRC=$KSRC_CLEAN
+if [ -n "$KSRC_PATCH" ]; then
+  KSRC="$KSRC_CLEAN+$(sha256sum < "$KSRC_PATCH" | cut -c1-12)"
+fi
 mkdir -p "$CACHE"
 
-if [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
+stale_toolchain=""
+if [ -n "$LLVM" ] && [ -f "$KDIR/toolchain" ] && [ "$(toolchain)" != "$(cat "$KDIR/toolchain")" ]; then
+  stale_toolchain=1
+  log "cached $KDIR was built with $(tr '\n' ' ' < "$KDIR/toolchain"); now $(toolchain | tr '\n' ' '): rebuilding"
+fi
+if [ -z "$stale_toolchain" ] && [ -f "$KDIR/bzImage" ] && [ -f "$KDIR/build/Module.symvers" ] && [ -x "$KDIR/gen_init_cpio" ] && [ -f "$KDIR/source" ]; then
   log "cached: $KDIR ($(cat "$KDIR/kernelrelease"), built in $(cat "$KDIR/build-seconds" 2>/dev/null || echo '?') s)"
   echo "$KDIR"
   exit 0
@@ -118,17 +164,34 @@ exec 9>"$CACHE/.lock-$key"
 flock 9
 
 # --- the source (unpacked once, never configured in place) --------------------
-if [ ! -f "$KSRC/Makefile" ]; then
+if [ ! -f "$KSRC_CLEAN/Makefile" ]; then
   (
     exec 8>"$CACHE/.lock-source"
     flock 8
-    if [ ! -f "$KSRC/Makefile" ]; then
-      log "unpacking $SRC_TAR into $KSRC"
-      tmp="$KSRC.tmp.$$"
+    if [ ! -f "$KSRC_CLEAN/Makefile" ]; then
+      log "unpacking $SRC_TAR into $KSRC_CLEAN"
+      tmp="$KSRC_CLEAN.tmp.$$"
       rm -rf "$tmp"; mkdir -p "$tmp"
       tar -C "$tmp" -xf "$SRC_TAR"
-      mv "$tmp/linux-source-$KVER" "$KSRC"
+      mv "$tmp/linux-source-$KVER" "$KSRC_CLEAN"
       rmdir "$tmp"
+    fi
+  )
+fi
+# The patched copy: hard links to the clean tree, SCRIPT replaces what it changes.
+if [ -n "$KSRC_PATCH" ] && [ ! -f "$KSRC/.patched" ]; then
+  (
+    exec 8>"$CACHE/.lock-source"
+    flock 8
+    if [ ! -f "$KSRC/.patched" ]; then
+      log "patching a hard-linked copy of $KSRC_CLEAN with $KSRC_PATCH into $KSRC"
+      tmp="$KSRC.tmp.$$"
+      rm -rf "$tmp"
+      cp -al "$KSRC_CLEAN" "$tmp"
+      sh "$KSRC_PATCH" "$tmp" >&2
+      touch "$tmp/.patched"
+      rm -rf "$KSRC"
+      mv "$tmp" "$KSRC"
     fi
   )
 fi
@@ -137,10 +200,21 @@ fi
 B="$KDIR/build"
 mkdir -p "$B"
 log "configuring $KDIR"
-make -s -C "$KSRC" O="$B" ARCH=x86_64 tinyconfig >&2
+if [ -n "$LLVM" ]; then
+  # Rust needs rustc, rust-src, bindgen and libclang the kernel accepts.
+  # shellcheck disable=SC2086
+  ra=$(make -s -C "$KSRC" O="$B" $KMAKE rustavailable 2>&1) || true
+  case "$ra" in
+    *"Rust is available!"*) ;;
+    *) log "ERROR: make $KMAKE rustavailable: Rust is not available: $(echo "$ra" | grep -v '^\*\*\*$' | head -n3 | tr '\n' ' ')"; exit 1 ;;
+  esac
+fi
+# shellcheck disable=SC2086
+make -s -C "$KSRC" O="$B" $KMAKE tinyconfig >&2
 # merge_config.sh writes into the current directory's .config
 (cd "$B" && "$KSRC/scripts/kconfig/merge_config.sh" -m -O "$B" "$B/.config" "$@" >/dev/null)
-make -s -C "$KSRC" O="$B" ARCH=x86_64 olddefconfig >&2
+# shellcheck disable=SC2086
+make -s -C "$KSRC" O="$B" $KMAKE olddefconfig >&2
 
 fail=0
 for f in "$@"; do
@@ -163,9 +237,13 @@ done
 # --- compile --------------------------------------------------------------------
 log "building bzImage + modules with -j$JOBS (a few minutes on two cores)"
 t0=$(date +%s)
-nice -n 10 make -s -C "$KSRC" O="$B" ARCH=x86_64 -j"$JOBS" bzImage modules >&2
+# shellcheck disable=SC2086
+nice -n 10 make -s -C "$KSRC" O="$B" $KMAKE -j"$JOBS" bzImage modules >&2
 t1=$(date +%s)
-make -s -C "$KSRC" O="$B" ARCH=x86_64 kernelrelease > "$KDIR/kernelrelease"
+# shellcheck disable=SC2086
+make -s -C "$KSRC" O="$B" $KMAKE kernelrelease > "$KDIR/kernelrelease"
+echo "$KMAKE" > "$KDIR/makeflags"
+[ -z "$LLVM" ] || toolchain > "$KDIR/toolchain"
 cp "$B/.config" "$KDIR/config"
 echo $((t1 - t0)) > "$KDIR/build-seconds"
 echo "$KSRC" > "$KDIR/source"
