@@ -44,21 +44,18 @@ fn mmap_path_still_refused(o: &Opened, cmb: &CmbBar<'_>) -> Result<String, Strin
     let Backend::Iommufd { domain } = &o.backend else {
         return Err("not an iommufd backend".into());
     };
-    let probe = domain.alloc(64 << 10).map_err(s("IOVA probe"))?;
-    let at = probe.start().as_u64();
     // A one-page slice of the BAR mapping is not expressible: map_bar maps
     // all of it, so the probe range is as large as the BAR.
     let whole = domain
         .alloc(cmb.bar().len() as u64)
         .map_err(s("IOVA probe"))?;
     let wat = whole.start().as_u64();
-    drop(probe);
     // SAFETY: the range is `whole`'s, reserved here and never linked by the
     // domain; if the map succeeded it is unmapped below before `whole` goes.
     let r = unsafe { domain.backend().ioas().map_bar(cmb.bar(), wat) };
     let out = match r {
         Err(e) if *e.kind() == VfioErrorKind::PfnmapNotMappable => Ok(format!(
-            "IOMMU_IOAS_MAP of B's BAR mmap still EFAULT ({at:#x})"
+            "IOMMU_IOAS_MAP of B's BAR mmap at {wat:#x} still EFAULT"
         )),
         Err(e) => Err(format!("IOMMU_IOAS_MAP of the BAR mmap: {e}, want EFAULT")),
         Ok(()) => {

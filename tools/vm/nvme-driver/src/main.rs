@@ -24,6 +24,8 @@ mod prp;
 mod scenarios;
 mod seam;
 mod sgl;
+#[path = "../../guest/verdict.rs"]
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -127,20 +129,7 @@ fn main() -> ExitCode {
         Some("run") if args.len() >= 2 => {
             let name = args[1].clone();
             let rest = args[2..].to_vec();
-            // A panic is a failed scenario with a line, not a missing line.
-            let r = std::panic::catch_unwind(|| run(&name, &rest))
-                .unwrap_or_else(|p| Err(format!("panic: {}", panic_text(&p))));
-            match r {
-                Ok(detail) => {
-                    println!("# {name}: {detail}");
-                    println!("{name}: ok");
-                    ExitCode::SUCCESS
-                }
-                Err(why) => {
-                    println!("{name}: FAILED {}", why.replace('\n', " "));
-                    ExitCode::FAILURE
-                }
-            }
+            verdict::report(&name, || run(&name, &rest))
         }
         Some("open") if args.len() == 2 => match open(&args[1]) {
             Ok(s) => {
@@ -164,11 +153,4 @@ fn main() -> ExitCode {
         },
         _ => usage(),
     }
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -19,6 +19,8 @@ mod cam;
 #[path = "../../guest/kmsg.rs"]
 mod kmsg;
 mod stale;
+#[path = "../../guest/verdict.rs"]
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -344,24 +346,5 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest = &args[2..];
-    let r = std::panic::catch_unwind(|| run(name, rest)).unwrap_or_else(|p| {
-        Err(format!(
-            "panic: {}",
-            p.downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into())
-        ))
-    });
-    match r {
-        Ok(detail) => {
-            println!("# {name}: {detail}");
-            println!("{name}: ok");
-            ExitCode::SUCCESS
-        }
-        Err(why) => {
-            println!("{name}: FAILED {}", why.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    verdict::report(name, || run(name, rest))
 }
